@@ -1,0 +1,3 @@
+from tootlake.cli import main
+
+main()

@@ -1,0 +1,204 @@
+"""The pipeline: source -> record -> transport -> sink, and the order of commits.
+
+A producer thread reads the source and builds records; the calling thread drains the
+transport into the sink. The sink makes a batch durable first, then the transport commits it
+(acknowledging upstream: cursors, offsets). So an acknowledged post is always in the lake.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tootlake.errors import BadInput
+from tootlake.record import Delete, Post, from_status, skip_reason
+from tootlake.sinks.parquet import ParquetSink
+from tootlake.sources import DELETE, EDIT, Event, Source
+from tootlake.transports import Batch, Transport
+from tootlake.transports.memory import MemoryTransport
+
+__all__ = ["Recorder", "RunStats", "replay", "run"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunStats:
+    """What a run did. `bad_examples` keeps the first few messages for the final report."""
+
+    events: int = 0
+    posts: int = 0
+    edits: int = 0
+    deletes: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    bad: int = 0
+    bad_examples: list[str] = field(default_factory=list)
+    files: int = 0
+    started: float = field(default_factory=time.monotonic)
+    elapsed: float = 0.0
+
+    @property
+    def posts_per_second(self) -> float:
+        return (self.posts + self.edits) / self.elapsed if self.elapsed else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "events": self.events,
+            "posts": self.posts,
+            "edits": self.edits,
+            "deletes": self.deletes,
+            "skipped": dict(self.skipped),
+            "bad": self.bad,
+            "bad_examples": self.bad_examples,
+            "files": self.files,
+            "seconds": round(self.elapsed, 3),
+            "posts_per_second": round(self.posts_per_second, 1),
+        }
+
+
+class Recorder:
+    """Turns events into lake records: posts, edits (new versions) and deletes.
+
+    A delete names only the observing instance's id; the uri comes from a bounded map of
+    recently seen (instance, id) pairs. Deletes of older posts keep their (instance, id), and
+    the lake's views resolve them against every version ever written.
+    """
+
+    def __init__(
+        self,
+        stats: RunStats,
+        *,
+        include_opted_out: bool = False,
+        remember: int = 200_000,
+    ) -> None:
+        self.stats = stats
+        self.include_opted_out = include_opted_out
+        self.remember = remember
+        self._uris: OrderedDict[tuple[str | None, str], str] = OrderedDict()
+
+    def bad(self, exc: BadInput) -> None:
+        self.stats.bad += 1
+        if len(self.stats.bad_examples) < 20:
+            self.stats.bad_examples.append(str(exc))
+        log.warning("%s", exc)
+
+    def record(self, event: Event) -> Post | Delete | None:
+        self.stats.events += 1
+        if event.kind == DELETE:
+            assert event.id is not None
+            self.stats.deletes += 1
+            uri = self._uris.pop((event.observed_on, event.id), None)
+            return Delete(event.observed_on, event.id, uri, datetime.now(UTC))
+        status = event.status or {}
+        reason = skip_reason(status, self.include_opted_out)
+        if reason is not None:
+            self.stats.skipped[reason] += 1
+            return None
+        try:
+            post = from_status(status, event.observed_on)
+        except BadInput as exc:
+            self.bad(BadInput(f"{event.where}: {exc}; status {status.get('id')!r} skipped"))
+            return None
+        if event.kind == EDIT or status.get("edited_at"):  # a version of an edited post
+            self.stats.edits += 1
+        else:
+            self.stats.posts += 1
+        key = (post.observed_on, post.id)
+        self._uris[key] = post.uri
+        if len(self._uris) > self.remember:
+            self._uris.popitem(last=False)
+        return post
+
+
+def run(
+    events: Iterable[Event],
+    sink: ParquetSink,
+    *,
+    recorder: Recorder,
+    transport: Transport | None = None,
+    batch_size: int = 2000,
+    stop: threading.Event | None = None,
+    on_progress: Callable[[RunStats], None] | None = None,
+) -> RunStats:
+    """Move events into the lake until the source ends (or `stop` is set); return the stats."""
+    stats = recorder.stats
+    queue = transport or MemoryTransport()
+    failure: list[BaseException] = []
+
+    def produce() -> None:
+        records: list[Post | Delete] = []
+        acks: list[Callable[[], None]] = []
+        try:
+            for event in events:
+                record = recorder.record(event)
+                if record is not None:
+                    records.append(record)
+                if event.ack is not None:
+                    acks.append(event.ack)
+                if len(records) >= batch_size:
+                    queue.send(Batch(records, acks))
+                    records, acks = [], []
+                if stop is not None and stop.is_set():
+                    break
+            queue.send(Batch(records, acks))
+        except BaseException as exc:  # re-raised in the calling thread
+            failure.append(exc)
+        finally:
+            if isinstance(queue, MemoryTransport):
+                queue.close()
+
+    producer = threading.Thread(target=produce, name="tootlake-source", daemon=True)
+    producer.start()
+    last_progress = 0.0
+    while True:
+        batch = queue.receive(timeout=0.5)
+        if batch is not None:
+            sink.add(batch.records)
+        if sink.due():
+            sink.flush()
+            queue.commit()
+        if on_progress is not None and time.monotonic() - last_progress > 0.5:
+            stats.elapsed = time.monotonic() - stats.started
+            stats.files = sink.stats.files
+            on_progress(stats)
+            last_progress = time.monotonic()
+        if batch is None and not producer.is_alive():
+            break
+    producer.join()
+    sink.flush()
+    queue.commit()
+    stats.files = sink.stats.files
+    stats.elapsed = time.monotonic() - stats.started
+    if failure:
+        raise failure[0]
+    return stats
+
+
+def replay(
+    paths: Iterable[str | Path],
+    lake: str,
+    *,
+    observed_on: str | None = None,
+    include_opted_out: bool = False,
+    on_progress: Callable[[RunStats], None] | None = None,
+    sink: ParquetSink | None = None,
+) -> RunStats:
+    """Replay recorded statuses (JSON lines or SSE captures) into the lake."""
+    from tootlake.sources.replay import ReplaySource
+
+    stats = RunStats()
+    recorder = Recorder(stats, include_opted_out=include_opted_out)
+    source: Source = ReplaySource(paths, observed_on=observed_on, on_bad=recorder.bad)
+    return run(
+        source.events(),
+        sink or ParquetSink(lake),
+        recorder=recorder,
+        on_progress=on_progress,
+    )

@@ -1,0 +1,1 @@
+"""Sinks write records into the lake: layout (paths), storage (local | s3), parquet (the writer)."""

@@ -1,0 +1,138 @@
+"""The lake writer: batches records and writes Parquet (zstd) files, one per date partition.
+
+Files roll by size (estimated bytes buffered) and by age (seconds since the oldest buffered
+record), so a steady trickle still becomes durable and a flood still makes large files.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from operator import attrgetter
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tootlake.record import Delete, Post, arrow_schema, delete_arrow_schema
+from tootlake.sinks.layout import DELETES, POSTS, file_name, join, partition_dir
+from tootlake.sinks.storage import Storage, storage_for
+
+__all__ = ["ParquetSink", "SinkStats", "records_to_table", "table_to_parquet"]
+
+# Rough bytes a post takes beyond its text: enough to size files, not an exact count.
+_POST_OVERHEAD = 400
+
+
+def records_to_table(records: Sequence[Post] | Sequence[Delete], schema: pa.Schema) -> pa.Table:
+    """Columns of dataclass records as an Arrow table of `schema`."""
+    columns = [
+        pa.array(list(map(attrgetter(f.name), records)), type=f.type) for f in schema
+    ]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def table_to_parquet(table: pa.Table) -> bytes:
+    buffer = io.BytesIO()
+    pq.write_table(
+        table,
+        buffer,
+        compression="zstd",
+        row_group_size=128 * 1024,
+        write_statistics=True,
+    )
+    return buffer.getvalue()
+
+
+@dataclass
+class SinkStats:
+    files: int = 0
+    posts: int = 0
+    deletes: int = 0
+    bytes: int = 0
+    paths: list[str] = field(default_factory=list)
+
+
+class ParquetSink:
+    """Buffers posts and deletes per date partition and writes them as Parquet files."""
+
+    def __init__(
+        self,
+        lake: str,
+        *,
+        storage: Storage | None = None,
+        max_bytes: int = 128 * 1024 * 1024,
+        max_age: float = 300.0,
+        file_prefix: str = "part",
+    ) -> None:
+        self.lake = lake
+        self.storage = storage or storage_for(lake)
+        self.max_bytes = max_bytes
+        self.max_age = max_age
+        self.file_prefix = file_prefix
+        self.stats = SinkStats()
+        self._posts: dict[date, list[Post]] = defaultdict(list)
+        self._deletes: dict[date, list[Delete]] = defaultdict(list)
+        self._bytes = 0
+        self._oldest: float | None = None
+
+    @property
+    def buffered(self) -> int:
+        return sum(map(len, self._posts.values())) + sum(map(len, self._deletes.values()))
+
+    def add(self, records: Iterable[Post | Delete]) -> None:
+        added = 0
+        for record in records:
+            if isinstance(record, Post):
+                self._posts[record.created_at.date()].append(record)
+                added += record.characters + _POST_OVERHEAD
+            else:
+                self._deletes[record.deleted_at.date()].append(record)
+                added += 100
+        if added and self._oldest is None:
+            self._oldest = time.monotonic()
+        self._bytes += added
+
+    def due(self) -> bool:
+        """True when the buffer should be written: big enough, or old enough."""
+        if self._oldest is None:
+            return False
+        return self._bytes >= self.max_bytes or time.monotonic() - self._oldest >= self.max_age
+
+    def flush(self, *, offset: int | None = None) -> list[str]:
+        """Write everything buffered, one file per partition; return the paths written.
+
+        When this returns, the files are durable: the caller may commit the batch upstream.
+        """
+        written = []
+        for day, posts in sorted(self._posts.items()):
+            written.append(self._write(POSTS, day, records_to_table(posts, arrow_schema()), offset))
+            self.stats.posts += len(posts)
+        for day, deletes in sorted(self._deletes.items()):
+            table = records_to_table(deletes, delete_arrow_schema())
+            written.append(self._write(DELETES, day, table, offset))
+            self.stats.deletes += len(deletes)
+        self._posts.clear()
+        self._deletes.clear()
+        self._bytes = 0
+        self._oldest = None
+        return written
+
+    def _write(self, table_name: str, day: date, table: pa.Table, offset: int | None) -> str:
+        data = table_to_parquet(table)
+        path = join(partition_dir(self.lake, table_name, day), file_name(self.file_prefix, offset=offset))
+        self.storage.write_atomic(path, data)
+        self.stats.files += 1
+        self.stats.bytes += len(data)
+        self.stats.paths.append(path)
+        return path
+
+    def write_table(self, table_name: str, day: date, table: pa.Table, offset: int | None = None) -> str:
+        """Write one ready Arrow table as one file (used by sinks that name files by offset)."""
+        return self._write(table_name, day, table, offset)
+
+

@@ -1,0 +1,48 @@
+"""The embedded transport: a bounded in-process queue between the source and the sink."""
+
+from __future__ import annotations
+
+import queue
+from collections.abc import Callable
+
+from tootlake.transports import Batch
+
+__all__ = ["MemoryTransport"]
+
+_CLOSED = object()
+
+
+class MemoryTransport:
+    """A bounded queue of batches. `send` blocks when full: backpressure on the source."""
+
+    def __init__(self, max_batches: int = 64) -> None:
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=max_batches)
+        self._pending: list[Callable[[], None]] = []
+        self.closed = False
+
+    def send(self, batch: Batch) -> None:
+        self._queue.put(batch)
+
+    def close(self) -> None:
+        """No more batches; `receive` returns None once the queue is drained."""
+        self._queue.put(_CLOSED)
+
+    def receive(self, timeout: float) -> Batch | None:
+        if self.closed:
+            return None
+        try:
+            item = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if item is _CLOSED:
+            self.closed = True
+            return None
+        assert isinstance(item, Batch)
+        self._pending.extend(item.acks)
+        return item
+
+    def commit(self) -> None:
+        """Everything received so far is durable: acknowledge it upstream, in order."""
+        pending, self._pending = self._pending, []
+        for ack in pending:
+            ack()

@@ -1,0 +1,54 @@
+"""Shared fixtures. Every test runs with a clean tootlake/AWS environment, so a developer's
+shell cannot change results."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+REAL = FIXTURES / "real"
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    for key in list(os.environ):
+        if key.startswith(("TOOTLAKE_", "AWS_")):
+            monkeypatch.delenv(key)
+    # No developer config file either.
+    monkeypatch.setenv("TOOTLAKE_CONFIG", str(tmp_path_factory.mktemp("config") / "none.toml"))
+
+
+def real_lines(name: str) -> list[str]:
+    # split on \n only: str.splitlines() also splits inside JSON strings (U+2028...)
+    return (REAL / name).read_text(encoding="utf-8").rstrip("\n").split("\n")
+
+
+def real_status(name: str, line: int) -> dict[str, Any]:
+    """The status on 1-based `line` of a recorded JSON-lines file."""
+    return json.loads(real_lines(name)[line - 1])
+
+
+def all_real_statuses() -> Iterator[tuple[str, str | None, dict[str, Any]]]:
+    """(where, observed_on, status) for every recorded status in tests/fixtures/real."""
+    hosts = {"mastodonsocial.json": "mastodon.social", "malformed.json": "fosstodon.org"}
+    for name, host in hosts.items():
+        for number, line in enumerate(real_lines(name), 1):
+            try:
+                status = json.loads(line)
+            except ValueError:
+                continue  # malformed.json line 50 is truncated on purpose
+            yield f"{name}:{number}", host, status
+    for number, line in enumerate(real_lines("timelines.jsonl"), 1):
+        wrapped = json.loads(line)
+        yield f"timelines.jsonl:{number}", wrapped["observed_on"], wrapped["status"]
+
+
+@pytest.fixture
+def lake(tmp_path: Path) -> str:
+    return str(tmp_path / "lake")
