@@ -35,5 +35,11 @@ lint: $(INSTALLED)
 bench: $(INSTALLED)
 	$(BIN)/python bench/run.py
 
+kafka-up:  ## a local single-node Kafka 4 broker (KRaft) on 127.0.0.1:$${KAFKA_PORT:-9092}
+	scripts/kafka.sh up
+
+kafka-down:  ## stop it (data kept; scripts/kafka.sh down --purge deletes it)
+	scripts/kafka.sh down
+
 clean:
 	rm -rf lake test-artifacts .pytest_cache .mypy_cache .ruff_cache
