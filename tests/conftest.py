@@ -16,7 +16,9 @@ REAL = FIXTURES / "real"
 
 
 @pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+def _clean_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     for key in list(os.environ):
         if key.startswith(("TOOTLAKE_", "AWS_")):
             monkeypatch.delenv(key)

@@ -91,7 +91,9 @@ def write_inputs(folder: Path) -> list[Path]:
     with open(jsonl, "w", encoding="utf-8") as handle:
         for event, st in posts():
             observed_on = "z.example" if st["id"] == "9001" else "a.example"
-            handle.write(json.dumps({"observed_on": observed_on, "event": event, "status": st}) + "\n")
+            handle.write(
+                json.dumps({"observed_on": observed_on, "event": event, "status": st}) + "\n"
+            )
     sse = folder / "deletes.sse"
     # bob's post (local id 1003 on a.example) is deleted; the capture is real SSE framing
     sse.write_text(":)\nevent: delete\ndata: 1003\n\n:thump\n", encoding="utf-8")

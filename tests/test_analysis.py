@@ -40,9 +40,9 @@ def test_posts_view_has_one_row_per_uri_latest_version_no_deleted(con):
     ]
     # posts_all keeps every version and sighting: 9 rows written
     assert con.execute("SELECT count(*) FROM posts_all").fetchone() == (9,)
-    assert con.execute(
-        "SELECT text FROM posts WHERE uri LIKE '%alice/statuses/2'"
-    ).fetchone() == ("Second post, edited\n#ChatGPT",)
+    assert con.execute("SELECT text FROM posts WHERE uri LIKE '%alice/statuses/2'").fetchone() == (
+        "Second post, edited\n#ChatGPT",
+    )
     # the relayed copy of post 1 lost its app; the view keeps the author's server's copy
     assert con.execute(
         "SELECT app, observed_on FROM posts WHERE uri LIKE '%alice/statuses/1'"

@@ -61,7 +61,8 @@ def test_sql_command(tmp_path):
     lake = str(tmp_path / "lake")
     runner.invoke(main, ["replay", str(REAL / "mastodonsocial.json"), "--lake", lake])
     result = runner.invoke(
-        main, ["sql", "SELECT count(*) AS n FROM posts WHERE local", "--lake", lake, "--format", "json"]
+        main,
+        ["sql", "SELECT count(*) AS n FROM posts WHERE local", "--lake", lake, "--format", "json"],
     )
     assert json.loads(result.output) == [{"n": 10}]
     bad = runner.invoke(main, ["sql", "SELECT nope FROM posts", "--lake", lake])

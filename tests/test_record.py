@@ -103,8 +103,10 @@ def test_local_bot_with_app_website_and_mixed_case_tag():
 def test_edit_is_a_new_version_of_the_same_uri():
     original = from_status(real_status("malformed.json", 5), "fosstodon.org", NOW)
     edited = from_status(real_status("malformed.json", 37), "fosstodon.org", NOW)
-    assert original.uri == edited.uri == (
-        "https://fosstodon.org/users/hansfbaier/statuses/109401122626876204"
+    assert (
+        original.uri
+        == edited.uri
+        == ("https://fosstodon.org/users/hansfbaier/statuses/109401122626876204")
     )
     assert original.edited_at is None
     assert edited.edited_at == datetime(2022, 11, 24, 22, 24, 37, 237000, tzinfo=UTC)

@@ -39,7 +39,9 @@ def test_bad_lines_are_reported_with_file_and_line(tmp_path, lake):
     del no_uri["uri"]
     path = tmp_path / "mixed.jsonl"
     path.write_text(
-        "\n".join([good[0], "not json at all", good[1][:200], json.dumps(no_uri), "[1, 2]", good[2]])
+        "\n".join(
+            [good[0], "not json at all", good[1][:200], json.dumps(no_uri), "[1, 2]", good[2]]
+        )
         + "\n",
         encoding="utf-8",
     )
@@ -123,7 +125,15 @@ def test_lake_layout_is_hive_partitioned_zstd_with_no_temporary_files(lake):
 def test_replay_command_in_a_real_process(tmp_path):
     lake = tmp_path / "lake"
     result = subprocess.run(
-        [sys.executable, "-m", "tootlake", "replay", str(REAL / "malformed.json"), "--lake", str(lake)],
+        [
+            sys.executable,
+            "-m",
+            "tootlake",
+            "replay",
+            str(REAL / "malformed.json"),
+            "--lake",
+            str(lake),
+        ],
         capture_output=True,
         text=True,
         check=True,

@@ -14,7 +14,8 @@ def test_entities_are_decoded_and_tags_removed():
 def test_invisible_and_ellipsis_link_spans_keep_the_whole_url():
     html = (
         '<p><a href="https://example.org/a/long/path"><span class="invisible">https://</span>'
-        '<span class="ellipsis">example.org/a/lo</span><span class="invisible">ng/path</span></a></p>'
+        '<span class="ellipsis">example.org/a/lo</span>'
+        '<span class="invisible">ng/path</span></a></p>'
     )
     assert html_to_text(html) == "https://example.org/a/long/path"
 
@@ -26,7 +27,9 @@ def test_real_status_with_links_and_line_breaks():
         "According to:\nhttps://nationalzoo.si.edu/animals/news/how-fast-ostrich-and-more-fun-facts\n"
         '"Ostriches can’t fly'
     )
-    assert text.endswith("Go good luck in your chase Taber. \n\n#alberta #ostrich #FunFact #fast #ostriches")
+    assert text.endswith(
+        "Go good luck in your chase Taber. \n\n#alberta #ostrich #FunFact #fast #ostriches"
+    )
 
 
 def test_plain_and_empty_content():

@@ -1,9 +1,9 @@
 """tootlake: collect public Mastodon posts into a Parquet lake and study them with DuckDB.
 
-    from tootlake import from_status, open_lake, replay
-    replay(["statuses.jsonl"], "./lake")
-    con = open_lake("./lake")
-    con.sql("SELECT language, count(*) FROM posts GROUP BY ALL").show()
+from tootlake import from_status, open_lake, replay
+replay(["statuses.jsonl"], "./lake")
+con = open_lake("./lake")
+con.sql("SELECT language, count(*) FROM posts GROUP BY ALL").show()
 """
 
 from __future__ import annotations

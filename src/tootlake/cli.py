@@ -146,7 +146,9 @@ def replay(
     type=click.Choice(["table", "json", "csv", "markdown"]),
     help="Output format.",
 )
-@click.option("--html", "html_path", type=click.Path(dir_okay=False), help="Also write an HTML report.")
+@click.option(
+    "--html", "html_path", type=click.Path(dir_okay=False), help="Also write an HTML report."
+)
 @click.option("--term", "terms", multiple=True, help="A word to follow per day (repeatable).")
 @click.option("--top", default=20, show_default=True, help="Rows of the top-N sections.")
 @run_command

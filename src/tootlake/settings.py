@@ -39,7 +39,11 @@ def config_path() -> Path:
     env = os.environ.get("TOOTLAKE_CONFIG")
     if env:
         return Path(env)
-    return Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config")) / "tootlake" / "tootlake.toml"
+    return (
+        Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config"))
+        / "tootlake"
+        / "tootlake.toml"
+    )
 
 
 def _read_config(path: Path) -> dict[str, Any]:
@@ -61,7 +65,9 @@ def load_settings(**flags: Any) -> Settings:
     values: dict[str, Any] = {}
     config = _read_config(config_path())
     values.update({k: v for k, v in config.items() if k in {"lake", "include_opted_out"}})
-    tokens: dict[str, str] = {str(k).lower(): str(v) for k, v in (config.get("tokens") or {}).items()}
+    tokens: dict[str, str] = {
+        str(k).lower(): str(v) for k, v in (config.get("tokens") or {}).items()
+    }
     env = os.environ
     if env.get("TOOTLAKE_LAKE"):
         values["lake"] = env["TOOTLAKE_LAKE"]
@@ -79,4 +85,6 @@ def load_settings(**flags: Any) -> Settings:
 def token_for(settings: Settings, host: str) -> str | None:
     """The token for an instance host, matching `host`, or `host` with . and : as _."""
     host = host.lower()
-    return settings.tokens.get(host) or settings.tokens.get(host.replace(".", "_").replace(":", "_"))
+    return settings.tokens.get(host) or settings.tokens.get(
+        host.replace(".", "_").replace(":", "_")
+    )

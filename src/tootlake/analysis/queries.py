@@ -19,10 +19,12 @@ __all__ = [
     "daily",
     "hashtags",
     "hourly",
+    "instances",
     "language_name",
     "languages",
     "length_by_language",
     "longest",
+    "observers",
     "summary",
     "terms",
 ]
@@ -218,8 +220,13 @@ def terms(con: duckdb.DuckDBPyConnection, words: Sequence[str] = DEFAULT_TERMS) 
     """Posts per UTC day that mention each word (case-insensitive, as a word or hashtag)."""
     words = [w.lower().lstrip("#") for w in words if w.strip()]
     if not words:
-        return pa.table({"day": pa.array([], pa.string()), "term": pa.array([], pa.string()),
-                         "posts": pa.array([], pa.int64())})
+        return pa.table(
+            {
+                "day": pa.array([], pa.string()),
+                "term": pa.array([], pa.string()),
+                "posts": pa.array([], pa.int64()),
+            }
+        )
     con.register("_terms", pa.table({"term": words}))
     return _table(
         con,
@@ -247,4 +254,40 @@ def hashtags(con: duckdb.DuckDBPyConnection, limit: int = 20) -> pa.Table:
         LIMIT ?
         """,
         [limit],
+    )
+
+
+def instances(con: duckdb.DuckDBPyConnection, limit: int = 20) -> pa.Table:
+    """The instances whose people wrote the most posts: posts and authors per home server
+    (`origin`, from each post's uri, wherever it was collected)."""
+    return _table(
+        con,
+        """
+        SELECT origin, count(*) AS posts, count(DISTINCT acct) AS users
+        FROM posts
+        GROUP BY origin
+        ORDER BY posts DESC, origin
+        LIMIT ?
+        """,
+        [limit],
+    )
+
+
+def observers(con: duckdb.DuckDBPyConnection) -> pa.Table:
+    """How the lake was collected: per observing instance, the versions written (`posts_all`
+    rows, relays and edits included), the distinct posts among them, how many were local to
+    it, and when the first and last were received."""
+    return _table(
+        con,
+        """
+        SELECT observed_on,
+               count(*) AS versions,
+               count(DISTINCT uri) AS posts,
+               count(*) FILTER (WHERE local) AS local_versions,
+               min(ingested_at) AS first_ingested_at,
+               max(ingested_at) AS last_ingested_at
+        FROM posts_all
+        GROUP BY observed_on
+        ORDER BY posts DESC, observed_on NULLS LAST
+        """,
     )

@@ -108,9 +108,16 @@ def render_report(report: dict[str, pa.Table], fmt: str = "table") -> str:
             # One row reads better as a list of figures than as a very wide table.
             rows = _rows(table)
             pairs = list(rows[0].items()) if rows else []
-            table = pa.table(
-                {"figure": [k for k, _ in pairs], "value": [_cell(v) if not isinstance(v, str) else v for _, v in pairs]}
-            ) if pairs else table
+            table = (
+                pa.table(
+                    {
+                        "figure": [k for k, _ in pairs],
+                        "value": [_cell(v) if not isinstance(v, str) else v for _, v in pairs],
+                    }
+                )
+                if pairs
+                else table
+            )
         parts.append(render_table(table, fmt, title=TITLES.get(name, name), section=name))
     return "\n".join(parts)
 

@@ -1,1 +1,4 @@
-"""CLI commands of the later pipeline stages. Each module registers itself on `tootlake.cli.main`."""
+"""CLI commands of the later pipeline stages.
+
+Each module registers itself on `tootlake.cli.main` when imported.
+"""

@@ -13,7 +13,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from operator import attrgetter
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -30,9 +29,7 @@ _POST_OVERHEAD = 400
 
 def records_to_table(records: Sequence[Post] | Sequence[Delete], schema: pa.Schema) -> pa.Table:
     """Columns of dataclass records as an Arrow table of `schema`."""
-    columns = [
-        pa.array(list(map(attrgetter(f.name), records)), type=f.type) for f in schema
-    ]
+    columns = [pa.array(list(map(attrgetter(f.name), records)), type=f.type) for f in schema]
     return pa.Table.from_arrays(columns, schema=schema)
 
 
@@ -124,15 +121,17 @@ class ParquetSink:
 
     def _write(self, table_name: str, day: date, table: pa.Table, offset: int | None) -> str:
         data = table_to_parquet(table)
-        path = join(partition_dir(self.lake, table_name, day), file_name(self.file_prefix, offset=offset))
+        path = join(
+            partition_dir(self.lake, table_name, day), file_name(self.file_prefix, offset=offset)
+        )
         self.storage.write_atomic(path, data)
         self.stats.files += 1
         self.stats.bytes += len(data)
         self.stats.paths.append(path)
         return path
 
-    def write_table(self, table_name: str, day: date, table: pa.Table, offset: int | None = None) -> str:
+    def write_table(
+        self, table_name: str, day: date, table: pa.Table, offset: int | None = None
+    ) -> str:
         """Write one ready Arrow table as one file (used by sinks that name files by offset)."""
         return self._write(table_name, day, table, offset)
-
-

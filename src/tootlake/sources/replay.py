@@ -13,7 +13,6 @@ through `on_bad` and the replay goes on.
 from __future__ import annotations
 
 import gzip
-import io
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -131,5 +130,5 @@ class ReplaySource:
 
 def _open(path: Path) -> IO[bytes]:
     if path.suffix == ".gz":
-        return gzip.open(path, "rb")
-    return io.open(path, "rb", buffering=1 << 20)
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    return open(path, "rb", buffering=1 << 20)
