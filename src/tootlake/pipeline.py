@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tootlake.errors import BadInput
-from tootlake.record import Delete, Post, from_status, skip_reason
+from tootlake.record import Delete, Post, Sighting, from_status, skip_reason
 from tootlake.sinks.parquet import ParquetSink
 from tootlake.sources import DELETE, EDIT, Event, Source
 from tootlake.transports import Batch, Transport
@@ -37,6 +37,8 @@ class RunStats:
     posts: int = 0
     edits: int = 0
     deletes: int = 0
+    sightings: int = 0  # a post already written, seen again on another instance
+    duplicates: int = 0  # the same version seen again on the same instance
     skipped: Counter[str] = field(default_factory=Counter)
     bad: int = 0
     bad_examples: list[str] = field(default_factory=list)
@@ -54,6 +56,8 @@ class RunStats:
             "posts": self.posts,
             "edits": self.edits,
             "deletes": self.deletes,
+            "sightings": self.sightings,
+            "duplicates": self.duplicates,
             "skipped": dict(self.skipped),
             "bad": self.bad,
             "bad_examples": self.bad_examples,
@@ -69,6 +73,13 @@ class Recorder:
     A delete names only the observing instance's id; the uri comes from a bounded map of
     recently seen (instance, id) pairs. Deletes of older posts keep their (instance, id), and
     the lake's views resolve them against every version ever written.
+
+    With `dedupe=True` (the collector) a post is written once however many instances show
+    it: the first time a version (uri, edited_at) is seen it becomes a Post; the same version
+    on another instance becomes a Sighting; seen again on the same instance, nothing. The
+    written versions live in two generations of `remember_uris // 2` hashed uris each
+    (about 100 bytes an entry): a post seen again after both rotated out is written again,
+    which the lake's `posts` view folds away.
     """
 
     def __init__(
@@ -77,11 +88,17 @@ class Recorder:
         *,
         include_opted_out: bool = False,
         remember: int = 200_000,
+        dedupe: bool = False,
+        remember_uris: int = 600_000,
     ) -> None:
         self.stats = stats
         self.include_opted_out = include_opted_out
         self.remember = remember
+        self.dedupe = dedupe
+        self.remember_uris = remember_uris
         self._uris: OrderedDict[tuple[str | None, str], str] = OrderedDict()
+        self._written: dict[int, str] = {}  # hash(uri) -> version, the newer generation
+        self._written_old: dict[int, str] = {}
 
     def bad(self, exc: BadInput) -> None:
         self.stats.bad += 1
@@ -89,7 +106,7 @@ class Recorder:
             self.stats.bad_examples.append(str(exc))
         log.warning("%s", exc)
 
-    def record(self, event: Event) -> Post | Delete | None:
+    def record(self, event: Event) -> Post | Delete | Sighting | None:
         self.stats.events += 1
         if event.kind == DELETE:
             assert event.id is not None
@@ -101,6 +118,10 @@ class Recorder:
         if reason is not None:
             self.stats.skipped[reason] += 1
             return None
+        if self.dedupe:
+            seen = self._seen_before(event, status)
+            if seen is not False:
+                return seen
         try:
             post = from_status(status, event.observed_on)
         except BadInput as exc:
@@ -110,15 +131,48 @@ class Recorder:
             self.stats.edits += 1
         else:
             self.stats.posts += 1
-        key = (post.observed_on, post.id)
-        self._uris[key] = post.uri
+        self._remember(post.observed_on, post.id, post.uri)
+        if self.dedupe:
+            self._written[hash(post.uri)] = _version(status)
+            if len(self._written) * 2 >= self.remember_uris:
+                self._written_old, self._written = self._written, {}
+        return post
+
+    def _remember(self, observed_on: str | None, status_id: str, uri: str) -> None:
+        key = (observed_on, status_id)
+        self._uris[key] = uri
         if len(self._uris) > self.remember:
             self._uris.popitem(last=False)
-        return post
+
+    def _seen_before(self, event: Event, status: dict[str, Any]) -> Sighting | None | bool:
+        """A Sighting, or None (a duplicate), when this version was written already; False
+        when it must be written."""
+        uri = status.get("uri")
+        if not isinstance(uri, str) or not uri:
+            return False
+        key = hash(uri)
+        written = self._written.get(key)
+        if written is None:
+            written = self._written_old.get(key)
+        if written is None or _version(status) > written:
+            return False
+        status_id = str(status.get("id"))
+        if self._uris.get((event.observed_on, status_id)) == uri:
+            self.stats.duplicates += 1
+            return None
+        self._remember(event.observed_on, status_id, uri)
+        self.stats.sightings += 1
+        return Sighting(uri, event.observed_on, status_id, datetime.now(UTC))
+
+
+def _version(status: dict[str, Any]) -> str:
+    # Edit times to the second: a remote copy of an edit carries the same second, not the ms.
+    edited = status.get("edited_at")
+    return edited[:19] if isinstance(edited, str) else ""
 
 
 def run(
-    events: Iterable[Event],
+    events: Iterable[Event | None],
     sink: ParquetSink,
     *,
     recorder: Recorder,
@@ -126,23 +180,38 @@ def run(
     batch_size: int = 2000,
     stop: threading.Event | None = None,
     on_progress: Callable[[RunStats], None] | None = None,
+    linger: float | None = None,
+    on_commit: Callable[[], None] | None = None,
 ) -> RunStats:
-    """Move events into the lake until the source ends (or `stop` is set); return the stats."""
+    """Move events into the lake until the source ends (or `stop` is set); return the stats.
+
+    A live source yields None when it has nothing for a moment; with `linger` a partial batch
+    waits at most that many seconds before it goes to the sink. `on_commit` runs after each
+    commit (the collector saves its cursors there).
+    """
     stats = recorder.stats
     queue = transport or MemoryTransport()
     failure: list[BaseException] = []
 
     def produce() -> None:
-        records: list[Post | Delete] = []
+        records: list[Post | Delete | Sighting] = []
         acks: list[Callable[[], None]] = []
+        first = 0.0  # when the pending batch got its first event
         try:
             for event in events:
-                record = recorder.record(event)
-                if record is not None:
-                    records.append(record)
-                if event.ack is not None:
-                    acks.append(event.ack)
-                if len(records) >= batch_size:
+                if event is not None:
+                    if not records and not acks:
+                        first = time.monotonic()
+                    record = recorder.record(event)
+                    if record is not None:
+                        records.append(record)
+                    if event.ack is not None:
+                        acks.append(event.ack)
+                if len(records) >= batch_size or (
+                    linger is not None
+                    and (records or acks)
+                    and time.monotonic() - first >= linger
+                ):
                     queue.send(Batch(records, acks))
                     records, acks = [], []
                 if stop is not None and stop.is_set():
@@ -164,6 +233,8 @@ def run(
         if sink.due():
             sink.flush()
             queue.commit()
+            if on_commit is not None:
+                on_commit()
         if on_progress is not None and time.monotonic() - last_progress > 0.5:
             stats.elapsed = time.monotonic() - stats.started
             stats.files = sink.stats.files
@@ -174,6 +245,8 @@ def run(
     producer.join()
     sink.flush()
     queue.commit()
+    if on_commit is not None:
+        on_commit()
     stats.files = sink.stats.files
     stats.elapsed = time.monotonic() - stats.started
     if failure:

@@ -9,9 +9,11 @@ parts of links kept so that URLs stay whole.
 
 from __future__ import annotations
 
+import html as html_lib
 import re
+import threading
 
-from selectolax.lexbor import LexborHTMLParser
+from lxml import etree
 
 # Break tags become newlines before parsing, so the parser's text() has them already; one
 # regex pass is far cheaper than walking the tree in Python.
@@ -19,6 +21,17 @@ _PARAGRAPH_BREAK = re.compile(r"</p>\s*<p(?:\s[^>]*)?>", re.IGNORECASE)
 _LINE_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
 _OPT_OUT_TAG = re.compile(r"#(?:nobot|noindex|nosearch)\b", re.IGNORECASE)
 _TAGS = re.compile(r"<[^>]*>")
+# One lxml parser per thread: parser objects must not be shared between threads.
+_local = threading.local()
+
+
+def _parser() -> etree.HTMLParser:
+    parser = getattr(_local, "parser", None)
+    if parser is None:
+        parser = _local.parser = etree.HTMLParser(
+            remove_comments=True, remove_pis=True, no_network=True, recover=True
+        )
+    return parser
 
 
 def html_to_text(html: str | None) -> str:
@@ -28,8 +41,16 @@ def html_to_text(html: str | None) -> str:
     if "<" not in html and "&" not in html:
         return html
     html = _LINE_BREAK.sub("\n", _PARAGRAPH_BREAK.sub("\n\n", html))
-    body = LexborHTMLParser(html).body
-    return body.text(deep=True) if body is not None else ""
+    try:
+        # lxml (libxml2): a real HTML parser, and the fastest per small document we measured
+        # (~9 us; lexbor pays ~20 us to set up each document, BeautifulSoup ~20x more).
+        root = etree.fromstring(html, _parser())
+        if root is None:
+            return ""
+        return str(etree.tostring(root, method="text", encoding="unicode"))
+    except (etree.ParserError, ValueError):
+        # Input libxml2 refuses (e.g. only a comment, control characters): text between tags.
+        return html_lib.unescape(_TAGS.sub("", html))
 
 
 def count_words(text: str) -> int:
@@ -40,6 +61,9 @@ def count_words(text: str) -> int:
 def has_opt_out_tag(note_html: str | None) -> bool:
     """True when a bio carries #nobot, #noindex or #nosearch (the fediverse's opt-out tags)."""
     if not note_html or "#" not in note_html:
+        return False
+    lowered = note_html.lower()
+    if "nobot" not in lowered and "noindex" not in lowered and "nosearch" not in lowered:
         return False
     # Hashtags in a bio are rendered as `#<span>nobot</span>`: drop tags before matching.
     return _OPT_OUT_TAG.search(_TAGS.sub("", note_html)) is not None

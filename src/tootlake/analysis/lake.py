@@ -2,6 +2,7 @@
 
     posts_all   every version of every post, as written (one row per sighting and edit)
     deletes     every delete event
+    sightings   one row per (instance, local id) a post was seen as, first time seen
     posts       one row per uri: the latest version, deleted posts removed
 
 Resolving versions when reading keeps the lake append-only: replaying input twice, or a sink
@@ -15,11 +16,20 @@ from typing import Any
 import duckdb
 
 from tootlake.errors import LakeError
-from tootlake.record import arrow_schema, delete_arrow_schema
-from tootlake.sinks.layout import DELETES, POSTS, is_remote, join
+from tootlake.record import arrow_schema, delete_arrow_schema, sighting_arrow_schema
+from tootlake.sinks.layout import DELETES, POSTS, SIGHTINGS, is_remote, join
 from tootlake.sinks.storage import storage_for
 
-__all__ = ["open_lake", "POSTS_VIEW"]
+__all__ = ["open_lake", "POSTS_VIEW", "SIGHTINGS_VIEW"]
+
+# The collector writes a post once and each (instance, id) it was seen as; a replay after a
+# crash may write a sighting twice: keep the first.
+SIGHTINGS_VIEW = """
+CREATE OR REPLACE VIEW sightings AS
+SELECT uri, observed_on, id, min(seen_at) AS seen_at
+FROM sightings_all
+GROUP BY uri, observed_on, id
+"""
 
 # The latest version of a post wins (edits carry edited_at); among equal versions the one seen
 # on the author's own server, which alone carries the app and true counts, then the newest.
@@ -29,6 +39,8 @@ WITH deleted AS (
     SELECT uri FROM deletes WHERE uri IS NOT NULL
     UNION
     SELECT a.uri FROM posts_all a JOIN deletes d ON a.observed_on = d.observed_on AND a.id = d.id
+    UNION
+    SELECT s.uri FROM sightings s JOIN deletes d ON s.observed_on = d.observed_on AND s.id = d.id
 )
 SELECT * EXCLUDE (version_rank) FROM (
     SELECT *, row_number() OVER (
@@ -49,7 +61,8 @@ def open_lake(
     memory_limit: str | None = None,
     threads: int | None = None,
 ) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection with the lake's views `posts`, `posts_all` and `deletes`."""
+    """A DuckDB connection with the lake's views `posts`, `posts_all`, `deletes` and
+    `sightings` (`sightings_all` holds its rows as written)."""
     con = connection or duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")  # times are UTC in the lake; show them as such
     if memory_limit:
@@ -61,6 +74,8 @@ def open_lake(
         _configure_remote(con, lake)
     _create_view(con, "posts_all", lake, POSTS, storage, arrow_schema())
     _create_view(con, "deletes", lake, DELETES, storage, delete_arrow_schema())
+    _create_view(con, "sightings_all", lake, SIGHTINGS, storage, sighting_arrow_schema())
+    con.execute(SIGHTINGS_VIEW)
     con.execute(POSTS_VIEW)
     return con
 

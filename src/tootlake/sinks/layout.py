@@ -2,6 +2,8 @@
 
     LAKE/posts/date=YYYY-MM-DD/<name>.parquet     one row per version of a post, by created_at
     LAKE/deletes/date=YYYY-MM-DD/<name>.parquet   one row per delete event, by deleted_at
+    LAKE/sightings/date=YYYY-MM-DD/<name>.parquet one row per (instance, local id) a post was
+                                                  seen as, by seen_at (written by `collect`)
     LAKE/_tootlake/...                            tootlake's own state, never read as data
 
 The lake is append-only; `tootlake.analysis.lake` resolves versions and deletes when reading.
@@ -13,10 +15,11 @@ import os
 import secrets
 from datetime import UTC, date, datetime
 
-__all__ = ["POSTS", "DELETES", "partition_dir", "file_name", "is_remote", "join"]
+__all__ = ["POSTS", "DELETES", "SIGHTINGS", "partition_dir", "file_name", "is_remote", "join"]
 
 POSTS = "posts"
 DELETES = "deletes"
+SIGHTINGS = "sightings"
 
 
 def is_remote(lake: str) -> bool:

@@ -17,8 +17,15 @@ from operator import attrgetter
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tootlake.record import Delete, Post, arrow_schema, delete_arrow_schema
-from tootlake.sinks.layout import DELETES, POSTS, file_name, join, partition_dir
+from tootlake.record import (
+    Delete,
+    Post,
+    Sighting,
+    arrow_schema,
+    delete_arrow_schema,
+    sighting_arrow_schema,
+)
+from tootlake.sinks.layout import DELETES, POSTS, SIGHTINGS, file_name, join, partition_dir
 from tootlake.sinks.storage import Storage, storage_for
 
 __all__ = ["ParquetSink", "SinkStats", "records_to_table", "table_to_parquet"]
@@ -27,7 +34,9 @@ __all__ = ["ParquetSink", "SinkStats", "records_to_table", "table_to_parquet"]
 _POST_OVERHEAD = 400
 
 
-def records_to_table(records: Sequence[Post] | Sequence[Delete], schema: pa.Schema) -> pa.Table:
+def records_to_table(
+    records: Sequence[Post] | Sequence[Delete] | Sequence[Sighting], schema: pa.Schema
+) -> pa.Table:
     """Columns of dataclass records as an Arrow table of `schema`."""
     columns = [pa.array(list(map(attrgetter(f.name), records)), type=f.type) for f in schema]
     return pa.Table.from_arrays(columns, schema=schema)
@@ -50,12 +59,18 @@ class SinkStats:
     files: int = 0
     posts: int = 0
     deletes: int = 0
+    sightings: int = 0
     bytes: int = 0
     paths: list[str] = field(default_factory=list)
 
 
 class ParquetSink:
-    """Buffers posts and deletes per date partition and writes them as Parquet files."""
+    """Buffers posts and deletes per date partition and writes them as Parquet files.
+
+    Sighting records go to `sightings/`; with `sightings=True` every post written also
+    records its own sighting (its instance, local id and ingest time), so `sightings/` lists
+    every (instance, id) a post was seen as, even when the collector wrote the post once.
+    """
 
     def __init__(
         self,
@@ -65,28 +80,41 @@ class ParquetSink:
         max_bytes: int = 128 * 1024 * 1024,
         max_age: float = 300.0,
         file_prefix: str = "part",
+        sightings: bool = False,
     ) -> None:
         self.lake = lake
         self.storage = storage or storage_for(lake)
         self.max_bytes = max_bytes
         self.max_age = max_age
         self.file_prefix = file_prefix
+        self.sightings = sightings
         self.stats = SinkStats()
         self._posts: dict[date, list[Post]] = defaultdict(list)
         self._deletes: dict[date, list[Delete]] = defaultdict(list)
+        self._sightings: dict[date, list[Sighting]] = defaultdict(list)
         self._bytes = 0
         self._oldest: float | None = None
 
     @property
     def buffered(self) -> int:
-        return sum(map(len, self._posts.values())) + sum(map(len, self._deletes.values()))
+        return sum(
+            sum(map(len, table.values()))
+            for table in (self._posts, self._deletes, self._sightings)
+        )
 
-    def add(self, records: Iterable[Post | Delete]) -> None:
+    def add(self, records: Iterable[Post | Delete | Sighting]) -> None:
         added = 0
         for record in records:
             if isinstance(record, Post):
                 self._posts[record.created_at.date()].append(record)
                 added += record.characters + _POST_OVERHEAD
+                if self.sightings and record.observed_on:
+                    self._sightings[record.ingested_at.date()].append(
+                        Sighting(record.uri, record.observed_on, record.id, record.ingested_at)
+                    )
+            elif isinstance(record, Sighting):
+                self._sightings[record.seen_at.date()].append(record)
+                added += 100
             else:
                 self._deletes[record.deleted_at.date()].append(record)
                 added += 100
@@ -113,8 +141,13 @@ class ParquetSink:
             table = records_to_table(deletes, delete_arrow_schema())
             written.append(self._write(DELETES, day, table, offset))
             self.stats.deletes += len(deletes)
+        for day, sightings in sorted(self._sightings.items()):
+            table = records_to_table(sightings, sighting_arrow_schema())
+            written.append(self._write(SIGHTINGS, day, table, offset))
+            self.stats.sightings += len(sightings)
         self._posts.clear()
         self._deletes.clear()
+        self._sightings.clear()
         self._bytes = 0
         self._oldest = None
         return written
