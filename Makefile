@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run demo test test-fast lint bench clean kafka-up kafka-down help
+.PHONY: install run replay-real test lint bench clean kafka-up kafka-down s3-up s3-down help
 
 help:
 	@echo "make run      set up and run the main job (replay bundled recordings, print the report)"
@@ -21,7 +21,13 @@ $(INSTALLED): pyproject.toml
 
 install: $(INSTALLED)
 
+# The main job on a machine without internet: a simulated fediverse on loopback, collected
+# into ./lake (streaming with tokens, polling, a token-less instance), then the report.
 run: $(INSTALLED)
+	$(BIN)/tootlake demo --lake ./lake
+
+# Replay the bundled real recordings (tests/fixtures/real) into ./lake and print the report.
+replay-real: $(INSTALLED)
 	$(BIN)/tootlake replay tests/fixtures/real/mastodonsocial.json tests/fixtures/real/malformed.json tests/fixtures/real/timelines.jsonl --lake ./lake --quiet
 	$(BIN)/tootlake report --lake ./lake
 
@@ -33,13 +39,24 @@ lint: $(INSTALLED)
 	$(BIN)/mypy
 
 bench: $(INSTALLED)
+	$(BIN)/python bench/vendor.py
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/report_bench.py
+	$(BIN)/python bench/layout_bench.py
+	$(BIN)/python bench/kafka_bench.py
+	$(BIN)/python bench/collect_bench.py
 
 kafka-up:  ## a local single-node Kafka 4 broker (KRaft) on 127.0.0.1:$${KAFKA_PORT:-9092}
 	scripts/kafka.sh up
 
 kafka-down:  ## stop it (data kept; scripts/kafka.sh down --purge deletes it)
 	scripts/kafka.sh down
+
+s3-up:  ## a local S3 server (moto) on 127.0.0.1:$${S3_PORT:-9000}
+	scripts/s3.sh up
+
+s3-down:  ## stop it (its data is in memory: gone)
+	scripts/s3.sh down
 
 clean:
 	rm -rf lake test-artifacts .pytest_cache .mypy_cache .ruff_cache

@@ -54,3 +54,9 @@ def all_real_statuses() -> Iterator[tuple[str, str | None, dict[str, Any]]]:
 @pytest.fixture
 def lake(tmp_path: Path) -> str:
     return str(tmp_path / "lake")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Browser tests last: Playwright's sync API must not share the main thread's event loop
+    # state with the asyncio suites (simulate, collect) that run before it.
+    items.sort(key=lambda item: "tests/browser/" in str(item.fspath).replace("\\", "/"))

@@ -140,3 +140,15 @@ def test_replay_command_in_a_real_process(tmp_path):
     )
     assert "44 posts" in result.stdout and "1 bad lines" in result.stdout
     assert "malformed.json:50" in result.stderr
+
+
+def test_deletes_in_a_capture_belong_to_the_instance_its_statuses_came_from(tmp_path, lake):
+    # no --observed-on: the host is inferred from the statuses (a local account's profile)
+    status = real_status("mastodonsocial.json", 1)
+    capture = tmp_path / "stream.sse"
+    capture.write_text(
+        f":)\nevent: update\ndata: {json.dumps(status)}\n\nevent: delete\ndata: {status['id']}\n\n",
+        encoding="utf-8",
+    )
+    replay([capture], lake)
+    assert count(lake) == 0

@@ -108,6 +108,27 @@ def main(log_level: str, log_format: str) -> None:
     help="Keep posts of accounts that opted out of indexing (noindex, #nobot...).",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress, only the final line.")
+@click.option(
+    "--kafka",
+    envvar="TOOTLAKE_KAFKA",
+    metavar="HOST:PORT",
+    help="Send to this Kafka cluster instead of the lake (`tootlake sink` writes the topic "
+    "into the lake). Env TOOTLAKE_KAFKA.",
+)
+@click.option(
+    "--topic",
+    default="mastodon-posts",
+    show_default=True,
+    envvar="TOOTLAKE_TOPIC",
+    help="Kafka topic (with --kafka).",
+)
+@click.option(
+    "--schema-registry",
+    envvar="TOOTLAKE_SCHEMA_REGISTRY",
+    metavar="URL",
+    help="With --kafka: Confluent wire format with this schema registry, instead of Avro "
+    "single-object encoding.",
+)
 @run_command
 def replay(
     files: tuple[str, ...],
@@ -115,20 +136,36 @@ def replay(
     observed_on: str | None,
     include_opted_out: bool | None,
     quiet: bool,
+    kafka: str | None,
+    topic: str,
+    schema_registry: str | None,
 ) -> None:
-    """Replay recorded statuses (JSON lines or SSE captures) into the lake."""
+    """Replay recorded statuses (JSON lines or SSE captures) into the lake, or into Kafka."""
     from tootlake.pipeline import replay as replay_files
+    from tootlake.pipeline import replay_to_kafka
 
     settings = load_settings(lake=lake, include_opted_out=include_opted_out)
-    stats = replay_files(
-        files,
-        settings.lake,
-        observed_on=observed_on,
-        include_opted_out=settings.include_opted_out,
-    )
+    if kafka:
+        stats = replay_to_kafka(
+            files,
+            kafka=kafka,
+            topic=topic,
+            schema_registry=schema_registry,
+            observed_on=observed_on,
+            include_opted_out=settings.include_opted_out,
+        )
+        target = f"Kafka topic {topic} at {kafka}"
+    else:
+        stats = replay_files(
+            files,
+            settings.lake,
+            observed_on=observed_on,
+            include_opted_out=settings.include_opted_out,
+        )
+        target = settings.lake
     skipped = ", ".join(f"{n} {why}" for why, n in sorted(stats.skipped.items())) or "none"
     click.echo(
-        f"Replayed {stats.events:,} events into {settings.lake}: {stats.posts:,} posts, "
+        f"Replayed {stats.events:,} events into {target}: {stats.posts:,} posts, "
         f"{stats.edits:,} edits, {stats.deletes:,} deletes; skipped {skipped}; "
         f"{stats.bad:,} bad lines; {stats.files} files; {stats.posts_per_second:,.0f} posts/s."
     )

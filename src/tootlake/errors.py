@@ -6,7 +6,9 @@
     ├── BadInput                  one malformed event or line (counted, never fatal)
     │   └── BadStatus             a status without the fields a post needs
     ├── LakeError                 the lake cannot be read or written
-    └── SourceError               a source cannot go on (an instance that is down, a missing file)
+    ├── SourceError               a source cannot go on (an instance that is down, a missing file)
+    └── TransportError            the transport cannot go on (Kafka refused a message, a schema
+                                  registry is unreachable)
 
 The CLI turns a TootlakeError into a one-line message; anything else is a bug and keeps its
 traceback.
@@ -49,3 +51,7 @@ class LakeError(TootlakeError):
 
 class SourceError(TootlakeError):
     """A source cannot go on."""
+
+
+class TransportError(TootlakeError):
+    """The transport cannot go on: Kafka refused a message, or a schema registry is unreachable."""

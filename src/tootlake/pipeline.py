@@ -24,7 +24,7 @@ from tootlake.sources import DELETE, EDIT, Event, Source
 from tootlake.transports import Batch, Transport
 from tootlake.transports.memory import MemoryTransport
 
-__all__ = ["Recorder", "RunStats", "replay", "run"]
+__all__ = ["Recorder", "RunStats", "produce", "replay", "replay_to_kafka", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,7 @@ class RunStats:
     bad: int = 0
     bad_examples: list[str] = field(default_factory=list)
     files: int = 0
+    transport: str = ""  # the transport's state for a progress line, e.g. "kafka: buffering ..."
     started: float = field(default_factory=time.monotonic)
     elapsed: float = 0.0
 
@@ -118,10 +119,8 @@ class Recorder:
         if reason is not None:
             self.stats.skipped[reason] += 1
             return None
-        if self.dedupe:
-            seen = self._seen_before(event, status)
-            if seen is not False:
-                return seen
+        if self.dedupe and self._written_before(status):
+            return self._sighting(event, status)
         try:
             post = from_status(status, event.observed_on)
         except BadInput as exc:
@@ -144,9 +143,8 @@ class Recorder:
         if len(self._uris) > self.remember:
             self._uris.popitem(last=False)
 
-    def _seen_before(self, event: Event, status: dict[str, Any]) -> Sighting | None | bool:
-        """A Sighting, or None (a duplicate), when this version was written already; False
-        when it must be written."""
+    def _written_before(self, status: dict[str, Any]) -> bool:
+        """This version of the post (or a newer one) is in the lake already."""
         uri = status.get("uri")
         if not isinstance(uri, str) or not uri:
             return False
@@ -154,8 +152,11 @@ class Recorder:
         written = self._written.get(key)
         if written is None:
             written = self._written_old.get(key)
-        if written is None or _version(status) > written:
-            return False
+        return written is not None and _version(status) <= written
+
+    def _sighting(self, event: Event, status: dict[str, Any]) -> Sighting | None:
+        """A post written already, seen on another instance; None when seen here before."""
+        uri = str(status["uri"])
         status_id = str(status.get("id"))
         if self._uris.get((event.observed_on, status_id)) == uri:
             self.stats.duplicates += 1
@@ -208,9 +209,7 @@ def run(
                     if event.ack is not None:
                         acks.append(event.ack)
                 if len(records) >= batch_size or (
-                    linger is not None
-                    and (records or acks)
-                    and time.monotonic() - first >= linger
+                    linger is not None and (records or acks) and time.monotonic() - first >= linger
                 ):
                     queue.send(Batch(records, acks))
                     records, acks = [], []
@@ -274,4 +273,122 @@ def replay(
         sink or ParquetSink(lake),
         recorder=recorder,
         on_progress=on_progress,
+    )
+
+
+def produce(
+    events: Iterable[Event | None],
+    *,
+    kafka: str,
+    recorder: Recorder,
+    topic: str | None = None,
+    schema_registry: Any = None,
+    batch_size: int = 2000,
+    stop: threading.Event | None = None,
+    on_progress: Callable[[RunStats], None] | None = None,
+    config: dict[str, Any] | None = None,
+    transport: Any = None,
+    linger: float | None = None,
+) -> RunStats:
+    """Send events to a Kafka topic as Avro envelopes (`tootlake sink` writes them to the lake).
+
+    `kafka` is the bootstrap servers (HOST:PORT[,HOST:PORT...]); `topic` defaults to
+    mastodon-posts; `schema_registry` (a URL, `mock://...`, or a SchemaRegistryClient) switches
+    from Avro single-object encoding to the Confluent wire format; `config` overrides librdkafka
+    producer settings. Events are acknowledged (their `ack` called) once delivered. The source
+    is read on a thread that blocks while the broker is unreachable and the buffer is full;
+    `stats.transport` says so for a progress line. Returns when every record is delivered.
+    With `linger`, a partial batch is sent once its first event is that many seconds old (live
+    sources, whose events may yield None as idle ticks).
+    """
+    from tootlake.transports.kafka import DEFAULT_TOPIC, KafkaTransport
+
+    stats = recorder.stats
+    stop = stop or threading.Event()
+    owned = transport is None
+    sender = transport or KafkaTransport(
+        kafka, topic or DEFAULT_TOPIC, schema_registry=schema_registry, config=config, stop=stop
+    )
+    failure: list[BaseException] = []
+
+    def read_source() -> None:
+        records: list[Post | Delete | Sighting] = []
+        acks: list[Callable[[], None]] = []
+        first = 0.0  # when the pending batch got its first event
+        try:
+            for event in events:
+                # None is a live source's idle tick: a chance to send a lingering batch.
+                if event is not None:
+                    if not records and not acks:
+                        first = time.monotonic()
+                    record = recorder.record(event)
+                    if record is not None:
+                        records.append(record)
+                    if event.ack is not None:
+                        acks.append(event.ack)
+                if len(records) >= batch_size or (
+                    linger is not None and (records or acks) and time.monotonic() - first >= linger
+                ):
+                    sender.send(Batch(records, acks))
+                    records, acks = [], []
+                if stop.is_set():
+                    break
+            sender.send(Batch(records, acks))
+        except BaseException as exc:  # re-raised in the calling thread
+            failure.append(exc)
+
+    def progress() -> None:
+        stats.elapsed = time.monotonic() - stats.started
+        stats.transport = sender.describe()
+        if on_progress is not None:
+            on_progress(stats)
+
+    reader = threading.Thread(target=read_source, name="tootlake-source", daemon=True)
+    reader.start()
+    try:
+        while reader.is_alive():
+            reader.join(0.5)
+            progress()
+        while not failure and sender.flush(0.5):  # deliver the rest, still showing progress
+            sender.raise_if_failed()
+            progress()
+    except BaseException:
+        stop.set()  # Ctrl-C: stop reading; what is not delivered is not acknowledged
+        reader.join(5)
+        if owned:
+            sender.close(timeout=5)
+        raise
+    if owned:
+        sender.close()
+    progress()
+    if failure:
+        raise failure[0]
+    return stats
+
+
+def replay_to_kafka(
+    paths: Iterable[str | Path],
+    *,
+    kafka: str,
+    topic: str | None = None,
+    schema_registry: Any = None,
+    observed_on: str | None = None,
+    include_opted_out: bool = False,
+    on_progress: Callable[[RunStats], None] | None = None,
+    config: dict[str, Any] | None = None,
+) -> RunStats:
+    """Replay recorded statuses into a Kafka topic (see `produce`)."""
+    from tootlake.sources.replay import ReplaySource
+
+    stats = RunStats()
+    recorder = Recorder(stats, include_opted_out=include_opted_out)
+    source: Source = ReplaySource(paths, observed_on=observed_on, on_bad=recorder.bad)
+    return produce(
+        source.events(),
+        kafka=kafka,
+        topic=topic,
+        schema_registry=schema_registry,
+        recorder=recorder,
+        on_progress=on_progress,
+        config=config,
     )

@@ -98,8 +98,7 @@ class ParquetSink:
     @property
     def buffered(self) -> int:
         return sum(
-            sum(map(len, table.values()))
-            for table in (self._posts, self._deletes, self._sightings)
+            sum(map(len, table.values())) for table in (self._posts, self._deletes, self._sightings)
         )
 
     def add(self, records: Iterable[Post | Delete | Sighting]) -> None:

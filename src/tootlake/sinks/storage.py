@@ -2,17 +2,25 @@
 
 Every write is atomic for a reader: a local file is written under a hidden temporary name,
 fsynced and renamed; an S3 object appears whole when its PUT completes.
+
+Beyond the `Storage` protocol, both storages offer `list_info()` (paths with size and a
+version tag, so a rewritten file is told apart from the one it replaced), `delete_if()` (delete
+only that version) and `create()` (write only if absent: the compaction lock). `file_infos()`
+and `create_new()` fall back to the protocol for storages without them. A missing file reads
+as `FileNotFoundError`.
 """
 
 from __future__ import annotations
 
+import builtins
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from tootlake.errors import LakeError
 
-__all__ = ["LocalStorage", "Storage", "storage_for"]
+__all__ = ["FileInfo", "LocalStorage", "Storage", "create_new", "file_infos", "storage_for"]
 
 
 class Storage(Protocol):
@@ -25,6 +33,16 @@ class Storage(Protocol):
     def delete(self, path: str) -> None: ...
 
     def read(self, path: str) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """A listed file. `version` changes whenever the file is rewritten (local: mtime in ns;
+    S3: the ETag); None when the storage cannot tell."""
+
+    path: str
+    size: int | None = None
+    version: str | None = None
 
 
 class LocalStorage:
@@ -54,8 +72,44 @@ class LocalStorage:
             return []
         return sorted(str(p) for p in base.rglob("*.parquet") if not p.name.startswith("."))
 
+    def list_info(self, prefix: str) -> builtins.list[FileInfo]:
+        infos = []
+        for path in self.list(prefix):
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                continue  # deleted since it was listed
+            infos.append(FileInfo(path, st.st_size, str(st.st_mtime_ns)))
+        return infos
+
+    def create(self, path: str, data: bytes) -> bool:
+        """Write `path` only if it does not exist; False if it does."""
+        target = Path(path)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            raise LakeError(f"Cannot create {target}: {exc.strerror or exc}") from exc
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        return True
+
     def delete(self, path: str) -> None:
         Path(path).unlink(missing_ok=True)
+
+    def delete_if(self, path: str, version: str) -> bool:
+        """Delete `path` only if it is still that version (see FileInfo); True if deleted."""
+        try:
+            if str(os.stat(path).st_mtime_ns) != version:
+                return False
+        except FileNotFoundError:
+            return False
+        Path(path).unlink(missing_ok=True)
+        return True
 
     def read(self, path: str) -> bytes:
         return Path(path).read_bytes()
@@ -68,6 +122,28 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def file_infos(storage: Storage, prefix: str) -> list[FileInfo]:
+    """`storage.list_info(prefix)`, or its paths without size and version."""
+    list_info = getattr(storage, "list_info", None)
+    if list_info is not None:
+        return list(list_info(prefix))
+    return [FileInfo(path) for path in storage.list(prefix)]
+
+
+def create_new(storage: Storage, path: str, data: bytes) -> bool:
+    """Write `path` only if absent (False if present). Atomic where the storage has `create`;
+    otherwise a read-then-write that two racing callers can both win."""
+    create = getattr(storage, "create", None)
+    if create is not None:
+        return bool(create(path, data))
+    try:
+        storage.read(path)
+        return False
+    except FileNotFoundError:
+        storage.write_atomic(path, data)
+        return True
 
 
 def storage_for(lake: str) -> Storage:

@@ -68,6 +68,9 @@ class ReplaySource:
                 yield from self._file_events(handle, str(path))
 
     def _file_events(self, handle: IO[bytes], name: str) -> Iterator[Event]:
+        # A capture is one instance's stream: a delete (a bare id) belongs to the instance the
+        # file's statuses were inferred to come from, unless --observed-on says otherwise.
+        self._file_host: str | None = None
         sse_event: str | None = None  # the pending `event:` name of an SSE capture
         sse_line = 0
         for number, raw in enumerate(handle, 1):
@@ -101,7 +104,7 @@ class ReplaySource:
             delete_id = line.decode().strip().strip('"')
             if not delete_id:
                 raise BadInput(f"{where}: delete event without a status id")
-            return Event(DELETE, self.observed_on, id=delete_id, where=where)
+            return Event(DELETE, self.observed_on or self._file_host, id=delete_id, where=where)
         try:
             obj = orjson.loads(line)
         except orjson.JSONDecodeError as exc:
@@ -118,14 +121,18 @@ class ReplaySource:
             if kind not in _KINDS:
                 return None
             if kind == DELETE:
-                return Event(DELETE, observed_on, id=str(obj["payload"]), where=where)
+                host = observed_on or self._file_host
+                return Event(DELETE, host, id=str(obj["payload"]), where=where)
             try:
                 obj = orjson.loads(obj["payload"])
             except (orjson.JSONDecodeError, TypeError):
                 raise BadInput(f"{where}: WebSocket payload is not a status") from None
         if not obj.get("uri") or not obj.get("id"):
             raise BadInput(f"{where}: status without uri or id; line skipped")
-        return Event(kind, observed_on or infer_observed_on(obj), status=obj, where=where)
+        observed_on = observed_on or infer_observed_on(obj)
+        if observed_on:
+            self._file_host = observed_on
+        return Event(kind, observed_on, status=obj, where=where)
 
 
 def _open(path: Path) -> IO[bytes]:

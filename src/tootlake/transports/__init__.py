@@ -12,11 +12,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from tootlake.record import Delete, Post
+from tootlake.record import Delete, Post, Sighting
 
 __all__ = ["Batch", "Transport"]
 
-Record = Post | Delete
+Record = Post | Delete | Sighting
 
 
 @dataclass(slots=True)

@@ -1,0 +1,537 @@
+"""Collector benchmarks, each with its baseline in the same run (results: bench/results/collect.*).
+
+    python bench/collect_bench.py [--quick] [--only throughput,talk,fleet]
+
+* throughput: a simulated fediverse (`tootlake simulate`, its own process) publishes at a
+  fixed rate to 4 instances (no federation, so one event per post); one `tootlake collect`
+  process streams all of them for a while. Reported: posts/s written, lag (now - created_at
+  of the newest post handed to the pipeline) per half of the run, CPU of both processes, so
+  the bottleneck shows. Baseline: the talk's listener (Mastodon.py 1.8.0 + BeautifulSoup, one
+  process per instance) against the same simulator at the same rate.
+* fleet: 1,000 simulated instances, every one streaming to one collector: peak RSS, lag per
+  half, how many streamed. Baseline: the talk's one-process-per-instance design, measured on
+  20 instances and scaled to 1,000 (RSS adds up per process).
+
+The machine has 2 cores shared by the simulator and the collector (and whatever else runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+RESULTS = BENCH / "results"
+VENDOR_1_8 = BENCH / "data" / "vendor" / "mastodon-1.8.0"
+PY = sys.executable
+TOKEN = "bench-token"
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TOOTLAKE_", "AWS_"))}
+    env["TOOTLAKE_CONFIG"] = str(Path(tempfile.gettempdir()) / "tootlake-bench-no-config.toml")
+    env.update(extra)
+    return env
+
+
+class Measured:
+    """A subprocess measured from outside: wall time, CPU seconds and peak RSS (wait4)."""
+
+    def __init__(self, cmd: list[str], env: dict[str, str], log: Path) -> None:
+        self.log = log
+        with open(log, "wb") as out:
+            self.started = time.perf_counter()
+            self.proc = subprocess.Popen(
+                cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT
+            )
+        self.seconds = self.cpu = self.rss_mb = 0.0
+        self.code: int | None = None
+
+    def wait(self, timeout: float = 600) -> Measured:
+        deadline = time.monotonic() + timeout
+        while True:
+            pid, status, usage = os.wait4(self.proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                self.proc.kill()
+            time.sleep(0.05)
+        self.seconds = time.perf_counter() - self.started
+        self.cpu = usage.ru_utime + usage.ru_stime
+        self.rss_mb = usage.ru_maxrss / 1024
+        self.code = os.waitstatus_to_exitcode(status)
+        self.proc.returncode = self.code
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> Measured:
+        if self.proc.poll() is None and self.code is None:
+            self.proc.send_signal(sig)
+        return self.wait(timeout)
+
+
+def proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a live process used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def start_simulator(
+    work: Path, *, instances: int, rate: float, federation: int, seconds: float
+) -> tuple[Measured, list[str]]:
+    urls_file = work / f"instances-{instances}-{int(rate)}.txt"
+    urls_file.unlink(missing_ok=True)
+    # Publishing starts at once; what comes before the collector connects is not counted.
+    cmd = [
+        PY,
+        "-m",
+        "tootlake",
+        "simulate",
+        "-n",
+        str(instances),
+        "--rate",
+        str(rate),
+        "--open",
+        "--federation",
+        str(federation),
+        "--edits",
+        "0",
+        "--deletes",
+        "0",
+        "--write-instances",
+        str(urls_file),
+        "--duration",
+        str(seconds + 60),
+    ]
+    sim = Measured(cmd, _env(), work / f"simulator-{instances}-{int(rate)}.log")
+    deadline = time.monotonic() + 120
+    while not urls_file.exists() or len(urls_file.read_text().split()) < instances:
+        if sim.proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(
+                f"the simulator did not start: {(work / 'simulator.log').read_text()}"
+            )
+        time.sleep(0.2)
+    urls = [
+        line.split()[0]
+        for line in urls_file.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    return sim, urls
+
+
+def run_collector(work: Path, urls: list[str], seconds: float, name: str) -> dict[str, Any]:
+    config = work / f"{name}.toml"
+    config.write_text(
+        "[tokens]\n" + "".join(f'"{u.split("://", 1)[1]}" = "{TOKEN}"\n' for u in urls)
+    )
+    listing = work / f"{name}-instances.txt"
+    listing.write_text("\n".join(urls) + "\n")
+    stats = work / f"{name}-stats.json"
+    cmd = [
+        PY,
+        "-m",
+        "tootlake",
+        "collect",
+        "--instances-file",
+        str(listing),
+        "--lake",
+        str(work / f"{name}-lake"),
+        "--duration",
+        str(seconds),
+        "--flush-seconds",
+        "5",
+        "--quiet",
+        "--stats",
+        str(stats),
+    ]
+    env = _env(TOOTLAKE_CONFIG=str(config))
+    proc = Measured(cmd, env, work / f"{name}.log").wait(seconds + 300)
+    if proc.code != 0:
+        raise RuntimeError(f"collect failed: {(work / f'{name}.log').read_text()[-3000:]}")
+    result = json.loads(stats.read_text())
+    s = result["stats"]
+    written = s["posts"] + s["edits"]
+    return {
+        "posts": written,
+        "events": s["events"],
+        "seconds": s["seconds"],
+        "posts_per_second": round(written / s["seconds"], 1),
+        "events_per_second": round(s["events"] / s["seconds"], 1),
+        "lag": result["lag"],
+        "instances": result["instances"],
+        "reconnects": result["reconnects"],
+        "cpu_seconds": round(proc.cpu, 1),
+        "cpu_cores_used": round(proc.cpu / proc.seconds, 2),
+        # start-up (imports, probes) included: an upper bound of the cost of one event
+        "cpu_us_per_event": round(proc.cpu / max(s["events"], 1) * 1e6),
+        "peak_rss_mb": round(proc.rss_mb, 1),
+        "load_average_1min_at_end": round(os.getloadavg()[0], 1),
+    }
+
+
+def run_talk(work: Path, urls: list[str], seconds: float, name: str) -> dict[str, Any]:
+    """The talk's listener, one process per instance, for `seconds`."""
+    if not (VENDOR_1_8 / "mastodon").exists():
+        raise SystemExit(
+            "The talk's baseline needs Mastodon.py 1.8.0 in bench/data/vendor/mastodon-1.8.0:\n"
+            "  pip download --no-deps -d /tmp/m 'Mastodon.py==1.8.0' && python -m zipfile -e "
+            "/tmp/m/Mastodon.py-1.8.0-py2.py3-none-any.whl bench/data/vendor/mastodon-1.8.0"
+        )
+    env = _env(PYTHONPATH=f"{VENDOR_1_8}{os.pathsep}{BENCH}")
+    procs = []
+    for i, url in enumerate(urls):
+        out = work / f"{name}-{i}.json"
+        cmd = [
+            PY,
+            str(Path(__file__)),
+            "--talk-listener",
+            url,
+            "--seconds",
+            str(seconds),
+            "--out",
+            str(out),
+        ]
+        procs.append((Measured(cmd, env, work / f"{name}-{i}.log"), out))
+    updates, rss, cpu, wall = 0, [], 0.0, 0.0
+    for proc, out in procs:
+        proc.wait(seconds + 120)
+        if proc.code != 0 or not out.exists():
+            raise RuntimeError(f"talk listener failed: {proc.log.read_text()[-3000:]}")
+        data = json.loads(out.read_text())
+        updates += data["updates"]
+        rss.append(proc.rss_mb)
+        cpu += proc.cpu
+        wall = max(wall, data["seconds"])
+    return {
+        "processes": len(procs),
+        "posts": updates,
+        "seconds": round(wall, 2),
+        "posts_per_second": round(updates / wall, 1),
+        "cpu_seconds": round(cpu, 1),
+        "cpu_us_per_event": round(cpu / max(updates, 1) * 1e6),
+        "peak_rss_mb_per_process": round(max(rss), 1),
+        "peak_rss_mb_total": round(sum(rss), 1),
+    }
+
+
+def talk_listener_main(url: str, seconds: float, out: str) -> None:
+    """One talk listener: Mastodon.py 1.8.0 `stream_public` + the talk's BeautifulSoup
+    transform into a list where the talk produced to Kafka."""
+    import mastodon
+
+    from talk_listener import talk_value_dict  # bench/talk_listener.py
+
+    assert mastodon.Mastodon.__module__.startswith("mastodon")
+    values: list[dict[str, Any]] = []
+
+    class Listener(mastodon.StreamListener):  # type: ignore[misc]
+        def on_update(self, status: Any) -> None:
+            values.append(talk_value_dict(status, url))
+            if len(values) >= 10_000:
+                values.clear()
+                counted[0] += 10_000
+
+    counted = [0]
+    client = mastodon.Mastodon(api_base_url=url, access_token=TOKEN, version_check_mode="none")
+    started = time.perf_counter()
+    handle = client.stream_public(Listener(), run_async=True)
+    time.sleep(seconds)
+    total = counted[0] + len(values)
+    elapsed = time.perf_counter() - started
+    Path(out).write_text(json.dumps({"updates": total, "seconds": elapsed}))
+    try:
+        handle.close()
+    finally:
+        os._exit(0)  # the stream thread may be blocked in a read
+
+
+def firehose_main(ports_file: str, count: int) -> None:
+    """A minimal Mastodon that streams real recorded statuses (fresh ids, uris and times)
+    over SSE as fast as the client reads, for as long as it is connected: the collector's
+    ceiling, without a simulator's cost. WebSocket is refused (404): the collector uses SSE."""
+    import asyncio
+    from datetime import UTC, datetime
+
+    fixtures = ROOT / "tests" / "fixtures" / "real" / "mastodonsocial.json"
+    templates = []
+    for line in (
+        fixtures.read_text(encoding="utf-8").rstrip("\n").split("\n")
+    ):  # not splitlines: U+2028
+        status = json.loads(line)
+        status.update(id="@ID@", uri="https://firehose.example/s/@ID@", created_at="@AT@")
+        templates.append(json.dumps(status).encode().split(b"@ID@"))
+    counter = [10**17]
+
+    def chunk(n: int) -> bytes:
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3].encode() + b"Z"
+        parts = []
+        for _ in range(n):
+            counter[0] += 1
+            ident = str(counter[0]).encode()
+            body = ident.join(templates[counter[0] % len(templates)]).replace(b"@AT@", now)
+            parts.append(b"event: update\ndata: " + body + b"\n\n")
+        data = b"".join(parts)
+        return b"%x\r\n%s\r\n" % (len(data), data)
+
+    instance = json.dumps(
+        {
+            "version": "4.5.0",
+            "configuration": {
+                "timelines_access": {"live_feeds": {"local": "public", "remote": "public"}}
+            },
+        }
+    ).encode()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                path = head.split(b" ", 2)[1]
+                if path.startswith(b"/api/v1/streaming/public"):
+                    writer.write(
+                        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                        b"Transfer-Encoding: chunked\r\n\r\n"
+                    )
+                    while True:
+                        writer.write(chunk(100))
+                        await writer.drain()
+                body, status = b"[]", b"200 OK"
+                if path.startswith((b"/api/v2/instance", b"/api/v1/instance")):
+                    body = instance
+                elif not path.startswith(b"/api/v1/timelines/public"):
+                    body, status = b'{"error":"Not found"}', b"404 Not Found"
+                writer.write(
+                    b"HTTP/1.1 %s\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: %d\r\n\r\n%s" % (status, len(body), body)
+                )
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            writer.close()
+
+    async def main() -> None:
+        servers = [await asyncio.start_server(handle, "127.0.0.1", 0) for _ in range(count)]
+        ports = [srv.sockets[0].getsockname()[1] for srv in servers]
+        Path(ports_file).write_text("".join(f"http://127.0.0.1:{p}\n" for p in ports))
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+def bench_ceiling(work: Path, seconds: float) -> dict[str, Any]:
+    """The collector's own ceiling: 4 firehose instances that never make it wait."""
+    urls_file = work / "firehose.txt"
+    server = Measured(
+        [PY, str(Path(__file__)), "--firehose", str(urls_file)], _env(), work / "firehose.log"
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not urls_file.exists():
+            if server.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError((work / "firehose.log").read_text())
+            time.sleep(0.1)
+        urls = urls_file.read_text().split()
+        cpu0, t0 = proc_cpu(server.proc.pid), time.monotonic()
+        collector = run_collector(work, urls, seconds, "ceiling")
+        server_cores = (proc_cpu(server.proc.pid) - cpu0) / (time.monotonic() - t0)
+    finally:
+        server.stop(signal.SIGKILL)
+    out = {
+        "instances": len(urls),
+        "seconds": seconds,
+        "collector": collector,
+        "firehose_cpu_cores": round(server_cores, 2),
+    }
+    print(json.dumps(out), flush=True)
+    return out
+
+
+# ----------------------------------------------------------------------------------------
+
+
+# Of the statuses the simulator publishes, this share is public and streamable (the rest are
+# boosts, unlisted posts and replies to others, which public streams never carry), as its own
+# summary says ("33,737 collectable, 2,425 opted out, 13,824 hidden" of 49,986).
+STREAMABLE = 0.723
+
+
+def bench_throughput(work: Path, rates: list[float], seconds: float) -> dict[str, Any]:
+    """`rates`: posts/s on the streams; the simulator publishes rate / STREAMABLE."""
+    out: dict[str, Any] = {"instances": 4, "federation": 0, "seconds": seconds, "runs": []}
+    for rate in rates:
+        sim, urls = start_simulator(
+            work,
+            instances=4,
+            rate=round(rate / STREAMABLE),
+            federation=0,
+            seconds=2 * seconds + 30,
+        )
+        try:
+            cpu0, t0 = proc_cpu(sim.proc.pid), time.monotonic()
+            collector = run_collector(work, urls, seconds, f"tp{int(rate)}")
+            sim_cores = (proc_cpu(sim.proc.pid) - cpu0) / (time.monotonic() - t0)
+            talk = None
+            if rate == max(rates):
+                talk = run_talk(work, urls, seconds, f"talk{int(rate)}")
+        finally:
+            sim.stop()
+        run = {
+            "rate": rate,
+            "collector": collector,
+            "talk_listener": talk,
+            "simulator_cpu_cores": round(sim_cores, 2),
+        }
+        if talk:
+            # both count the statuses received from the streams and processed
+            run["speedup"] = round(
+                collector["events_per_second"] / max(talk["posts_per_second"], 0.1), 1
+            )
+        print(json.dumps(run), flush=True)
+        out["runs"].append(run)
+    return out
+
+
+def bench_fleet(
+    work: Path, instances: int, rate: float, seconds: float, talk_n: int
+) -> dict[str, Any]:
+    sim, urls = start_simulator(
+        work, instances=instances, rate=rate, federation=0, seconds=seconds + 120
+    )
+    try:
+        cpu0, t0 = proc_cpu(sim.proc.pid), time.monotonic()
+        collector = run_collector(work, urls, seconds, "fleet")
+        sim_cores = (proc_cpu(sim.proc.pid) - cpu0) / (time.monotonic() - t0)
+        talk = run_talk(work, urls[:talk_n], min(seconds, 20), "fleet-talk")
+    finally:
+        sim.stop()
+    per = talk["peak_rss_mb_per_process"]
+    out = {
+        "instances": instances,
+        "rate": rate,
+        "seconds": seconds,
+        "collector": collector,
+        "talk_listener_measured": talk,
+        "talk_listener_projected_rss_mb": round(per * instances, 0),
+        "simulator_cpu_cores": round(sim_cores, 2),
+    }
+    print(json.dumps(out), flush=True)
+    return out
+
+
+def write_markdown(results: dict[str, Any], path: Path) -> None:
+    lines = [
+        "# Collector benchmarks",
+        "",
+        f"Run {results['when']} on {results['machine']} (load average before the run: "
+        f"{results.get('load_average_before', '?')}; the cores are shared with other work, so "
+        "CPU per event is the steadier figure). Produced by `bench/collect_bench.py`.",
+        "",
+    ]
+    tp = results.get("throughput")
+    if tp:
+        lines += [
+            "## Throughput (4 instances, one event per post)",
+            "",
+            "| streamed posts/s (target) | collector events/s | posts/s written "
+            "| lag median 1st/2nd half (s) | lag max (s) "
+            "| collector CPU cores | collector CPU µs/event | simulator CPU cores "
+            "| talk listener posts/s | talk CPU µs/post | speedup |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for run in tp["runs"]:
+            c, lag, t = run["collector"], run["collector"]["lag"], run.get("talk_listener")
+            lines.append(
+                f"| {run['rate']:g} | {c['events_per_second']:,} | {c['posts_per_second']:,} | "
+                f"{lag.get('lag_median_first_half')} / {lag.get('lag_median_second_half')} | "
+                f"{lag.get('lag_max')} | {c['cpu_cores_used']} | {c.get('cpu_us_per_event')} | "
+                f"{run['simulator_cpu_cores']} | {t['posts_per_second'] if t else '-'} | "
+                f"{t.get('cpu_us_per_event', '-') if t else '-'} | {run.get('speedup', '-')} |"
+            )
+        lines.append("")
+    ce = results.get("ceiling")
+    if ce:
+        c = ce["collector"]
+        lines += [
+            "## Ceiling (4 firehose instances that never make the collector wait)",
+            "",
+            "| events/s | posts/s written | CPU µs/event | collector CPU cores "
+            "| firehose CPU cores | lag median 1st / 2nd half (s) | peak RSS |",
+            "|---|---|---|---|---|---|---|",
+            f"| {c['events_per_second']:,} | {c['posts_per_second']:,} "
+            f"| {c['cpu_us_per_event']} | {c['cpu_cores_used']} | {ce['firehose_cpu_cores']} "
+            f"| {c['lag'].get('lag_median_first_half')} / "
+            f"{c['lag'].get('lag_median_second_half')} | {c['peak_rss_mb']} MB |",
+            "",
+        ]
+    fl = results.get("fleet")
+    if fl:
+        c, t = fl["collector"], fl["talk_listener_measured"]
+        lines += [
+            f"## Fleet ({fl['instances']} instances, {fl['rate']:g} posts/s in all)",
+            "",
+            "| | collector (1 process) | talk listener (1 process per instance) |",
+            "|---|---|---|",
+            f"| peak RSS | {c['peak_rss_mb']:,} MB | {t['peak_rss_mb_per_process']} MB each: "
+            f"{fl['talk_listener_projected_rss_mb']:,.0f} MB for {fl['instances']} "
+            f"(measured on {t['processes']}) |",
+            f"| instances streaming at the end | {c['instances']} | - |",
+            f"| lag median 1st / 2nd half | {c['lag'].get('lag_median_first_half')} / "
+            f"{c['lag'].get('lag_median_second_half')} s | - |",
+            f"| posts/s | {c['posts_per_second']} | - |",
+            "",
+        ]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Collector benchmarks")
+    parser.add_argument("--quick", action="store_true", help="shorter runs")
+    parser.add_argument("--only", default="ceiling,throughput,fleet")
+    parser.add_argument("--talk-listener", help=argparse.SUPPRESS)
+    parser.add_argument("--firehose", help=argparse.SUPPRESS)
+    parser.add_argument("--seconds", type=float, default=20, help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    parser.add_argument("--rates", default="1000,2500,5000")
+    parser.add_argument("--fleet-instances", type=int, default=1000)
+    args = parser.parse_args()
+    if args.talk_listener:
+        talk_listener_main(args.talk_listener, args.seconds, args.out)
+        return
+    if args.firehose:
+        firehose_main(args.firehose, 4)
+        return
+    seconds = 15.0 if args.quick else 30.0
+    only = set(args.only.split(","))
+    results: dict[str, Any] = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": f"{os.cpu_count()} cores",
+        "load_average_before": round(os.getloadavg()[0], 1),
+    }
+    work = BENCH / "data" / "collect-work"  # logs and lakes of the last run, git-ignored
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    if True:
+        if "ceiling" in only:
+            results["ceiling"] = bench_ceiling(work, seconds)
+        if "throughput" in only:
+            rates = [float(r) for r in args.rates.split(",")]
+            results["throughput"] = bench_throughput(work, rates, seconds)
+        if "fleet" in only:
+            results["fleet"] = bench_fleet(work, args.fleet_instances, 500.0, 2 * seconds, 20)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "collect.json").write_text(json.dumps(results, indent=1))
+    write_markdown(results, RESULTS / "collect.md")
+    print((RESULTS / "collect.md").read_text())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,253 @@
+"""The live dashboard: the report page (`tootlake.analysis.html`) served over HTTP and
+recomputed while `collect` writes the lake.
+
+    app = create_app("./lake", refresh=10)       # a Starlette app
+    serve("./lake", host="127.0.0.1", port=8000) # run it with uvicorn
+
+Each computation opens a fresh in-memory DuckDB over the lake's Parquet files (new files
+appear, compacted ones go), renders the page, and closes it. Results are cached for a few
+seconds (and twice as long as they took, so a big lake is not recomputed back to back): viewers
+share one computation and a reload storm costs one query run. The dashboard never writes: not
+the lake, not a DuckDB file.
+
+The page reloads itself with `<meta http-equiv="refresh">`: no script at all, so the
+Content-Security-Policy forbids every script. Text from the fediverse is escaped exactly as
+in the report (same template, same charts).
+
+    GET /             the page
+    GET /report.json  the same figures as JSON (`tootlake report --format json`)
+    GET /healthz      "ok"
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from tootlake.analysis import queries
+from tootlake.errors import MissingDependency, TootlakeError
+
+__all__ = ["HEADERS", "DashboardState", "create_app", "serve"]
+
+log = logging.getLogger(__name__)
+
+# The page's own policy (also in its <meta>), plus what only a header can say.
+HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-store",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+_STATUS_MARK = "<!-- tootlake:status -->"
+DAILY_ROWS = 31  # the dashboard's daily table shows the latest days only
+
+
+@dataclass
+class _Snapshot:
+    page: str
+    report: dict[str, Any]
+    computed_at: datetime
+    seconds: float
+
+
+class DashboardState:
+    """Computes the page and keeps it for `cache_seconds`, and at least `busy_factor` times as
+    long as it took to compute (a big lake is not recomputed back to back); one computation
+    at a time."""
+
+    def __init__(
+        self,
+        lake: str,
+        *,
+        refresh: int = 10,
+        cache_seconds: float | None = None,
+        terms: Sequence[str] = queries.DEFAULT_TERMS,
+        top: int = 20,
+        memory_limit: str | None = None,
+        threads: int | None = None,
+    ) -> None:
+        self.lake = lake
+        self.refresh = refresh
+        self.cache_seconds = min(refresh, 5.0) if cache_seconds is None else cache_seconds
+        self.terms = tuple(terms)
+        self.top = top
+        self.memory_limit = memory_limit
+        self.threads = threads
+        self.busy_factor = 2.0
+        self.computations = 0
+        self._lock = threading.Lock()
+        self._snapshot: _Snapshot | None = None
+        self._taken = 0.0
+        self._error: str | None = None
+
+    def snapshot(self) -> _Snapshot:
+        """The current page: cached, or computed now (keeping the last good one on failure)."""
+        with self._lock:
+            keep = self.cache_seconds
+            if self._snapshot is not None:
+                keep = max(keep, self.busy_factor * self._snapshot.seconds)
+            fresh = self._snapshot is not None and time.monotonic() - self._taken < keep
+            if fresh:
+                assert self._snapshot is not None
+                return self._snapshot
+            try:
+                self._snapshot = self._compute()
+                self._error = None
+            except Exception as exc:  # a file compacted away mid-query, a bad file...
+                if self._snapshot is None:
+                    raise
+                self._error = f"{type(exc).__name__}: {exc}"
+                log.warning(
+                    "Dashboard refresh of %s failed, showing the last result: %s",
+                    self.lake,
+                    self._error,
+                )
+            self._taken = time.monotonic()
+            return self._snapshot
+
+    def page(self) -> str:
+        snapshot = self.snapshot()
+        if self._error is None:
+            return snapshot.page
+        from markupsafe import escape
+
+        notice = (
+            f'<p class="stale" role="status">Showing the figures of '
+            f"{snapshot.computed_at:%H:%M:%S} UTC: the last refresh failed "
+            f"({escape(self._error)}).</p>"
+        )
+        return snapshot.page.replace(_STATUS_MARK, notice, 1)
+
+    def _compute(self) -> _Snapshot:
+        from tootlake.analysis.html import open_private, render_html_report
+        from tootlake.analysis.report import build_report, report_as_dict
+
+        started = time.perf_counter()
+        for attempt in (1, 2):
+            # a fresh in-memory DuckDB each time: the views see the files there are now
+            con = open_private(self.lake, memory_limit=self.memory_limit, threads=self.threads)
+            try:
+                report = build_report(con=con, terms=self.terms, top=self.top)
+                report["instances"] = queries.instances(con, limit=self.top)
+                now = datetime.now(UTC)
+                page = render_html_report(
+                    self.lake,
+                    report=report,
+                    con=con,
+                    terms=self.terms,
+                    top=self.top,
+                    refresh=self.refresh,
+                    daily_rows=DAILY_ROWS,
+                    now=now,
+                )
+                break
+            except TootlakeError:
+                raise
+            except Exception:
+                # The lake changed under the query (a file listed, then compacted away):
+                # once more with a fresh listing.
+                if attempt == 2:
+                    raise
+                log.info("Lake %s changed during a refresh; retrying", self.lake)
+            finally:
+                con.close()
+        self.computations += 1
+        seconds = time.perf_counter() - started
+        log.info("Dashboard of %s computed in %.2f s", self.lake, seconds)
+        return _Snapshot(page, report_as_dict(report), now, seconds)
+
+
+def create_app(
+    lake: str,
+    *,
+    refresh: int = 10,
+    cache_seconds: float | None = None,
+    terms: Sequence[str] = queries.DEFAULT_TERMS,
+    top: int = 20,
+    state: DashboardState | None = None,
+) -> Any:
+    """The dashboard as a Starlette app (ASGI)."""
+    try:
+        from starlette.applications import Starlette
+        from starlette.concurrency import run_in_threadpool
+        from starlette.requests import Request
+        from starlette.responses import HTMLResponse, PlainTextResponse, Response
+        from starlette.routing import Route
+    except ImportError as exc:
+        raise MissingDependency("starlette", "dashboard") from exc
+
+    state = state or DashboardState(
+        lake, refresh=refresh, cache_seconds=cache_seconds, terms=terms, top=top
+    )
+
+    async def page(request: Request) -> Response:
+        return HTMLResponse(await run_in_threadpool(state.page), headers=HEADERS)
+
+    async def report_json(request: Request) -> Response:
+        snapshot = await run_in_threadpool(state.snapshot)
+        body = {
+            "lake": state.lake,
+            "computed_at": snapshot.computed_at.isoformat(),
+            "report": snapshot.report,
+        }
+        text = json.dumps(body, ensure_ascii=False, default=str)
+        return Response(text, media_type="application/json", headers=HEADERS)
+
+    async def healthz(request: Request) -> Response:
+        return PlainTextResponse("ok", headers=HEADERS)
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return PlainTextResponse("Not found", status_code=404, headers=HEADERS)
+
+    async def failed(request: Request, exc: Exception) -> Response:
+        log.error("Dashboard of %s failed: %s", state.lake, exc, exc_info=exc)
+        return PlainTextResponse(
+            f"The dashboard cannot read the lake: {exc}", status_code=503, headers=HEADERS
+        )
+
+    app = Starlette(
+        routes=[
+            Route("/", page, methods=["GET", "HEAD"]),
+            Route("/report.json", report_json, methods=["GET"]),
+            Route("/healthz", healthz, methods=["GET", "HEAD"]),
+        ],
+        exception_handlers={404: not_found, 500: failed},
+    )
+    app.state.dashboard = state
+    return app
+
+
+def serve(
+    lake: str,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    refresh: int = 10,
+    cache_seconds: float | None = None,
+    log_level: str = "warning",
+) -> None:
+    """Run the dashboard with uvicorn until interrupted."""
+    app = create_app(lake, refresh=refresh, cache_seconds=cache_seconds)
+    try:
+        import uvicorn
+    except ImportError as exc:
+        raise MissingDependency("uvicorn", "dashboard") from exc
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        server_header=False,
+        access_log=log_level in {"debug", "info"},
+    )
+    uvicorn.Server(config).run()

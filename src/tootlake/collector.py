@@ -1,0 +1,362 @@
+"""`collect()`: live posts of many Mastodon instances into the lake, and the instance tools
+behind `tootlake instances` (`check_instances`, `discover_instances`).
+
+    from tootlake.collector import collect, read_instances
+    collect(read_instances(["mastodon.social"], settings), "./lake", duration=60)
+
+The order of durability is the pipeline's: the sink writes a batch, then the acks advance the
+cursors, then the cursors are saved. See docs/collect.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tootlake.errors import ConfigError
+from tootlake.pipeline import Recorder, RunStats, run
+from tootlake.settings import Settings, token_for
+from tootlake.sinks.layout import is_remote, join
+from tootlake.sinks.parquet import ParquetSink
+from tootlake.sources.fleet import FleetOptions, FleetSource, InstanceSpec
+from tootlake.sources.mastodon import (
+    USER_AGENT,
+    InstanceError,
+    Mode,
+    choose_mode,
+    get_json,
+    normalize_instance,
+    probe,
+)
+from tootlake.sources.state import CollectorState
+
+__all__ = [
+    "CollectResult",
+    "check_instances",
+    "collect",
+    "default_state_dir",
+    "discover_instances",
+    "read_instances",
+    "read_instances_file",
+]
+
+log = logging.getLogger(__name__)
+
+
+def read_instances_file(path: str | Path) -> list[str]:
+    """Instances of a file: one host or URL a line; `#` starts a comment."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"Cannot read the instances file {path}: {exc.strerror or exc}") from exc
+    out = []
+    for line in text.splitlines():
+        entry = line.split("#", 1)[0].strip()
+        if entry:
+            out.append(entry.split()[0])
+    return out
+
+
+def read_instances(names: Iterable[str], settings: Settings) -> list[InstanceSpec]:
+    """Specs (base URL + token) of instances named as hosts or URLs, in order, once each."""
+    specs: dict[str, InstanceSpec] = {}
+    for name in names:
+        url = normalize_instance(name)
+        spec = InstanceSpec(url)
+        specs.setdefault(spec.host, InstanceSpec(url, token_for(settings, spec.host)))
+    return list(specs.values())
+
+
+def parse_token_flags(values: Iterable[str]) -> dict[str, str]:
+    """`--token INSTANCE=TOKEN` values -> {host: token}."""
+    tokens = {}
+    for value in values:
+        name, sep, token = value.partition("=")
+        if not sep or not name.strip() or not token.strip():
+            raise ConfigError(
+                "Invalid --token: expected INSTANCE=TOKEN, e.g. --token mastodon.social=abc123."
+            )
+        tokens[InstanceSpec(normalize_instance(name)).host] = token.strip()
+    return tokens
+
+
+def default_state_dir(lake: str) -> str:
+    if is_remote(lake):
+        raise ConfigError(
+            f"The lake {lake} is remote: give the collector a local --state DIR for its cursors."
+        )
+    return join(lake, "_tootlake", "state")
+
+
+@dataclass
+class CollectResult:
+    stats: RunStats
+    health: dict[str, dict[str, Any]] = field(default_factory=dict)
+    bad: int = 0
+    bad_examples: list[str] = field(default_factory=list)
+    state_dir: str = ""
+    # (seconds since start, posts + edits so far, lag in seconds or None), once a second
+    samples: list[tuple[float, int, float | None]] = field(default_factory=list)
+
+    def lag_summary(self) -> dict[str, float | None]:
+        """Lag (now - created_at of the newest post handed out) over the run: median and max
+        of each half, so a growing lag shows."""
+        lags = [(t, lag) for t, _, lag in self.samples if lag is not None]
+        if not lags:
+            return {}
+        half = lags[-1][0] / 2
+        out: dict[str, float | None] = {"lag_max": max(v for _, v in lags)}
+        for name, part in (
+            ("first_half", [v for t, v in lags if t < half]),
+            ("second_half", [v for t, v in lags if t >= half]),
+        ):
+            part.sort()
+            out[f"lag_median_{name}"] = part[len(part) // 2] if part else None
+            out[f"lag_max_{name}"] = part[-1] if part else None
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "stats": self.stats.as_dict(),
+            "instances": self.counts(),
+            "bad": self.bad,
+            "lag": self.lag_summary(),
+            "reconnects": sum(e["reconnects"] for e in self.health.values()),
+            "errors": sum(e["errors"] for e in self.health.values()),
+            "samples": self.samples,
+        }
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for entry in self.health.values():
+            out[entry["status"]] = out.get(entry["status"], 0) + 1
+        return out
+
+
+@dataclass
+class Progress:
+    """What the status line shows, built by `collect()` twice a second."""
+
+    stats: RunStats
+    fleet: FleetSource
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return dict(self.fleet.counts())
+
+    @property
+    def lag(self) -> float | None:
+        return self.fleet.lag()
+
+
+def collect(
+    instances: Sequence[InstanceSpec],
+    lake: str,
+    *,
+    state_dir: str | None = None,
+    options: FleetOptions | None = None,
+    duration: float | None = None,
+    include_opted_out: bool = False,
+    flush_seconds: float = 60.0,
+    stop: threading.Event | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    sink: ParquetSink | None = None,
+    kafka: str | None = None,
+    topic: str | None = None,
+    schema_registry: str | None = None,
+) -> CollectResult:
+    """Collect from `instances` until `duration` passes or `stop` is set; drain, flush,
+    commit the cursors and return what happened.
+
+    With `kafka` (bootstrap servers) the posts go to a Kafka topic instead of the lake (the
+    `tootlake sink` workers write it); cursors then advance once Kafka acknowledged delivery.
+    """
+    if not instances:
+        raise ConfigError("No instance to collect from: give --instance or --instances-file.")
+    state_dir = state_dir or default_state_dir(lake)
+    state = CollectorState(state_dir)
+    stop = stop or threading.Event()
+    fleet = FleetSource(instances, state, options=options, stop=stop)
+    stats = RunStats()
+    recorder = Recorder(stats, include_opted_out=include_opted_out, dedupe=True)
+    timer = None
+    if duration is not None:
+        timer = threading.Timer(duration, stop.set)
+        timer.daemon = True
+        timer.start()
+    progress = Progress(stats, fleet)
+    samples: list[tuple[float, int, float | None]] = []
+
+    def tick(_stats: RunStats) -> None:
+        elapsed = time.monotonic() - stats.started
+        if not samples or elapsed - samples[-1][0] >= 1.0:
+            lag = fleet.lag()
+            samples.append(
+                (
+                    round(elapsed, 2),
+                    stats.posts + stats.edits,
+                    None if lag is None else round(lag, 3),
+                )
+            )
+            if len(samples) > 86_400:  # a day of samples, then every other one
+                del samples[::2]
+        if on_progress is not None:
+            on_progress(progress)
+
+    try:
+        if kafka:
+            from tootlake.pipeline import produce
+
+            def tick_and_save(stats_now: RunStats) -> None:
+                state.save()  # the acks ran on delivery: the cursors are safe to persist
+                tick(stats_now)
+
+            produce(
+                fleet.events(),
+                kafka=kafka,
+                recorder=recorder,
+                topic=topic,
+                schema_registry=schema_registry,
+                stop=stop,
+                linger=0.25,
+                on_progress=tick_and_save,
+            )
+        else:
+            run(
+                fleet.events(),
+                sink or ParquetSink(lake, max_age=flush_seconds, sightings=True),
+                recorder=recorder,
+                linger=0.25,
+                on_commit=state.save,
+                on_progress=tick,
+            )
+    finally:
+        if timer is not None:
+            timer.cancel()
+        stop.set()
+        state.save()
+    return CollectResult(
+        stats, fleet.health(), fleet.bad_count, fleet.bad_examples, state_dir, samples
+    )
+
+
+# ----------------------------------------------------------------------------------------
+# instances check / discover
+
+
+@dataclass
+class InstanceReport:
+    """What `collect` would do with an instance."""
+
+    instance: str
+    action: str  # stream / poll / needs token / down
+    reason: str
+    version: str = ""
+    streaming: str = ""
+    live_feeds: str = ""
+    registrations: bool | None = None
+    token: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+async def _check_one(session: Any, spec: InstanceSpec, timeline: str) -> InstanceReport:
+    try:
+        info = await probe(session, spec.url, spec.token)
+    except InstanceError as exc:
+        return InstanceReport(spec.host, Mode.DOWN, str(exc), token=bool(spec.token))
+    action, reason = choose_mode(info, timeline, bool(spec.token))
+    feeds = "/".join(info.live_feeds.get(h, "?") for h in ("local", "remote"))
+    return InstanceReport(
+        spec.host,
+        action,
+        reason,
+        info.version,
+        info.streaming_url or "",
+        feeds,
+        info.registrations,
+        bool(spec.token),
+    )
+
+
+def _run(factory: Callable[[], Any]) -> Any:
+    """asyncio.run(factory()), also where this thread already runs a loop (a notebook): then
+    on a thread of its own."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(factory())
+    result: list[Any] = []
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            result.append(asyncio.run(factory()))
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, name="tootlake-instances")
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+    return result[0]
+
+
+async def _with_session(func: Callable[[Any], Any], timeout: float) -> Any:
+    import aiohttp
+
+    async with aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=timeout),
+        headers={"User-Agent": USER_AGENT},
+        connector=aiohttp.TCPConnector(limit=64),
+        trust_env=False,
+    ) as session:
+        return await func(session)
+
+
+def check_instances(
+    instances: Sequence[InstanceSpec], timeline: str = "public", timeout: float = 15.0
+) -> list[InstanceReport]:
+    """Probe each instance and say what collect would do (stream/poll/needs token/down)."""
+
+    async def main(session: Any) -> list[InstanceReport]:
+        return list(await asyncio.gather(*(_check_one(session, s, timeline) for s in instances)))
+
+    return _run(lambda: _with_session(main, timeout))
+
+
+def discover_instances(
+    start: str, limit: int, timeline: str = "public", timeout: float = 15.0
+) -> list[InstanceReport]:
+    """Peers of `start` (`/api/v1/instance/peers`), probed until `limit` answered."""
+    base = normalize_instance(start)
+
+    async def main(session: Any) -> list[InstanceReport]:
+        try:
+            peers, _ = await get_json(
+                session, f"{base}/api/v1/instance/peers", what=f"{base} /api/v1/instance/peers"
+            )
+        except InstanceError as exc:
+            raise ConfigError(f"Cannot list the peers of {start}: {exc}") from exc
+        if not isinstance(peers, list):
+            raise ConfigError(f"{start}: /api/v1/instance/peers is not a list of hosts")
+        scheme = base.split("://", 1)[0]
+        found: list[InstanceReport] = []
+        hosts = [str(p) for p in peers if isinstance(p, str) and p]
+        for offset in range(0, len(hosts), 64):
+            chunk = [InstanceSpec(f"{scheme}://{h.lower()}") for h in hosts[offset : offset + 64]]
+            reports = await asyncio.gather(*(_check_one(session, s, timeline) for s in chunk))
+            found.extend(r for r in reports if r.action != Mode.DOWN)
+            if len(found) >= limit:
+                break
+        return found[:limit]
+
+    return _run(lambda: _with_session(main, timeout))

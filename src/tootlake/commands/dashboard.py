@@ -1,0 +1,64 @@
+"""`tootlake dashboard`: the report as a live page that refreshes while `collect` writes."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import click
+
+from tootlake.cli import lake_option, main, run_command
+from tootlake.settings import load_settings
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@main.command()
+@lake_option
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on. The dashboard has no login: keep it on loopback.",
+)
+@click.option(
+    "--port",
+    default=8000,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port to listen on.",
+)
+@click.option(
+    "--refresh",
+    default=10,
+    show_default=True,
+    type=click.IntRange(min=1),
+    metavar="SECONDS",
+    help="The page reloads every SECONDS; results are shared for up to 5 s "
+    "(longer when computing them is slow).",
+)
+@run_command
+def dashboard(lake: str | None, host: str, port: int, refresh: int) -> None:
+    """Serve a live page of the report's figures and charts (read-only)."""
+    from tootlake.analysis.dashboard import serve
+
+    settings = load_settings(lake=lake)
+    if not _is_loopback(host):
+        click.echo(
+            f"Warning: serving on {host}, beyond this machine; the dashboard has no "
+            "login and shows everything in the lake.",
+            err=True,
+        )
+    shown = f"[{host}]" if ":" in host else host
+    click.echo(
+        f"Dashboard of {settings.lake} on http://{shown}:{port}/ "
+        f"(refreshes every {refresh} s; Ctrl-C to stop)",
+        err=True,
+    )
+    serve(settings.lake, host=host, port=port, refresh=refresh)

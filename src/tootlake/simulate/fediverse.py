@@ -1,0 +1,478 @@
+"""The simulated fediverse: N instances, a publisher, federation and the ground truth.
+
+A post is authored on one server, its origin (a simulated instance, or a "virtual" server
+that is not simulated), and federated to k simulated instances. Each instance that gets it
+gives it its own local id and publishes it on its streams and public timeline. Everything the
+simulator publishes is recorded, so `truth()` says exactly what a correct collector's lake
+should hold.
+
+    async with Fediverse(instances=3, seed=1) as fed:
+        print(fed.urls)
+        await fed.publish(1000, rate=200, edits=0.02, deletes=0.01)
+        truth = fed.truth()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from tootlake.simulate.server import Instance, InstanceSettings
+from tootlake.simulate.status import Renderer, SimPost
+from tootlake.simulate.workload import Draft, Workload
+
+__all__ = ["Fediverse", "FediverseThread", "Truth"]
+
+
+@dataclass(frozen=True)
+class Truth:
+    """What a lake collected from the simulated instances should hold.
+
+    `latest`: uri -> `edited_at` of its newest version (None: never edited) for every post
+    that was published, is public and streamable (no boosts, no replies to others), reached
+    an instance whose live feed for it is not disabled, is not deleted, and whose author did
+    not opt out. `edited_at` is the origin's (millisecond) time; remote copies carry it
+    truncated to the second, as real servers do.
+
+    Opt-outs: `#nobot` in a bio shows on every copy, but `noindex` only on the author's home
+    instance (Mastodon serializes it for local accounts only). A collector that sees only
+    remote copies of a noindex author keeps them: such uris are in `opted_out`, not `latest`.
+    """
+
+    latest: dict[str, str | None]
+    deleted: frozenset[str]  # uris of collectable posts that were deleted
+    opted_out: frozenset[str]  # collectable, not deleted, but the author opted out
+    hidden: int  # statuses published that public feeds never show
+    published: int  # every status published, hidden or not
+
+    @property
+    def uris(self) -> frozenset[str]:
+        return frozenset(self.latest)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "latest": self.latest,
+            "deleted": sorted(self.deleted),
+            "opted_out": sorted(self.opted_out),
+            "hidden": self.hidden,
+            "published": self.published,
+        }
+
+
+class Fediverse:
+    """`instances` simulated Mastodon servers on loopback, fed by a seeded workload.
+
+    `settings`: one `InstanceSettings` for all (each instance gets a copy) or one per
+    instance. `federation`: how many other simulated instances each post reaches.
+    `retention`: how many recent posts keep their content in memory (older ones leave the REST
+    timelines but stay in the truth). Extra keyword arguments go to `Workload`.
+    """
+
+    def __init__(
+        self,
+        instances: int = 3,
+        *,
+        settings: InstanceSettings | Sequence[InstanceSettings] | None = None,
+        seed: int = 0,
+        federation: int = 2,
+        bind: str = "127.0.0.1",
+        port_base: int | None = None,
+        retention: int = 100_000,
+        workload: Workload | None = None,
+        **workload_options: Any,
+    ) -> None:
+        if isinstance(settings, Sequence):
+            if len(settings) != instances:
+                raise ValueError(f"Got {len(settings)} settings for {instances} instances.")
+            self._settings = list(settings)
+        else:
+            base = settings or InstanceSettings()
+            self._settings = [
+                replace(base, live_feeds=dict(base.live_feeds)) for _ in range(instances)
+            ]
+        if not ipaddress.ip_address(bind).is_loopback:
+            # Simulated servers are test fixtures: never reachable from another machine.
+            raise ValueError(f"Invalid bind address {bind!r}: use a loopback address (127.0.0.1).")
+        self.seed = seed
+        self.federation = federation
+        self.bind = bind
+        self.port_base = port_base
+        self.retention = retention
+        self.renderer = Renderer()
+        self.instances: list[Instance] = []
+        self.workload = workload
+        self._workload_options = workload_options
+        self._rng = random.Random(f"tootlake-fediverse/{seed}")
+        self._posts: dict[str, SimPost] = {}
+        self._alive: deque[SimPost] = deque()
+        self._recent: list[SimPost] = []  # candidates for edits and deletes (a ring)
+        self._recent_at = 0
+        self._last_by_author: dict[int, SimPost] = {}
+        self._publisher: asyncio.Task[None] | None = None
+        self.published = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> Fediverse:
+        n = len(self._settings)
+        for i, settings in enumerate(self._settings):
+            port = self.port_base + i if self.port_base else 0
+            streaming_port = self.port_base + n + i if self.port_base else 0
+            self.instances.append(
+                Instance(
+                    i,
+                    settings,
+                    self.renderer,
+                    bind=self.bind,
+                    port=port,
+                    streaming_port=streaming_port,
+                )
+            )
+        # Started in chunks: a thousand instances come up in a second or two.
+        for chunk in range(0, n, 64):
+            await asyncio.gather(*(inst.start() for inst in self.instances[chunk : chunk + 64]))
+        if self.workload is None:
+            self.workload = Workload(self.hosts, seed=self.seed, **self._workload_options)
+        return self
+
+    async def close(self) -> None:
+        await self.stop_publishing()
+        for inst in self.instances:
+            await inst.stop()
+
+    async def __aenter__(self) -> Fediverse:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def urls(self) -> list[str]:
+        """Web URLs of the instances, e.g. http://127.0.0.1:41123."""
+        return [inst.url for inst in self.instances]
+
+    @property
+    def hosts(self) -> list[str]:
+        """Instance hosts ("127.0.0.1:PORT"): the `observed_on`/`origin` a collector sees."""
+        return [inst.host for inst in self.instances]
+
+    @property
+    def tokens(self) -> dict[str, str | None]:
+        """host -> the token its streaming needs (None: any token works)."""
+        return {inst.host: inst.settings.token for inst in self.instances}
+
+    def instance(self, key: int | str) -> Instance:
+        """An instance by index, host or URL."""
+        if isinstance(key, int):
+            return self.instances[key]
+        for inst in self.instances:
+            if key in (inst.host, inst.url):
+                return inst
+        raise KeyError(f"No simulated instance {key!r}; known: {', '.join(self.hosts)}")
+
+    def _select(self, instances: Iterable[int | str] | None) -> list[Instance]:
+        return list(self.instances) if instances is None else [self.instance(k) for k in instances]
+
+    # -- publishing --------------------------------------------------------------------------
+
+    def post(
+        self,
+        draft: Draft | None = None,
+        *,
+        origin: int | str | None = None,
+        targets: Sequence[int] | None = None,
+        public: bool = False,
+    ) -> SimPost:
+        """Publish one status now and return it.
+
+        `draft`: what to post (default: the workload's next). `origin`: author it on this
+        simulated instance (index or host) with one of its accounts. `targets`: the indices of
+        the instances it federates to (default: `federation` random others). `public`: make it
+        a status public feeds show (public, not a boost, not a reply to someone else).
+        """
+        workload = self.workload
+        assert workload is not None, "start() the fediverse first"
+        if draft is None:
+            if origin is not None:
+                inst = self.instance(origin)
+                draft = workload.draft(self._rng.choice(workload.authors(inst.index, inst.host)))
+            else:
+                draft = workload.draft()
+        if public and not draft.streamable:
+            draft = replace(draft, visibility="public", reblog=False, reply=None)
+        now = time.time()
+        author = draft.author
+        home = self.instances[author.home_index] if author.home_index is not None else None
+        origin_id = home.ids.next(now) if home is not None else None
+        post = self.renderer.new_post(draft, now, origin_id)
+        if draft.reply == "self":
+            post.parent = self._last_by_author.get(author.key)
+        self._last_by_author[author.key] = post
+        if targets is None:
+            targets = self._targets(author.home_index)
+        if home is not None:
+            home.receive(post, origin_id)
+        for index in targets:
+            if index != author.home_index:
+                self.instances[index].receive(post)
+        self._record(post)
+        return post
+
+    def _targets(self, home_index: int | None) -> list[int]:
+        n = len(self.instances)
+        k = min(self.federation, n - (home_index is not None))
+        if home_index is None:
+            k = max(k, 1)  # a virtual origin's post is only visible through its copies
+        if k <= 0:
+            return []
+        picks: list[int] = []
+        random = self._rng.random
+        while len(picks) < k:  # cheaper than Random.sample for k << n
+            index = int(random() * n)
+            if index != home_index and index not in picks:
+                picks.append(index)
+        return picks
+
+    def _record(self, post: SimPost) -> None:
+        self._posts[post.uri] = post
+        self.published += 1
+        self._alive.append(post)
+        if len(self._alive) > self.retention:
+            old = self._alive.popleft()
+            old.draft = None  # keep the identity for the truth, free the content
+        if post.streamable:
+            if len(self._recent) < 10_000:
+                self._recent.append(post)
+            else:
+                self._recent[self._recent_at] = post
+                self._recent_at = (self._recent_at + 1) % len(self._recent)
+
+    def _resolve(self, post: SimPost | str) -> SimPost:
+        found = self._posts.get(post) if isinstance(post, str) else post
+        if found is None:
+            raise KeyError(f"No published post {post!r}")
+        return found
+
+    def edit(self, post: SimPost | str, draft: Draft | None = None) -> SimPost:
+        """Publish a new version of a post (`status.update` wherever it lives)."""
+        post = self._resolve(post)
+        if post.deleted or post.draft is None:
+            raise ValueError(f"Cannot edit {post.uri}: deleted or evicted")
+        assert self.workload is not None
+        self.renderer.update(post, draft or self.workload.edited(post.draft), time.time())
+        for index in post.copies:
+            self.instances[index].edited(post)
+        return post
+
+    def delete(self, post: SimPost | str) -> None:
+        """Delete a post: every instance that had it sends `delete` with its own id."""
+        post = self._resolve(post)
+        if post.deleted:
+            return
+        post.deleted = True
+        for index in post.copies:
+            self.instances[index].deleted(post)
+
+    def copies(self, post: SimPost | str) -> dict[str, str]:
+        """host -> local id of a post on every instance that has it."""
+        return {
+            self.instances[i].host: str(local_id)
+            for i, local_id in self._resolve(post).copies.items()
+        }
+
+    def _churn(self, edits: float, deletes: float) -> None:
+        """Maybe edit and maybe delete a recent public post, at the given rates per post."""
+        rng = self._rng
+        if edits and self._recent and rng.random() < edits:
+            post = rng.choice(self._recent)
+            if not post.deleted and post.draft is not None:
+                self.edit(post)
+        if deletes and self._recent and rng.random() < deletes:
+            post = rng.choice(self._recent)
+            if not post.deleted:
+                self.delete(post)
+
+    async def publish(
+        self, n: int, *, rate: float | None = None, edits: float = 0.0, deletes: float = 0.0
+    ) -> list[SimPost]:
+        """Publish `n` posts at `rate` posts/s (None: as fast as possible) and return them.
+
+        `edits` and `deletes`: the chance, per post, of also editing or deleting a recent one.
+        """
+        out: list[SimPost] = []
+        await self._run(n, rate, edits, deletes, out)
+        return out
+
+    def start_publishing(
+        self, rate: float, *, edits: float = 0.02, deletes: float = 0.01, n: int | None = None
+    ) -> None:
+        """Publish in the background at `rate` posts/s until `stop_publishing()` (or `n` posts)."""
+        if self._publisher is not None and not self._publisher.done():
+            raise RuntimeError("The publisher is already running.")
+        self._publisher = asyncio.create_task(self._run(n, rate, edits, deletes, None))
+
+    async def stop_publishing(self) -> None:
+        task, self._publisher = self._publisher, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(
+        self,
+        n: int | None,
+        rate: float | None,
+        edits: float,
+        deletes: float,
+        out: list[SimPost] | None,
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        start, done = loop.time(), 0
+        while n is None or done < n:
+            if rate:
+                due = int((loop.time() - start) * rate) + 1 - done
+                if due <= 0:
+                    # Sleep at least 10 ms: at thousands of posts/s they go out in batches,
+                    # so each connection's writer flushes many events in one write.
+                    await asyncio.sleep(max(0.01, (done + 1) / rate - (loop.time() - start)))
+                    continue
+            else:
+                due = 500
+            batch = min(due, 2000) if n is None else min(due, 2000, n - done)
+            for _ in range(batch):
+                post = self.post()
+                if out is not None:
+                    out.append(post)
+                if edits or deletes:
+                    self._churn(edits, deletes)
+            done += batch
+            await asyncio.sleep(0)  # let the writers flush
+
+    # -- ground truth ------------------------------------------------------------------------
+
+    def truth(
+        self, hosts: Iterable[str] | None = None, *, include_opted_out: bool = False
+    ) -> Truth:
+        """What a collector of `hosts` (default: every instance) should have in its lake.
+
+        A post counts when some copy of it is on a collected instance whose live feed for it
+        (local there, or remote) is not disabled: read at call time from the settings.
+        """
+        wanted = None if hosts is None else {self.instance(h).index for h in hosts}
+        open_halves = [
+            (
+                inst.settings.live_feeds["local"] != "disabled",
+                inst.settings.live_feeds["remote"] != "disabled",
+            )
+            for inst in self.instances
+        ]
+        latest: dict[str, str | None] = {}
+        deleted: set[str] = set()
+        opted_out: set[str] = set()
+        hidden = 0
+        for uri, post in self._posts.items():
+            if not post.streamable:
+                hidden += 1
+                continue
+            if not any(
+                (wanted is None or i in wanted)
+                and open_halves[i][0 if i == post.origin_index else 1]
+                for i in post.copies
+            ):
+                continue
+            if post.deleted:
+                deleted.add(uri)
+            elif post.opted_out and not include_opted_out:
+                opted_out.add(uri)
+            else:
+                latest[uri] = post.edited_at
+        return Truth(latest, frozenset(deleted), frozenset(opted_out), hidden, len(self._posts))
+
+    # -- faults on many instances ------------------------------------------------------------
+
+    def cut(self, instances: Iterable[int | str] | None = None, *, mid_event: bool = False) -> int:
+        """Drop the live connections of `instances` (default all); see `Instance.cut`."""
+        return sum(inst.cut(mid_event=mid_event) for inst in self._select(instances))
+
+    def stall(
+        self, instances: Iterable[int | str] | None = None, *, seconds: float | None = None
+    ) -> None:
+        for inst in self._select(instances):
+            inst.stall(seconds=seconds)
+
+    def unstall(self, instances: Iterable[int | str] | None = None) -> None:
+        for inst in self._select(instances):
+            inst.unstall()
+
+    def fail(
+        self,
+        status: int | str = 503,
+        count: int | None = 1,
+        *,
+        instances: Iterable[int | str] | None = None,
+        path: str = "/",
+    ) -> None:
+        for inst in self._select(instances):
+            inst.fail(status, count, path=path)
+
+    def clear_faults(self) -> None:
+        for inst in self.instances:
+            inst.clear_faults()
+
+
+class FediverseThread:
+    """A `Fediverse` on an event loop of its own thread, for synchronous code.
+
+    with FediverseThread(instances=2, seed=1) as sim:
+        client = Mastodon(api_base_url=sim.fed.urls[0], access_token="t")
+        sim.call(sim.fed.post)                       # any method, run on the loop
+        sim.call(sim.fed.publish, 100, rate=50)      # coroutines are awaited
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._args, self._kwargs = args, kwargs
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self.loop.run_forever, name="tootlake-fediverse", daemon=True
+        )
+        self._fed: Fediverse | None = None
+
+    @property
+    def fed(self) -> Fediverse:
+        assert self._fed is not None, "use FediverseThread as a context manager"
+        return self._fed
+
+    def call(
+        self, fn: Callable[..., Any], *args: Any, timeout: float | None = 60, **kwargs: Any
+    ) -> Any:
+        """Run `fn(*args, **kwargs)` on the fediverse's loop (awaiting it if it is a coroutine)."""
+
+        async def run() -> Any:
+            result = fn(*args, **kwargs)
+            if asyncio.iscoroutine(result):
+                result = await result
+            return result
+
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(timeout)
+
+    def __enter__(self) -> FediverseThread:
+        self._thread.start()
+        self._fed = self.call(lambda: Fediverse(*self._args, **self._kwargs).start())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self._fed is not None:
+                self.call(self._fed.close)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(10)
+            self.loop.close()

@@ -1,0 +1,148 @@
+"""Run a simulated fediverse as a service: what `tootlake simulate` calls.
+
+It starts the instances, writes the files a collector needs (instance URLs, tokens), publishes
+at the requested rate until the duration ends or SIGINT/SIGTERM, then writes the ground truth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from tootlake.simulate.fediverse import Fediverse, Truth
+from tootlake.simulate.server import InstanceSettings
+
+__all__ = ["instance_token", "run_simulation"]
+
+
+def instance_token(seed: int, index: int) -> str:
+    """The token of simulated instance `index`: stable for a seed, so scripts can rely on it."""
+    return "sim-" + hashlib.sha256(f"tootlake/{seed}/{index}".encode()).hexdigest()[:24]
+
+
+def run_simulation(
+    *,
+    instances: int = 3,
+    rate: float = 20.0,
+    duration: float | None = None,
+    token_required: bool = True,
+    seed: int = 0,
+    port_base: int | None = None,
+    federation: int = 2,
+    edits: float = 0.02,
+    deletes: float = 0.01,
+    heartbeat: float = 15.0,
+    write_instances: str | Path | None = None,
+    tokens_file: str | Path | None = None,
+    truth_file: str | Path | None = None,
+    echo: Callable[[str], None] = print,
+    status: Callable[[str], None] = print,
+) -> Truth:
+    """Serve until `duration` seconds have passed (None: until SIGINT/SIGTERM); return the truth.
+
+    `token_required`: each instance gets a token (see `instance_token`) and its REST public
+    timeline needs it (live feeds "authenticated"); otherwise no token is configured (any
+    token streams: Mastodon >= 4.2 always wants one) and REST is open. `echo` gets the instance
+    URLs, one per call; `status` the human-readable lines.
+    """
+    return asyncio.run(
+        _serve(
+            instances,
+            rate,
+            duration,
+            token_required,
+            seed,
+            port_base,
+            federation,
+            edits,
+            deletes,
+            heartbeat,
+            write_instances,
+            tokens_file,
+            truth_file,
+            echo,
+            status,
+        )  # fmt: skip
+    )
+
+
+async def _serve(
+    instances: int,
+    rate: float,
+    duration: float | None,
+    token_required: bool,
+    seed: int,
+    port_base: int | None,
+    federation: int,
+    edits: float,
+    deletes: float,
+    heartbeat: float,
+    write_instances: str | Path | None,
+    tokens_file: str | Path | None,
+    truth_file: str | Path | None,
+    echo: Callable[[str], None],
+    status: Callable[[str], None],
+) -> Truth:
+    feeds = "authenticated" if token_required else "public"
+    settings = [
+        InstanceSettings(
+            token=instance_token(seed, i) if token_required else None,
+            live_feeds={"local": feeds, "remote": feeds},
+            heartbeat=heartbeat,
+        )
+        for i in range(instances)
+    ]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not in the main thread
+            loop.add_signal_handler(signum, stop.set)
+    fed = Fediverse(
+        instances, settings=settings, seed=seed, federation=federation, port_base=port_base
+    )
+    await fed.start()
+    try:
+        for url in fed.urls:
+            echo(url)
+        if write_instances:
+            Path(write_instances).write_text(
+                "".join(f"{url}\n" for url in fed.urls), encoding="utf-8"
+            )
+        if tokens_file:
+            lines = [f"{inst.host}={inst.settings.token or 'any'}\n" for inst in fed.instances]
+            Path(tokens_file).write_text("".join(lines), encoding="utf-8")
+        status(
+            f"{instances} simulated instances on {fed.bind}, publishing {rate:g} posts/s"
+            + (f" for {duration:g} s" if duration is not None else " until interrupted")
+            + (
+                "; streaming needs each instance's token"
+                if token_required
+                else "; any token streams"
+            )
+        )
+        started = time.monotonic()
+        if rate > 0:
+            fed.start_publishing(rate, edits=edits, deletes=deletes)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), duration)
+        await fed.stop_publishing()
+        elapsed = time.monotonic() - started
+        truth = fed.truth()
+        status(
+            f"Published {fed.published:,} statuses in {elapsed:.1f} s "
+            f"({fed.published / max(elapsed, 1e-9):,.0f}/s): "
+            f"{len(truth.latest):,} collectable, {len(truth.deleted):,} deleted, "
+            f"{len(truth.opted_out):,} opted out, {truth.hidden:,} hidden from public feeds."
+        )
+        if truth_file:
+            document = {"instances": fed.urls, **truth.to_json()}
+            Path(truth_file).write_text(json.dumps(document, ensure_ascii=False), encoding="utf-8")
+        return truth
+    finally:
+        await fed.close()

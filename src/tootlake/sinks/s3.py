@@ -1,0 +1,300 @@
+"""A lake on S3 (or MinIO, moto...): `S3Storage` for writers and compaction, and what DuckDB
+needs to read it.
+
+Settings come from the standard AWS environment, read when the storage is built:
+
+    AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN   credentials (else boto3's chain)
+    AWS_REGION (or AWS_DEFAULT_REGION)                            default us-east-1
+    AWS_ENDPOINT_URL_S3 (or AWS_ENDPOINT_URL)                     e.g. http://127.0.0.1:9000
+
+DuckDB reads the lake through pyarrow (`pyarrow.fs.S3FileSystem` + `pyarrow.dataset`),
+registered as Arrow datasets, so projections and filters are pushed down and nothing is loaded
+before a query asks for it. DuckDB's own httpfs extension is not used: it is downloaded from
+DuckDB's servers, which this project cannot reach, and PyPI has no build of it for DuckDB 2.x.
+
+An object appears whole when its PUT completes, so `write_atomic` is a plain PUT; `create`
+is a PUT with `If-None-Match: *`, `delete_if` a DELETE with `If-Match: <ETag>` (S3 and moto
+honour both).
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+from tootlake.errors import LakeError, MissingDependency
+from tootlake.sinks.storage import FileInfo
+
+__all__ = ["S3Storage", "configure_duckdb", "split_url"]
+
+DEFAULT_REGION = "us-east-1"
+# boto3 clients by (region, endpoint, key id, secret, token): shared by storages alike.
+_CLIENTS: dict[tuple[str | None, ...], Any] = {}
+_CLIENTS_LOCK = threading.Lock()
+
+
+def split_url(url: str) -> tuple[str, str]:
+    """("bucket", "key/prefix") of `s3://bucket/key/prefix` (no trailing slash)."""
+    parts = urlsplit(url)
+    if parts.scheme != "s3" or not parts.netloc:
+        raise LakeError(f"Not an S3 URL: {url!r}; expected s3://bucket/prefix")
+    return parts.netloc, parts.path.strip("/")
+
+
+def _boto3() -> Any:
+    try:
+        import boto3
+    except ImportError as exc:
+        raise MissingDependency("boto3", "s3") from exc
+    return boto3
+
+
+class S3Storage:
+    """A lake under `s3://bucket/prefix`. Paths given to and returned by every method are full
+    `s3://` URLs, as `tootlake.sinks.layout.join()` builds them."""
+
+    def __init__(self, lake_url: str, *, client: Any = None) -> None:
+        self.bucket, self.prefix = split_url(lake_url)
+        self.root = f"s3://{self.bucket}/{self.prefix}".rstrip("/")
+        env = os.environ
+        self.region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
+        self.endpoint_url = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None
+        self._access_key = env.get("AWS_ACCESS_KEY_ID") or None
+        self._secret_key = env.get("AWS_SECRET_ACCESS_KEY") or None
+        self._session_token = env.get("AWS_SESSION_TOKEN") or None
+        self._boto3 = _boto3()  # fail early, with the pip hint, when the extra is missing
+        self._client = client
+        self._sizes: dict[str, int | None] = {}  # path -> size, from listings
+        self._arrow_fs: Any = None
+
+    def __repr__(self) -> str:
+        key = "***" if self._access_key else "default chain"
+        return (
+            f"S3Storage({self.root!r}, region={self.region!r}, "
+            f"endpoint={self.endpoint_url or 'AWS'!r}, credentials={key})"
+        )
+
+    # -- boto3 ---------------------------------------------------------------------------
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            settings = (
+                self.region,
+                self.endpoint_url,
+                self._access_key,
+                self._secret_key,
+                self._session_token,
+            )
+            with _CLIENTS_LOCK:
+                # Making a client costs 0.2 s (boto3 loads its models); they are thread-safe.
+                client = _CLIENTS.get(settings)
+                if client is None:
+                    client = _CLIENTS[settings] = self._make_client()
+            self._client = client
+        return self._client
+
+    def _make_client(self) -> Any:
+        from botocore.config import Config
+
+        config = Config(
+            connect_timeout=5,
+            read_timeout=60,
+            retries={"max_attempts": 4, "mode": "standard"},
+            # Path-style for custom endpoints: MinIO and moto on 127.0.0.1 have no DNS.
+            s3={"addressing_style": "path" if self.endpoint_url else "auto"},
+        )
+        return self._boto3.session.Session().client(
+            "s3",
+            region_name=self.region,
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=self._access_key,
+            aws_secret_access_key=self._secret_key,
+            aws_session_token=self._session_token,
+            config=config,
+        )
+
+    def _where(self) -> str:
+        return f" at {self.endpoint_url}" if self.endpoint_url else ""
+
+    @contextmanager
+    def _errors(self, action: str, url: str) -> Iterator[None]:
+        """Turn boto3's errors into LakeError messages that say what, where and what to do.
+        botocore's messages never include the secret key, and neither do ours."""
+        from botocore import exceptions as bx
+
+        try:
+            yield
+        except bx.ClientError as exc:
+            error = exc.response.get("Error", {})
+            code = str(error.get("Code", "?"))
+            if code in {"NoSuchKey", "404"} and action == "read":
+                raise FileNotFoundError(url) from None
+            hint = {
+                "NoSuchBucket": f"create the bucket {self.bucket!r} first",
+                "AccessDenied": "check the credentials (AWS_ACCESS_KEY_ID) and the bucket policy",
+                "InvalidAccessKeyId": "check AWS_ACCESS_KEY_ID",
+                "SignatureDoesNotMatch": "check AWS_SECRET_ACCESS_KEY",
+                "403": "check the credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)",
+            }.get(code, "")
+            message = error.get("Message") or code
+            raise LakeError(
+                f"Cannot {action} {url}{self._where()}: {code}: {message}"
+                + (f"; {hint}" if hint else "")
+            ) from None
+        except bx.NoCredentialsError:
+            raise LakeError(
+                f"Cannot {action} {url}: no AWS credentials; set AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY (or configure boto3's credential chain)"
+            ) from None
+        except (bx.EndpointConnectionError, bx.ConnectTimeoutError) as exc:
+            raise LakeError(
+                f"Cannot {action} {url}: cannot reach S3{self._where() or ''} ({exc}); "
+                "check AWS_ENDPOINT_URL and that the server is running"
+            ) from None
+        except bx.BotoCoreError as exc:
+            raise LakeError(f"Cannot {action} {url}{self._where()}: {exc}") from None
+
+    # -- the Storage protocol ------------------------------------------------------------
+
+    def write_atomic(self, path: str, data: bytes) -> None:
+        bucket, key = split_url(path)
+        with self._errors("write", path):
+            self.client.put_object(Bucket=bucket, Key=key, Body=data)
+
+    def list(self, prefix: str) -> list[str]:
+        return [info.path for info in self.list_info(prefix)]
+
+    def list_info(self, prefix: str) -> builtins.list[FileInfo]:
+        """Every `.parquet` object under `prefix/` (not hidden ones), with size and ETag."""
+        bucket, key = split_url(prefix)
+        start = f"{key}/" if key else ""
+        infos = []
+        with self._errors("list", prefix):
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=bucket, Prefix=start
+            )
+            for page in pages:
+                for obj in page.get("Contents", ()):
+                    name = obj["Key"].rsplit("/", 1)[-1]
+                    if name.endswith(".parquet") and not name.startswith("."):
+                        infos.append(
+                            FileInfo(
+                                f"s3://{bucket}/{obj['Key']}",
+                                int(obj["Size"]),
+                                str(obj.get("ETag", "")).strip('"') or None,
+                            )
+                        )
+        self._sizes.update((info.path, info.size) for info in infos)
+        return sorted(infos, key=lambda info: info.path)
+
+    def delete(self, path: str) -> None:
+        bucket, key = split_url(path)
+        with self._errors("delete", path):
+            self.client.delete_object(Bucket=bucket, Key=key)
+
+    def delete_if(self, path: str, version: str) -> bool:
+        """Delete the object only if its ETag is still `version` (`If-Match`); True if deleted.
+        A server that ignores the condition deletes it anyway, as `delete` would."""
+        from botocore.exceptions import ClientError
+
+        bucket, key = split_url(path)
+        with self._errors("delete", path):
+            try:
+                self.client.delete_object(Bucket=bucket, Key=key, IfMatch=f'"{version}"')
+            except ClientError as exc:
+                status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                if status in (404, 412):  # gone, or rewritten since
+                    return False
+                raise
+        return True
+
+    def read(self, path: str) -> bytes:
+        bucket, key = split_url(path)
+        with self._errors("read", path):
+            body: bytes = self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
+            return body
+
+    def create(self, path: str, data: bytes) -> bool:
+        """PUT only if the object does not exist yet; False if it does."""
+        from botocore.exceptions import ClientError
+
+        bucket, key = split_url(path)
+        with self._errors("create", path):
+            try:
+                self.client.put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+            except ClientError as exc:
+                status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                if status in (409, 412):  # it exists, or a racing conditional PUT won
+                    return False
+                raise
+        return True
+
+    # -- reading with pyarrow ------------------------------------------------------------
+
+    def arrow_filesystem(self) -> Any:
+        """A `pyarrow.fs.S3FileSystem` with this storage's settings."""
+        if self._arrow_fs is None:
+            self._arrow_fs = self._make_arrow_filesystem()
+        return self._arrow_fs
+
+    def _make_arrow_filesystem(self) -> Any:
+        try:
+            from pyarrow import fs
+        except ImportError as exc:  # pragma: no cover - pyarrow is a core dependency
+            raise MissingDependency("pyarrow", "s3") from exc
+        if not getattr(fs, "S3FileSystem", None):  # pragma: no cover - a build without S3
+            raise LakeError("This pyarrow was built without S3 support; install pyarrow from PyPI")
+        options: dict[str, Any] = {
+            "region": self.region,
+            "connect_timeout": 5,
+            "request_timeout": 60,
+        }
+        if self._access_key and self._secret_key:
+            options.update(access_key=self._access_key, secret_key=self._secret_key)
+            if self._session_token:
+                options["session_token"] = self._session_token
+        if self.endpoint_url:
+            parts = urlsplit(self.endpoint_url)
+            options.update(
+                endpoint_override=parts.netloc or parts.path, scheme=parts.scheme or "https"
+            )
+        return fs.S3FileSystem(**options)
+
+    def arrow_dataset(self, paths: Sequence[str], schema: Any) -> Any:
+        """A lazy `pyarrow.dataset` over these objects, read with `schema` (columns an old file
+        lacks read as null), opening nothing until it is scanned. Sizes known from the last
+        listing save a HEAD request per object."""
+        import pyarrow.dataset as ds
+
+        filesystem = self.arrow_filesystem()
+        parquet = ds.ParquetFileFormat()
+        fragments = [
+            parquet.make_fragment(
+                path.removeprefix("s3://"), filesystem=filesystem, file_size=self._sizes.get(path)
+            )
+            for path in paths
+        ]
+        return ds.FileSystemDataset(fragments, schema, parquet, filesystem)
+
+
+def configure_duckdb(con: Any, lake: str) -> None:
+    """Prepare a DuckDB connection to read the S3 lake `lake`.
+
+    DuckDB reads S3 through pyarrow here (see the module docstring), so the connection needs no
+    extension or secret; this checks that the S3 support is there and fails with the fix when it
+    is not, before any view is made.
+    """
+    split_url(lake)
+    _boto3()
+    try:
+        from pyarrow import fs
+    except ImportError as exc:  # pragma: no cover
+        raise MissingDependency("pyarrow", "s3") from exc
+    if not getattr(fs, "S3FileSystem", None):  # pragma: no cover
+        raise LakeError("This pyarrow was built without S3 support; install pyarrow from PyPI")

@@ -1,0 +1,105 @@
+"""One post seen on several instances is written once; each sighting is recorded."""
+
+from __future__ import annotations
+
+import copy
+
+from tootlake.analysis.lake import open_lake
+from tootlake.pipeline import Recorder, RunStats, run
+from tootlake.record import Delete, Post, Sighting
+from tootlake.sinks.parquet import ParquetSink
+from tootlake.sources import DELETE, EDIT, UPDATE, Event
+
+from ..conftest import real_status
+
+
+def _copy(status, observed_on, local_id, **changes):
+    out = copy.deepcopy(status)
+    out.update(id=local_id, **changes)
+    return Event(UPDATE if "edited_at" not in changes else EDIT, observed_on, status=out)
+
+
+def test_same_uri_on_three_instances_is_one_post_and_three_sightings(lake):
+    status = real_status("mastodonsocial.json", 1)
+    events = [
+        _copy(status, "a.example", "100"),
+        _copy(status, "b.example", "200"),
+        _copy(status, "a.example", "100"),  # the backfill's copy of what the stream sent
+        _copy(status, "c.example", "300"),
+        _copy(
+            status,
+            "b.example",
+            "200",
+            edited_at="2022-11-21T13:20:00.000Z",
+            content="<p>edited</p>",
+        ),
+        _copy(
+            status,
+            "a.example",
+            "100",
+            edited_at="2022-11-21T13:20:00.123Z",
+            content="<p>edited</p>",
+        ),  # the same edit, with milliseconds
+        Event(DELETE, "c.example", id="300"),
+    ]
+    stats = RunStats()
+    recorder = Recorder(stats, include_opted_out=True, dedupe=True)
+    records = [recorder.record(e) for e in events]
+    assert [type(r).__name__ if r else None for r in records] == [
+        "Post",
+        "Sighting",
+        None,
+        "Sighting",
+        "Post",
+        None,
+        "Delete",
+    ]
+    assert (stats.posts, stats.sightings, stats.duplicates, stats.edits) == (1, 2, 2, 1)
+    assert records[-1].uri == status["uri"]  # the delete of c's id names the uri
+
+    run(
+        iter(events[:-1]),
+        ParquetSink(lake, sightings=True),
+        recorder=Recorder(RunStats(), include_opted_out=True, dedupe=True),
+    )
+    con = open_lake(lake)
+    assert con.execute("SELECT count(*) FROM posts_all").fetchone()[0] == 2  # post + its edit
+    assert con.execute("SELECT text FROM posts").fetchone()[0] == "edited"
+    assert sorted(con.execute("SELECT observed_on, id FROM sightings").fetchall()) == [
+        ("a.example", "100"),
+        ("b.example", "200"),
+        ("c.example", "300"),
+    ]
+
+
+def test_delete_of_an_instance_that_only_sighted_the_post_applies(lake):
+    from datetime import UTC, datetime
+
+    status = real_status("mastodonsocial.json", 2)
+    sink = ParquetSink(lake, sightings=True)
+    now = datetime.now(UTC)
+    recorder = Recorder(RunStats(), include_opted_out=True)
+    post = recorder.record(_copy(status, "a.example", "1"))
+    assert isinstance(post, Post)
+    sink.add([post, Sighting(post.uri, "b.example", "2", now)])
+    sink.flush()
+    assert open_lake(lake).execute("SELECT count(*) FROM posts").fetchone()[0] == 1
+    sink.add([Delete("b.example", "2", None, now)])  # uri unknown: resolved by the lake
+    sink.flush()
+    con = open_lake(lake)
+    assert con.execute("SELECT count(*) FROM posts").fetchone()[0] == 0
+
+
+def test_empty_lake_has_a_sightings_view(lake):
+    assert open_lake(lake).execute("SELECT count(*) FROM sightings").fetchone()[0] == 0
+
+
+def test_written_uris_memory_is_bounded():
+    status = real_status("mastodonsocial.json", 3)
+    recorder = Recorder(
+        RunStats(), include_opted_out=True, dedupe=True, remember=50, remember_uris=100
+    )
+    for n in range(1000):
+        recorder.record(_copy(status, "a.example", str(n), uri=f"https://x.example/{n}"))
+    assert len(recorder._written) + len(recorder._written_old) <= 100
+    assert len(recorder._uris) <= 50

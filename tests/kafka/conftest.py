@@ -1,0 +1,247 @@
+"""A real Kafka broker for the suites in tests/kafka/, over real sockets on loopback.
+
+The broker is `$TEST_KAFKA_BOOTSTRAP` when set (scripts/test.sh starts one with
+scripts/kafka.sh); otherwise the session starts its own with scripts/kafka.sh on free ports and
+stops and purges it at the end. A broker that cannot be started fails the tests: they are
+never skipped. Each test gets its own topic (4 partitions) and consumer group.
+
+Sink suites run on a local and an S3 lake (`lake_url` from tests/lakes.py).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import all_real_statuses
+from tests.lakes import lake_url  # noqa: F401  (the fixture: local and S3 lakes)
+from tootlake.sources import UPDATE, Event
+
+ROOT = Path(__file__).resolve().parents[2]
+KAFKA_SH = ROOT / "scripts" / "kafka.sh"
+PARTITIONS = 4
+_BOOTSTRAP = pytest.StashKey[str]()
+_ENV = pytest.StashKey[dict]()
+
+
+def _free_port_pair() -> int:
+    """A port p such that p and p+1 (the KRaft controller) are both free."""
+    for _ in range(50):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port >= 65535:
+            continue
+        with socket.socket() as other:
+            try:
+                other.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no two consecutive free ports")
+
+
+def _kafka_sh(command: str, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(KAFKA_SH), command, *args], env=env, capture_output=True, text=True, timeout=180
+    )
+
+
+def broker_env(config: pytest.Config) -> dict[str, str]:
+    """The environment that makes scripts/kafka.sh act on the test broker."""
+    return config.stash[_ENV]
+
+
+@pytest.fixture(scope="session")
+def kafka(request: pytest.FixtureRequest) -> str:
+    """Bootstrap servers of the test broker."""
+    config = request.config
+    if _BOOTSTRAP in config.stash:
+        return config.stash[_BOOTSTRAP]
+    bootstrap = os.environ.get("TEST_KAFKA_BOOTSTRAP")
+    if bootstrap:
+        port = bootstrap.rsplit(":", 1)[-1]
+        config.stash[_ENV] = {**os.environ, "KAFKA_PORT": port}
+    else:
+        port = str(_free_port_pair())
+        env = {**os.environ, "KAFKA_PORT": port, "KAFKA_NUM_PARTITIONS": str(PARTITIONS)}
+        result = _kafka_sh("up", env)
+        if result.returncode != 0:
+            pytest.fail(
+                f"Cannot start the test Kafka broker with {KAFKA_SH} up (KAFKA_PORT={port}):\n"
+                f"{result.stdout}{result.stderr}",
+                pytrace=False,
+            )
+        # stop it and delete its data when the session ends
+        config.add_cleanup(
+            lambda: _kafka_sh("down", {**env, "KAFKA_STOP_TIMEOUT": "10"}, "--purge")
+        )
+        bootstrap = f"127.0.0.1:{port}"
+        config.stash[_ENV] = env
+    _wait_until_ready(bootstrap, 60)
+    config.stash[_BOOTSTRAP] = bootstrap
+    return bootstrap
+
+
+def _wait_until_ready(bootstrap: str, timeout: float) -> None:
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            admin.list_topics(timeout=5)
+            return
+        except Exception as exc:
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"The test Kafka broker at {bootstrap} does not answer: {exc}", pytrace=False
+                )
+            time.sleep(0.5)
+
+
+def restart_broker(config: pytest.Config) -> None:
+    """`scripts/kafka.sh restart` for the test broker: data kept, clients see it go away."""
+    result = _kafka_sh("restart", broker_env(config))
+    if result.returncode != 0:
+        pytest.fail(f"kafka.sh restart failed:\n{result.stdout}{result.stderr}", pytrace=False)
+
+
+@pytest.fixture
+def topic(kafka: str, request: pytest.FixtureRequest) -> str:
+    """A fresh topic with 4 partitions, named after the test."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    name = f"t-{request.node.name[:40]}-{uuid.uuid4().hex[:8]}"
+    name = "".join(c if c.isalnum() or c in "-_." else "-" for c in name)
+    admin = AdminClient({"bootstrap.servers": kafka})
+    future = admin.create_topics([NewTopic(name, PARTITIONS, 1)])[name]
+    future.result(timeout=30)
+    deadline = time.monotonic() + 30
+    while len(admin.list_topics(name, timeout=10).topics[name].partitions) < PARTITIONS:
+        if time.monotonic() > deadline:
+            pytest.fail(f"topic {name} has no partitions after 30 s")
+        time.sleep(0.1)
+    return name
+
+
+@pytest.fixture
+def group() -> str:
+    return f"g-{uuid.uuid4().hex[:12]}"
+
+
+# ----------------------------------------------------------------------------------------
+# events and checks
+
+
+REAL_FILES = ["mastodonsocial.json", "malformed.json", "timelines.jsonl"]
+BASE = datetime(2024, 5, 1, 22, 0, tzinfo=UTC)
+
+
+def unique_events(n: int, *, tag: str = "") -> Iterator[Event]:
+    """n UPDATE events of real statuses, each made a distinct post (uri and id rewritten).
+    Statuses that are not collected (boosts, non-public, opt-outs) are left out, so every
+    event becomes exactly one post. Their created_at cycle through three days, so every flush
+    of a sink spans dates (one file per date, each named by its own first offset) without
+    making thousands of tiny files."""
+    from tootlake.record import from_status, skip_reason
+
+    usable = []
+    for _where, observed_on, status in all_real_statuses():
+        if skip_reason(status) is not None:
+            continue
+        try:
+            from_status(status, observed_on)
+        except Exception:
+            continue
+        usable.append((observed_on, status))
+    for k in range(n):
+        observed_on, status = usable[k % len(usable)]
+        created = BASE + timedelta(days=k % 3, seconds=k)
+        copy = dict(
+            status,
+            uri=f"{status['uri']}#{tag}{k}",
+            id=f"{status['id']}{k:07d}",
+            created_at=created.isoformat().replace("+00:00", "Z"),
+        )
+        yield Event(UPDATE, observed_on, status=copy, where=f"unique:{k}")
+
+
+def version_counts(lake: str) -> list[tuple[Any, ...]]:
+    """(uri, observed_on, id, edited_at, rows) of every post version in posts_all: what "every
+    post exactly once" is checked on (posts_all, not the deduplicating posts view)."""
+    from tootlake.analysis import open_lake
+
+    return (
+        open_lake(lake)
+        .execute(
+            "SELECT uri, observed_on, id, edited_at, count(*) AS n FROM posts_all "
+            "GROUP BY ALL ORDER BY ALL"
+        )
+        .fetchall()
+    )
+
+
+def assert_each_post_once(lake: str, expected: int) -> None:
+    counts = version_counts(lake)
+    twice = [row for row in counts if row[-1] != 1]
+    assert not twice, f"{len(twice)} post versions written more than once, e.g. {twice[:3]}"
+    assert len(counts) == expected, f"{len(counts)} post versions in the lake, expected {expected}"
+
+
+def end_offsets(kafka: str, topic: str) -> dict[int, int]:
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": kafka, "group.id": "offsets-probe"})
+    try:
+        return {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in range(PARTITIONS)
+        }
+    finally:
+        consumer.close()
+
+
+def committed_offsets(kafka: str, group: str, topic: str) -> dict[int, int]:
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": kafka, "group.id": group})
+    try:
+        parts = consumer.committed(
+            [TopicPartition(topic, p) for p in range(PARTITIONS)], timeout=10
+        )
+        return {tp.partition: tp.offset for tp in parts}
+    finally:
+        consumer.close()
+
+
+def sink_command(kafka: str, topic: str, group: str, lake: str, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "tootlake", "--log-level", "info", "sink",
+        "--kafka", kafka, "--topic", topic, "--group", group, "--lake", lake,
+        "-X", "session.timeout.ms=6000", *extra,
+    ]  # fmt: skip
+
+
+def lake_files(lake: str) -> dict[str, str | None]:
+    """path -> version (local: mtime ns; S3: ETag) of every data file."""
+    from tootlake.sinks.storage import file_infos, storage_for
+
+    storage = storage_for(lake)
+    out: dict[str, str | None] = {}
+    for table in ("posts", "deletes", "sightings"):
+        from tootlake.sinks.layout import join
+
+        for info in file_infos(storage, join(lake, table)):
+            out[info.path] = info.version
+    return out

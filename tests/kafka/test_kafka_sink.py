@@ -1,0 +1,268 @@
+"""Sink workers against a real broker, on a local and an S3 lake: the same lake as the embedded
+path, exactly once through crashes (SIGKILL, a crash between write and commit), SIGTERM, a
+rebalance from one worker to two, and dead letters."""
+
+from __future__ import annotations
+
+import base64
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import REAL
+from tests.smalllake import write_inputs
+from tootlake.analysis import open_lake
+from tootlake.analysis.report import build_report, report_as_dict
+from tootlake.avro import single_object_encoder
+from tootlake.pipeline import Recorder, RunStats, produce, replay, replay_to_kafka, run
+from tootlake.record import from_status
+from tootlake.sinks.kafka_sink import KafkaSinkWorker, SinkWorkerStats
+from tootlake.sinks.parquet import ParquetSink
+from tootlake.sinks.storage import storage_for
+
+from .conftest import (
+    REAL_FILES,
+    assert_each_post_once,
+    committed_offsets,
+    end_offsets,
+    lake_files,
+    sink_command,
+    unique_events,
+    version_counts,
+)
+
+pytestmark = pytest.mark.kafka
+HERE = Path(__file__).resolve().parent
+
+
+def sink_once(kafka: str, topic: str, group: str, lake: str, **options: Any) -> SinkWorkerStats:
+    """Run a sink worker in this process until the topic is drained."""
+    options.setdefault("until_idle", 1.5)
+    options.setdefault("config", {"session.timeout.ms": 6000})
+    return KafkaSinkWorker(lake, kafka=kafka, topic=topic, group=group, **options).run()
+
+
+def produce_unique(kafka: str, topic: str, n: int, tag: str = "") -> None:
+    stats = produce(
+        unique_events(n, tag=tag), kafka=kafka, topic=topic, recorder=Recorder(RunStats())
+    )
+    assert stats.posts + stats.edits == n  # statuses with edited_at count as edits
+
+
+def report_of(lake: str) -> dict:
+    return report_as_dict(build_report(lake))
+
+
+def test_replaying_through_kafka_gives_the_embedded_lake(kafka, topic, group, lake_url, tmp_path):
+    files = [REAL / name for name in REAL_FILES]
+    embedded = str(tmp_path / "embedded")
+    replay(files, embedded)
+    replay_to_kafka(files, kafka=kafka, topic=topic)
+    stats = sink_once(kafka, topic, group, lake_url)
+    assert (stats.messages, stats.posts, stats.dead) == (481, 481, 0)
+    assert report_of(lake_url) == report_of(embedded)
+    # the very same rows, each written once: posts_all, not only the deduplicating view
+    assert version_counts(lake_url) == version_counts(embedded)
+    assert committed_offsets(kafka, group, topic) == end_offsets(kafka, topic)
+    names = [Path(p).name for p in stats.paths]
+    assert all(n.startswith(f"{topic}+") and n.endswith(".parquet") for n in names)
+
+
+def test_deletes_and_sightings_reach_their_tables_as_in_the_embedded_lake(
+    kafka, topic, group, tmp_path
+):
+    # deletes: the small lake's recording, with an SSE capture deleting one post
+    inputs = write_inputs(tmp_path / "inputs")
+    embedded, through_kafka = str(tmp_path / "embedded"), str(tmp_path / "kafka")
+    replay(inputs, embedded, sink=ParquetSink(embedded, sightings=True))
+    replay_to_kafka(inputs, kafka=kafka, topic=topic)
+    # sightings: the collector's dedupe, the same posts seen again on another instance
+    seen_twice = list(unique_events(30, tag="s"))
+    for event in list(seen_twice):
+        again = dict(event.status, id=f"9{event.status['id']}")
+        seen_twice.append(type(event)(event.kind, "elsewhere.example", status=again, where="again"))
+    run(
+        seen_twice,
+        ParquetSink(embedded, sightings=True),
+        recorder=Recorder(RunStats(), dedupe=True),
+    )
+    stats = produce(
+        seen_twice, kafka=kafka, topic=topic, recorder=Recorder(RunStats(), dedupe=True)
+    )
+    assert stats.sightings == 30
+    sink_once(kafka, topic, group, through_kafka, sightings=True)
+    for query in (
+        "SELECT * EXCLUDE (deleted_at) FROM deletes ORDER BY ALL",
+        "SELECT * EXCLUDE (seen_at) FROM sightings_all ORDER BY ALL",
+        "SELECT uri, text FROM posts ORDER BY ALL",
+    ):
+        expected = open_lake(embedded).execute(query).fetchall()
+        assert open_lake(through_kafka).execute(query).fetchall() == expected, query
+    assert report_of(through_kafka) == report_of(embedded)
+
+
+@pytest.mark.slow
+def test_sink_killed_with_sigkill_mid_stream_then_restarted_writes_each_post_once(
+    kafka, topic, group, lake_url
+):
+    n = 20_000
+    produce_unique(kafka, topic, n)
+    # static membership: the restarted worker takes its partitions back at once
+    command = sink_command(kafka, topic, group, lake_url, "--max-bytes", "64KB",
+                           "-X", f"group.instance.id=worker-{uuid.uuid4().hex[:6]}")  # fmt: skip
+    first = subprocess.Popen([*command, "--until-idle", "30"], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while sum(committed_offsets(kafka, group, topic).values()) < 2000:
+        assert first.poll() is None, first.stderr.read() if first.stderr else ""
+        assert time.monotonic() < deadline, "the sink wrote nothing"
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)
+    first.communicate(timeout=30)
+    at_kill = sum(committed_offsets(kafka, group, topic).values())
+    assert at_kill < n, "the sink had finished before it was killed: nothing was tested"
+    second = subprocess.run(
+        [*command, "--until-idle", "2"], capture_output=True, text=True, timeout=180
+    )
+    assert second.returncode == 0, second.stderr
+    assert_each_post_once(lake_url, n)
+    assert committed_offsets(kafka, group, topic) == end_offsets(kafka, topic)
+
+
+@pytest.mark.slow
+def test_a_crash_between_writing_and_committing_rewrites_the_same_files(
+    kafka, topic, group, lake_url
+):
+    n = 6000
+    produce_unique(kafka, topic, n)
+    member = f"group.instance.id=crasher-{uuid.uuid4().hex[:6]}"
+    crashed = subprocess.run(
+        [sys.executable, str(HERE / "crashing_sink.py"), kafka, topic, group, lake_url,
+         str(40 * 1024), "5", "session.timeout.ms=6000", member],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert crashed.returncode == 137, crashed.stderr
+    uncommitted = json.loads(crashed.stdout)
+    assert uncommitted, "the crashed flush wrote no file"
+    before = lake_files(lake_url)
+    assert set(uncommitted) <= set(before)
+    # Restart with other batch boundaries: the replay from the last commit must still line up.
+    restarted = subprocess.run(
+        [*sink_command(kafka, topic, group, lake_url, "--max-bytes", "100KB", "-X", member),
+         "--until-idle", "2"],
+        capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert restarted.returncode == 0, restarted.stderr
+    after = lake_files(lake_url)
+    assert set(uncommitted) <= set(after), "a crashed file was not rewritten under its name"
+    if not lake_url.startswith("s3://"):  # S3's version is the ETag: equal for equal content
+        assert all(after[p] != before[p] for p in uncommitted), "a crashed file was left as it was"
+    assert_each_post_once(lake_url, n)
+    assert committed_offsets(kafka, group, topic) == end_offsets(kafka, topic)
+
+
+def test_sigterm_flushes_commits_and_exits(kafka, topic, group, tmp_path):
+    n = 3000
+    produce_unique(kafka, topic, n)
+    lake = str(tmp_path / "lake")
+    # nothing is due by size or age: only the shutdown flush writes
+    sink = subprocess.Popen(
+        sink_command(kafka, topic, group, lake, "--max-bytes", "1GB", "--max-age", "3600"),
+        stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    time.sleep(4)
+    assert sink.poll() is None
+    assert committed_offsets(kafka, group, topic) == dict.fromkeys(range(4), -1001)  # none yet
+    sink.send_signal(signal.SIGTERM)
+    out, err = sink.communicate(timeout=60)
+    assert sink.returncode == 0, err
+    assert f"Sank {n:,} messages" in out
+    assert_each_post_once(lake, n)
+    assert committed_offsets(kafka, group, topic) == end_offsets(kafka, topic)
+
+
+@pytest.mark.slow
+def test_a_rebalance_from_one_worker_to_two_writes_each_post_once(kafka, topic, group, lake_url):
+    n = 8000
+    produce_unique(kafka, topic, n // 2, tag="x")
+    later = threading.Thread(target=lambda: [
+        produce_unique(kafka, topic, n // 8, tag=f"y{k}") or time.sleep(1) for k in range(4)
+    ])  # fmt: skip
+    command = [
+        *sink_command(kafka, topic, group, lake_url, "--max-bytes", "32KB"),
+        "--until-idle",
+        "5",
+    ]
+    first = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while sum(committed_offsets(kafka, group, topic).values()) < 500:
+        assert first.poll() is None and time.monotonic() < deadline, (
+            "the first worker wrote nothing"
+        )
+        time.sleep(0.05)
+    later.start()
+    second = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    _, first_log = first.communicate(timeout=180)
+    _, second_log = second.communicate(timeout=180)
+    later.join()
+    assert first.returncode == 0 and second.returncode == 0, first_log + second_log
+    assert f"INFO assigned {topic}[0,1,2,3]" in first_log
+    assert f"INFO revoked {topic}[" in first_log  # partitions moved to the second worker...
+    moved = [line for line in second_log.splitlines() if f"INFO assigned {topic}[" in line]
+    assert moved and moved[0] != f"INFO assigned {topic}[0,1,2,3]", second_log  # ...only some
+    assert_each_post_once(lake_url, n)
+    assert committed_offsets(kafka, group, topic) == end_offsets(kafka, topic)
+
+
+def test_garbage_goes_to_the_dead_letter_file_and_the_sink_goes_on(
+    kafka, topic, group, lake_url, caplog
+):
+    from confluent_kafka import Producer
+
+    encode = single_object_encoder()
+    posts = [from_status(e.status, e.observed_on) for e in unique_events(200, tag="d")]
+    garbage = [b"\x00\x01garbage", b'{"json": true}', b"\xc3\x01" + b"\x00" * 8 + b"body", b""]
+    producer = Producer({"bootstrap.servers": kafka})
+    for k, post in enumerate(posts):
+        if k % 50 == 7:
+            producer.produce(topic, garbage[k // 50], key=b"same-key", partition=1)
+        producer.produce(topic, encode(post), key=post.uri.encode())
+    producer.flush(30)
+    stats = sink_once(kafka, topic, group, lake_url)
+    assert (stats.posts, stats.dead) == (200, 4)
+    assert_each_post_once(lake_url, 200)
+    storage = storage_for(lake_url)
+    letters = [json.loads(line) for p in stats.paths if p.endswith(".jsonl")
+               for line in storage.read(p).decode().splitlines()]  # fmt: skip
+    assert sorted(base64.b64decode(d["value"]) for d in letters) == sorted(garbage)
+    assert {(d["topic"], d["partition"]) for d in letters} == {(topic, 1)}
+    assert all(d["error"] and isinstance(d["offset"], int) for d in letters)
+    (path,) = {p for p in stats.paths if p.endswith(".jsonl")}
+    assert f"/_tootlake/dead-letter/{topic}+1+" in path
+    warnings = [r for r in caplog.records if "not tootlake Avro" in r.getMessage()]
+    assert len(warnings) == 1  # logged once per flush, not once per message
+    assert committed_offsets(kafka, group, topic) == end_offsets(kafka, topic)
+
+
+def test_confluent_framed_messages_are_sunk_with_the_registry(kafka, topic, group, tmp_path):
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+
+    registry = SchemaRegistryClient.new_client({"url": "mock://tootlake-sink-test"})
+    files = [REAL / "mastodonsocial.json", REAL / "timelines.jsonl"]
+    embedded = str(tmp_path / "embedded")
+    replay(files, embedded)
+    replay_to_kafka(files, kafka=kafka, topic=topic, schema_registry=registry)
+    lake = str(tmp_path / "lake")
+    stats = sink_once(kafka, topic, group, lake, schema_registry=registry)
+    assert stats.dead == 0
+    assert report_of(lake) == report_of(embedded)
+    # without the registry the sink cannot know the schema: dead letters, not guesses
+    blind = sink_once(kafka, topic, f"{group}-blind", str(tmp_path / "blind"))
+    assert blind.dead == blind.messages == stats.messages

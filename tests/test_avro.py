@@ -1,0 +1,327 @@
+"""The Avro envelope on Kafka: framing, shipped schemas, evolution, and the sink's decoder.
+No broker needed; tests/kafka/ has the end-to-end suites."""
+
+import copy
+import io
+import json
+import random
+from datetime import UTC, datetime
+
+import fastavro
+import pytest
+
+import tootlake.avro as avro
+from tootlake.avro import (
+    EnvelopeDecoder,
+    canonical_form,
+    envelope_of,
+    envelope_schema,
+    fingerprint,
+    key_of,
+    shipped_schemas,
+    single_object_encoder,
+)
+from tootlake.record import Delete, Post, Sighting, from_status
+from tootlake.sinks.kafka_sink import first_offsets
+from tootlake.sinks.parquet import records_to_table
+
+from .conftest import all_real_statuses
+
+
+def real_posts() -> list[Post]:
+    posts = []
+    for _where, observed_on, status in all_real_statuses():
+        try:
+            posts.append(from_status(status, observed_on))
+        except Exception:  # the few statuses a post cannot be built from
+            continue
+    return posts
+
+
+NOW = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
+
+
+def some_records() -> list[Post | Delete | Sighting]:
+    posts = real_posts()
+    return [
+        *posts[:40],
+        Delete("mastodon.social", "109381827277220624", None, NOW),
+        Delete("fosstodon.org", "1", posts[0].uri, NOW),
+        Sighting(posts[1].uri, "example.social", "4242", NOW),
+        *posts[40:],
+    ]
+
+
+def test_fingerprint_is_crc64_avro_as_in_the_spec_and_fastavro():
+    assert fingerprint('"int"') == 0x7275D51A3F395C8F  # the Avro spec's test vector
+    pcf = canonical_form(envelope_schema())
+    assert fingerprint(envelope_schema()).to_bytes(8, "little").hex() == (
+        fastavro.schema.fingerprint(pcf, "CRC-64-AVRO")
+    )
+
+
+def test_single_object_encoding_is_magic_fingerprint_then_body():
+    post = real_posts()[0]
+    value = single_object_encoder()(post)
+    assert value[:2] == b"\xc3\x01"
+    assert value[2:10] == fingerprint(envelope_schema()).to_bytes(8, "little")
+    datum = fastavro.schemaless_reader(io.BytesIO(value[10:]), envelope_schema(), None)
+    assert datum["kind"] == "post" and datum["delete"] is None and datum["sighting"] is None
+    assert datum["post"]["uri"] == post.uri and datum["post"]["created_at"] == post.created_at
+
+
+def test_the_code_schema_is_shipped_as_the_newest_avsc():
+    shipped = shipped_schemas()
+    assert shipped, "src/tootlake/data/avro/ has no envelope-vN.avsc"
+    newest = shipped[-1]
+    hint = "the Avro schema derived from tootlake.record changed: run scripts/gen_avro_schema.py"
+    assert newest.fingerprint == fingerprint(envelope_schema()), hint
+    assert newest.schema == envelope_schema(), f"docs or defaults changed: {hint}"
+    assert [s.version for s in shipped] == list(range(1, len(shipped) + 1))
+
+
+def _records_of(schema: dict) -> dict[str, dict]:
+    """name -> record schema of every record in an envelope schema."""
+    found = {schema["name"]: schema}
+    for f in schema["fields"]:
+        for branch in f["type"] if isinstance(f["type"], list) else [f["type"]]:
+            if isinstance(branch, dict) and branch.get("type") == "record":
+                found.update(_records_of(branch))
+    return found
+
+
+def test_every_shipped_schema_only_adds_fields_with_defaults():
+    shipped = [s.schema for s in shipped_schemas()] + [envelope_schema()]
+    for old, new in zip(shipped, shipped[1:], strict=False):
+        old_records, new_records = _records_of(old), _records_of(new)
+        assert set(old_records) <= set(new_records)
+        for name, old_record in old_records.items():
+            new_fields = new_records[name]["fields"]
+            old_names = [f["name"] for f in old_record["fields"]]
+            assert [f["name"] for f in new_fields[: len(old_names)]] == old_names, name
+            for added in new_fields[len(old_names) :]:
+                assert "default" in added, f"{name}.{added['name']} was added without a default"
+
+
+def _without_last_fields(schema: dict, record: str, n: int) -> dict:
+    old = copy.deepcopy(schema)
+    old["fields"] = old["fields"][:-1]  # an envelope from before sightings were a kind
+    target = _records_of(old)[record]
+    target["fields"] = target["fields"][:-n]
+    return old
+
+
+@pytest.mark.parametrize("bulk", [True, False])
+def test_messages_of_an_older_schema_are_read_by_the_new_reader(monkeypatch, bulk):
+    # "v0": the current schema minus Post's last field (opted_out, default false) and minus the
+    # envelope's last branch (sighting, default null), as if both were added later.
+    old = _without_last_fields(envelope_schema(), "Post", 1)
+    post = real_posts()[0]
+    datum = envelope_of(post)
+    del datum["sighting"]
+    del datum["post"][1]["opted_out"]
+    buffer = io.BytesIO()
+    buffer.write(b"\xc3\x01" + fingerprint(old).to_bytes(8, "little"))
+    fastavro.schemaless_writer(buffer, fastavro.parse_schema(old), datum)
+    known = {**avro.writer_schemas(), fingerprint(old): old}
+    monkeypatch.setattr(avro, "writer_schemas", lambda: known)
+    decoded = EnvelopeDecoder(bulk=bulk).decode([buffer.getvalue()])
+    assert decoded.errors == []
+    (row,) = decoded.table("post").to_pylist()
+    assert row["opted_out"] is False  # the new field's default
+    assert row["uri"] == post.uri and row["text"] == post.text and row["tags"] == post.tags
+
+
+def test_a_newer_reader_with_an_added_field_reads_todays_messages():
+    newer = copy.deepcopy(envelope_schema())
+    _records_of(newer)["Post"]["fields"].append(
+        {"name": "quote_uri", "type": ["null", "string"], "default": None}
+    )
+    value = single_object_encoder()(real_posts()[0])
+    datum = fastavro.schemaless_reader(io.BytesIO(value[10:]), envelope_schema(), newer)
+    assert datum["post"]["quote_uri"] is None
+
+
+def test_an_unknown_fingerprint_is_an_error_not_a_guess():
+    value = bytearray(single_object_encoder()(real_posts()[0]))
+    value[2:10] = b"\x00" * 8
+    decoded = EnvelopeDecoder().decode([bytes(value)])
+    assert decoded.errors == [(0, "unknown schema fingerprint 0000000000000000 (single object)")]
+
+
+def test_bulk_decoding_equals_message_by_message_and_the_embedded_rows():
+    from tootlake.record import arrow_schema, delete_arrow_schema, sighting_arrow_schema
+
+    records = some_records()
+    values = [single_object_encoder()(r) for r in records]
+    bulk = EnvelopeDecoder(bulk=True)
+    fast, slow = bulk.decode(values), EnvelopeDecoder(bulk=False).decode(values)
+    assert bulk.bulk_fallbacks == 0 and fast.errors == slow.errors == []
+    schemas = {
+        "post": arrow_schema(),
+        "delete": delete_arrow_schema(),
+        "sighting": sighting_arrow_schema(),
+    }
+    for kind, cls in avro.KINDS.items():
+        assert fast.table(kind).equals(slow.table(kind)), kind
+        assert fast.index(kind).equals(slow.index(kind)), kind
+        mine = [r for r in records if isinstance(r, cls)]
+        assert fast.table(kind).equals(records_to_table(mine, schemas[kind])), kind
+        assert fast.index(kind).to_pylist() == [
+            i for i, r in enumerate(records) if isinstance(r, cls)
+        ]
+
+
+@pytest.mark.parametrize("bulk", [True, False])
+def test_bad_messages_are_reported_by_position_and_the_rest_decoded(bulk):
+    encode = single_object_encoder()
+    posts = real_posts()[:6]
+    good = [encode(p) for p in posts]
+    wrong_kind = io.BytesIO()
+    wrong_kind.write(good[0][:10])
+    fastavro.schemaless_writer(
+        wrong_kind, envelope_schema(), {**envelope_of(posts[0]), "kind": "delete"}
+    )
+    values = [
+        good[0],
+        b"not avro at all",  # 1
+        good[1] + b"\x00\x01",  # 2: trailing bytes
+        good[2][:-4],  # 3: truncated
+        None,  # 4: a tombstone
+        b"\x00\x00\x00\x00\x07" + good[3][10:],  # 5: Confluent framing, no registry given
+        wrong_kind.getvalue(),  # 6
+        good[4],
+        good[5],
+    ]
+    decoder = EnvelopeDecoder(bulk=bulk)
+    decoded = decoder.decode(values)
+    assert [i for i, _ in decoded.errors] == [1, 2, 3, 4, 5, 6]
+    reasons = dict(decoded.errors)
+    assert reasons[1].startswith("not Avro")
+    assert reasons[2] == "2 bytes after the Avro record"
+    assert reasons[3].startswith("invalid Avro body")
+    assert "no schema registry" in reasons[5]
+    assert reasons[6] == "envelope of kind 'delete' without its record"
+    assert decoded.index("post").to_pylist() == [0, 7, 8]
+    assert decoded.table("post").column("uri").to_pylist() == [
+        posts[0].uri,
+        posts[4].uri,
+        posts[5].uri,
+    ]
+    if bulk:
+        assert decoder.bulk_fallbacks == 1  # the bad bodies shifted the guards
+
+
+def test_confluent_wire_format_with_the_mock_registry():
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+
+    registry = SchemaRegistryClient.new_client({"url": "mock://test-avro"})
+    records = some_records()[:50]
+    values = [avro.confluent_encoder(registry, "posts")(r) for r in records]
+    assert all(v[:1] == b"\x00" for v in values)
+    assert registry.get_subjects() == ["posts-value"]
+    decoder = EnvelopeDecoder(registry)
+    decoded = decoder.decode(values)
+    assert decoded.errors == [] and decoder.bulk_fallbacks == 0
+    assert decoded.table("post").num_rows == 47 and decoded.table("delete").num_rows == 2
+
+
+def test_keys_put_a_post_its_sightings_and_its_delete_on_one_partition():
+    post = real_posts()[0]
+    key = key_of(post)
+    assert key == post.uri.encode()
+    assert key_of(Sighting(post.uri, "a.example", "9", NOW)) == key
+    assert key_of(Delete(post.observed_on, post.id, post.uri, NOW)) == key
+    assert key_of(Delete("mastodon.social", "123", None, NOW)) == b"mastodon.social/123"
+
+
+def test_dead_letter_lines_carry_the_message_in_base64():
+    line = avro.dead_letter_line("t", 2, 17, "not Avro", b"\xffgarbage")
+    assert json.loads(json.dumps(line)) == {
+        "topic": "t", "partition": 2, "offset": 17, "error": "not Avro", "value": "/2dhcmJhZ2U=",
+    }  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------------
+# The naming rule behind exactly once, simulated: a partition's log of rows, each of one group
+# (a table and date); batches that flush and commit, crashes between writing and committing
+# (after any subset of a batch's files), and replays from the commit with other boundaries.
+
+
+def _simulate(seed: int, name_of) -> dict:  # type: ignore[no-untyped-def]
+    rng = random.Random(seed)
+    groups = [rng.choice("abcd") if rng.random() < 0.3 else "a" for _ in range(rng.randint(1, 300))]
+    files: dict[tuple[str, int], list[int]] = {}
+    committed = 0
+    while committed < len(groups):
+        start = committed
+        end = min(len(groups), start + rng.randint(1, 40))
+        batch = list(range(start, end))
+        names = name_of([groups[o] for o in batch], batch)  # {group: name}
+        written = list(names.items())
+        crash = rng.random() < 0.3
+        if crash:
+            written = rng.sample(written, rng.randint(0, len(written)))
+        for group, name in written:
+            files[(group, name)] = [o for o in batch if groups[o] == group]  # overwrite
+        if not crash:
+            committed = end
+    return files
+
+
+def _by_first_row(groups: list[str], offsets: list[int]) -> dict[str, int]:
+    codes = {g: ord(g) for g in groups}
+    firsts = first_offsets([codes[g] for g in groups], offsets)
+    return {g: firsts[codes[g]] for g in groups}
+
+
+def test_files_named_by_their_first_row_make_every_replay_overwrite():
+    for seed in range(500):
+        files = _simulate(seed, _by_first_row)
+        rows = sorted(o for offsets in files.values() for o in offsets)
+        assert rows == sorted(set(rows)), f"seed {seed}: a row is in two files"
+        assert rows == list(range(len(rows))), f"seed {seed}: a row is missing"
+
+
+def test_files_named_by_the_batch_start_would_duplicate():
+    def by_batch_start(groups: list[str], offsets: list[int]) -> dict[str, int]:
+        return dict.fromkeys(groups, offsets[0])
+
+    duplicated = 0
+    for seed in range(500):
+        rows = [o for offsets in _simulate(seed, by_batch_start).values() for o in offsets]
+        duplicated += len(rows) != len(set(rows))
+    assert duplicated > 0  # why the sink names a file by its own first row
+
+
+def test_the_batch_encoder_writes_exactly_what_fastavro_writes():
+    import dataclasses
+
+    posts = real_posts()
+    edge = [
+        dataclasses.replace(posts[0], text="é" * 70_000, characters=70_000, tags=[],
+                            language=None, edited_at=None, words=-5),
+        dataclasses.replace(posts[1], tags=["a", "ü" * 200, ""], followers_count=2**62 + 7,
+                            created_at=datetime(1960, 1, 1, tzinfo=UTC)),
+    ]  # fmt: skip
+    records = [*some_records(), *edge]
+    encode = single_object_encoder()
+    assert avro.batch_encoder()(records) == [encode(r) for r in records]
+    assert avro.batch_encoder()([records[40]]) == [encode(records[40])]  # one kind, one record
+    assert avro.batch_encoder()([]) == []
+
+
+def test_first_offsets_over_arrow_agree_with_the_rule():
+    import pyarrow as pa
+
+    from tootlake.sinks.kafka_sink import first_offsets_of
+
+    rng = random.Random(7)
+    for _ in range(50):
+        n = rng.randint(1, 200)
+        days = [rng.choice([19000, 19001, 19005, -3]) for _ in range(n)]
+        offsets = sorted(rng.sample(range(10_000), n))
+        expected = first_offsets(days, offsets)
+        assert (
+            first_offsets_of(pa.array(days, pa.int32()), pa.array(offsets, pa.int64())) == expected
+        )

@@ -1,0 +1,81 @@
+"""The `posts` view gives POSTS_VIEW's rows whichever plan open_lake() picks for a snapshot:
+the plain table (nothing to resolve), versions resolved once in memory, or the window view."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from tootlake.analysis import lake as lake_module
+from tootlake.analysis.lake import POSTS_VIEW, open_lake
+from tootlake.pipeline import replay
+from tootlake.workload import write_jsonl, write_sse
+
+
+def _posts(con) -> pa.Table:  # type: ignore[no-untyped-def]
+    return con.sql("SELECT * FROM posts ORDER BY uri, ingested_at").to_arrow_table()
+
+
+def _by_window_view(lake: str) -> pa.Table:
+    con = open_lake(lake)
+    con.execute(POSTS_VIEW)
+    return _posts(con)
+
+
+def _resolved(con) -> int:  # type: ignore[no-untyped-def]
+    return con.execute("SELECT count(*) FROM _posts_resolve").fetchall()[0][0]
+
+
+@pytest.fixture(scope="module")
+def edited_lake(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A lake from a stream with edits and deletes, replayed twice (every post doubled)."""
+    folder = tmp_path_factory.mktemp("edited")
+    capture = folder / "public.sse"
+    write_sse(capture, 500, seed=21, days=0.3, edits=0.06, deletes=0.06)
+    lake = str(folder / "lake")
+    replay([capture], lake, observed_on="mastodon.social")
+    replay([capture], lake, observed_on="mastodon.social")
+    return lake
+
+
+def test_a_lake_without_versions_reads_posts_all_as_it_is(tmp_path: Path) -> None:
+    path = tmp_path / "statuses.jsonl"
+    write_jsonl(path, 400, seed=22, days=0.2)
+    lake = str(tmp_path / "lake")
+    replay([path], lake)
+    con = open_lake(lake)
+    assert _resolved(con) == 0
+    assert _posts(con).equals(_by_window_view(lake))
+
+
+def test_versions_resolved_in_memory_give_the_window_views_rows(edited_lake: str) -> None:
+    con = open_lake(edited_lake)
+    assert 0 < _resolved(con) <= lake_module.RESOLVE_IN_MEMORY_AT_MOST
+    posts = _posts(con)
+    assert posts.equals(_by_window_view(edited_lake))
+    assert posts.num_rows == len(set(posts["uri"].to_pylist()))  # one row per post
+
+
+def test_too_many_versions_keep_the_window_view(
+    edited_lake: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(lake_module, "RESOLVE_IN_MEMORY_AT_MOST", 5)
+    con = open_lake(edited_lake)
+    view = con.execute("SELECT sql FROM duckdb_views() WHERE view_name = 'posts'").fetchall()
+    assert "row_number()" in view[0][0]
+    latest = "SELECT count(*) FROM duckdb_tables() WHERE table_name = '_posts_latest'"
+    assert con.execute(latest).fetchall()[0][0] == 0
+    assert _posts(con).equals(_by_window_view(edited_lake))
+
+
+def test_reopening_a_connection_sees_the_new_plan(tmp_path: Path, edited_lake: str) -> None:
+    con = open_lake(edited_lake)
+    plain = tmp_path / "statuses.jsonl"
+    write_jsonl(plain, 100, seed=23, days=0.1)
+    other = str(tmp_path / "lake")
+    replay([plain], other)
+    open_lake(other, connection=con)
+    assert _resolved(con) == 0
+    assert _posts(con).equals(_by_window_view(other))
