@@ -31,7 +31,9 @@ def render() -> str:
         "",
     ]
     for path, command in [("tootlake", main), *commands(main, "tootlake")]:
-        context = click.Context(command, info_name=path)
+        # The group's settings (-h as well as --help), as a real invocation has them: click
+        # caches each command's help option from the first context that asks for it.
+        context = click.Context(command, info_name=path, **main.context_settings)
         lines += [f"## `{path}`", "", "```", command.get_help(context).rstrip(), "```", ""]
     return "\n".join(lines)
 
