@@ -12,8 +12,11 @@ import importlib
 import json
 import logging
 import pkgutil
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
@@ -22,7 +25,7 @@ from tootlake import __version__
 from tootlake.errors import TootlakeError
 from tootlake.settings import load_settings
 
-__all__ = ["main", "lake_option", "run_command"]
+__all__ = ["main", "lake_option", "run_command", "stop_on_signals"]
 
 log = logging.getLogger("tootlake")
 
@@ -57,6 +60,28 @@ def lake_option(func: Callable[..., Any]) -> Callable[..., Any]:
         metavar="PATH|s3://BUCKET/PREFIX",
         help="The lake (default ./lake; env TOOTLAKE_LAKE).",
     )(func)
+
+
+@contextmanager
+def stop_on_signals(stop: threading.Event, message: str) -> Iterator[None]:
+    """First Ctrl-C/SIGTERM: set `stop` (the command drains, writes and commits). A second
+    Ctrl-C: stop now."""
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        click.echo(message, err=True)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def run_command(func: Callable[..., Any]) -> Callable[..., Any]:

@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -172,6 +172,39 @@ def _version(status: dict[str, Any]) -> str:
     return edited[:19] if isinstance(edited, str) else ""
 
 
+def batches(
+    events: Iterable[Event | None],
+    recorder: Recorder,
+    *,
+    batch_size: int,
+    linger: float | None = None,
+    stop: threading.Event | None = None,
+) -> Iterator[Batch]:
+    """Records of `events` in batches of `batch_size`, each with the acks of its events; the
+    last batch may be partial (or empty). A live source yields None when it has nothing for a
+    moment: with `linger`, a partial batch is then sent once its first event is that old."""
+    records: list[Post | Delete | Sighting] = []
+    acks: list[Callable[[], None]] = []
+    first = 0.0  # when the pending batch got its first event
+    for event in events:
+        if event is not None:
+            if not records and not acks:
+                first = time.monotonic()
+            record = recorder.record(event)
+            if record is not None:
+                records.append(record)
+            if event.ack is not None:
+                acks.append(event.ack)
+        if len(records) >= batch_size or (
+            linger is not None and (records or acks) and time.monotonic() - first >= linger
+        ):
+            yield Batch(records, acks)
+            records, acks = [], []
+        if stop is not None and stop.is_set():
+            break
+    yield Batch(records, acks)
+
+
 def run(
     events: Iterable[Event | None],
     sink: ParquetSink,
@@ -195,27 +228,9 @@ def run(
     failure: list[BaseException] = []
 
     def produce() -> None:
-        records: list[Post | Delete | Sighting] = []
-        acks: list[Callable[[], None]] = []
-        first = 0.0  # when the pending batch got its first event
         try:
-            for event in events:
-                if event is not None:
-                    if not records and not acks:
-                        first = time.monotonic()
-                    record = recorder.record(event)
-                    if record is not None:
-                        records.append(record)
-                    if event.ack is not None:
-                        acks.append(event.ack)
-                if len(records) >= batch_size or (
-                    linger is not None and (records or acks) and time.monotonic() - first >= linger
-                ):
-                    queue.send(Batch(records, acks))
-                    records, acks = [], []
-                if stop is not None and stop.is_set():
-                    break
-            queue.send(Batch(records, acks))
+            for batch in batches(events, recorder, batch_size=batch_size, linger=linger, stop=stop):
+                queue.send(batch)
         except BaseException as exc:  # re-raised in the calling thread
             failure.append(exc)
         finally:
@@ -312,28 +327,9 @@ def produce(
     failure: list[BaseException] = []
 
     def read_source() -> None:
-        records: list[Post | Delete | Sighting] = []
-        acks: list[Callable[[], None]] = []
-        first = 0.0  # when the pending batch got its first event
         try:
-            for event in events:
-                # None is a live source's idle tick: a chance to send a lingering batch.
-                if event is not None:
-                    if not records and not acks:
-                        first = time.monotonic()
-                    record = recorder.record(event)
-                    if record is not None:
-                        records.append(record)
-                    if event.ack is not None:
-                        acks.append(event.ack)
-                if len(records) >= batch_size or (
-                    linger is not None and (records or acks) and time.monotonic() - first >= linger
-                ):
-                    sender.send(Batch(records, acks))
-                    records, acks = [], []
-                if stop.is_set():
-                    break
-            sender.send(Batch(records, acks))
+            for batch in batches(events, recorder, batch_size=batch_size, linger=linger, stop=stop):
+                sender.send(batch)
         except BaseException as exc:  # re-raised in the calling thread
             failure.append(exc)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import sys
 import threading
 import time
@@ -13,7 +12,7 @@ from typing import Any
 
 import click
 
-from tootlake.cli import lake_option, main, run_command
+from tootlake.cli import lake_option, main, run_command, stop_on_signals
 from tootlake.settings import load_settings
 
 TIMELINE = click.Choice(["public", "local", "remote"])
@@ -159,7 +158,8 @@ def collect(
     )
     stop = threading.Event()
     options = FleetOptions(timeline=timeline, stream=stream, heartbeat_timeout=heartbeat_timeout)
-    with _stop_on_signals(stop), _status_line(quiet) as show:
+    stopping = "Stopping: writing what was received (Ctrl-C again to quit now)..."
+    with stop_on_signals(stop, stopping), _status_line(quiet) as show:
         result = run_collect(
             specs,
             settings.lake,
@@ -179,26 +179,6 @@ def collect(
         with open(stats_path, "w", encoding="utf-8") as handle:
             json.dump(result.as_dict(), handle, indent=1)
 
-
-@contextmanager
-def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """First Ctrl-C/SIGTERM: stop cleanly. A second Ctrl-C: stop now."""
-
-    def handler(signum: int, frame: Any) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-        click.echo("Stopping: writing what was received (Ctrl-C again to quit now)...", err=True)
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 @contextmanager

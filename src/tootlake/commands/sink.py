@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import gc
 import json
-import signal
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
 
 import click
 
-from tootlake.cli import lake_option, main, run_command
+from tootlake.cli import lake_option, main, run_command, stop_on_signals
 from tootlake.errors import ConfigError
 
 
@@ -147,7 +143,7 @@ def sink(
     # a moment later, and frequent collections kept walking (and promoting) them.
     gc.freeze()
     gc.set_threshold(100_000, 50, 100)
-    with _stop_on_signals(stop):
+    with stop_on_signals(stop, "Stopping: writing and committing what was received..."):
         stats = worker.run()
     if fmt == "json":
         click.echo(json.dumps(stats.as_dict(), indent=2))
@@ -158,23 +154,3 @@ def sink(
         f"{stats.commits} commits; {stats.messages_per_second:,.0f} messages/s."
     )
 
-
-@contextmanager
-def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """First Ctrl-C/SIGTERM: flush, commit and exit. A second Ctrl-C: exit now."""
-
-    def handler(signum: int, frame: Any) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-        click.echo("Stopping: writing and committing what was received...", err=True)
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
