@@ -33,7 +33,6 @@ writes a new envelope-vN.avsc whenever the code's schema changes; a test fails u
 from __future__ import annotations
 
 import base64
-import copy
 import dataclasses
 import io
 import itertools
@@ -94,40 +93,16 @@ def _fastavro() -> Any:
 # schemas
 
 
-def _with_dataclass_defaults(schema: dict[str, Any], cls: type) -> dict[str, Any]:
-    """Give every field that has a default in the dataclass the same default in Avro, so a
-    reader can fill it in when resolving a message written before the field existed."""
-    defaults = {
-        f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING
-    }
-    out = copy.deepcopy(schema)
-    for avro_field in out["fields"]:
-        if "default" not in avro_field and avro_field["name"] in defaults:
-            avro_field["default"] = defaults[avro_field["name"]]
-    return out
-
-
 @cache
 def post_avro_schema() -> dict[str, Any]:
-    """`record.avro_schema()`, with the dataclass defaults as Avro defaults."""
-    return _with_dataclass_defaults(avro_schema(), Post)
+    """`record.avro_schema()`: the Avro record of a post."""
+    return avro_schema()
 
 
 def _record_schema(cls: type) -> dict[str, Any]:
-    """The Avro record of a dataclass, derived like `record.avro_schema()` derives `Post`'s."""
-    from tootlake.record import _avro_type, _fields  # the one derivation, shared
+    from tootlake.record import avro_record_schema  # the one derivation, shared
 
-    fields = []
-    for name, tp, nullable, doc in _fields(cls):
-        avro: dict[str, Any] = {"name": name, "doc": doc}
-        if nullable:
-            avro["type"] = ["null", _avro_type(tp)]
-            avro["default"] = None
-        else:
-            avro["type"] = _avro_type(tp)
-        fields.append(avro)
-    schema = {"type": "record", "name": cls.__name__, "namespace": NAMESPACE, "fields": fields}
-    return _with_dataclass_defaults(schema, cls)
+    return avro_record_schema(cls)
 
 
 @cache

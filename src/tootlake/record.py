@@ -24,6 +24,7 @@ __all__ = [
     "Post",
     "Sighting",
     "arrow_schema",
+    "avro_record_schema",
     "avro_schema",
     "delete_arrow_schema",
     "from_status",
@@ -185,19 +186,28 @@ def _avro_type(tp: Any) -> Any:
     raise TypeError(f"no Avro type for {tp!r}")
 
 
-@cache
-def avro_schema() -> dict[str, Any]:
-    """The Avro record schema of a post, derived from `Post` (nullable fields default null)."""
+def avro_record_schema(cls: type) -> dict[str, Any]:
+    """The Avro record of one of the dataclasses here: nullable fields default to null, and a
+    field with a dataclass default has it in Avro too, so readers can resolve old messages."""
+    defaults = {f.name: f.default for f in dataclasses.fields(cls)}
     fields = []
-    for name, tp, nullable, doc in _fields(Post):
+    for name, tp, nullable, doc in _fields(cls):
         avro: dict[str, Any] = {"name": name, "doc": doc}
         if nullable:
             avro["type"] = ["null", _avro_type(tp)]
             avro["default"] = None
         else:
             avro["type"] = _avro_type(tp)
+            if defaults[name] is not dataclasses.MISSING:
+                avro["default"] = defaults[name]
         fields.append(avro)
-    return {"type": "record", "name": "Post", "namespace": "org.tootlake", "fields": fields}
+    return {"type": "record", "name": cls.__name__, "namespace": "org.tootlake", "fields": fields}
+
+
+@cache
+def avro_schema() -> dict[str, Any]:
+    """The Avro record schema of a post, derived from `Post`."""
+    return avro_record_schema(Post)
 
 
 # ----------------------------------------------------------------------------------------

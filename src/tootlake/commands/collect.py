@@ -180,7 +180,6 @@ def collect(
             json.dump(result.as_dict(), handle, indent=1)
 
 
-
 @contextmanager
 def _status_line(quiet: bool) -> Iterator[Callable[[Any], None] | None]:
     """A rich status line on stderr when it is a terminal (and not --quiet)."""

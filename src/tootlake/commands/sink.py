@@ -153,4 +153,3 @@ def sink(
         f"{stats.deletes:,} deletes, {stats.dead:,} dead letters; {stats.files} files, "
         f"{stats.commits} commits; {stats.messages_per_second:,.0f} messages/s."
     )
-
