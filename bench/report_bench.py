@@ -46,6 +46,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+# The talk's queries, as bench/talk_notebook.py runs them (one copy; bench/ is on sys.path
+# when this runs as a script).
+from talk_notebook import DAILY, LONGEST, STATISTICS
+
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "bench" / "data" / "report"  # the last run's outputs (git-ignored)
 TALK_POSTS = 1_622_149
@@ -88,18 +92,6 @@ def run_ours(lake: str, out: str) -> dict[str, Any]:
     }
 
 
-TALK_DAILY = """
-select strftime(created_tz, '%Y/%m/%d %a') as "Created day"
-, count(*) as "Num toots"
-, count(distinct(username)) as "Num users"
-, count(distinct(from_instance)) as "Num urls"
-, mode(case when bot='False' then username end) as "Most freq non-bot"
-, mode(case when bot='True' then username end) as "Most freq bot"
-, mode(base_url) as "Most freq host"
-from mastodon_toot
-group by 1
-order by 1
-"""
 TALK_TERMS = """
 select strftime(created_tz, '%Y/%m/%d %a') as "Created day"
 , count(*) as "Num toots"
@@ -110,30 +102,6 @@ select strftime(created_tz, '%Y/%m/%d %a') as "Created day"
 from mastodon_toot
 group by 1
 order by 1
-"""
-TALK_LONGEST = """
-with cte as
-(
-    select username
-    , mastodon_text
-    , len(mastodon_text) as len_toot
-    , max(len(mastodon_text)) over () as max_len_toot
-    from mastodon_toot
-)
-select username, mastodon_text
-from cte
-where len_toot = max_len_toot
-"""
-TALK_SUMMARY = """
-select count(*) as toots
-, count(distinct username) as users
-, count(distinct from_instance) as instances
-, count(distinct language) as languages
-, min(characters) as shortest
-, avg(characters) as average
-, max(characters) as longest
-, sum(characters) as all_characters
-from mastodon_toot
 """
 
 
@@ -192,7 +160,7 @@ def run_talk(source: str, out: str) -> dict[str, Any]:
     phases["load"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    daily = con.sql(TALK_DAILY).df()
+    daily = con.sql(DAILY).df()
     phases["daily"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -249,8 +217,8 @@ def run_talk(source: str, out: str) -> dict[str, Any]:
 
     t = time.perf_counter()
     terms = con.sql(TALK_TERMS).df()
-    longest = con.sql(TALK_LONGEST).df()
-    summary = con.sql(TALK_SUMMARY).df()
+    longest = con.sql(LONGEST).df()
+    summary = con.sql(STATISTICS).df()
     phases["terms_longest_summary"] = time.perf_counter() - t
     Path(out).write_text(
         json.dumps({"daily": len(daily), "terms": len(terms), "longest": len(longest)}),
