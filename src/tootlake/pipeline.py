@@ -268,6 +268,17 @@ def run(
     return stats
 
 
+def _replay_events(
+    paths: Iterable[str | Path], observed_on: str | None, include_opted_out: bool
+) -> tuple[Iterator[Event], Recorder]:
+    """The events of recorded files, and the recorder that counts their bad lines."""
+    from tootlake.sources.replay import ReplaySource
+
+    recorder = Recorder(RunStats(), include_opted_out=include_opted_out)
+    source: Source = ReplaySource(paths, observed_on=observed_on, on_bad=recorder.bad)
+    return source.events(), recorder
+
+
 def replay(
     paths: Iterable[str | Path],
     lake: str,
@@ -278,13 +289,9 @@ def replay(
     sink: ParquetSink | None = None,
 ) -> RunStats:
     """Replay recorded statuses (JSON lines or SSE captures) into the lake."""
-    from tootlake.sources.replay import ReplaySource
-
-    stats = RunStats()
-    recorder = Recorder(stats, include_opted_out=include_opted_out)
-    source: Source = ReplaySource(paths, observed_on=observed_on, on_bad=recorder.bad)
+    events, recorder = _replay_events(paths, observed_on, include_opted_out)
     return run(
-        source.events(),
+        events,
         sink or ParquetSink(lake),
         recorder=recorder,
         on_progress=on_progress,
@@ -374,13 +381,9 @@ def replay_to_kafka(
     config: dict[str, Any] | None = None,
 ) -> RunStats:
     """Replay recorded statuses into a Kafka topic (see `produce`)."""
-    from tootlake.sources.replay import ReplaySource
-
-    stats = RunStats()
-    recorder = Recorder(stats, include_opted_out=include_opted_out)
-    source: Source = ReplaySource(paths, observed_on=observed_on, on_bad=recorder.bad)
+    events, recorder = _replay_events(paths, observed_on, include_opted_out)
     return produce(
-        source.events(),
+        events,
         kafka=kafka,
         topic=topic,
         schema_registry=schema_registry,
