@@ -47,15 +47,22 @@ def clean_env() -> dict[str, str]:
     return env
 
 
-def run_process(cmd: Sequence[str | Path], *, cwd: Path | None = None) -> ProcessRun:
-    """Run `cmd` to completion; its wall time and peak RSS. Raises on a non-zero exit."""
+def run_process(
+    cmd: Sequence[str | Path], *, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> ProcessRun:
+    """Run `cmd` to completion; its wall time and peak RSS. Raises on a non-zero exit.
+    `env` adds to (or overrides) the clean environment."""
     out_path = DATA / f".stdout-{os.getpid()}"
     err_path = DATA / f".stderr-{os.getpid()}"
     DATA.mkdir(parents=True, exist_ok=True)
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         started = time.perf_counter()
         proc = subprocess.Popen(
-            [str(c) for c in cmd], stdout=out, stderr=err, cwd=cwd or ROOT, env=clean_env()
+            [str(c) for c in cmd],
+            stdout=out,
+            stderr=err,
+            cwd=cwd or ROOT,
+            env={**clean_env(), **(env or {})},
         )
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - started

@@ -6,6 +6,10 @@ layout (1,000 small files).                                                  tar
                                                  bench/results/layout.json and layout.md
     python bench/layout_bench.py --quick         20,000 posts; results in bench/data/quick/
     python bench/layout_bench.py --lake PATH     any local lake as the source
+    python bench/layout_bench.py --s3            both lakes on S3 instead of local disk (a
+                                                 local moto server that this script starts,
+                                                 as `make test` does); results in
+                                                 layout-s3.json and layout-s3.md
 
 What is compared, exactly:
 
@@ -21,6 +25,15 @@ What is compared, exactly:
               read where Connect wrote them. Deletes and sightings, if any, are the same
               files on both sides.
 
+On S3 (--s3): the same two lakes are uploaded, object for object, to a moto S3 server on
+127.0.0.1 (the Connect files under `connect/posts/partition=0/`, where the local lake's
+symbolic link points), and read as `--lake s3://tootlake-layout/compacted` and
+`s3://tootlake-layout/connect`. This is where the talk's files lived (Kafka Connect's S3
+sink into MinIO, read over httpfs). moto answers each request in a millisecond or two on
+loopback; a real object store takes tens of milliseconds per request, which only widens the
+gap for the side that makes the most requests. moto runs on the same two cores: its CPU time
+is reported beside the report's.
+
 Both sides are timed as `tootlake report --lake LAKE --format json`: the whole process, all
 nine sections, alternating runs, medians; CPU time and peak RSS beside the wall time (the
 machine's two cores are shared). Before timing, the two reports must be equal.
@@ -29,9 +42,12 @@ machine's two cores are shared). Before timing, the two reports must be equal.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
+import os
 import shutil
+import subprocess
 import sys
 import time
 from datetime import UTC, datetime
@@ -133,9 +149,14 @@ def prepare(args: argparse.Namespace) -> tuple[Path, Path, dict[str, Any]]:
     source, name = source_lake(args)
     work = DATA / name
     marker = work / "complete.json"
+    local = {"compacted": str(work / "compacted"), "connect": str(work / "connect-lake")}
     if marker.exists():
         log(f"layout: reusing {work}")
-        return work / "compacted", work / "connect-lake", json.loads(marker.read_text())
+        return (
+            work / "compacted",
+            work / "connect-lake",
+            {**json.loads(marker.read_text()), "_local": local},
+        )
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     log(f"layout: writing {source}'s posts in Kafka Connect's layout ({args.files} files) ...")
@@ -173,43 +194,140 @@ def prepare(args: argparse.Namespace) -> tuple[Path, Path, dict[str, Any]]:
         "made_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     marker.write_text(json.dumps(meta, indent=2))
-    return compacted, work / "connect-lake", meta
+    return compacted, work / "connect-lake", {**meta, "_local": local}
 
 
-def report_cmd(lake: Path) -> list[str | Path]:
+def report_cmd(lake: Path | str) -> list[str | Path]:
     return [BIN / "tootlake", "report", "--lake", lake, "--format", "json"]
+
+
+BUCKET = "tootlake-layout"
+
+
+class S3Server:
+    """scripts/s3.sh's moto server on a free port, for the length of a `with` block."""
+
+    def __init__(self) -> None:
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.env = {
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{self.port}",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_REGION": "us-east-1",
+        }
+        self._script_env = {
+            **os.environ,
+            "S3_PORT": str(self.port),
+            "S3_WATCH_PID": str(os.getpid()),
+            "S3_PYTHON": str(BIN / "python"),
+        }
+
+    def __enter__(self) -> S3Server:
+        subprocess.run([ROOT / "scripts" / "s3.sh", "up"], env=self._script_env, check=True)
+        pid_file = ROOT / ".cache" / "s3" / f"run-{self.port}" / "moto.pid"
+        self.pid = int(pid_file.read_text().split()[0])
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        subprocess.run(
+            [ROOT / "scripts" / "s3.sh", "down", "--purge"], env=self._script_env, check=False
+        )
+
+    def cpu_seconds(self) -> float:
+        """The server's CPU time so far (user + system), from /proc."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def upload(self, lake: Path, prefix: str) -> int:
+        """Every file of the local lake `lake` (following its symbolic links) to
+        s3://BUCKET/prefix/..., same relative keys. Returns the number of objects."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        import boto3
+
+        client = boto3.client(
+            "s3",
+            endpoint_url=self.env["AWS_ENDPOINT_URL"],
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            region_name="us-east-1",
+        )
+        with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
+            client.create_bucket(Bucket=BUCKET)
+        files = [
+            Path(folder) / name
+            for folder, _, names in os.walk(lake, followlinks=True)
+            for name in names
+            if not name.startswith(".")
+        ]
+
+        def put(path: Path) -> None:
+            key = f"{prefix}/{path.relative_to(lake).as_posix()}"
+            client.upload_file(str(path), BUCKET, key)
+
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(put, files))
+        return len(files)
 
 
 def bench(args: argparse.Namespace) -> dict[str, Any]:
     compacted, connect, meta = prepare(args)
-    sides = {"compacted": compacted, "connect": connect}
-    figures: dict[str, dict[str, list[float]]] = {
-        side: {"seconds": [], "cpu_seconds": [], "peak_rss_mb": []} for side in sides
-    }
+    if args.s3:
+        with S3Server() as server:
+            log(f"layout: uploading both lakes to moto on port {server.port} ...")
+            meta["s3_objects"] = {
+                "compacted": server.upload(compacted, "compacted"),
+                "connect": server.upload(connect, "connect"),
+            }
+            sides = {side: f"s3://{BUCKET}/{side}" for side in ("compacted", "connect")}
+            return _timed(args, sides, meta, server)
+    return _timed(args, {"compacted": compacted, "connect": connect}, meta, None)
+
+
+def _timed(
+    args: argparse.Namespace,
+    sides: dict[str, Any],
+    meta: dict[str, Any],
+    server: S3Server | None,
+) -> dict[str, Any]:
+    keys = ["seconds", "cpu_seconds", "peak_rss_mb"] + (["server_cpu_seconds"] if server else [])
+    figures: dict[str, dict[str, list[float]]] = {side: {k: [] for k in keys} for side in sides}
     outputs: dict[str, str] = {}
     for round_ in range(args.repeat):
         order = list(sides) if round_ % 2 == 0 else list(reversed(sides))
         for side in order:
-            run = run_process(report_cmd(sides[side]))
+            server_cpu = server.cpu_seconds() if server else 0.0
+            run = run_process(report_cmd(sides[side]), env=server.env if server else None)
             outputs.setdefault(side, run.stdout)
             figures[side]["seconds"].append(run.seconds)
             figures[side]["cpu_seconds"].append(run.cpu_seconds)
             figures[side]["peak_rss_mb"].append(run.peak_rss_mb)
+            extra = ""
+            if server:
+                figures[side]["server_cpu_seconds"].append(server.cpu_seconds() - server_cpu)
+                extra = f", S3 server {figures[side]['server_cpu_seconds'][-1]:.2f} s CPU"
             log(
                 f"  {side:9} {run.seconds:7.2f} s wall, {run.cpu_seconds:7.2f} s CPU, "
-                f"{run.peak_rss_mb:7.1f} MB"
+                f"{run.peak_rss_mb:7.1f} MB{extra}"
             )
     same = json.loads(outputs["compacted"]) == json.loads(outputs["connect"])
     if not same:
         raise SystemExit("layout: the two reports differ; the comparison would be meaningless")
     result: dict[str, Any] = {side: {k: summarize(v) for k, v in f.items()}
                               for side, f in figures.items()}  # fmt: skip
-    for side, lake in sides.items():
-        result[side].update(lake_files(lake))
+    local = {"compacted": meta["_local"]["compacted"], "connect": meta["_local"]["connect"]}
+    for side in sides:
+        result[side].update(lake_files(Path(local[side])))
     wall = result["connect"]["seconds"]["median"] / result["compacted"]["seconds"]["median"]
     cpu = result["connect"]["cpu_seconds"]["median"] / result["compacted"]["cpu_seconds"]["median"]
     posts = json.loads(outputs["compacted"])["summary"]["posts"]
     return {
+        "storage": "s3 (moto on 127.0.0.1)" if server else "local disk",
+        "lakes": {side: str(where) for side, where in sides.items()},
         "target": TARGET,
         "speedup_wall": round(wall, 2),
         "speedup_cpu": round(cpu, 2),
@@ -226,7 +344,8 @@ def render_markdown(results: dict[str, Any]) -> str:
     s = r["sides"]
     d = r["data"]
     lines = [
-        "# Layout: compacted lake vs Kafka Connect's small files",
+        "# Layout: compacted lake vs Kafka Connect's small files"
+        + (", both on S3" if r["storage"].startswith("s3") else ", local disk"),
         "",
         f"Made {results['made_at']} by `bench/layout_bench.py"
         f"{' --quick' if results['mode'] == 'quick' else ''}` in {results['seconds']:.0f} s on "
@@ -237,9 +356,18 @@ def render_markdown(results: dict[str, Any]) -> str:
         "`tootlake report --format json` (whole process, all nine sections), medians of "
         f"{len(s['compacted']['seconds']['runs'])} alternating runs:",
         "",
-        "| lake | posts files | MB | wall s | CPU s | peak RSS MB |",
-        "|---|---:|---:|---:|---:|---:|",
     ]
+    on_s3 = r["storage"].startswith("s3")
+    if on_s3:
+        lines += [
+            "| lake | posts files | MB | wall s | CPU s | peak RSS MB | S3 server CPU s |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+    else:
+        lines += [
+            "| lake | posts files | MB | wall s | CPU s | peak RSS MB |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
     for side, title in (("compacted", "compacted (`tootlake compact`)"),
                         ("connect", "Kafka Connect layout")):  # fmt: skip
         f = s[side]
@@ -247,6 +375,7 @@ def render_markdown(results: dict[str, Any]) -> str:
             f"| {title} | {f['posts_files']:,} | {f['posts_mb']:,} | "
             f"{f['seconds']['median']:.2f} | {f['cpu_seconds']['median']:.2f} | "
             f"{f['peak_rss_mb']['median']:.0f} |"
+            + (f" {f['server_cpu_seconds']['median']:.2f} |" if on_s3 else "")
         )
     c = d["compaction"]
     lines += [
@@ -267,6 +396,15 @@ def render_markdown(results: dict[str, Any]) -> str:
         "size, zstd vs snappy, rows sorted by day and time vs arrival order) and that "
         "compaction already folded versions and copies away (the `posts` view still runs).",
     ]
+    if on_s3:
+        lines.append(
+            f"* On S3: both lakes uploaded object for object ({d['s3_objects']['compacted']:,} "
+            f"and {d['s3_objects']['connect']:,} objects) to a moto server on 127.0.0.1, read "
+            f"as `{r['lakes']['compacted']}` and `{r['lakes']['connect']}` (the Connect files "
+            "under `connect/posts/partition=0/`). moto answers a request in a millisecond or "
+            "two on loopback, a real object store in tens of milliseconds; it runs on the same "
+            "two cores (its CPU time is the last column)."
+        )
     load = results["machine"]["load_average_at_start"][0]
     if load > results["machine"]["cpus"]:
         lines.append(
@@ -287,6 +425,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, help="timed runs per side (default 3; quick 1)")
     parser.add_argument("--results", type=Path, help="folder for layout.json and layout.md")
     parser.add_argument("--check", action="store_true", help="exit 1 when the target is missed")
+    parser.add_argument("--s3", action="store_true", help="both lakes on a local S3 server")
     args = parser.parse_args(argv)
     args.posts = args.posts or (20_000 if args.quick else 1_622_149)
     args.repeat = args.repeat or (1 if args.quick else 3)
@@ -300,12 +439,14 @@ def main(argv: list[str] | None = None) -> int:
     results["seconds"] = round(time.perf_counter() - started, 1)
     folder = args.results or (DATA / "quick" if args.quick else RESULTS)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "layout.json").write_text(json.dumps(results, indent=2) + "\n")
-    (folder / "layout.md").write_text(render_markdown(results))
+    name = "layout-s3" if args.s3 else "layout"
+    results["layout"]["data"].pop("_local", None)
+    (folder / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
+    (folder / f"{name}.md").write_text(render_markdown(results))
     r = results["layout"]
     log(
         f"layout: {r['speedup_wall']}x wall, {r['speedup_cpu']}x CPU (target {TARGET}x); "
-        f"results in {folder}/layout.json and layout.md"
+        f"results in {folder}/{name}.json and {name}.md"
     )
     return 1 if args.check and not r["met"] else 0
 

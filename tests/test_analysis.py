@@ -126,6 +126,43 @@ def test_terms_per_day(con):
     assert rows(queries.terms(con, ["Guten"])) == []  # bob's post was deleted
 
 
+def test_terms_prefilter_keeps_every_post_lower_would_match():
+    """terms() looks at the raw text first; it must find what lower() + word boundaries find,
+    even where lowering is not ASCII (Turkish İ lowers to i, the Kelvin sign to k)."""
+    import duckdb
+
+    texts = [
+        "İSTANBUL depremi",  # İ -> i
+        "Ein \u212aIWI am Morgen",  # Kelvin sign -> k
+        "BALLOON!",
+        "balloons over the sea",  # not the word
+        "superbowl2023",  # not the word either
+        "ＳＵＰＥＲＢＯＷＬ",  # fullwidth: lower() keeps it fullwidth, so no match
+        "chatGPT, again",
+        None,
+        "nothing here",
+    ]
+    con = duckdb.connect()
+    con.execute("CREATE TABLE posts (created_at TIMESTAMPTZ, tags VARCHAR[], text VARCHAR)")
+    for i, text in enumerate(texts):
+        tags = ["superbowl"] if i == len(texts) - 1 else []
+        con.execute(
+            "INSERT INTO posts VALUES (TIMESTAMPTZ '2023-02-03 10:00:00+00', ?, ?)", [tags, text]
+        )
+    words = ["istanbul", "kiwi", "balloon", "superbowl", "chatgpt"]
+    expected = {
+        word: con.execute(
+            "SELECT count(*) FROM posts WHERE regexp_matches(lower(text), ?) "
+            "OR list_contains(tags, ?)",
+            [rf"\b{word}\b", word],
+        ).fetchall()[0][0]
+        for word in words
+    }
+    found = {r["term"]: r["posts"] for r in rows(queries.terms(con, words))}
+    assert found == {w: n for w, n in expected.items() if n}
+    assert found == {"istanbul": 1, "kiwi": 1, "balloon": 1, "superbowl": 1, "chatgpt": 1}
+
+
 def test_hashtags(con):
     assert rows(queries.hashtags(con)) == [{"tag": "chatgpt", "posts": 1, "users": 1}]
 

@@ -74,6 +74,12 @@ SELECT uri, bool_or(gone) AS deleted
 FROM (SELECT uri, true AS gone FROM deleted UNION ALL SELECT uri, false AS gone FROM versions)
 GROUP BY uri
 """
+# With no delete in the lake, only the versions: joining every post to an empty table of
+# deletes still reads the posts (half the time of opening a lake of 1.6M posts).
+_RESOLVE_VERSIONS = """
+CREATE OR REPLACE TEMP TABLE _posts_resolve AS
+SELECT uri, false AS deleted FROM posts_all GROUP BY uri HAVING count(*) > 1
+"""
 _LATEST = f"""
 CREATE OR REPLACE TEMP TABLE _posts_latest AS
 SELECT * EXCLUDE (version_rank) FROM (
@@ -132,7 +138,8 @@ def open_lake(
 
 def _create_posts_view(con: duckdb.DuckDBPyConnection) -> None:
     """`posts`: POSTS_VIEW's answer, by the cheapest plan for this snapshot of the lake."""
-    con.execute(_RESOLVE)
+    (deletes,) = con.execute("SELECT count(*) FROM deletes").fetchall()[0]
+    con.execute(_RESOLVE if deletes else _RESOLVE_VERSIONS)
     row = con.execute("SELECT count(*) FROM _posts_resolve").fetchall()[0]
     if 0 < row[0] <= RESOLVE_IN_MEMORY_AT_MOST:
         con.execute(_LATEST)

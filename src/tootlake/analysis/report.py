@@ -8,7 +8,7 @@ import io
 import json
 import re
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -85,7 +85,27 @@ def _plain(value: Any) -> Any:
 
 
 def _rows(table: pa.Table) -> list[dict[str, Any]]:
-    return [{k: _plain(v) for k, v in row.items()} for row in table.to_pylist()]
+    return [{k: _plain(v) for k, v in row.items()} for row in as_pylist(table)]
+
+
+def as_pylist(table: pa.Table) -> list[dict[str, Any]]:
+    """`table.to_pylist()`, with times in UTC as aware datetimes. pyarrow imports pandas to
+    convert a time zone (a third of a second of every report); the lake's times are UTC, so
+    they are read without one and marked UTC here."""
+    aware = [
+        f.name for f in table.schema if pa.types.is_timestamp(f.type) and f.type.tz is not None
+    ]
+    for name in aware:
+        i = table.schema.get_field_index(name)
+        table = table.set_column(
+            i, name, table.column(i).cast(pa.timestamp(table.schema.field(i).type.unit))
+        )
+    rows = table.to_pylist()
+    for row in rows:
+        for name in aware:
+            if row[name] is not None:
+                row[name] = row[name].replace(tzinfo=UTC)
+    return rows
 
 
 def report_as_dict(report: dict[str, pa.Table]) -> dict[str, Any]:
