@@ -1,13 +1,22 @@
 """Collector benchmarks, each with its baseline in the same run (results: bench/results/collect.*).
 
-    python bench/collect_bench.py [--quick] [--only throughput,talk,fleet]
+    python bench/collect_bench.py [--quick] [--only simulator,ceiling,throughput,fleet]
+        [--rates 1000,2500,5000,7000] [--results DIR]
 
+* simulator: `tootlake simulate` alone at each rate, read by clients that only count events:
+  the rate it was asked for against the rate it delivered, and its CPU.
 * throughput: a simulated fediverse (`tootlake simulate`, its own process) publishes at a
-  fixed rate to 4 instances (no federation, so one event per post); one `tootlake collect`
-  process streams all of them for a while. Reported: posts/s written, lag (now - created_at
-  of the newest post handed to the pipeline) per half of the run, CPU of both processes, so
-  the bottleneck shows. Baseline: the talk's listener (Mastodon.py 1.8.0 + BeautifulSoup, one
-  process per instance) against the same simulator at the same rate.
+  fixed rate to 4 instances (no federation, no edits, no deletes: every event is one status
+  update); one `tootlake collect` process streams all of them for a while. Reported: updates/s
+  handled and posts/s written over the steady part of the run (after SKIP seconds of
+  connecting, until the stop: start-up and the final drain are not in the rates), lag
+  (now - created_at of the newest post handed to the pipeline) per half of the run, CPU of
+  both processes, so the bottleneck shows. Baseline: the talk's listener (Mastodon.py 1.8.0 +
+  BeautifulSoup, one process per instance) against the same simulator at the same rate, at
+  the highest rate asked, over the same kind of steady window. The speedup is like for like:
+  status updates handled per second on both sides (the talk's on_update calls; ours include
+  the posts of opted-out authors, which we skip and the talk kept). The ratio of the posts we
+  write (opted-out authors left out) is given beside it.
 * fleet: 1,000 simulated instances, every one streaming to one collector: peak RSS, lag per
   half, how many streamed. Baseline: the talk's one-process-per-instance design, measured on
   20 instances and scaled to 1,000 (RSS adds up per process).
@@ -35,6 +44,7 @@ RESULTS = BENCH / "results"
 VENDOR_1_8 = BENCH / "data" / "vendor" / "mastodon-1.8.0"
 PY = sys.executable
 TOKEN = "bench-token"
+SKIP = 2.0  # seconds left out at the start of each rate: connecting, the first backfill page
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -116,9 +126,7 @@ def start_simulator(
     deadline = time.monotonic() + 120
     while not urls_file.exists() or len(urls_file.read_text().split()) < instances:
         if sim.proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(
-                f"the simulator did not start: {(work / 'simulator.log').read_text()}"
-            )
+            raise RuntimeError(f"the simulator did not start: {sim.log.read_text()}")
         time.sleep(0.2)
     urls = [
         line.split()[0]
@@ -160,12 +168,22 @@ def run_collector(work: Path, urls: list[str], seconds: float, name: str) -> dic
     result = json.loads(stats.read_text())
     s = result["stats"]
     written = s["posts"] + s["edits"]
+    window = steady_window(result["samples"], seconds, s["events"], written)
+    if window is None:  # too short a run for a steady part: the whole run
+        window = (s["seconds"], s["events"], written)
+    window_seconds, window_events, window_written = window
     return {
         "posts": written,
         "events": s["events"],
+        "updates": s["events"] - s["deletes"] - s["edits"],
         "seconds": s["seconds"],
+        # the whole run, start-up (probes, connecting) and the final drain and flush included
         "posts_per_second": round(written / s["seconds"], 1),
         "events_per_second": round(s["events"] / s["seconds"], 1),
+        # the steady part: from SKIP s after the first event until the stop (see steady_window)
+        "steady_seconds": round(window_seconds, 2),
+        "steady_events_per_second": round(window_events / window_seconds, 1),
+        "steady_posts_per_second": round(window_written / window_seconds, 1),
         "lag": result["lag"],
         "instances": result["instances"],
         "reconnects": result["reconnects"],
@@ -176,6 +194,26 @@ def run_collector(work: Path, urls: list[str], seconds: float, name: str) -> dic
         "peak_rss_mb": round(proc.rss_mb, 1),
         "load_average_1min_at_end": round(os.getloadavg()[0], 1),
     }
+
+
+def steady_window(
+    samples: list[list[Any]], seconds: float, events: int, written: int
+) -> tuple[float, int, int] | None:
+    """(seconds, events, posts + edits) from the first sample SKIP s after the first event
+    until the stop, `seconds` after the start: reading stops there, and what was read by
+    then is drained into the lake, so the final counts (`events`, `written`) close the
+    window. A sample is (t, posts + edits, lag, events), t counted from the start of
+    `collect()`; its counts are of the posts created up to `lag` seconds before it. A
+    collector that is behind at the stop never reads the rest: its rate comes out low."""
+    first = next((row[0] for row in samples if row[3] > 0), None)
+    if first is None:
+        return None
+    start = next((row for row in samples if first + SKIP <= row[0] <= seconds - 1.0), None)
+    if start is None:
+        return None
+    t, written_then, lag, events_then = start
+    begins = t - (lag or 0.0)
+    return seconds - begins, events - events_then, written - written_then
 
 
 def run_talk(work: Path, urls: list[str], seconds: float, name: str) -> dict[str, Any]:
@@ -201,7 +239,7 @@ def run_talk(work: Path, urls: list[str], seconds: float, name: str) -> dict[str
             str(out),
         ]
         procs.append((Measured(cmd, env, work / f"{name}-{i}.log"), out))
-    updates, rss, cpu, wall = 0, [], 0.0, 0.0
+    updates, rss, cpu, wall, steady = 0, [], 0.0, 0.0, 0.0
     for proc, out in procs:
         proc.wait(seconds + 120)
         if proc.code != 0 or not out.exists():
@@ -211,11 +249,14 @@ def run_talk(work: Path, urls: list[str], seconds: float, name: str) -> dict[str
         rss.append(proc.rss_mb)
         cpu += proc.cpu
         wall = max(wall, data["seconds"])
+        steady += data["steady_updates"] / data["steady_seconds"]  # the processes run at once
     return {
         "processes": len(procs),
         "posts": updates,
         "seconds": round(wall, 2),
         "posts_per_second": round(updates / wall, 1),
+        # on_update calls per second over the steady part (SKIP s after the stream opened)
+        "steady_posts_per_second": round(steady, 1),
         "cpu_seconds": round(cpu, 1),
         "cpu_us_per_event": round(cpu / max(updates, 1) * 1e6),
         "peak_rss_mb_per_process": round(max(rss), 1),
@@ -236,18 +277,29 @@ def talk_listener_main(url: str, seconds: float, out: str) -> None:
     class Listener(mastodon.StreamListener):  # type: ignore[misc]
         def on_update(self, status: Any) -> None:
             values.append(talk_value_dict(status, url))
+            counted[0] += 1
             if len(values) >= 10_000:
                 values.clear()
-                counted[0] += 10_000
 
     counted = [0]
     client = mastodon.Mastodon(api_base_url=url, access_token=TOKEN, version_check_mode="none")
     started = time.perf_counter()
     handle = client.stream_public(Listener(), run_async=True)
-    time.sleep(seconds)
-    total = counted[0] + len(values)
-    elapsed = time.perf_counter() - started
-    Path(out).write_text(json.dumps({"updates": total, "seconds": elapsed}))
+    time.sleep(SKIP)
+    at_skip, skipped = counted[0], time.perf_counter()
+    time.sleep(max(seconds - SKIP, 1.0))
+    total = counted[0]
+    ended = time.perf_counter()
+    Path(out).write_text(
+        json.dumps(
+            {
+                "updates": total,
+                "seconds": ended - started,
+                "steady_updates": total - at_skip,
+                "steady_seconds": ended - skipped,
+            }
+        )
+    )
     try:
         handle.close()
     finally:
@@ -359,12 +411,74 @@ def bench_ceiling(work: Path, seconds: float) -> dict[str, Any]:
 
 # Of the statuses the simulator publishes, this share is public and streamable (the rest are
 # boosts, unlisted posts and replies to others, which public streams never carry), as its own
-# summary says ("33,737 collectable, 2,425 opted out, 13,824 hidden" of 49,986).
+# summary says ("46,739 collectable, 3,342 opted out, 19,090 hidden" of 69,171: 0.724).
 STREAMABLE = 0.723
 
 
+def count_streams(urls: list[str], seconds: float) -> tuple[float, int]:
+    """Read the public SSE stream of every instance for `seconds`, counting `update` events
+    without parsing them: (seconds, events) over the steady part (after SKIP s)."""
+    import asyncio
+
+    import aiohttp
+
+    marker = b"event: update\n"
+    counts = [0]
+
+    async def read(session: Any, url: str) -> None:
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        async with session.get(f"{url}/api/v1/streaming/public", headers=headers) as resp:
+            tail = b""
+            async for chunk in resp.content.iter_any():
+                data = tail + chunk
+                cut = data.rfind(b"\n") + 1  # count whole lines only; keep the rest
+                counts[0] += data.count(marker, 0, cut)
+                tail = data[cut:]
+
+    async def main() -> tuple[float, int]:
+        timeout = aiohttp.ClientTimeout(total=None)
+        async with aiohttp.ClientSession(timeout=timeout, trust_env=False) as session:
+            tasks = [asyncio.create_task(read(session, url)) for url in urls]
+            await asyncio.sleep(SKIP)
+            t0, n0 = time.monotonic(), counts[0]
+            await asyncio.sleep(max(seconds - SKIP, 1.0))
+            t1, n1 = time.monotonic(), counts[0]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            return t1 - t0, n1 - n0
+
+    return asyncio.run(main())
+
+
+def bench_simulator(work: Path, rates: list[float], seconds: float) -> dict[str, Any]:
+    """The simulator alone: asked vs delivered streamed posts/s (4 instances, as throughput)."""
+    out: dict[str, Any] = {"instances": 4, "federation": 0, "seconds": seconds, "runs": []}
+    for rate in rates:
+        sim, urls = start_simulator(
+            work, instances=4, rate=round(rate / STREAMABLE), federation=0, seconds=seconds + 30
+        )
+        try:
+            cpu0, t0 = proc_cpu(sim.proc.pid), time.monotonic()
+            window, events = count_streams(urls, seconds)
+            sim_cores = (proc_cpu(sim.proc.pid) - cpu0) / (time.monotonic() - t0)
+        finally:
+            sim.stop()
+        run = {
+            "rate": rate,
+            "statuses_per_second_asked": round(rate / STREAMABLE),
+            "delivered_per_second": round(events / window, 1),
+            "seconds": round(window, 2),
+            "simulator_cpu_cores": round(sim_cores, 2),
+        }
+        print(json.dumps(run), flush=True)
+        out["runs"].append(run)
+    return out
+
+
 def bench_throughput(work: Path, rates: list[float], seconds: float) -> dict[str, Any]:
-    """`rates`: posts/s on the streams; the simulator publishes rate / STREAMABLE."""
+    """`rates`: posts/s on the streams; the simulator publishes rate / STREAMABLE. The talk's
+    listener runs at the highest rate, after the collector, against the same simulator."""
     out: dict[str, Any] = {"instances": 4, "federation": 0, "seconds": seconds, "runs": []}
     for rate in rates:
         sim, urls = start_simulator(
@@ -383,17 +497,18 @@ def bench_throughput(work: Path, rates: list[float], seconds: float) -> dict[str
                 talk = run_talk(work, urls, seconds, f"talk{int(rate)}")
         finally:
             sim.stop()
-        run = {
+        run: dict[str, Any] = {
             "rate": rate,
             "collector": collector,
             "talk_listener": talk,
             "simulator_cpu_cores": round(sim_cores, 2),
         }
         if talk:
-            # both count the statuses received from the streams and processed
-            run["speedup"] = round(
-                collector["events_per_second"] / max(talk["posts_per_second"], 0.1), 1
-            )
+            # Like for like: status updates handled per second, both over a steady window
+            # (every event is an update here: the simulator makes no edits or deletes).
+            theirs = max(talk["steady_posts_per_second"], 0.1)
+            run["speedup"] = round(collector["steady_events_per_second"] / theirs, 1)
+            run["speedup_written_posts"] = round(collector["steady_posts_per_second"] / theirs, 1)
         print(json.dumps(run), flush=True)
         out["runs"].append(run)
     return out
@@ -435,25 +550,53 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
         "CPU per event is the steadier figure). Produced by `bench/collect_bench.py`.",
         "",
     ]
+    sm = results.get("simulator")
+    if sm:
+        lines += [
+            "## Simulator alone (4 instances, read by clients that only count events)",
+            "",
+            f"Steady part of {sm['seconds']:g} s runs (the first {SKIP:g} s left out).",
+            "",
+            "| streamed posts/s asked | statuses/s published | delivered events/s "
+            "| simulator CPU cores |",
+            "|---|---|---|---|",
+        ]
+        for run in sm["runs"]:
+            lines.append(
+                f"| {run['rate']:g} | {run['statuses_per_second_asked']:,} "
+                f"| {run['delivered_per_second']:,} | {run['simulator_cpu_cores']} |"
+            )
+        lines.append("")
     tp = results.get("throughput")
     if tp:
         lines += [
-            "## Throughput (4 instances, one event per post)",
+            "## Throughput (4 instances, one event per post, every event an update)",
             "",
-            "| streamed posts/s (target) | collector events/s | posts/s written "
-            "| lag median 1st/2nd half (s) | lag max (s) "
+            f"Rates over the steady part of each {tp['seconds']:g} s run: from {SKIP:g} s "
+            "after the first event until the stop (the talk's listener: from "
+            f"{SKIP:g} s after its stream opened). Whole run: start-up (probes, connecting) "
+            "and the final drain included. Speedup: updates/s handled on both sides (the "
+            "talk's on_update calls), like for like; in brackets, the posts we write "
+            "(opted-out authors skipped) over the talk's.",
+            "",
+            "| streamed posts/s asked | collector updates/s | posts/s written "
+            "| events/s (whole run) | lag median 1st/2nd half (s) | lag max (s) "
             "| collector CPU cores | collector CPU µs/event | simulator CPU cores "
             "| talk listener posts/s | talk CPU µs/post | speedup |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for run in tp["runs"]:
             c, lag, t = run["collector"], run["collector"]["lag"], run.get("talk_listener")
+            speedup = (
+                f"{run['speedup']}x ({run['speedup_written_posts']}x)" if "speedup" in run else "-"
+            )
             lines.append(
-                f"| {run['rate']:g} | {c['events_per_second']:,} | {c['posts_per_second']:,} | "
+                f"| {run['rate']:g} | {c['steady_events_per_second']:,} "
+                f"| {c['steady_posts_per_second']:,} | {c['events_per_second']:,} | "
                 f"{lag.get('lag_median_first_half')} / {lag.get('lag_median_second_half')} | "
                 f"{lag.get('lag_max')} | {c['cpu_cores_used']} | {c.get('cpu_us_per_event')} | "
-                f"{run['simulator_cpu_cores']} | {t['posts_per_second'] if t else '-'} | "
-                f"{t.get('cpu_us_per_event', '-') if t else '-'} | {run.get('speedup', '-')} |"
+                f"{run['simulator_cpu_cores']} | {t['steady_posts_per_second'] if t else '-'} | "
+                f"{t.get('cpu_us_per_event', '-') if t else '-'} | {speedup} |"
             )
         lines.append("")
     ce = results.get("ceiling")
@@ -493,14 +636,25 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Collector benchmarks")
-    parser.add_argument("--quick", action="store_true", help="shorter runs")
-    parser.add_argument("--only", default="ceiling,throughput,fleet")
+    parser.add_argument(
+        "--quick", action="store_true", help="shorter runs, results in bench/data/quick/"
+    )
+    parser.add_argument("--only", default="simulator,ceiling,throughput,fleet")
     parser.add_argument("--talk-listener", help=argparse.SUPPRESS)
     parser.add_argument("--firehose", help=argparse.SUPPRESS)
     parser.add_argument("--seconds", type=float, default=20, help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
-    parser.add_argument("--rates", default="1000,2500,5000")
+    parser.add_argument(
+        "--rates",
+        default="1000,2500,5000,7000",
+        help="streamed posts/s (the talk's listener runs at the highest: give one where the "
+        "collector is not starved, above the 5,000 of the target)",
+    )
     parser.add_argument("--fleet-instances", type=int, default=1000)
+    parser.add_argument(
+        "--results", type=Path, help="folder for collect.json and collect.md (default: "
+        "bench/results/, or bench/data/quick/ with --quick)",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.talk_listener:
         talk_listener_main(args.talk_listener, args.seconds, args.out)
@@ -510,6 +664,8 @@ def main() -> None:
         return
     seconds = 15.0 if args.quick else 30.0
     only = set(args.only.split(","))
+    rates = [float(r) for r in args.rates.split(",")]
+    folder = args.results or (BENCH / "data" / "quick" if args.quick else RESULTS)
     results: dict[str, Any] = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": f"{os.cpu_count()} cores",
@@ -519,18 +675,18 @@ def main() -> None:
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
-    if True:
-        if "ceiling" in only:
-            results["ceiling"] = bench_ceiling(work, seconds)
-        if "throughput" in only:
-            rates = [float(r) for r in args.rates.split(",")]
-            results["throughput"] = bench_throughput(work, rates, seconds)
-        if "fleet" in only:
-            results["fleet"] = bench_fleet(work, args.fleet_instances, 500.0, 2 * seconds, 20)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "collect.json").write_text(json.dumps(results, indent=1))
-    write_markdown(results, RESULTS / "collect.md")
-    print((RESULTS / "collect.md").read_text())
+    if "simulator" in only:
+        results["simulator"] = bench_simulator(work, rates, min(seconds, 12.0))
+    if "ceiling" in only:
+        results["ceiling"] = bench_ceiling(work, seconds)
+    if "throughput" in only:
+        results["throughput"] = bench_throughput(work, rates, seconds)
+    if "fleet" in only:
+        results["fleet"] = bench_fleet(work, args.fleet_instances, 500.0, 2 * seconds, 20)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "collect.json").write_text(json.dumps(results, indent=1))
+    write_markdown(results, folder / "collect.md")
+    print((folder / "collect.md").read_text())
 
 
 if __name__ == "__main__":

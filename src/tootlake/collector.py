@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tootlake._gc import fewer_collections
 from tootlake.errors import ConfigError
 from tootlake.pipeline import Recorder, RunStats, run
 from tootlake.settings import Settings, token_for
@@ -101,13 +102,14 @@ class CollectResult:
     bad: int = 0
     bad_examples: list[str] = field(default_factory=list)
     state_dir: str = ""
-    # (seconds since start, posts + edits so far, lag in seconds or None), once a second
-    samples: list[tuple[float, int, float | None]] = field(default_factory=list)
+    # (seconds since start, posts + edits so far, lag in seconds or None, events so far),
+    # about once a second: rates over a part of the run (a benchmark's steady state)
+    samples: list[tuple[float, int, float | None, int]] = field(default_factory=list)
 
     def lag_summary(self) -> dict[str, float | None]:
         """Lag (now - created_at of the newest post handed out) over the run: median and max
         of each half, so a growing lag shows."""
-        lags = [(t, lag) for t, _, lag in self.samples if lag is not None]
+        lags = [(t, lag) for t, _, lag, _ in self.samples if lag is not None]
         if not lags:
             return {}
         half = lags[-1][0] / 2
@@ -191,7 +193,7 @@ def collect(
         timer.daemon = True
         timer.start()
     progress = Progress(stats, fleet)
-    samples: list[tuple[float, int, float | None]] = []
+    samples: list[tuple[float, int, float | None, int]] = []
 
     def tick(_stats: RunStats) -> None:
         elapsed = time.monotonic() - stats.started
@@ -202,6 +204,7 @@ def collect(
                     round(elapsed, 2),
                     stats.posts + stats.edits,
                     None if lag is None else round(lag, 3),
+                    stats.events,
                 )
             )
             if len(samples) > 86_400:  # a day of samples, then every other one
@@ -210,32 +213,33 @@ def collect(
             on_progress(progress)
 
     try:
-        if kafka:
-            from tootlake.pipeline import produce
+        with fewer_collections():
+            if kafka:
+                from tootlake.pipeline import produce
 
-            def tick_and_save(stats_now: RunStats) -> None:
-                state.save()  # the acks ran on delivery: the cursors are safe to persist
-                tick(stats_now)
+                def tick_and_save(stats_now: RunStats) -> None:
+                    state.save()  # the acks ran on delivery: the cursors are safe to persist
+                    tick(stats_now)
 
-            produce(
-                fleet.events(),
-                kafka=kafka,
-                recorder=recorder,
-                topic=topic,
-                schema_registry=schema_registry,
-                stop=stop,
-                linger=0.25,
-                on_progress=tick_and_save,
-            )
-        else:
-            run(
-                fleet.events(),
-                sink or ParquetSink(lake, max_age=flush_seconds, sightings=True),
-                recorder=recorder,
-                linger=0.25,
-                on_commit=state.save,
-                on_progress=tick,
-            )
+                produce(
+                    fleet.events(),
+                    kafka=kafka,
+                    recorder=recorder,
+                    topic=topic,
+                    schema_registry=schema_registry,
+                    stop=stop,
+                    linger=0.25,
+                    on_progress=tick_and_save,
+                )
+            else:
+                run(
+                    fleet.events(),
+                    sink or ParquetSink(lake, max_age=flush_seconds, sightings=True),
+                    recorder=recorder,
+                    linger=0.25,
+                    on_commit=state.save,
+                    on_progress=tick,
+                )
     finally:
         if timer is not None:
             timer.cancel()

@@ -122,7 +122,9 @@ class Recorder:
         if self.dedupe and self._written_before(status):
             return self._sighting(event, status)
         try:
-            post = from_status(status, event.observed_on)
+            # skip_reason() just found the author not opted out, unless opt-outs are kept
+            known = False if not self.include_opted_out else None
+            post = from_status(status, event.observed_on, opted_out=known)
         except BadInput as exc:
             self.bad(BadInput(f"{event.where}: {exc}; status {status.get('id')!r} skipped"))
             return None

@@ -262,12 +262,17 @@ def is_opted_out(account: dict[str, Any]) -> bool:
 
 
 def from_status(
-    status: dict[str, Any], observed_on: str | None, ingested_at: datetime | None = None
+    status: dict[str, Any],
+    observed_on: str | None,
+    ingested_at: datetime | None = None,
+    *,
+    opted_out: bool | None = None,
 ) -> Post:
     """Build the post of one Mastodon status as received from `observed_on`.
 
     Raises BadStatus when the status lacks what a post needs (uri, id, created_at, account).
     Whether to keep it (reblogs, visibility, opt-outs) is `skip_reason()`'s business.
+    `opted_out`: `is_opted_out(account)` when the caller knows it already (None: work it out).
     """
     try:
         uri = status["uri"]
@@ -323,7 +328,7 @@ def from_status(
         has_poll=bool(status.get("poll")),
         has_card=bool(status.get("card")),
         emojis_count=len(status.get("emojis") or ()),
-        opted_out=is_opted_out(account),
+        opted_out=is_opted_out(account) if opted_out is None else opted_out,
     )
 
 

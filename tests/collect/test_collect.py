@@ -14,6 +14,7 @@ import pytest
 
 from tootlake.analysis.lake import open_lake
 from tootlake.simulate import InstanceSettings
+from tootlake.sources import fleet as fleet_module
 from tootlake.sources.fleet import FleetOptions, InstanceSpec
 
 from .conftest import FAST, Running, all_connected, assert_lake_matches, wait_for
@@ -289,3 +290,24 @@ def test_sightings_record_every_instance_a_post_was_seen_on(fediverse, lake):
     assert post.uri not in {
         r[0] for r in open_lake(lake).execute("SELECT uri FROM posts").fetchall()
     }
+
+
+@pytest.mark.parametrize("hold_max", [500, 5])
+def test_a_burst_through_a_full_bridge_loses_nothing(fediverse, lake, monkeypatch, hold_max):
+    """WebSocket events go to the pipeline in batches (one per socket read); while the bridge
+    is full the batch is offered again shortly or, past `_HOLD_MAX` events, the reader waits.
+    Nothing is lost, doubled or reordered (edits after their posts)."""
+    monkeypatch.setattr(fleet_module, "_HOLD_MAX", hold_max)
+    sim = fediverse(instances=2, seed=13, settings=InstanceSettings(token=TOKEN))
+    fed = sim.fed
+    options = FleetOptions(**{**FAST.__dict__, "stream": "websocket", "bridge_capacity": 20})
+    collector = Running([InstanceSpec(u, TOKEN) for u in fed.urls], lake, options=options)
+    wait_for(all_connected(sim), what="two streams")
+    sim.call(fed.publish, 3000, edits=0.05, deletes=0.03)  # as fast as it goes
+    collector.settle()
+    result = collector.stop()
+    truth = sim.call(fed.truth, include_opted_out=True)
+    assert {e["transport"] for e in result.health.values()} == {"websocket"}
+    assert sum(e["reconnects"] for e in result.health.values()) == 0
+    assert len(truth.uris) > 1500 and truth.deleted
+    assert_lake_matches(lake, truth)

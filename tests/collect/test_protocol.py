@@ -228,3 +228,19 @@ def test_streaming_urls_may_live_on_another_host():
     assert sse_url(v1, "public") == "http://127.0.0.1:4001/api/v1/streaming/public"
     bare = InstanceInfo("http://127.0.0.1:4000")
     assert ws_url(bare, "public") == "ws://127.0.0.1:4000/api/v1/streaming?stream=public"
+
+
+def test_fewer_collections_restores_the_gc_settings():
+    import gc
+
+    from tootlake._gc import fewer_collections
+
+    before = gc.get_threshold()
+    with fewer_collections():
+        assert gc.get_threshold()[0] == 20_000
+        assert gc.get_freeze_count() > 0
+        with fewer_collections():  # nested (another thread's loop): one restore, at the end
+            pass
+        assert gc.get_threshold()[0] == 20_000
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0

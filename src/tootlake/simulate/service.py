@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from tootlake._gc import fewer_collections
 from tootlake.simulate.fediverse import Fediverse, Truth
 from tootlake.simulate.server import InstanceSettings
 
@@ -51,25 +52,26 @@ def run_simulation(
     token streams: Mastodon >= 4.2 always wants one) and REST is open. `echo` gets the instance
     URLs, one per call; `status` the human-readable lines.
     """
-    return asyncio.run(
-        _serve(
-            instances,
-            rate,
-            duration,
-            token_required,
-            seed,
-            port_base,
-            federation,
-            edits,
-            deletes,
-            heartbeat,
-            write_instances,
-            tokens_file,
-            truth_file,
-            echo,
-            status,
-        )  # fmt: skip
-    )
+    with fewer_collections():  # it keeps every post it published, for the truth
+        return asyncio.run(
+            _serve(
+                instances,
+                rate,
+                duration,
+                token_required,
+                seed,
+                port_base,
+                federation,
+                edits,
+                deletes,
+                heartbeat,
+                write_instances,
+                tokens_file,
+                truth_file,
+                echo,
+                status,
+            )  # fmt: skip
+        )
 
 
 async def _serve(

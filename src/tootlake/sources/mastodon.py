@@ -366,7 +366,8 @@ def parse_ws_frame(text: str | bytes) -> tuple[str, Any] | None:
     Raises ValueError for a frame that is not JSON or carries a server error."""
     frame = orjson.loads(text)
     if not isinstance(frame, dict):
-        raise ValueError(f"unexpected WebSocket frame {str(text)[:80]!r}")
+        shown = text if isinstance(text, str) else text.decode("utf-8", "replace")
+        raise ValueError(f"unexpected WebSocket frame {shown[:80]!r}")
     if "error" in frame:
         raise ValueError(
             f"server error on the stream: {frame.get('error')} ({frame.get('status')})"

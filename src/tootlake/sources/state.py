@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,9 @@ class CollectorState:
         self.directory = Path(directory)
         self._lock = threading.Lock()
         self._cursors: dict[str, str] = {}
+        self._keys: dict[str, tuple[int, int, str]] = {}  # id_key of each cursor
         self._updated: dict[str, str] = {}
+        self._moved: dict[str, float] = {}  # when a cursor last advanced in this process
         self._dirty = False
         path = self.directory / "cursors.json"
         if path.exists():
@@ -50,6 +53,7 @@ class CollectorState:
                 for host, entry in (data.get("instances") or {}).items():
                     if entry.get("cursor"):
                         self._cursors[host] = str(entry["cursor"])
+                        self._keys[host] = id_key(self._cursors[host])
                         self._updated[host] = str(entry.get("updated_at") or "")
             except (OSError, ValueError, AttributeError) as exc:
                 raise ConfigError(
@@ -65,11 +69,13 @@ class CollectorState:
         """Everything of `host` up to `status_id` is durable (called from acks only)."""
         if not status_id:
             return
+        key = id_key(status_id)  # acks run once per event: no time formatting here
         with self._lock:
-            current = self._cursors.get(host)
-            if current is None or id_key(status_id) > id_key(current):
+            current = self._keys.get(host)
+            if current is None or key > current:
                 self._cursors[host] = status_id
-                self._updated[host] = datetime.now(UTC).isoformat(timespec="seconds")
+                self._keys[host] = key
+                self._moved[host] = time.time()
                 self._dirty = True
 
     def save(self) -> None:
@@ -77,6 +83,11 @@ class CollectorState:
         with self._lock:
             if not self._dirty:
                 return
+            for host, moved in self._moved.items():
+                self._updated[host] = datetime.fromtimestamp(moved, UTC).isoformat(
+                    timespec="seconds"
+                )
+            self._moved.clear()
             data = {
                 "instances": {
                     host: {"cursor": cursor, "updated_at": self._updated.get(host, "")}
