@@ -244,3 +244,34 @@ def test_fewer_collections_restores_the_gc_settings():
         assert gc.get_threshold()[0] == 20_000
     assert gc.get_threshold() == before
     assert gc.get_freeze_count() == 0
+
+
+def test_a_worker_hands_events_over_in_the_order_it_made_them():
+    """The stream reader, a backfill page and the audit may all wait on a full bridge; the
+    one that started waiting first goes first (a later event's ack may cover an earlier one's
+    id, so it must not reach the lake first). A unit test with a bridge that lets one batch
+    through per tick."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from tootlake.sources.fleet import FleetOptions, InstanceSpec, InstanceWorker
+    from tootlake.sources import Event
+
+    delivered: list[str] = []
+
+    class SlowFleet:
+        options = FleetOptions()
+        state = SimpleNamespace(cursor=lambda host: None)
+
+        async def put(self, events):
+            # a full bridge: wait a tick or two, the later callers more (as a poll loop may)
+            await asyncio.sleep(0.01 if events[0].id == "1" else 0.001)
+            delivered.extend(e.id for e in events)
+
+    async def main() -> None:
+        worker = InstanceWorker(SlowFleet(), InstanceSpec("http://127.0.0.1:1"))  # type: ignore[arg-type]
+        batches = [[Event("delete", worker.host, id=str(i))] for i in range(1, 6)]
+        await asyncio.gather(*(worker._emit(b) for b in batches))
+
+    asyncio.run(main())
+    assert delivered == ["1", "2", "3", "4", "5"]

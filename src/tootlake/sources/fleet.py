@@ -156,10 +156,6 @@ class _Bridge:
             self._cond.notify_all()
 
 
-# Stream events held by a worker before its reader waits for the pipeline (see _hold).
-_HOLD_MAX = 500
-
-
 class InstanceWorker:
     """Reads one instance for as long as the fleet runs."""
 
@@ -183,8 +179,7 @@ class InstanceWorker:
         self._ws_refusals = 0  # WebSocket handshakes refused in a row: 3 = use SSE
         self._not_before = 0.0  # monotonic time before which no REST request goes out
         self.events = 0
-        self._held: list[Event] = []  # stream events read in this loop iteration, see _hold
-        self._release_due = False
+        self._emit_lock = asyncio.Lock()
         self.errors = 0
         self.reconnects = 0
         self.last_error = ""
@@ -232,8 +227,9 @@ class InstanceWorker:
     def _ack(self, status_id: str | None) -> Callable[[], None] | None:
         return partial(self.fleet.state.advance, self.host, status_id) if status_id else None
 
-    def _note(self, events: list[Event]) -> None:
-        """Count events as handed out and keep the audit ring, in the order they go out."""
+    async def _emit(self, events: list[Event]) -> None:
+        if not events:
+            return
         self.events += len(events)
         size = self.opts.audit_posts
         if size:
@@ -247,33 +243,12 @@ class InstanceWorker:
                         recent.popitem(last=False)
                 elif event.id is not None:
                     recent.pop(event.id, None)
-
-    async def _emit(self, events: list[Event]) -> None:
-        """Hand events to the pipeline (after any held ones), waiting while the bridge is
-        full: the reader stops reading, and backpressure reaches the server through TCP."""
-        self._note(events)
-        if self._held:
-            events, self._held = self._held + events, []
-        if events:
+        # In the order they were made: the stream reader, a backfill page and the audit may all
+        # wait on a full bridge at once, and an event's ack covers every id below `contiguous`
+        # at its making, so a later event must not reach the lake (and ack) first. An asyncio
+        # lock is first come, first served, and taken without a pause when free.
+        async with self._emit_lock:
             await self.fleet.put(events)
-
-    def _hold(self, event: Event) -> None:
-        """Queue one stream event; what was read in this loop iteration goes to the bridge
-        together (`_release`), so the pipeline thread wakes once per socket read rather than
-        once per event. The reader calls `_emit` itself once `_HOLD_MAX` are held."""
-        self._note([event])
-        self._held.append(event)
-        if not self._release_due:
-            self._release_due = True
-            asyncio.get_running_loop().call_soon(self._release)
-
-    def _release(self) -> None:
-        self._release_due = False
-        if self._held and self.fleet.offer(self._held):
-            self._held = []
-        if self._held:  # the bridge is full: try again shortly
-            self._release_due = True
-            asyncio.get_running_loop().call_later(0.005, self._release)
 
     # -- the life of a worker ---------------------------------------------------------
 
@@ -472,9 +447,7 @@ class InstanceWorker:
                         break
                     event = self._ws_event(message)
                     if event is not None:
-                        self._hold(event)
-                        if len(self._held) >= _HOLD_MAX:
-                            await self._emit([])
+                        await self._emit([event])
         except InvalidStatus as exc:
             status = exc.response.status_code
             body = bytes(exc.response.body or b"")
@@ -749,10 +722,6 @@ class FleetSource:
     async def put(self, events: list[Event]) -> None:
         while not self._bridge.offer(events):
             await asyncio.sleep(0.005)
-
-    def offer(self, events: list[Event]) -> bool:
-        """Hand events over if the bridge has room; False when it is full."""
-        return self._bridge.offer(events)
 
     def bad(self, message: str) -> None:
         self.bad_count += 1
