@@ -421,10 +421,14 @@ def render_markdown(results: dict[str, Any]) -> str:
             "two cores (its CPU time is the last column)."
         )
     load = results["machine"]["load_average_at_start"][0]
-    if load > results["machine"]["cpus"] and not on_s3:
+    if load > results["machine"]["cpus"]:
         lines.append(
             f"* The machine was overloaded (load {load} on {results['machine']['cpus']} cores): "
-            "wall-clock times were mostly waiting for a core, so read the CPU-time ratio."
+            + (
+                "the report and the S3 server waited for the same cores."
+                if on_s3
+                else "wall-clock times were mostly waiting for a core, so read the CPU-time ratio."
+            )
         )
     lines.append("")
     return "\n".join(lines)

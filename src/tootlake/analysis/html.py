@@ -34,7 +34,7 @@ import pyarrow as pa
 from tootlake import __version__
 from tootlake.analysis import queries
 from tootlake.analysis.lake import open_lake
-from tootlake.analysis.report import build_report
+from tootlake.analysis.report import as_pylist, build_report
 from tootlake.errors import MissingDependency
 from tootlake.sinks.layout import is_remote, join
 
@@ -281,7 +281,7 @@ def _thousands(value: Any) -> str:
 
 
 def _rows(table: pa.Table | None) -> list[dict[str, Any]]:
-    return [] if table is None else table.to_pylist()
+    return [] if table is None else as_pylist(table)
 
 
 def _first(table: pa.Table | None) -> dict[str, Any]:

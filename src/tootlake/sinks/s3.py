@@ -273,12 +273,11 @@ class S3Storage:
         import pyarrow.dataset as ds
 
         filesystem = self.arrow_filesystem()
-        # No pre-buffering: DuckDB asks for a few columns per query, and pre-buffered column
-        # chunks of every fragment in flight cost a third more memory (1.06 GB -> 0.77 GB peak
-        # for the report of 1.6M posts, and 6% less time).
-        parquet = ds.ParquetFileFormat(
-            default_fragment_scan_options=ds.ParquetFragmentScanOptions(pre_buffer=False)
-        )
+        # pyarrow's pre-buffering stays on: it fetches the column chunks a query needs
+        # concurrently, coalesced, which is what a store with tens of milliseconds per request
+        # needs. It holds more in memory at once (the report of 1.6M posts peaks at about
+        # 1.1 GB, against 0.8 GB without it on a loopback moto server, where latency is nil).
+        parquet = ds.ParquetFileFormat()
         fragments = [
             parquet.make_fragment(
                 path.removeprefix("s3://"), filesystem=filesystem, file_size=self._sizes.get(path)
