@@ -366,3 +366,57 @@ def test_cli_compact(tmp_path):
     missing = runner.invoke(main, ["compact", "--lake", str(tmp_path / "nowhere")])
     assert missing.exit_code == 1 and "No lake at" in missing.output
     assert not (tmp_path / "nowhere").exists()
+
+
+def _replay_statuses(lake: str, path: Path, observed_on: str, *statuses: dict) -> None:
+    path.write_text("".join(json.dumps(s) + "\n" for s in statuses), encoding="utf-8")
+    replay([path], lake, observed_on=observed_on)
+
+
+def _posts_match_the_window_view(lake: str) -> list[tuple]:
+    """The `posts` view of open_lake() (its shortcuts) row for row against POSTS_VIEW (the
+    plain definition: a window over every row); returns the rows."""
+    con = open_lake(lake)
+    con.execute(POSTS_VIEW.replace("VIEW posts AS", "VIEW posts_reference AS"))
+    columns = "uri, observed_on, id, edited_at, text"
+    fast = con.execute(f"SELECT {columns} FROM posts ORDER BY uri").fetchall()
+    reference = con.execute(f"SELECT {columns} FROM posts_reference ORDER BY uri").fetchall()
+    assert fast == reference
+    assert len({row[0] for row in fast}) == len(fast)
+    return fast
+
+
+def test_readers_trust_compaction_only_where_it_checked_that_posts_are_unique(lake_url, tmp_path):
+    """Compaction records whether its files hold each uri once; readers then look for versions
+    only where uncompacted files are involved. An edit after compaction, and a copy of a post
+    that a lying server dated another day (so it lands in another partition), still give one
+    row per post, the latest version."""
+    uri = "https://z.example/users/zed/statuses/900"
+    original = status(900, "zed", "z.example", "2023-02-03T10:00:00.000Z", "<p>zed v1</p>")
+    other = status(901, "zed", "z.example", "2023-02-04T10:00:00.000Z", "<p>another</p>")
+    _replay_statuses(lake_url, tmp_path / "a.jsonl", "z.example", original, other)
+    jsonl, sse = write_inputs(tmp_path / "small")
+    replay([jsonl], lake_url)
+    replay([sse], lake_url, observed_on="a.example")
+    compact(lake_url, grace=0)
+    manifest = read_snapshot(storage_for(lake_url), lake_url).manifest
+    assert manifest.unique_posts
+    _posts_match_the_window_view(lake_url)
+
+    # An edit arrives after compaction: an uncompacted file holds the uri's newer version.
+    edit = {**original, "content": "<p>zed v2</p>", "edited_at": "2023-02-03T11:00:00.000Z"}
+    _replay_statuses(lake_url, tmp_path / "b.jsonl", "z.example", edit)
+    rows = _posts_match_the_window_view(lake_url)
+    assert [r[4] for r in rows if r[0] == uri] == ["zed v2"]
+
+    # Another server's copy, dated a day later: another partition.
+    lying = {**edit, "id": "5555", "created_at": "2023-02-05T09:00:00.000Z"}
+    _replay_statuses(lake_url, tmp_path / "c.jsonl", "y.example", lying)
+    _posts_match_the_window_view(lake_url)
+    compact(lake_url, grace=0)  # the edit's day: its two files (the 5th has one: left alone)
+    assert read_snapshot(storage_for(lake_url), lake_url).manifest.unique_posts
+    _posts_match_the_window_view(lake_url)
+    compact(lake_url, grace=0, dates=["2023-02-05"])  # two days' files hold the uri now
+    assert not read_snapshot(storage_for(lake_url), lake_url).manifest.unique_posts
+    rows = _posts_match_the_window_view(lake_url)
+    assert [r[4] for r in rows if r[0] == uri] == ["zed v2"]

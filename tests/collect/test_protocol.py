@@ -254,8 +254,8 @@ def test_a_worker_hands_events_over_in_the_order_it_made_them():
     import asyncio
     from types import SimpleNamespace
 
-    from tootlake.sources.fleet import FleetOptions, InstanceSpec, InstanceWorker
     from tootlake.sources import Event
+    from tootlake.sources.fleet import FleetOptions, InstanceSpec, InstanceWorker
 
     delivered: list[str] = []
 

@@ -513,12 +513,63 @@ def _rewrite_on(
     return plans, written
 
 
+def _unique_posts(
+    storage: Storage,
+    lake: str,
+    manifest: Manifest,
+    plans: Sequence[PartitionPlan],
+    written: dict[str, list[str]],
+) -> bool:
+    """Whether the live compacted posts files after this swap hold every uri at most once
+    (`Manifest.unique_posts`). A new file holds its partition's posts once each, so a uri can
+    repeat only across partitions (copies of a post given different creation days, by a
+    server that lies). When the lake was unique before, only the new files are checked
+    against the rest: the cost follows what was rewritten, not the size of the lake."""
+    import duckdb
+
+    new = [
+        absolute(lake, f"{partition}/{name}")
+        for partition, names in written.items()
+        if partition.split("/", 1)[0] == POSTS
+        for name in names
+    ]
+    if not new:
+        return manifest.unique_posts
+    replaced = {relative(lake, f.path) for plan in plans for f in plan.files}
+    kept = [absolute(lake, rel) for rel in manifest.live(POSTS) if rel not in replaced]
+    con = duckdb.connect()
+    try:
+        create_view(con, "new_posts", new, storage, arrow_schema())
+        create_view(con, "kept_posts", kept, storage, arrow_schema())
+        if manifest.unique_posts or not kept:
+            sql = """
+                SELECT (SELECT count(*) FROM (
+                            SELECT uri FROM new_posts GROUP BY uri HAVING count(*) > 1))
+                     + (SELECT count(*) FROM (SELECT DISTINCT uri FROM new_posts) n
+                        SEMI JOIN kept_posts k ON n.uri = k.uri)
+            """
+        else:  # not known before: check everything once
+            sql = """
+                SELECT count(*) FROM (
+                    SELECT uri FROM (
+                        SELECT uri FROM new_posts UNION ALL SELECT uri FROM kept_posts)
+                    GROUP BY uri HAVING count(*) > 1)
+            """
+        ((repeated,),) = con.sql(sql).fetchall()
+    finally:
+        con.close()
+    if repeated:
+        log.info("%s: %d posts are in more than one compacted file", lake, repeated)
+    return not repeated
+
+
 def _commit(
     storage: Storage,
     lake: str,
     manifest: Manifest,
     plans: Sequence[PartitionPlan],
     written: dict[str, list[str]],
+    unique_posts: bool,
 ) -> None:
     """The swap: one atomic write of the manifest."""
     current = Manifest.load(storage, lake)
@@ -537,6 +588,7 @@ def _commit(
                 replaced.add(rel.rsplit("/", 1)[-1])
         live = set(manifest.compacted.get(plan.partition, ())) - replaced
         manifest.compacted[plan.partition] = sorted(live | set(written.get(plan.partition, ())))
+    manifest.unique_posts = unique_posts
     manifest.save(storage, lake)
 
 
@@ -603,7 +655,8 @@ def compact(
             stats.plans = plans
             _count(stats)
             stats.files_after = sum(map(len, written.values()))
-            _commit(storage, lake, snapshot.manifest, plans, written)
+            unique = _unique_posts(storage, lake, snapshot.manifest, plans, written)
+            _commit(storage, lake, snapshot.manifest, plans, written, unique)
             log.info("compacted %s: %s", lake, stats.as_dict())
             if grace <= 0:
                 stats.deleted_files += _expire(storage, lake, Manifest.load(storage, lake), grace)

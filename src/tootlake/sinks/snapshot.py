@@ -106,6 +106,10 @@ class Manifest:
     compacted: dict[str, list[str]] = field(default_factory=dict)
     superseded: dict[str, Superseded] = field(default_factory=dict)
     updated_at: str | None = None
+    # True when no uri is in two live compacted posts files, nor twice in one (compaction
+    # checks it at every swap): readers then look for versions only where uncompacted files
+    # are involved, instead of grouping the whole lake by uri.
+    unique_posts: bool = False
 
     @classmethod
     def load(cls, storage: Storage, lake: str) -> Manifest:
@@ -126,6 +130,7 @@ class Manifest:
                 compacted={k: list(v) for k, v in raw["compacted"].items()},
                 superseded={k: Superseded(**v) for k, v in raw["superseded"].items()},
                 updated_at=raw.get("updated_at"),
+                unique_posts=bool(raw.get("unique_posts", False)),
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise LakeError(f"The lake's manifest {path} is damaged: {exc}") from exc
@@ -135,6 +140,7 @@ class Manifest:
             "format": MANIFEST_FORMAT,
             "generation": self.generation,
             "updated_at": self.updated_at,
+            "unique_posts": self.unique_posts,
             "compacted": {k: sorted(v) for k, v in sorted(self.compacted.items()) if v},
             "superseded": {k: vars(v) for k, v in sorted(self.superseded.items())},
         }
@@ -174,6 +180,13 @@ class Snapshot:
 
     def paths(self, table: str) -> list[str]:
         return [info.path for info in self.visible.get(table, [])]
+
+    def compacted_paths(self, table: str) -> tuple[list[str], list[str]]:
+        """The visible files of `table`: (written by compaction, the others)."""
+        live = set(self.manifest.live(table))
+        paths = self.paths(table)
+        compacted = [p for p in paths if relative(self.lake, p) in live]
+        return compacted, [p for p in paths if relative(self.lake, p) not in live]
 
     def partitions(self, table: str) -> dict[str, list[FileInfo]]:
         """Relative partition folder (`posts/date=...`) -> its visible files."""
