@@ -79,6 +79,32 @@ def run_process(
     return ProcessRun(seconds, cpu, usage.ru_maxrss / 1024, stdout, stderr)
 
 
+def free_port() -> int:
+    """A free loopback port (nothing listens on it when returned)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def free_port_pair() -> int:
+    """A port p such that p and p+1 (Kafka's KRaft controller) are both free."""
+    import socket
+
+    for _ in range(50):
+        port = free_port()
+        if port >= 65535:
+            continue
+        with socket.socket() as other:
+            try:
+                other.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise SystemExit("no two consecutive free ports")
+
+
 def summarize(values: Sequence[float]) -> dict[str, Any]:
     """Median, min and max of repeated measurements (the median is the figure we quote)."""
     return {

@@ -33,7 +33,6 @@ import json
 import os
 import resource
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -45,7 +44,18 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import BENCH, BIN, DATA, RESULTS, ROOT, log, machine, run_process, summarize  # noqa: E402
+from harness import (  # noqa: E402
+    BENCH,
+    BIN,
+    DATA,
+    RESULTS,
+    ROOT,
+    free_port_pair,
+    log,
+    machine,
+    run_process,
+    summarize,
+)
 
 TARGETS = {"producing": 20.0, "sinking": 50_000.0}
 SIZES: dict[str, dict[str, int]] = {
@@ -60,20 +70,6 @@ PARTITIONS = 4
 # the broker
 
 
-def _free_port_pair() -> int:
-    for _ in range(50):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        with socket.socket() as other:
-            try:
-                other.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise SystemExit("no two consecutive free ports")
-
-
 class Broker:
     def __init__(self) -> None:
         self.bootstrap = os.environ.get("BENCH_KAFKA_BOOTSTRAP", "")
@@ -81,7 +77,7 @@ class Broker:
 
     def __enter__(self) -> Broker:
         if not self.bootstrap:
-            port = _free_port_pair()
+            port = free_port_pair()
             self.env = {**os.environ, "KAFKA_PORT": str(port)}
             log(f"starting a broker on 127.0.0.1:{port} (scripts/kafka.sh up)")
             subprocess.run(
@@ -160,12 +156,17 @@ def produce_ours(bootstrap: str, topic: str, posts: list[Any]) -> dict[str, floa
     for i in range(0, len(posts), 2000):
         transport.send(Batch(posts[i : i + 2000]))
     transport.close()
+    return _produced(len(posts), started, cpu)
+
+
+def _produced(posts: int, started: float, cpu: float) -> dict[str, float]:
+    """Figures of a producing run that began at perf_counter `started`, CPU time `cpu`."""
     seconds = time.perf_counter() - started
     return {
-        "posts": len(posts),
+        "posts": posts,
         "seconds": seconds,
         "cpu_seconds": _cpu() - cpu,
-        "posts_per_second": len(posts) / seconds,
+        "posts_per_second": posts / seconds,
     }
 
 
@@ -182,13 +183,7 @@ def produce_talk(bootstrap: str, topic: str, posts: list[Any]) -> dict[str, floa
     for post in posts:
         producer.produce(topic=topic, value=encode(post))
         producer.flush()
-    seconds = time.perf_counter() - started
-    return {
-        "posts": len(posts),
-        "seconds": seconds,
-        "cpu_seconds": _cpu() - cpu,
-        "posts_per_second": len(posts) / seconds,
-    }
+    return _produced(len(posts), started, cpu)
 
 
 def bench_producing(broker: Broker, size: dict[str, int]) -> dict[str, Any]:

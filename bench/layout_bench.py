@@ -56,7 +56,17 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import BIN, DATA, RESULTS, ROOT, log, machine, run_process, summarize  # noqa: E402
+from harness import (  # noqa: E402
+    BIN,
+    DATA,
+    RESULTS,
+    ROOT,
+    free_port,
+    log,
+    machine,
+    run_process,
+    summarize,
+)
 
 TARGET = 5.0
 TOPIC = "mastodon-topic"
@@ -208,11 +218,7 @@ class S3Server:
     """scripts/s3.sh's moto server on a free port, for the length of a `with` block."""
 
     def __init__(self) -> None:
-        import socket
-
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
+        self.port = free_port()
         self.env = {
             "AWS_ENDPOINT_URL": f"http://127.0.0.1:{self.port}",
             "AWS_ACCESS_KEY_ID": "testing",

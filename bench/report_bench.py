@@ -48,7 +48,7 @@ from typing import Any
 
 # The talk's queries, as bench/talk_notebook.py runs them (one copy; bench/ is on sys.path
 # when this runs as a script).
-from talk_notebook import DAILY, LONGEST, STATISTICS
+from talk_notebook import DAILY, LONGEST, STATISTICS, load_tables
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "bench" / "data" / "report"  # the last run's outputs (git-ignored)
@@ -130,33 +130,7 @@ def run_talk(source: str, out: str) -> dict[str, Any]:
 
     t = time.perf_counter()
     con = duckdb.connect(":memory:")
-    files = os.path.join(topics, "*.parquet").replace("'", "''")
-    language_csv = language_csv.replace("'", "''")
-    con.execute(f"""
-        CREATE TABLE language(lang_iso VARCHAR PRIMARY KEY, language_name VARCHAR);
-        insert into language
-        select * from read_csv('{language_csv}', AUTO_DETECT=TRUE, header=True);
-        create table mastodon_toot_raw as
-        select m_id
-        , created_at
-        , ('EPOCH'::TIMESTAMP + INTERVAL (created_at::INT) seconds)::TIMESTAMPTZ as created_tz
-        , app
-        , url
-        , regexp_replace(regexp_replace(url, '^http[s]://', ''), '/.*$', '') as from_instance
-        , base_url
-        , language
-        , favourites
-        , username
-        , bot
-        , tags
-        , characters
-        , mastodon_text
-        from read_parquet('{files}');
-        create table mastodon_toot as
-        select mr.*, ln.language_name
-        from mastodon_toot_raw mr
-        left outer join language ln on (mr.language = ln.lang_iso);
-    """)
+    load_tables(con, topics, language_csv)
     phases["load"] = time.perf_counter() - t
 
     t = time.perf_counter()

@@ -92,29 +92,15 @@ from mastodon_toot
 """
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--topics", required=True, help="the partition=0 folder of the files")
-    parser.add_argument("--language-csv", required=True)
-    args = parser.parse_args(argv)
-
-    steps: dict[str, float] = {}
-    rows: dict[str, int] = {}
-    started = time.perf_counter()
-
-    def step(name: str) -> None:
-        nonlocal started
-        now = time.perf_counter()
-        steps[name] = round(now - started, 3)
-        started = now
-
-    con = duckdb.connect()  # %sql duckdb:///:memory:
+def load_tables(con: Any, topics: str, language_csv: str) -> None:
+    """The notebook's first cells: the language table, then `mastodon_toot` from the
+    Connect sink's Parquet files in `topics` (the partition=0 folder)."""
     con.execute("CREATE TABLE language(lang_iso VARCHAR PRIMARY KEY, language_name VARCHAR)")
     con.execute(
         "insert into language select * from read_csv(?, AUTO_DETECT=TRUE, header=True)",
-        [args.language_csv],
+        [language_csv],
     )
-    pattern = f"{args.topics.rstrip('/')}/*.parquet"
+    pattern = f"{topics.rstrip('/')}/*.parquet".replace("'", "''")
     con.execute(
         f"""
         create table mastodon_toot_raw as
@@ -138,6 +124,26 @@ def main(argv: list[str] | None = None) -> int:
         "create table mastodon_toot as select mr.*, ln.language_name "
         "from mastodon_toot_raw mr left outer join language ln on (mr.language = ln.lang_iso)"
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--topics", required=True, help="the partition=0 folder of the files")
+    parser.add_argument("--language-csv", required=True)
+    args = parser.parse_args(argv)
+
+    steps: dict[str, float] = {}
+    rows: dict[str, int] = {}
+    started = time.perf_counter()
+
+    def step(name: str) -> None:
+        nonlocal started
+        now = time.perf_counter()
+        steps[name] = round(now - started, 3)
+        started = now
+
+    con = duckdb.connect()  # %sql duckdb:///:memory:
+    load_tables(con, args.topics, args.language_csv)
     step("load")
     frames: dict[str, Any] = {}
     for name, sql in (

@@ -21,7 +21,6 @@ Each fixture here depends on no other fixture by name, so importing one of them 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import time
 import urllib.request
@@ -30,6 +29,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 S3_SCRIPT = ROOT / "scripts" / "s3.sh"
@@ -49,14 +50,8 @@ def _answers(endpoint: str, timeout: float = 2.0) -> bool:
         return False
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _start_server(config: pytest.Config) -> str:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "S3_PORT": str(port), "S3_WATCH_PID": str(os.getpid())}
     result = subprocess.run(
         [str(S3_SCRIPT), "up"], env=env, capture_output=True, text=True, timeout=120

@@ -19,7 +19,8 @@ from tootlake.sinks.storage import create_new, file_infos, storage_for
 
 from . import lakes
 from .conftest import REAL
-from .lakes import S3_ENV, _free_port
+from .lakes import S3_ENV
+from .ports import free_port
 
 lake_url, s3_lake = lakes.lake_url, lakes.s3_lake  # the fixtures, for this module
 
@@ -73,7 +74,7 @@ def test_empty_s3_lake_answers_with_no_rows(s3_lake):
 def test_s3_settings_are_read_when_the_storage_is_built(s3_lake, monkeypatch):
     storage = storage_for(s3_lake)
     storage.write_atomic(join(s3_lake, "x.bin"), b"x")
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{_free_port()}")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
     assert storage.read(join(s3_lake, "x.bin")) == b"x"  # still the server it was built for
     assert S3_ENV["AWS_SECRET_ACCESS_KEY"] not in repr(storage)
 
@@ -87,7 +88,7 @@ def test_missing_bucket_is_a_lake_error_that_says_what_to_do(s3_lake):
 
 
 def test_unreachable_endpoint_is_a_lake_error_without_secrets(s3_lake, monkeypatch):
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{_free_port()}")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s3cr3t-never-printed")
     with pytest.raises(LakeError) as error:
         open_lake(s3_lake)

@@ -918,14 +918,14 @@ class _Generator:
         self,
         n: int,
         *,
-        seed: int,
-        start: datetime,
-        days: float,
-        observed_on: str | Mapping[str, float],
-        users: int | None,
-        instances: int | None,
-        longest: bool,
-        daily: Sequence[float] | None,
+        seed: int = 0,
+        start: datetime = TALK_START,
+        days: float = 10,
+        observed_on: str | Mapping[str, float] = "mastodon.social",
+        users: int | None = None,
+        instances: int | None = None,
+        longest: bool = False,
+        daily: Sequence[float] | None = None,
     ) -> None:
         if n < 0:
             raise ConfigError(f"Invalid number of statuses: {n}. Give 0 or more.")
@@ -1403,31 +1403,6 @@ class _Generator:
 # the public API
 
 
-def _generator(
-    n: int,
-    *,
-    seed: int = 0,
-    start: datetime = TALK_START,
-    days: float = 10,
-    observed_on: str | Mapping[str, float] = "mastodon.social",
-    users: int | None = None,
-    instances: int | None = None,
-    longest: bool = False,
-    daily: Sequence[float] | None = None,
-) -> _Generator:
-    return _Generator(
-        n,
-        seed=seed,
-        start=start,
-        days=days,
-        observed_on=observed_on,
-        users=users,
-        instances=instances,
-        longest=longest,
-        daily=daily,
-    )
-
-
 def generate_statuses(
     n: int,
     *,
@@ -1450,7 +1425,7 @@ def generate_statuses(
     longest      include the talk's longest post (68,991 characters) once, mid-stream
     daily        relative volume per day (default: the talk's days, or a weekly rhythm)
     """
-    gen = _generator(
+    gen = _Generator(
         n, seed=seed, start=start, days=days, observed_on=observed_on, users=users,
         instances=instances, longest=longest, daily=daily,
     )  # fmt: skip
@@ -1465,7 +1440,7 @@ def generate_events(
     """`n` new statuses ("update") plus, in time order, edits of some ("status.update", a
     share `edits`, minutes later) and deletes of others ("delete", a share `deletes`, minutes
     to hours later; the payload is the observer's status id). Options as generate_statuses."""
-    gen = _generator(n, **options)
+    gen = _Generator(n, **options)
     hosts = gen.world.hosts
     clock = gen.world.clock
     rng = random.Random(f"tootlake-workload/{gen.seed}/events")

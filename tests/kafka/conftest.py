@@ -11,7 +11,6 @@ Sink suites run on a local and an S3 lake (`lake_url` from tests/lakes.py).
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ import pytest
 
 from tests.conftest import all_real_statuses
 from tests.lakes import lake_url  # noqa: F401  (the fixture: local and S3 lakes)
+from tests.ports import free_port_pair
 from tootlake.sources import UPDATE, Event
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,23 +32,6 @@ KAFKA_SH = ROOT / "scripts" / "kafka.sh"
 PARTITIONS = 4
 _BOOTSTRAP = pytest.StashKey[str]()
 _ENV = pytest.StashKey[dict]()
-
-
-def _free_port_pair() -> int:
-    """A port p such that p and p+1 (the KRaft controller) are both free."""
-    for _ in range(50):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        if port >= 65535:
-            continue
-        with socket.socket() as other:
-            try:
-                other.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no two consecutive free ports")
 
 
 def _kafka_sh(command: str, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
@@ -73,7 +56,7 @@ def kafka(request: pytest.FixtureRequest) -> str:
         port = bootstrap.rsplit(":", 1)[-1]
         config.stash[_ENV] = {**os.environ, "KAFKA_PORT": port}
     else:
-        port = str(_free_port_pair())
+        port = str(free_port_pair())
         env = {**os.environ, "KAFKA_PORT": port, "KAFKA_NUM_PARTITIONS": str(PARTITIONS)}
         result = _kafka_sh("up", env)
         if result.returncode != 0:

@@ -3,7 +3,6 @@ and the Confluent wire format read by confluent-kafka's own deserializer."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import threading
@@ -12,6 +11,7 @@ import time
 import pytest
 
 from tests.conftest import REAL
+from tests.ports import free_port
 from tootlake.errors import TransportError
 from tootlake.pipeline import Recorder, RunStats, produce, replay_to_kafka
 from tootlake.record import from_status
@@ -32,9 +32,7 @@ pytestmark = pytest.mark.kafka
 
 
 def _dead_port() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"127.0.0.1:{sock.getsockname()[1]}"  # closed again: nothing listens
+    return f"127.0.0.1:{free_port()}"  # nothing listens
 
 
 def _posts(n: int) -> list:

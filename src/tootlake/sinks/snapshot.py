@@ -184,9 +184,11 @@ class Snapshot:
     def compacted_paths(self, table: str) -> tuple[list[str], list[str]]:
         """The visible files of `table`: (written by compaction, the others)."""
         live = set(self.manifest.live(table))
-        paths = self.paths(table)
-        compacted = [p for p in paths if relative(self.lake, p) in live]
-        return compacted, [p for p in paths if relative(self.lake, p) not in live]
+        compacted: list[str] = []
+        others: list[str] = []
+        for path in self.paths(table):
+            (compacted if relative(self.lake, path) in live else others).append(path)
+        return compacted, others
 
     def partitions(self, table: str) -> dict[str, list[FileInfo]]:
         """Relative partition folder (`posts/date=...`) -> its visible files."""
