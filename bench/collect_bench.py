@@ -136,7 +136,10 @@ def start_simulator(
     return sim, urls
 
 
-def run_collector(work: Path, urls: list[str], seconds: float, name: str) -> dict[str, Any]:
+def run_collector(
+    work: Path, urls: list[str], seconds: float, name: str, source: Path | None = None
+) -> dict[str, Any]:
+    """One `tootlake collect` run; `source`: a checkout's src/ to run instead of this one."""
     config = work / f"{name}.toml"
     config.write_text(
         "[tokens]\n" + "".join(f'"{u.split("://", 1)[1]}" = "{TOKEN}"\n' for u in urls)
@@ -162,6 +165,8 @@ def run_collector(work: Path, urls: list[str], seconds: float, name: str) -> dic
         str(stats),
     ]
     env = _env(TOOTLAKE_CONFIG=str(config))
+    if source is not None:
+        env["PYTHONPATH"] = str(source)  # before the editable install's path
     proc = Measured(cmd, env, work / f"{name}.log").wait(seconds + 300)
     if proc.code != 0:
         raise RuntimeError(f"collect failed: {(work / f'{name}.log').read_text()[-3000:]}")
@@ -476,9 +481,27 @@ def bench_simulator(work: Path, rates: list[float], seconds: float) -> dict[str,
     return out
 
 
-def bench_throughput(work: Path, rates: list[float], seconds: float) -> dict[str, Any]:
+def baseline_source(rev: str) -> Path:
+    """src/ of a git worktree at `rev` (bench/data/baseline-REV/), made once."""
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", rev], cwd=ROOT, check=True, capture_output=True,
+        text=True,
+    ).stdout.strip()  # fmt: skip
+    tree = BENCH / "data" / f"baseline-{commit}"
+    if not (tree / "src").exists():
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", "--force", str(tree), commit],
+            cwd=ROOT, check=True, capture_output=True,
+        )  # fmt: skip
+    return tree / "src"
+
+
+def bench_throughput(
+    work: Path, rates: list[float], seconds: float, baseline: Path | None = None
+) -> dict[str, Any]:
     """`rates`: posts/s on the streams; the simulator publishes rate / STREAMABLE. The talk's
-    listener runs at the highest rate, after the collector, against the same simulator."""
+    listener runs at the highest rate, after the collector, against the same simulator. With
+    `baseline` (an older checkout's src/), that collector runs too, right after ours."""
     out: dict[str, Any] = {"instances": 4, "federation": 0, "seconds": seconds, "runs": []}
     for rate in rates:
         sim, urls = start_simulator(
@@ -492,6 +515,9 @@ def bench_throughput(work: Path, rates: list[float], seconds: float) -> dict[str
             cpu0, t0 = proc_cpu(sim.proc.pid), time.monotonic()
             collector = run_collector(work, urls, seconds, f"tp{int(rate)}")
             sim_cores = (proc_cpu(sim.proc.pid) - cpu0) / (time.monotonic() - t0)
+            before = None
+            if baseline is not None:
+                before = run_collector(work, urls, seconds, f"base{int(rate)}", baseline)
             talk = None
             if rate == max(rates):
                 talk = run_talk(work, urls, seconds, f"talk{int(rate)}")
@@ -503,6 +529,11 @@ def bench_throughput(work: Path, rates: list[float], seconds: float) -> dict[str
             "talk_listener": talk,
             "simulator_cpu_cores": round(sim_cores, 2),
         }
+        if before is not None:
+            run["baseline_collector"] = before
+            run["cpu_per_event_vs_baseline"] = round(
+                collector["cpu_us_per_event"] / max(before["cpu_us_per_event"], 1), 3
+            )
         if talk:
             # Like for like: status updates handled per second, both over a steady window
             # (every event is an update here: the simulator makes no edits or deletes).
@@ -599,6 +630,25 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
                 f"{t.get('cpu_us_per_event', '-') if t else '-'} | {speedup} |"
             )
         lines.append("")
+        compared = [run for run in tp["runs"] if "baseline_collector" in run]
+        if compared:
+            lines += [
+                f"### Against the collector of `{results.get('baseline')}`, same simulator, "
+                "right after ours",
+                "",
+                "| streamed posts/s asked | updates/s (ours / baseline) "
+                "| CPU µs/event (ours / baseline) | ratio | peak RSS MB (ours / baseline) |",
+                "|---|---|---|---|---|",
+            ]
+            for run in compared:
+                c, b = run["collector"], run["baseline_collector"]
+                lines.append(
+                    f"| {run['rate']:g} | {c['steady_events_per_second']:,} / "
+                    f"{b['steady_events_per_second']:,} | {c['cpu_us_per_event']} / "
+                    f"{b['cpu_us_per_event']} | {run['cpu_per_event_vs_baseline']} | "
+                    f"{c['peak_rss_mb']} / {b['peak_rss_mb']} |"
+                )
+            lines.append("")
     ce = results.get("ceiling")
     if ce:
         c = ce["collector"]
@@ -652,6 +702,11 @@ def main() -> None:
     )
     parser.add_argument("--fleet-instances", type=int, default=1000)
     parser.add_argument(
+        "--baseline", metavar="REV",
+        help="also run the collector of this git revision (e.g. HEAD, main~3) after ours at "
+        "each throughput rate, for its CPU per event in the same run",
+    )  # fmt: skip
+    parser.add_argument(
         "--results", type=Path, help="folder for collect.json and collect.md (default: "
         "bench/results/, or bench/data/quick/ with --quick)",
     )  # fmt: skip
@@ -680,7 +735,9 @@ def main() -> None:
     if "ceiling" in only:
         results["ceiling"] = bench_ceiling(work, seconds)
     if "throughput" in only:
-        results["throughput"] = bench_throughput(work, rates, seconds)
+        baseline = baseline_source(args.baseline) if args.baseline else None
+        results["baseline"] = args.baseline
+        results["throughput"] = bench_throughput(work, rates, seconds, baseline)
     if "fleet" in only:
         results["fleet"] = bench_fleet(work, args.fleet_instances, 500.0, 2 * seconds, 20)
     folder.mkdir(parents=True, exist_ok=True)

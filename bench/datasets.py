@@ -1,6 +1,9 @@
 """The benchmarks' inputs: real recorded statuses, and generated ones cached in bench/data/.
 
     real_statuses()               every status in shared/real-data, once per version
+    modern_statuses(seed)         the same statuses as a Mastodon 4.5-4.8 server sends them,
+                                  with a few words of text each
+    talk_statuses(n, seed)        n statuses of the talk's shape (tootlake.workload)
     ingest_capture(n, seed)       an SSE capture of n posts (plus edits, deletes, heartbeats)
     analysis_dataset(n, seed)     n posts twice: a tootlake lake, and the talk's Kafka
                                   Connect files (1,000 small Parquet files)
@@ -18,6 +21,7 @@ import fcntl
 import gc
 import json
 import os
+import random
 import shutil
 import time
 from collections.abc import Iterator
@@ -103,6 +107,176 @@ def real_statuses() -> list[tuple[str, dict[str, Any]]]:
                 else:
                     add(host, item)
     return found
+
+
+# ----------------------------------------------------------------------------------------
+# the record benchmark's other shapes
+
+# Quote states without a quoted status (4.4; the last three since 4.5): the Quote is
+# {state, quoted_status: null}.
+_QUOTE_STATES_EMPTY = (
+    "pending", "rejected", "revoked", "deleted", "unauthorized", "blocked_account",
+    "blocked_domain", "muted_account",
+)  # fmt: skip
+# QuoteApproval (4.5) and, on accounts, FeatureApproval (4.6): {automatic, manual, current_user}
+_QUOTE_APPROVALS = (
+    ({"automatic": ["public"], "manual": [], "current_user": "automatic"}, 0.70),
+    ({"automatic": ["followers"], "manual": [], "current_user": "denied"}, 0.10),
+    ({"automatic": [], "manual": ["public"], "current_user": "manual"}, 0.08),
+    ({"automatic": [], "manual": [], "current_user": "denied"}, 0.07),
+    ({"automatic": ["unsupported_policy"], "manual": [], "current_user": "unknown"}, 0.05),
+)
+_FEATURE_APPROVALS = (
+    ({"automatic": ["public"], "manual": [], "current_user": "automatic"}, 0.6),
+    ({"automatic": [], "manual": ["public"], "current_user": "manual"}, 0.3),
+    ({"automatic": [], "manual": [], "current_user": "denied"}, 0.1),
+)
+_ROLE = {"id": "3", "name": "Owner", "color": "#ff3838"}
+_WORDS = (
+    "good", "morning", "coffee", "again", "today", "new", "release", "thanks", "everyone",
+    "just", "finished", "reading", "this", "is", "fine", "look", "at", "my", "cat", "garden",
+    "train", "late", "weekend", "tea", "rain", "I&#39;m", "so", "tired", "happy", "Friday",
+    "bugs", "&amp;", "fixes", "\u201cnope\u201d", "Guten", "Morgen", "Bonjour", "\u00e0", "tous",
+    "buenos", "d\u00edas", "\u00e7a", "va", "\u304a\u306f\u3088\u3046", "\u30b3\u30fc\u30d2\u30fc",
+    "\U0001f389", "\u2615", "\U0001f327\ufe0f", "\U0001f408",
+)  # fmt: skip
+_TAGS = (
+    "caturday", "photography", "FediTips", "rstats", "python", "coffee", "introduction",
+    "gardening", "music", "Mastodon", "b\u00fccher", "\u732b",
+)  # fmt: skip
+_LINKS = (
+    ("https://www.", "bbc.com/news/articles/cq6m10g7e35o"),
+    ("https://", "github.com/mastodon/mastodon/releases"),
+    ("https://", "en.wikipedia.org/wiki/Fediverse"),
+    ("https://", "blog.joinmastodon.org/2025/09/mastodon-4.5/"),
+)
+
+
+def _weighted(rng: random.Random, table: tuple[tuple[Any, float], ...]) -> Any:
+    value = rng.choices([v for v, _ in table], weights=[w for _, w in table])[0]
+    return json.loads(json.dumps(value))  # a fresh copy per status, as a decoder makes
+
+
+def _host(url: str | None) -> str:
+    return url.split("/")[2].lower() if url and "://" in url else ""
+
+
+def _link(prefix: str, rest: str) -> str:
+    """A link as Mastodon's sanitiser shortens it (scheme hidden, past 30 characters elided)."""
+    shown, hidden = rest[:30], rest[30:]
+    middle = "ellipsis" if hidden else ""
+    return (
+        f'<a href="{prefix}{rest}" target="_blank" rel="nofollow noopener" translate="no">'
+        f'<span class="invisible">{prefix}</span><span class="{middle}">{shown}</span>'
+        f'<span class="invisible">{hidden}</span></a>'
+    )
+
+
+def short_content(rng: random.Random, origin: str, local: bool) -> str:
+    """A few words of Mastodon HTML: plain, or with a hashtag, a mention, a custom emoji, a
+    line break, a second paragraph or a shortened link (in the sanitiser's markup)."""
+    words = " ".join(rng.choice(_WORDS) for _ in range(rng.randint(2, 8)))
+    rel = 'rel="tag"' if local else 'rel="nofollow noopener" target="_blank"'
+    kind = rng.random()
+    if kind < 0.35:
+        return f"<p>{words}</p>"
+    if kind < 0.55:
+        tag = rng.choice(_TAGS)
+        return (
+            f'<p>{words} <a href="https://{origin}/tags/{tag}" class="mention hashtag" {rel}>'
+            f"#<span>{tag}</span></a></p>"
+        )
+    if kind < 0.70:
+        user = rng.choice(("alice", "bob", "Gargron", "josi", "FediTips"))
+        return (
+            f'<p><span class="h-card" translate="no"><a href="https://{origin}/@{user}" '
+            f'class="u-url mention">@<span>{user}</span></a></span> {words}</p>'
+        )
+    if kind < 0.78:
+        return f"<p>{words} :blobcat: \U0001f389</p>"
+    if kind < 0.86:
+        more = " ".join(rng.choice(_WORDS) for _ in range(rng.randint(1, 4)))
+        return f"<p>{words}<br />{more}</p>"
+    if kind < 0.92:
+        more = " ".join(rng.choice(_WORDS) for _ in range(rng.randint(1, 4)))
+        return f"<p>{words}</p><p>{more}</p>"
+    return f"<p>{words} {_link(*rng.choice(_LINKS))}</p>"
+
+
+def _modernised(status: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+    """A copy of a recorded status with the keys a Mastodon 4.5-4.8 server adds, and short
+    content. Every other key keeps its recorded value."""
+    out: dict[str, Any] = orjson.loads(orjson.dumps(status))
+    account = out["account"]
+    local = "@" not in (account.get("acct") or "")
+    out["content"] = short_content(rng, _host(out.get("uri")), local)
+    out["quote"] = None  # 4.4
+    out["quotes_count"] = rng.choice((0, 0, 0, 0, 0, 0, 0, 1, 1, 2, 7))  # 4.5
+    out["quote_approval"] = _weighted(rng, _QUOTE_APPROVALS)  # 4.5
+    out["tagged_collections"] = []  # 4.6
+    home = _host(account.get("url"))
+    account.setdefault("uri", f"https://{home}/users/{account.get('username')}")  # 4.2
+    account.setdefault("indexable", rng.random() < 0.4)  # 4.2
+    account.setdefault("hide_collections", rng.random() < 0.1)  # 4.2
+    account.setdefault("group", False)
+    account["avatar_description"] = ""  # 4.6
+    account["header_description"] = ""
+    account["show_media"] = True
+    account["show_media_replies"] = True
+    account["show_featured"] = True
+    account["feature_approval"] = _weighted(rng, _FEATURE_APPROVALS)
+    if local:  # local accounts only
+        account.setdefault("noindex", False)
+        account.setdefault("roles", [dict(_ROLE)] if rng.random() < 0.02 else [])
+    if rng.random() < 0.005:
+        account["memorial"] = True  # sent only when true
+    return out
+
+
+def modern_statuses(seed: int = 0) -> list[tuple[str, dict[str, Any]]]:
+    """(observed_on, status) for every real status, as a Mastodon 4.5-4.8 server sends it
+    today: the recorded keys and values, plus `quote` (4.4), `quotes_count` and
+    `quote_approval` (4.5), `tagged_collections` (4.6) and the account's `uri`, `indexable`,
+    `hide_collections`, `avatar_description`, `header_description`, `show_media*`,
+    `feature_approval`, and for local accounts `noindex` and `roles` (where the recording
+    lacks them), `memorial` on a few; `content` replaced by a few words of HTML each.
+
+    About 8% are quote posts (`quote: {state: accepted, quoted_status: <another of these
+    statuses, in full>}`, its own quote null or shallow, and the `quote-inline` RE: fallback
+    paragraph servers put in `content`), 2% quotes in another state (`quoted_status: null`).
+    Deterministic by `seed`.
+    """
+    rng = random.Random(f"tootlake-bench/modern/{seed}")
+    real = real_statuses()
+    out: list[tuple[str, dict[str, Any]]] = []
+    for i, (host, status) in enumerate(real):
+        modern = _modernised(status, rng)
+        kind = rng.random()
+        if kind < 0.08:
+            j = rng.randrange(len(real) - 1)
+            j += j >= i
+            quoted = _modernised(real[j][1], rng)
+            if rng.random() < 0.2:  # a quote of a quote: servers send it shallow
+                other = real[rng.randrange(len(real))][1]
+                quoted["quote"] = {"state": "accepted", "quoted_status_id": str(other["id"])}
+            modern["quote"] = {"state": "accepted", "quoted_status": quoted}
+            target = quoted.get("url") or quoted["uri"]
+            scheme, _, rest = target.partition("://")
+            fallback = f'<p class="quote-inline">RE: {_link(scheme + "://", rest)}</p>'
+            modern["content"] = fallback + modern["content"]
+        elif kind < 0.10:
+            modern["quote"] = {"state": rng.choice(_QUOTE_STATES_EMPTY), "quoted_status": None}
+        out.append((host, modern))
+    return out
+
+
+def talk_statuses(n: int, seed: int = 0) -> list[tuple[str, dict[str, Any]]]:
+    """n statuses of the talk's shape (`tootlake.workload`, as the analysis data set is made:
+    its observers, its ten days, 151 characters on average), without the 68,991-character
+    post (one in 1.6 million: it would be a twentieth of a few thousand posts' parsing)."""
+    from tootlake.workload import generate_statuses
+
+    return list(generate_statuses(n, seed=seed, observed_on=TALK_OBSERVERS))
 
 
 # ----------------------------------------------------------------------------------------

@@ -28,7 +28,6 @@ kernel) and the load average are recorded too.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import resource
@@ -41,6 +40,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -128,7 +129,7 @@ def make_posts(n: int) -> list[Any]:
     start = datetime(2023, 2, 3, tzinfo=UTC)
     step = timedelta(days=10) / n
     return [
-        dataclasses.replace(
+        msgspec.structs.replace(
             base[k % len(base)],
             uri=f"{base[k % len(base)].uri}#{k}",
             id=f"{base[k % len(base)].id}{k:07d}",

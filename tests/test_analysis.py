@@ -1,6 +1,7 @@
 """The analyses of a small lake, computed by hand (see smalllake.py for the posts)."""
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -185,6 +186,7 @@ def test_delete_before_its_post_still_removes_it(tmp_path, lake):
 
 
 def test_empty_lake_answers_with_no_rows(lake):
+    Path(lake).mkdir()  # a folder with nothing collected yet
     report = report_as_dict(build_report(lake))
     assert report["summary"]["posts"] == 0
     assert report["daily"] == [] and report["longest"] is None

@@ -8,6 +8,7 @@ import random
 from datetime import UTC, datetime
 
 import fastavro
+import msgspec
 import pytest
 
 import tootlake.avro as avro
@@ -21,9 +22,20 @@ from tootlake.avro import (
     shipped_schemas,
     single_object_encoder,
 )
-from tootlake.record import Delete, Post, Sighting, from_status
+from tootlake.record import (
+    RAW_LIMIT,
+    Delete,
+    Post,
+    Reject,
+    Rejection,
+    Sighting,
+    decode_status,
+    from_status,
+    validate_status,
+)
 from tootlake.sinks.kafka_sink import first_offsets
 from tootlake.sinks.parquet import records_to_table
+from tootlake.sources import reject_event
 
 from .conftest import all_real_statuses
 
@@ -41,14 +53,47 @@ def real_posts() -> list[Post]:
 NOW = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
 
-def some_records() -> list[Post | Delete | Sighting]:
+def real_rejects() -> list[Reject]:
+    """Rejects as the sources make them, from real statuses broken the ways issue 9 found
+    (plus a line that is not JSON at all, and one longer than the rejects table keeps)."""
+    where, observed_on, status = next(iter(all_real_statuses()))
+    rejects = []
+    for source, broken in [
+        ("stream", {**status, "created_at": "0001-01-01T00:00:00+01:00"}),
+        ("poll", {**status, "account": "bob"}),
+        ("replay", {**status, "uri": 5, "content": "é☃ " * 30_000}),  # cut to RAW_LIMIT
+    ]:
+        rejection = validate_status(broken)
+        assert isinstance(rejection, Rejection)
+        raw = json.dumps(broken, ensure_ascii=False)
+        rejects.append(
+            reject_event(rejection, raw, source=source, observed_on=observed_on, where=where).reject
+        )
+    garbage = b"\xff\xfe{not json"
+    rejection = decode_status(garbage)
+    assert isinstance(rejection, Rejection)
+    rejects.append(
+        reject_event(
+            rejection, garbage, source="replay", observed_on=None, where="x.jsonl:7"
+        ).reject
+    )
+    assert all(r is not None for r in rejects)
+    assert len(rejects[2].raw) == RAW_LIMIT and rejects[3].field is None
+    return rejects  # type: ignore[return-value]
+
+
+def some_records() -> list[Post | Delete | Sighting | Reject]:
     posts = real_posts()
+    rejects = real_rejects()
     return [
         *posts[:40],
         Delete("mastodon.social", "109381827277220624", None, NOW),
         Delete("fosstodon.org", "1", posts[0].uri, NOW),
         Sighting(posts[1].uri, "example.social", "4242", NOW),
-        *posts[40:],
+        *rejects[:3],
+        *posts[40:60],
+        rejects[3],
+        *posts[60:],
     ]
 
 
@@ -67,6 +112,7 @@ def test_single_object_encoding_is_magic_fingerprint_then_body():
     assert value[2:10] == fingerprint(envelope_schema()).to_bytes(8, "little")
     datum = fastavro.schemaless_reader(io.BytesIO(value[10:]), envelope_schema(), None)
     assert datum["kind"] == "post" and datum["delete"] is None and datum["sighting"] is None
+    assert datum["reject"] is None
     assert datum["post"]["uri"] == post.uri and datum["post"]["created_at"] == post.created_at
 
 
@@ -105,7 +151,7 @@ def test_every_shipped_schema_only_adds_fields_with_defaults():
 
 def _without_last_fields(schema: dict, record: str, n: int) -> dict:
     old = copy.deepcopy(schema)
-    old["fields"] = old["fields"][:-1]  # an envelope from before sightings were a kind
+    old["fields"] = old["fields"][:-1]  # an envelope from before its last kind was added
     target = _records_of(old)[record]
     target["fields"] = target["fields"][:-n]
     return old
@@ -114,11 +160,11 @@ def _without_last_fields(schema: dict, record: str, n: int) -> dict:
 @pytest.mark.parametrize("bulk", [True, False])
 def test_messages_of_an_older_schema_are_read_by_the_new_reader(monkeypatch, bulk):
     # "v0": the current schema minus Post's last field (opted_out, default false) and minus the
-    # envelope's last branch (sighting, default null), as if both were added later.
+    # envelope's last branch (reject, default null), as if both were added later.
     old = _without_last_fields(envelope_schema(), "Post", 1)
     post = real_posts()[0]
     datum = envelope_of(post)
-    del datum["sighting"]
+    del datum["reject"]
     del datum["post"][1]["opted_out"]
     buffer = io.BytesIO()
     buffer.write(b"\xc3\x01" + fingerprint(old).to_bytes(8, "little"))
@@ -130,6 +176,85 @@ def test_messages_of_an_older_schema_are_read_by_the_new_reader(monkeypatch, bul
     (row,) = decoded.table("post").to_pylist()
     assert row["opted_out"] is False  # the new field's default
     assert row["uri"] == post.uri and row["text"] == post.text and row["tags"] == post.tags
+
+
+def _v1() -> dict:
+    """The envelope tootlake shipped before rejects were a kind (envelope-v1.avsc)."""
+    (v1,) = [s for s in shipped_schemas() if s.version == 1]
+    assert [f["name"] for f in v1.schema["fields"]] == ["kind", "post", "delete", "sighting"]
+    return v1.schema
+
+
+def _as_records(decoded: avro.DecodedBatch) -> list:
+    """The decoded rows as records again, in message order."""
+    rows = []
+    for kind, cls in avro.KINDS.items():
+        for i, row in zip(decoded.index(kind).to_pylist(), decoded.table(kind).to_pylist(),
+                          strict=True):  # fmt: skip
+            rows.append((i, cls(**row)))
+    return [record for _, record in sorted(rows, key=lambda r: r[0])]
+
+
+@pytest.mark.parametrize("bulk", [True, False])
+def test_messages_written_with_the_shipped_v1_envelope_still_decode(bulk):
+    v1 = _v1()
+    assert fingerprint(v1) != fingerprint(envelope_schema())
+    records = [r for r in some_records() if not isinstance(r, Reject)]
+    values = [single_object_encoder(v1)(r) for r in records]
+    assert avro.batch_encoder(v1)(records) == values  # what v1 producers wrote
+    assert all(v[2:10] == fingerprint(v1).to_bytes(8, "little") for v in values)
+    decoder = EnvelopeDecoder(bulk=bulk)
+    decoded = decoder.decode(values)
+    assert decoded.errors == [] and decoded.table("reject").num_rows == 0
+    assert _as_records(decoded) == records
+    # mixed with today's messages in one batch: both decode, in order
+    today = single_object_encoder()(real_rejects()[0])
+    mixed = decoder.decode([values[0], today, values[1]])
+    assert mixed.errors == [] and mixed.index("reject").to_pylist() == [1]
+    assert mixed.index("post").to_pylist() == [0, 2]
+
+
+def test_v1_confluent_messages_decode_and_an_old_reader_dead_letters_only_rejects(monkeypatch):
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.schema_registry.avro import AvroSerializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    registry = SchemaRegistryClient.new_client({"url": "mock://test-avro-v1"})
+    context = SerializationContext("posts", MessageField.VALUE)
+    old = AvroSerializer(registry, json.dumps(_v1()), to_dict=lambda r, ctx: envelope_of(r))
+    records = some_records()
+    v1_values = [old(r, context) for r in records if not isinstance(r, Reject)]
+    decoded = EnvelopeDecoder(registry).decode(v1_values)
+    assert decoded.errors == []
+    assert _as_records(decoded) == [r for r in records if not isinstance(r, Reject)]
+    # today's producers register v2 under the same subject (only a field added, with a default)
+    v2_values = [avro.confluent_encoder(registry, "posts")(r) for r in records]
+    assert v2_values[0][1:5] != v1_values[0][1:5]
+    # a sink still on v1 (rolling upgrade) reads v2 through the registry, and dead-letters
+    # only the rejects, whose record it does not know
+    monkeypatch.setattr(avro, "envelope_schema", _v1)
+    monkeypatch.setattr(avro, "KINDS", {k: c for k, c in avro.KINDS.items() if c is not Reject})
+    old_reader = EnvelopeDecoder(registry).decode(v2_values)
+    rejected = [i for i, r in enumerate(records) if isinstance(r, Reject)]
+    assert old_reader.errors == [(i, "envelope of kind 'reject' without its record")
+                                 for i in rejected]  # fmt: skip
+    assert old_reader.table("post").num_rows == sum(isinstance(r, Post) for r in records)
+
+
+def test_mixed_batches_round_trip_through_every_encoder_and_decoder():
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+
+    records = some_records()
+    assert {type(r) for r in records} == set(avro.KINDS.values())
+    single = avro.batch_encoder()(records)
+    registry = SchemaRegistryClient.new_client({"url": "mock://test-avro-mixed"})
+    confluent = [avro.confluent_encoder(registry, "posts")(r) for r in records]
+    for values in (single, confluent, [*single[:30], *confluent[30:]]):
+        for bulk in (True, False):
+            decoder = EnvelopeDecoder(registry, bulk=bulk)
+            decoded = decoder.decode(values)
+            assert decoded.errors == [] and decoder.bulk_fallbacks == 0
+            assert _as_records(decoded) == records
 
 
 def test_a_newer_reader_with_an_added_field_reads_todays_messages():
@@ -150,7 +275,12 @@ def test_an_unknown_fingerprint_is_an_error_not_a_guess():
 
 
 def test_bulk_decoding_equals_message_by_message_and_the_embedded_rows():
-    from tootlake.record import arrow_schema, delete_arrow_schema, sighting_arrow_schema
+    from tootlake.record import (
+        arrow_schema,
+        delete_arrow_schema,
+        reject_arrow_schema,
+        sighting_arrow_schema,
+    )
 
     records = some_records()
     values = [single_object_encoder()(r) for r in records]
@@ -161,11 +291,14 @@ def test_bulk_decoding_equals_message_by_message_and_the_embedded_rows():
         "post": arrow_schema(),
         "delete": delete_arrow_schema(),
         "sighting": sighting_arrow_schema(),
+        "reject": reject_arrow_schema(),
     }
+    assert set(schemas) == set(avro.KINDS)
     for kind, cls in avro.KINDS.items():
         assert fast.table(kind).equals(slow.table(kind)), kind
         assert fast.index(kind).equals(slow.index(kind)), kind
         mine = [r for r in records if isinstance(r, cls)]
+        assert mine, kind
         assert fast.table(kind).equals(records_to_table(mine, schemas[kind])), kind
         assert fast.index(kind).to_pylist() == [
             i for i, r in enumerate(records) if isinstance(r, cls)
@@ -223,7 +356,8 @@ def test_confluent_wire_format_with_the_mock_registry():
     decoder = EnvelopeDecoder(registry)
     decoded = decoder.decode(values)
     assert decoded.errors == [] and decoder.bulk_fallbacks == 0
-    assert decoded.table("post").num_rows == 47 and decoded.table("delete").num_rows == 2
+    assert decoded.table("post").num_rows == 44 and decoded.table("delete").num_rows == 2
+    assert decoded.table("sighting").num_rows == 1 and decoded.table("reject").num_rows == 3
 
 
 def test_keys_put_a_post_its_sightings_and_its_delete_on_one_partition():
@@ -233,6 +367,20 @@ def test_keys_put_a_post_its_sightings_and_its_delete_on_one_partition():
     assert key_of(Sighting(post.uri, "a.example", "9", NOW)) == key
     assert key_of(Delete(post.observed_on, post.id, post.uri, NOW)) == key
     assert key_of(Delete("mastodon.social", "123", None, NOW)) == b"mastodon.social/123"
+
+
+def test_rejects_have_no_key_so_a_flooding_instance_spreads_over_the_partitions():
+    assert {key_of(r) for r in real_rejects()} == {None}
+
+
+def test_every_envelope_kind_has_a_lake_table_in_the_sink():
+    from tootlake.sinks import layout
+    from tootlake.sinks.kafka_sink import KIND_TABLES
+
+    assert set(KIND_TABLES) == set(avro.KINDS)
+    assert KIND_TABLES["reject"] == (layout.REJECTS, "rejected_at")
+    for kind, (_table, column) in KIND_TABLES.items():
+        assert avro.lake_schema(kind).field(column).type.tz == "UTC", kind
 
 
 def test_dead_letter_lines_carry_the_message_in_base64():
@@ -295,13 +443,12 @@ def test_files_named_by_the_batch_start_would_duplicate():
 
 
 def test_the_batch_encoder_writes_exactly_what_fastavro_writes():
-    import dataclasses
 
     posts = real_posts()
     edge = [
-        dataclasses.replace(posts[0], text="é" * 70_000, characters=70_000, tags=[],
+        msgspec.structs.replace(posts[0], text="é" * 70_000, characters=70_000, tags=[],
                             language=None, edited_at=None, words=-5),
-        dataclasses.replace(posts[1], tags=["a", "ü" * 200, ""], followers_count=2**62 + 7,
+        msgspec.structs.replace(posts[1], tags=["a", "ü" * 200, ""], followers_count=2**62 + 7,
                             created_at=datetime(1960, 1, 1, tzinfo=UTC)),
     ]  # fmt: skip
     records = [*some_records(), *edge]

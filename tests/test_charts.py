@@ -219,7 +219,8 @@ def test_an_empty_table_gives_a_titled_figure_that_says_so(plot, table):
 
 
 def test_every_chart_of_the_empty_lake_renders(tmp_path):
-    con = open_lake(str(tmp_path / "no-lake-yet"))
+    (tmp_path / "no-data-yet").mkdir()
+    con = open_lake(str(tmp_path / "no-data-yet"))
     tables = {
         "daily": queries.daily(con),
         "hourly": queries.hourly(con),

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tootlake.analysis.dashboard import HEADERS, DashboardState, create_app
+from tootlake.errors import LakeError
 from tootlake.pipeline import replay
 
 from . import hostile
@@ -27,7 +28,8 @@ def small_lake(tmp_path, lake):
 
 
 def client(app):
-    return starlette_testclient.TestClient(app)
+    # the Host header a browser sends for http://127.0.0.1/: the dashboard answers no other
+    return starlette_testclient.TestClient(app, base_url="http://127.0.0.1")
 
 
 def tree(folder: str) -> dict[str, tuple[int, int]]:
@@ -101,12 +103,20 @@ def test_the_dashboard_never_writes(small_lake, tmp_path, monkeypatch):
     assert sorted(os.listdir(tmp_path)) == before_cwd  # no DuckDB file, no .tmp folder
 
 
-def test_a_lake_that_does_not_exist_yet_is_shown_empty_and_not_created(tmp_path):
-    lake = str(tmp_path / "not-yet")
-    with client(create_app(lake)) as http:
+def test_an_empty_lake_folder_is_shown_empty(tmp_path):
+    lake = tmp_path / "fresh"
+    lake.mkdir()
+    with client(create_app(str(lake))) as http:
         response = http.get("/")
     assert response.status_code == 200
     assert "The lake has no posts yet" in response.text
+    assert list(lake.iterdir()) == []
+
+
+def test_a_lake_that_does_not_exist_is_an_error_naming_it_and_not_created(tmp_path):
+    lake = str(tmp_path / "not-yet")
+    with pytest.raises(LakeError, match=f"No lake at {lake}"):
+        create_app(lake)
     assert not Path(lake).exists()
 
 
@@ -131,7 +141,8 @@ def test_a_failed_refresh_keeps_the_last_page_and_says_so(small_lake, monkeypatc
         monkeypatch.setattr(state, "_compute", broken)
         response = http.get("/")
     assert response.status_code == 200
-    assert "the last refresh failed (OSError: disk on fire &lt;b&gt;)" in response.text
+    assert "the last refresh failed (OSError; the reason is in the dashboard" in response.text
+    assert "disk on fire" not in response.text  # the reason (paths) only in the log
 
 
 def test_unknown_paths_are_404_with_the_headers(small_lake):

@@ -259,11 +259,12 @@ def test_collector_health_is_shown_per_observer(small_lake):
 
 def test_an_empty_lake_still_makes_a_page(tmp_path):
     out = tmp_path / "report.html"
+    (tmp_path / "nothing-yet").mkdir()
     write_html_report(str(tmp_path / "nothing-yet"), out)
     page = Page(out.read_text(encoding="utf-8"))
     assert "The lake has no posts yet" in page.all_text
     assert len(page.tags("svg")) == 8
-    assert not (tmp_path / "nothing-yet").exists()  # reading never creates the lake
+    assert list((tmp_path / "nothing-yet").iterdir()) == []  # reading never writes the lake
 
 
 def test_write_replaces_the_file_whole(small_lake, tmp_path):

@@ -3,11 +3,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tootlake.analysis import open_lake
 from tootlake.errors import SourceError
 from tootlake.pipeline import replay
+from tootlake.record import skip_reason
 from tootlake.sources.replay import ReplaySource
 
 from .conftest import REAL, real_lines, real_status
@@ -138,7 +142,7 @@ def test_replay_command_in_a_real_process(tmp_path):
         text=True,
         check=True,
     )
-    assert "44 posts" in result.stdout and "1 bad lines" in result.stdout
+    assert "44 posts" in result.stdout and "1 rejected" in result.stdout
     assert "malformed.json:50" in result.stderr
 
 
@@ -152,3 +156,75 @@ def test_deletes_in_a_capture_belong_to_the_instance_its_statuses_came_from(tmp_
     )
     replay([capture], lake)
     assert count(lake) == 0
+
+
+def test_replay_of_good_and_mutated_lines_keeps_every_good_line(tmp_path, lake):
+    """The issue's findings, mixed into one file: a bad field never costs a good line."""
+    good = [real_status("mastodonsocial.json", n) for n in range(1, 41)]
+    good = [s for s in good if skip_reason(s) is None]
+    invalid = [
+        dict(good[0], uri=5, id="x1"),
+        dict(good[1], account="bob", id="x2"),
+        dict(good[2], created_at="0001-01-01T00:00:00+01:00", id="x3"),
+        dict(good[3], created_at="yesterday", id="x4"),
+    ]
+    odd = [
+        dict(good[4], tags=5, uri=good[4]["uri"] + "#odd1"),
+        dict(good[5], language=7, uri=good[5]["uri"] + "#odd2"),
+        dict(good[6], favourites_count="many", uri=good[6]["uri"] + "#odd3"),
+    ]
+    lines = [json.dumps(s) for s in good + odd]
+    lines[3:3] = [json.dumps(s) for s in invalid]
+    lines[10:10] = ["not json at all", "[1, 2]", '"a string"', "x" * (1024 * 1024 + 10)]
+    path = tmp_path / "mixed.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    stats = replay([path], lake, observed_on="mastodon.social")
+
+    assert stats.posts + stats.edits == len(good) + len(odd)
+    assert stats.rejected == len(invalid) + 4
+    assert stats.coerced == {"tags": 1, "language": 1, "favourites_count": 1}
+    con = open_lake(lake)
+    uris = {u for (u,) in con.execute("SELECT uri FROM posts").fetchall()}
+    assert uris == {s["uri"] for s in good + odd}
+    rejects = pq.read_table(lake + "/rejects").to_pylist()
+    assert len(rejects) == len(invalid) + 4
+    assert {r["field"] for r in rejects} >= {"uri", "account", "created_at"}
+    assert all(r["source"] == "replay" and r["where"].startswith(str(path)) for r in rejects)
+    assert all(len(r["raw"]) <= 64 * 1024 for r in rejects)
+    assert any('"x3"' in r["raw"] for r in rejects)
+
+
+# pieces a hostile file is made of: real lines, SSE framing, wrappers, broken JSON
+REAL_LINE_PIECES = [
+    real_lines("mastodonsocial.json")[0].encode(),
+    b"event: update",
+    b"event: delete",
+    b"data: 123",
+    b'data: {"uri": 5}',
+    b":thump",
+    b"",
+    b'{"observed_on": "a.example", "status": {"id": 1}}',
+    b'{"event": "update", "payload": "{\\"id\\": 1}"}',
+    b'{"event": "delete", "payload": 77}',
+    b'{"status": null}',
+    b"\xff\xfe",
+]
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.lists(st.binary(max_size=200) | st.sampled_from(REAL_LINE_PIECES), max_size=12))
+def test_any_lines_give_events_or_rejects_never_an_error(tmp_path, pieces):
+    path = tmp_path / "any.jsonl"
+    path.write_bytes(b"\n".join(pieces))
+    events = list(ReplaySource([path], max_line=150).events())
+    # each physical line gives at most one event (an SSE `event:` line gives none)
+    assert len(events) <= len(b"\n".join(pieces).split(b"\n"))
+    for event in events:
+        assert event.kind in {"update", "status.update", "delete", "reject"}
+        if event.kind == "reject":
+            assert event.reject is not None and len(event.reject.raw) <= 64 * 1024
+        elif event.kind != "delete":
+            assert event.status is not None

@@ -1,13 +1,15 @@
 """Avro on Kafka: the envelope every message carries, its two framings, and the sink's decoder.
 
 Every message value is one `org.tootlake.Envelope` (`envelope_schema()`, derived from `Post`,
-`Delete` and `Sighting` in tootlake.record, so the wire never disagrees with the code):
+`Delete`, `Sighting` and `Reject` in tootlake.record, so the wire never disagrees with the code):
 
     record Envelope {
-        string kind;                      "post" (a version of a post), "delete" or "sighting"
+        string kind;                      "post" (a version of a post), "delete", "sighting"
+                                          or "reject"
         union {null, Post} post;          set when kind == "post"
         union {null, Delete} delete;      set when kind == "delete"
         union {null, Sighting} sighting;  set when kind == "sighting"
+        union {null, Reject} reject;      set when kind == "reject" (added in envelope-v2)
     }
 
 One schema for every kind keeps a topic readable by tools that want one schema per topic
@@ -15,6 +17,8 @@ One schema for every kind keeps a topic readable by tools that want one schema p
 its delete share a key, a partition and an order. Nullable unions of records are the one
 kind of union all of them read. A new kind would be a new field at the end, with a null
 default; readers that do not know it see an envelope without a known record (a dead letter).
+`reject` was added that way: a v2 reader reads v1 messages (no reject field: null), a v1 reader
+given a v2 schema (through a registry) dead-letters the rejects and reads the rest.
 
 Framings (the first byte tells them apart):
 
@@ -33,7 +37,6 @@ writes a new envelope-vN.avsc whenever the code's schema changes; a test fails u
 from __future__ import annotations
 
 import base64
-import dataclasses
 import io
 import itertools
 import json
@@ -48,8 +51,10 @@ from importlib import resources
 from operator import attrgetter
 from typing import Any
 
+import msgspec
+
 from tootlake.errors import MissingDependency, TransportError
-from tootlake.record import Delete, Post, Sighting, avro_schema
+from tootlake.record import Delete, Post, Reject, Sighting, avro_schema
 
 __all__ = [
     "CONFLUENT_MAGIC",
@@ -66,6 +71,7 @@ __all__ = [
     "fingerprint",
     "key_of",
     "post_avro_schema",
+    "reject_avro_schema",
     "sighting_avro_schema",
     "shipped_schemas",
     "single_object_encoder",
@@ -118,22 +124,31 @@ def sighting_avro_schema() -> dict[str, Any]:
 
 
 @cache
+def reject_avro_schema() -> dict[str, Any]:
+    """The Avro record of a rejected status, derived from `Reject`."""
+    return _record_schema(Reject)
+
+
+@cache
 def envelope_schema() -> dict[str, Any]:
-    """The schema of every message value: a post, a delete or a sighting (module docstring)."""
+    """The schema of every message value: a post, a delete, a sighting or a reject (module
+    docstring). New kinds go at the end, nullable with a null default."""
     return {
         "type": "record",
         "name": "Envelope",
         "namespace": NAMESPACE,
-        "doc": "One tootlake event: a version of a post, a delete, or a sighting of a post. "
-        "Exactly one record field is set, the one kind names.",
+        "doc": "One tootlake event: a version of a post, a delete, a sighting of a post, or a "
+        "status that was rejected. Exactly one record field is set, the one kind names.",
         "fields": [
-            {"name": "kind", "type": "string", "doc": "post, delete or sighting"},
+            {"name": "kind", "type": "string", "doc": "post, delete, sighting or reject"},
             {"name": "post", "type": ["null", post_avro_schema()], "default": None,
              "doc": "the post version, when kind is post"},
             {"name": "delete", "type": ["null", delete_avro_schema()], "default": None,
              "doc": "the delete, when kind is delete"},
             {"name": "sighting", "type": ["null", sighting_avro_schema()], "default": None,
              "doc": "the sighting, when kind is sighting"},
+            {"name": "reject", "type": ["null", reject_avro_schema()], "default": None,
+             "doc": "the rejected status, when kind is reject"},
         ],
     }  # fmt: skip
 
@@ -214,11 +229,12 @@ def schema_file_text(schema: dict[str, Any]) -> str:
 # ----------------------------------------------------------------------------------------
 # encoding
 
-Record = Post | Delete | Sighting
-# kind -> (record class, field names): the envelope field named like the kind holds the record
-KINDS: dict[str, type] = {"post": Post, "delete": Delete, "sighting": Sighting}
+Record = Post | Delete | Sighting | Reject
+# kind -> record class: the envelope field named like the kind holds the record (in the
+# envelope's field order)
+KINDS: dict[str, type] = {"post": Post, "delete": Delete, "sighting": Sighting, "reject": Reject}
 _KIND_OF = {cls: kind for kind, cls in KINDS.items()}
-_NAMES = {cls: tuple(f.name for f in dataclasses.fields(cls)) for cls in KINDS.values()}
+_NAMES = {cls: tuple(f.name for f in msgspec.structs.fields(cls)) for cls in KINDS.values()}
 _VALUES = {cls: attrgetter(*names) for cls, names in _NAMES.items()}
 
 
@@ -236,11 +252,16 @@ def envelope_of(record: Record) -> dict[str, Any]:
     return datum
 
 
-def key_of(record: Record) -> bytes:
+def key_of(record: Record) -> bytes | None:
     """The message key: the post's uri, so every version of a post, its sightings and its
     delete land on one partition, in order. A delete whose uri is unknown (the post was seen
     too long ago, or never) is keyed by where it was seen, `<observed_on>/<id>`; it cannot share
-    a partition with its post, and the lake's views resolve it by (observed_on, id) anyway."""
+    a partition with its post, and the lake's views resolve it by (observed_on, id) anyway.
+    A reject has no key (None): it belongs to no post, nothing depends on its order, and
+    keyless messages spread over the partitions, so an instance sending floods of bad statuses
+    cannot load one partition (and one sink worker) alone."""
+    if isinstance(record, Reject):
+        return None
     if record.uri:
         return record.uri.encode("utf-8")
     return f"{record.observed_on or ''}/{record.id}".encode()
@@ -281,15 +302,9 @@ def batch_encoder(
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from tootlake.record import arrow_schema, delete_arrow_schema, sighting_arrow_schema
-
     schema = schema or envelope_schema()
     header = pa.scalar(single_object_header(schema), pa.binary())
-    lake = {
-        "post": arrow_schema(),
-        "delete": delete_arrow_schema(),
-        "sighting": sighting_arrow_schema(),
-    }
+    lake = {kind: lake_schema(kind) for kind in KINDS}
     records_of = {f["name"]: f["type"][1] for f in schema["fields"][1:]}  # kind -> record schema
     # The envelope around a record of each kind: its kind string, then for every union field
     # the branch (1: this kind's record follows; 0: null). Fields of the record go in between.
@@ -449,9 +464,9 @@ def confluent_encoder(registry: Any, topic: str) -> Encoder:
 @dataclass
 class DecodedBatch:
     """Decoded messages as Arrow tables of the lake's schemas, per kind ("post", "delete",
-    "sighting"): `tables[kind]` is (table, index), index giving per row the position of its
-    message in the decoded sequence. `errors`: position and reason of every message that is
-    not a valid envelope."""
+    "sighting", "reject"): `tables[kind]` is (table, index), index giving per row the position
+    of its message in the decoded sequence. `errors`: position and reason of every message
+    that is not a valid envelope."""
 
     tables: dict[str, tuple[Any, Any]]
     errors: list[tuple[int, str]] = field(default_factory=list)
@@ -465,11 +480,19 @@ class DecodedBatch:
 
 def lake_schema(kind: str) -> Any:
     """The Arrow schema of a kind's lake table."""
-    from tootlake.record import arrow_schema, delete_arrow_schema, sighting_arrow_schema
+    from tootlake.record import (
+        arrow_schema,
+        delete_arrow_schema,
+        reject_arrow_schema,
+        sighting_arrow_schema,
+    )
 
-    return {"post": arrow_schema, "delete": delete_arrow_schema, "sighting": sighting_arrow_schema}[
-        kind
-    ]()
+    return {
+        "post": arrow_schema,
+        "delete": delete_arrow_schema,
+        "sighting": sighting_arrow_schema,
+        "reject": reject_arrow_schema,
+    }[kind]()
 
 
 def _zigzag_varint(value: int) -> bytes:

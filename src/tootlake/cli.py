@@ -25,7 +25,7 @@ from tootlake import __version__
 from tootlake.errors import TootlakeError
 from tootlake.settings import load_settings
 
-__all__ = ["main", "lake_option", "run_command", "stop_on_signals"]
+__all__ = ["main", "lake_option", "run_command", "skip_corrupt_option", "stop_on_signals"]
 
 log = logging.getLogger("tootlake")
 
@@ -42,14 +42,45 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+def _clean(text: str) -> str:
+    """Text for stderr/stdout: no token (`tootlake.redact`), no control characters."""
+    from tootlake.redact import redact
+    from tootlake.text import for_terminal
+
+    return for_terminal(redact(text))
+
+
+def _excepthook(kind: Any, value: Any, tb: Any) -> None:
+    """A real bug still shows its traceback, redacted like the logs."""
+    import traceback
+
+    sys.stderr.write(_clean("".join(traceback.format_exception(kind, value, tb))))
+
+
 def _setup_logging(level: str, fmt: str) -> None:
+    from tootlake.redact import RedactingFilter
+    from tootlake.text import for_terminal
+
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         _JsonFormatter() if fmt == "json" else logging.Formatter("%(levelname)s %(message)s")
     )
+    # Every line: tokens masked, remote text unable to drive the terminal or forge a line.
+    handler.addFilter(RedactingFilter(clean=for_terminal, single_line=fmt == "text"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    sys.excepthook = _excepthook
+
+
+def _stdout_is_terminal() -> bool:
+    return sys.stdout.isatty()
+
+
+def _echo_output(text: str) -> None:
+    """Rendered output as is: made safe for a terminal already, and lossless (CSV) to a file,
+    where click would otherwise strip what looks like colour codes."""
+    click.echo(text, nl=not text.endswith("\n"), color=True)
 
 
 def lake_option(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -59,6 +90,16 @@ def lake_option(func: Callable[..., Any]) -> Callable[..., Any]:
         default=None,
         metavar="PATH|s3://BUCKET/PREFIX",
         help="The lake (default ./lake; env TOOTLAKE_LAKE).",
+    )(func)
+
+
+def skip_corrupt_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """`--skip-corrupt`: read the rest of a lake with corrupt Parquet files."""
+    return click.option(
+        "--skip-corrupt",
+        is_flag=True,
+        help="Leave out corrupt or truncated Parquet files (a warning names each) instead of "
+        "stopping at the first.",
     )(func)
 
 
@@ -92,7 +133,7 @@ def run_command(func: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return func(*args, **kwargs)
         except TootlakeError as exc:
-            raise click.ClickException(str(exc)) from exc
+            raise click.ClickException(_clean(str(exc))) from exc
 
     return wrapper
 
@@ -189,14 +230,18 @@ def replay(
         )
         target = settings.lake
     skipped = ", ".join(f"{n} {why}" for why, n in sorted(stats.skipped.items())) or "none"
+    coerced = sum(stats.coerced.values())
+    fields = ", ".join(f"{name} {n:,}" for name, n in stats.coerced.most_common(5))
     click.echo(
         f"Replayed {stats.events:,} events into {target}: {stats.posts:,} posts, "
         f"{stats.edits:,} edits, {stats.deletes:,} deletes; skipped {skipped}; "
-        f"{stats.bad:,} bad lines; {stats.files} files; {stats.posts_per_second:,.0f} posts/s."
+        f"{stats.rejected:,} rejected (in the rejects table); "
+        f"{coerced:,} odd fields stored as null or default{f' ({fields})' if fields else ''}; "
+        f"{stats.files} files; {stats.posts_per_second:,.0f} posts/s."
     )
     if stats.bad and not quiet:
         for example in stats.bad_examples[:5]:
-            click.echo(f"  bad: {example}", err=True)
+            click.echo(f"  bad: {_clean(example)}", err=True)
 
 
 @main.command()
@@ -206,29 +251,49 @@ def replay(
     "fmt",
     default="table",
     type=click.Choice(["table", "json", "csv", "markdown"]),
-    help="Output format.",
+    help="Output format. Text is made safe to print (no control characters); csv to a file "
+    "or pipe stays lossless.",
 )
 @click.option(
     "--html", "html_path", type=click.Path(dir_okay=False), help="Also write an HTML report."
 )
 @click.option("--term", "terms", multiple=True, help="A word to follow per day (repeatable).")
 @click.option("--top", default=20, show_default=True, help="Rows of the top-N sections.")
+@skip_corrupt_option
 @run_command
 def report(
-    lake: str | None, fmt: str, html_path: str | None, terms: tuple[str, ...], top: int
+    lake: str | None,
+    fmt: str,
+    html_path: str | None,
+    terms: tuple[str, ...],
+    top: int,
+    skip_corrupt: bool,
 ) -> None:
     """Print every analysis of the lake."""
+    from tootlake.analysis.lake import check_lake, read_lake
     from tootlake.analysis.queries import DEFAULT_TERMS
     from tootlake.analysis.report import build_report, render_report
 
     settings = load_settings(lake=lake)
-    tables = build_report(settings.lake, terms=terms or DEFAULT_TERMS, top=top)
-    if html_path:
-        from tootlake.analysis.html import write_html_report
+    if not check_lake(settings.lake):
+        click.echo(f"Note: the lake {settings.lake} holds no data yet.", err=True)
 
-        write_html_report(settings.lake, html_path, report=tables)
+    def build(con: Any) -> Any:
+        tables = build_report(con=con, terms=terms or DEFAULT_TERMS, top=top)
+        if html_path:
+            from tootlake.analysis.html import write_html_report
+
+            try:
+                write_html_report(settings.lake, html_path, report=tables, con=con)
+            except OSError as exc:
+                message = f"Cannot write {html_path}: {exc.strerror or exc}"
+                raise click.ClickException(message) from exc
+        return tables
+
+    tables = read_lake(settings.lake, build, skip_corrupt=skip_corrupt)
+    if html_path:
         click.echo(f"Wrote {html_path}", err=True)
-    click.echo(render_report(tables, fmt))
+    _echo_output(render_report(tables, fmt, terminal=_stdout_is_terminal()))
 
 
 @main.command()
@@ -239,25 +304,30 @@ def report(
     "fmt",
     default="table",
     type=click.Choice(["table", "json", "csv", "markdown"]),
-    help="Output format.",
+    help="Output format. Text is made safe to print (no control characters); csv to a file "
+    "or pipe stays lossless.",
 )
+@skip_corrupt_option
 @run_command
-def sql(query: str, lake: str | None, fmt: str) -> None:
-    """Run SQL over the lake's views: posts, posts_all, deletes."""
+def sql(query: str, lake: str | None, fmt: str, skip_corrupt: bool) -> None:
+    """Run SQL over the lake's views: posts, posts_all, deletes, sightings, rejects."""
     import duckdb
 
-    from tootlake.analysis.lake import open_lake
+    from tootlake.analysis.lake import read_lake
     from tootlake.analysis.report import render_table
 
+    def run(con: duckdb.DuckDBPyConnection) -> Any:
+        relation = con.sql(query)  # None for a statement without a result (SET, CREATE ...)
+        return None if relation is None else relation.to_arrow_table()
+
     settings = load_settings(lake=lake)
-    con = open_lake(settings.lake)
     try:
-        table = con.sql(query).to_arrow_table()
+        table = read_lake(settings.lake, run, skip_corrupt=skip_corrupt)
     except duckdb.Error as exc:
-        raise click.ClickException(f"SQL error: {exc}") from exc
-    except AttributeError:  # a statement without a result (SET, CREATE ...)
+        raise click.ClickException(_clean(f"SQL error: {exc}")) from exc
+    if table is None:
         return
-    click.echo(render_table(table, fmt))
+    _echo_output(render_table(table, fmt, terminal=_stdout_is_terminal()))
 
 
 def _load_command_modules() -> None:

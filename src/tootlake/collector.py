@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -22,7 +23,7 @@ from typing import Any
 from tootlake._gc import fewer_collections
 from tootlake.errors import ConfigError
 from tootlake.pipeline import Recorder, RunStats, run
-from tootlake.settings import Settings, token_for
+from tootlake.settings import Settings, check_private, token_for
 from tootlake.sinks.layout import is_remote, join
 from tootlake.sinks.parquet import ParquetSink
 from tootlake.sources.fleet import FleetOptions, FleetSource, InstanceSpec
@@ -45,6 +46,7 @@ __all__ = [
     "discover_instances",
     "read_instances",
     "read_instances_file",
+    "read_token_file",
 ]
 
 log = logging.getLogger(__name__)
@@ -74,16 +76,75 @@ def read_instances(names: Iterable[str], settings: Settings) -> list[InstanceSpe
     return list(specs.values())
 
 
+def _token_host(name: str) -> str | None:
+    """The host of the INSTANCE part of an INSTANCE=TOKEN pair, None if it is not one."""
+    try:
+        return InstanceSpec(normalize_instance(name)).host
+    except (ConfigError, ValueError):
+        return None
+
+
 def parse_token_flags(values: Iterable[str]) -> dict[str, str]:
-    """`--token INSTANCE=TOKEN` values -> {host: token}."""
+    """`--token INSTANCE=TOKEN` values -> {host: token}. Errors never show the value (it may
+    be a token); each use logs a warning, since any local user can read a command line."""
     tokens = {}
     for value in values:
         name, sep, token = value.partition("=")
-        if not sep or not name.strip() or not token.strip():
+        host = _token_host(name) if sep and name.strip() else None
+        if host is None:
             raise ConfigError(
                 "Invalid --token: expected INSTANCE=TOKEN, e.g. --token mastodon.social=abc123."
             )
-        tokens[InstanceSpec(normalize_instance(name)).host] = token.strip()
+        if not token.strip():
+            raise ConfigError(
+                f"The token for {host} given with --token is empty (an unset variable?)."
+            )
+        tokens[host] = token.strip()
+    if tokens:
+        log.warning(
+            "--token puts a token on the command line, where other local users can read it "
+            "(ps, /proc): prefer --token-file FILE (chmod 600) or TOOTLAKE_TOKEN_<HOST>."
+        )
+    return tokens
+
+
+# `host=token  # a comment`: a comment starts at a `#` after whitespace (a token has none).
+_TRAILING_COMMENT = re.compile(r"\s+#.*\Z", re.DOTALL)
+
+
+def read_token_file(path: str | Path) -> dict[str, str]:
+    """Tokens of a file of `INSTANCE=TOKEN` lines (blank lines and `#` comments allowed;
+    INSTANCE a host or URL, TOKEN optionally in quotes) -> {host: token}. Warns when other
+    users can read the file. Errors name the file and line, never the line's text."""
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError(f"Cannot read the token file {path}: {why or exc}") from exc
+    check_private(path, "token file")
+    tokens: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        where = f"The token file {path}, line {number}"
+        name, sep, token = line.partition("=")
+        host = _token_host(name) if sep and name.strip() else None
+        if host is None:
+            raise ConfigError(
+                f"{where}: expected INSTANCE=TOKEN, e.g. mastodon.social=abc123 "
+                "(the line is not shown: it may hold a token)."
+            )
+        token = _TRAILING_COMMENT.sub("", token.strip())
+        if len(token) >= 2 and token[0] == token[-1] and token[0] in "'\"":
+            token = token[1:-1].strip()
+        if not token:
+            raise ConfigError(f"{where}: the token for {host} is empty.")
+        if any(c.isspace() for c in token):
+            raise ConfigError(f"{where}: the token for {host} contains whitespace.")
+        if host in tokens:
+            raise ConfigError(f"{where}: a second token for {host}.")
+        tokens[host] = token
     return tokens
 
 
@@ -93,6 +154,20 @@ def default_state_dir(lake: str) -> str:
             f"The lake {lake} is remote: give the collector a local --state DIR for its cursors."
         )
     return join(lake, "_tootlake", "state")
+
+
+def peak_rss_mb() -> float | None:
+    """This process's peak resident memory so far, in MB (Linux: VmHWM; None elsewhere).
+    Not getrusage's ru_maxrss: Linux keeps that across exec, so it counts the forked copy
+    of whatever process started this one."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
 
 
 @dataclass
@@ -132,6 +207,7 @@ class CollectResult:
             "reconnects": sum(e["reconnects"] for e in self.health.values()),
             "errors": sum(e["errors"] for e in self.health.values()),
             "samples": self.samples,
+            "peak_rss_mb": peak_rss_mb(),
         }
 
     def counts(self) -> dict[str, int]:

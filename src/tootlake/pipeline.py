@@ -17,10 +17,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tootlake._gc import fewer_collections
 from tootlake.errors import BadInput
-from tootlake.record import Delete, Post, Sighting, from_status, skip_reason
+from tootlake.record import Delete, Post, Reject, Sighting, ValidStatus, skip_reason, to_post
 from tootlake.sinks.parquet import ParquetSink
-from tootlake.sources import DELETE, EDIT, Event, Source
+from tootlake.sources import DELETE, EDIT, REJECT, Event, Source
 from tootlake.transports import Batch, Transport
 from tootlake.transports.memory import MemoryTransport
 
@@ -28,10 +29,18 @@ __all__ = ["Recorder", "RunStats", "produce", "replay", "replay_to_kafka", "run"
 
 log = logging.getLogger(__name__)
 
+# A batch is cut at this many bytes of statuses too: the transport holds a few batches, and a
+# hostile server's statuses may be 1 MiB each.
+BATCH_BYTES = 8 * 1024 * 1024
+
 
 @dataclass
 class RunStats:
-    """What a run did. `bad_examples` keeps the first few messages for the final report."""
+    """What a run did. `bad_examples` keeps the first few messages for the final report.
+
+    `rejected`: statuses (or lines, or events) that could not become posts, each kept in the
+    lake's rejects table; `coerced`: fields of kept posts that had the wrong type and were
+    stored as null or their default, by field name."""
 
     events: int = 0
     posts: int = 0
@@ -42,6 +51,8 @@ class RunStats:
     skipped: Counter[str] = field(default_factory=Counter)
     bad: int = 0
     bad_examples: list[str] = field(default_factory=list)
+    rejected: int = 0
+    coerced: Counter[str] = field(default_factory=Counter)
     files: int = 0
     transport: str = ""  # the transport's state for a progress line, e.g. "kafka: buffering ..."
     started: float = field(default_factory=time.monotonic)
@@ -62,6 +73,8 @@ class RunStats:
             "skipped": dict(self.skipped),
             "bad": self.bad,
             "bad_examples": self.bad_examples,
+            "rejected": self.rejected,
+            "coerced": dict(self.coerced),
             "files": self.files,
             "seconds": round(self.elapsed, 3),
             "posts_per_second": round(self.posts_per_second, 1),
@@ -72,8 +85,9 @@ class Recorder:
     """Turns events into lake records: posts, edits (new versions) and deletes.
 
     A delete names only the observing instance's id; the uri comes from a bounded map of
-    recently seen (instance, id) pairs. Deletes of older posts keep their (instance, id), and
-    the lake's views resolve them against every version ever written.
+    recently seen (instance, id) pairs (`remember`, about 350 bytes an entry). Deletes of
+    older posts keep their (instance, id), and the lake's views resolve them against every
+    version ever written: the map only saves them that work.
 
     With `dedupe=True` (the collector) a post is written once however many instances show
     it: the first time a version (uri, edited_at) is seen it becomes a Post; the same version
@@ -88,7 +102,7 @@ class Recorder:
         stats: RunStats,
         *,
         include_opted_out: bool = False,
-        remember: int = 200_000,
+        remember: int = 100_000,
         dedupe: bool = False,
         remember_uris: int = 600_000,
     ) -> None:
@@ -101,40 +115,51 @@ class Recorder:
         self._written: dict[int, str] = {}  # hash(uri) -> version, the newer generation
         self._written_old: dict[int, str] = {}
 
-    def bad(self, exc: BadInput) -> None:
+    def bad(self, exc: BadInput | str) -> None:
+        """Count a bad input; the first few are logged and kept as examples."""
         self.stats.bad += 1
         if len(self.stats.bad_examples) < 20:
             self.stats.bad_examples.append(str(exc))
-        log.warning("%s", exc)
+            log.warning("%s", exc)
+        else:
+            log.debug("%s", exc)
 
-    def record(self, event: Event) -> Post | Delete | Sighting | None:
+    def record(self, event: Event) -> Post | Delete | Sighting | Reject | None:
         self.stats.events += 1
-        if event.kind == DELETE:
+        kind = event.kind
+        if kind == DELETE:
             assert event.id is not None
             self.stats.deletes += 1
             uri = self._uris.pop((event.observed_on, event.id), None)
             return Delete(event.observed_on, event.id, uri, datetime.now(UTC))
-        status = event.status or {}
+        if kind == REJECT:
+            reject = event.reject
+            assert reject is not None
+            self.stats.rejected += 1
+            where = reject.where or reject.observed_on or reject.source
+            at_fault = f" [{reject.field}]" if reject.field else ""
+            self.bad(f"{where}: {reject.reason}{at_fault}; rejected")
+            return reject
+        status = event.status
+        assert status is not None
+        if status.coerced:
+            self.stats.coerced.update(status.coerced)
         reason = skip_reason(status, self.include_opted_out)
         if reason is not None:
             self.stats.skipped[reason] += 1
             return None
         if self.dedupe and self._written_before(status):
             return self._sighting(event, status)
-        try:
-            # skip_reason() just found the author not opted out, unless opt-outs are kept
-            known = False if not self.include_opted_out else None
-            post = from_status(status, event.observed_on, opted_out=known)
-        except BadInput as exc:
-            self.bad(BadInput(f"{event.where}: {exc}; status {status.get('id')!r} skipped"))
-            return None
-        if event.kind == EDIT or status.get("edited_at"):  # a version of an edited post
+        # skip_reason() just found the author not opted out, unless opt-outs are kept
+        known = False if not self.include_opted_out else None
+        post = to_post(status, event.observed_on, opted_out=known)
+        if kind == EDIT or status.edited_at is not None:  # a version of an edited post
             self.stats.edits += 1
         else:
             self.stats.posts += 1
         self._remember(post.observed_on, post.id, post.uri)
         if self.dedupe:
-            self._written[hash(post.uri)] = _version(status)
+            self._written[hash(post.uri)] = status.version
             if len(self._written) * 2 >= self.remember_uris:
                 self._written_old, self._written = self._written, {}
         return post
@@ -145,33 +170,23 @@ class Recorder:
         if len(self._uris) > self.remember:
             self._uris.popitem(last=False)
 
-    def _written_before(self, status: dict[str, Any]) -> bool:
+    def _written_before(self, status: ValidStatus) -> bool:
         """This version of the post (or a newer one) is in the lake already."""
-        uri = status.get("uri")
-        if not isinstance(uri, str) or not uri:
-            return False
-        key = hash(uri)
+        key = hash(status.uri)
         written = self._written.get(key)
         if written is None:
             written = self._written_old.get(key)
-        return written is not None and _version(status) <= written
+        return written is not None and status.version <= written
 
-    def _sighting(self, event: Event, status: dict[str, Any]) -> Sighting | None:
+    def _sighting(self, event: Event, status: ValidStatus) -> Sighting | None:
         """A post written already, seen on another instance; None when seen here before."""
-        uri = str(status["uri"])
-        status_id = str(status.get("id"))
-        if self._uris.get((event.observed_on, status_id)) == uri:
+        uri = status.uri
+        if self._uris.get((event.observed_on, status.id)) == uri:
             self.stats.duplicates += 1
             return None
-        self._remember(event.observed_on, status_id, uri)
+        self._remember(event.observed_on, status.id, uri)
         self.stats.sightings += 1
-        return Sighting(uri, event.observed_on, status_id, datetime.now(UTC))
-
-
-def _version(status: dict[str, Any]) -> str:
-    # Edit times to the second: a remote copy of an edit carries the same second, not the ms.
-    edited = status.get("edited_at")
-    return edited[:19] if isinstance(edited, str) else ""
+        return Sighting(uri, event.observed_on, status.id, datetime.now(UTC))
 
 
 def batches(
@@ -181,13 +196,16 @@ def batches(
     batch_size: int,
     linger: float | None = None,
     stop: threading.Event | None = None,
+    batch_bytes: int = BATCH_BYTES,
 ) -> Iterator[Batch]:
-    """Records of `events` in batches of `batch_size`, each with the acks of its events; the
-    last batch may be partial (or empty). A live source yields None when it has nothing for a
-    moment: with `linger`, a partial batch is then sent once its first event is that old."""
-    records: list[Post | Delete | Sighting] = []
+    """Records of `events` in batches of `batch_size` records or `batch_bytes` bytes of
+    statuses, each with the acks of its events; the last batch may be partial (or empty). A
+    live source yields None when it has nothing for a moment: with `linger`, a partial batch is
+    then sent once its first event is that old."""
+    records: list[Post | Delete | Sighting | Reject] = []
     acks: list[Callable[[], None]] = []
     first = 0.0  # when the pending batch got its first event
+    size = 0
     for event in events:
         if event is not None:
             if not records and not acks:
@@ -195,13 +213,16 @@ def batches(
             record = recorder.record(event)
             if record is not None:
                 records.append(record)
+                size += event.size
             if event.ack is not None:
                 acks.append(event.ack)
-        if len(records) >= batch_size or (
-            linger is not None and (records or acks) and time.monotonic() - first >= linger
+        if (
+            len(records) >= batch_size
+            or size >= batch_bytes
+            or (linger is not None and (records or acks) and time.monotonic() - first >= linger)
         ):
             yield Batch(records, acks)
-            records, acks = [], []
+            records, acks, size = [], [], 0
         if stop is not None and stop.is_set():
             break
     yield Batch(records, acks)
@@ -292,12 +313,13 @@ def replay(
 ) -> RunStats:
     """Replay recorded statuses (JSON lines or SSE captures) into the lake."""
     events, recorder = _replay_events(paths, observed_on, include_opted_out)
-    return run(
-        events,
-        sink or ParquetSink(lake),
-        recorder=recorder,
-        on_progress=on_progress,
-    )
+    with fewer_collections():  # posts live until their file is written: see tootlake._gc
+        return run(
+            events,
+            sink or ParquetSink(lake),
+            recorder=recorder,
+            on_progress=on_progress,
+        )
 
 
 def produce(

@@ -3,20 +3,27 @@ TOOTLAKE_* environment < command-line flags. One name, four spellings: flag `--l
 `TOOTLAKE_LAKE` = TOML `lake = ...` = field `lake`.
 
 The config file is `$TOOTLAKE_CONFIG`, else `~/.config/tootlake/tootlake.toml`: outside the
-repository, since it may hold tokens. Secrets never print (`repr=False`, shown as ***).
+repository, since it may hold tokens. Secrets never print (`repr=False`, shown as ***): every
+token loaded here is registered with `tootlake.redact`, so logs and error messages mask it too.
+A file holding tokens that other users can read gets a warning, as ssh gives for keys.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import stat
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tootlake.errors import ConfigError
+from tootlake.redact import register_secret
 
-__all__ = ["Settings", "config_path", "load_settings"]
+__all__ = ["Settings", "check_private", "config_path", "load_settings"]
+
+log = logging.getLogger(__name__)
 
 DEFAULT_LAKE = "./lake"
 
@@ -56,6 +63,26 @@ def _read_config(path: Path) -> dict[str, Any]:
         raise ConfigError(f"Cannot read the config file {path}: {exc}") from exc
 
 
+def check_private(path: str | Path, what: str = "file") -> bool:
+    """Warn (and return False) when other users can read a file that holds secrets."""
+    if os.name != "posix":  # no such mode bits to check
+        return True
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return True  # whoever opens it says why it cannot
+    if mode & (stat.S_IRGRP | stat.S_IROTH):
+        log.warning(
+            "The %s %s holds tokens and other users can read it (mode %04o): run chmod 600 %s",
+            what,
+            path,
+            stat.S_IMODE(mode),
+            path,
+        )
+        return False
+    return True
+
+
 def _truthy(value: str) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
@@ -63,11 +90,24 @@ def _truthy(value: str) -> bool:
 def load_settings(**flags: Any) -> Settings:
     """Settings from defaults, the config file, the environment and flags (None = not given)."""
     values: dict[str, Any] = {}
-    config = _read_config(config_path())
+    path = config_path()
+    config = _read_config(path)
     values.update({k: v for k, v in config.items() if k in {"lake", "include_opted_out"}})
-    tokens: dict[str, str] = {
-        str(k).lower(): str(v) for k, v in (config.get("tokens") or {}).items()
-    }
+    table = config.get("tokens") or {}
+    if not isinstance(table, dict):
+        raise ConfigError(
+            f'The config file {path}: [tokens] must be a table of instance = "token" lines.'
+        )
+    tokens: dict[str, str] = {}
+    for key, value in table.items():
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(
+                f"The config file {path}: the token for {key} in [tokens] is "
+                + ("empty." if isinstance(value, str) else "not a string.")
+            )
+        tokens[str(key).lower()] = value.strip()
+    if tokens:
+        check_private(path, "config file")
     env = os.environ
     if env.get("TOOTLAKE_LAKE"):
         values["lake"] = env["TOOTLAKE_LAKE"]
@@ -75,10 +115,14 @@ def load_settings(**flags: Any) -> Settings:
         values["include_opted_out"] = _truthy(env["TOOTLAKE_INCLUDE_OPTED_OUT"])
     for key, value in env.items():
         # TOOTLAKE_TOKEN_<HOST>: dots and colons of the host written as underscores.
-        if key.startswith("TOOTLAKE_TOKEN_") and value:
-            tokens[key.removeprefix("TOOTLAKE_TOKEN_").lower()] = value
+        if key.startswith("TOOTLAKE_TOKEN_"):
+            if value.strip():
+                tokens[key.removeprefix("TOOTLAKE_TOKEN_").lower()] = value.strip()
+            else:
+                log.warning("The token in %s is empty: ignored.", key)
     values.update({k: v for k, v in flags.items() if v is not None and k != "tokens"})
     tokens.update(flags.get("tokens") or {})
+    register_secret(*tokens.values())
     return Settings(tokens=tokens, **values)
 
 

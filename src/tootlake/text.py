@@ -24,6 +24,22 @@ _TAGS = re.compile(r"<[^>]*>")
 # One lxml parser per thread: parser objects must not be shared between threads.
 _local = threading.local()
 
+# The fast path. Mastodon's sanitiser writes a small, regular HTML: these tags, attributes as
+# ` name="value"`, and `&amp; &lt; &gt; &quot; &#39; &apos; &nbsp;` as the only entities. For
+# such a document libxml2's text is the document without its tags, entities decoded, so string
+# work gives it for a fraction of a parse; anything else goes to the parser.
+# tests/test_text_fastpath.py checks, on any input, that the two agree.
+_SIMPLE_TAG_NAMES = "a|b|blockquote|br|code|del|em|i|li|ol|p|pre|s|span|strong|u|ul"
+_SIMPLE_TAG = re.compile(
+    rf'<(?:/(?:{_SIMPLE_TAG_NAMES})|(?:{_SIMPLE_TAG_NAMES})(?: [a-z0-9-]++="[^"<>]*+")*+)>'
+)
+_ODD_ENTITY = re.compile(r"&(?!(?:amp|lt|gt|quot|#39|apos|nbsp);)")
+_ENTITIES = {"&lt;": "<", "&gt;": ">", "&quot;": '"', "&#39;": "'", "&apos;": "'", "&nbsp;": "\xa0"}
+# What libxml2 skips before a document's first node: HTML whitespace and a byte order mark.
+_SKIPPED_AT_START = " \t\n\x0c\r\ufeff"
+# libxml2 stops reading at 255 open elements: a document with fewer tags cannot get there.
+_MAX_TAGS = 250
+
 
 def _parser() -> etree.HTMLParser:
     parser = getattr(_local, "parser", None)
@@ -40,7 +56,41 @@ def html_to_text(html: str | None) -> str:
         return ""
     if "<" not in html and "&" not in html:
         return html
-    html = _LINE_BREAK.sub("\n", _PARAGRAPH_BREAK.sub("\n\n", html))
+    html = _with_newlines(html)
+    text = _simple_text(html)
+    return _parsed_text(html) if text is None else text
+
+
+def _with_newlines(html: str) -> str:
+    """`html` with its paragraph breaks and `<br>` as newlines, for either path."""
+    return _LINE_BREAK.sub("\n", _PARAGRAPH_BREAK.sub("\n\n", html))
+
+
+def _simple_text(html: str) -> str | None:
+    """The text of `html` (breaks already newlines) when it holds only what Mastodon's
+    sanitiser writes, by string work; None for anything else."""
+    if html[0] in _SKIPPED_AT_START or html.startswith("</"):
+        return None
+    text, tags = _SIMPLE_TAG.subn("", html)
+    # Another tag, a comment or a bare `<`; too many tags; NUL and CR, which libxml2 rewrites.
+    if "<" in text or tags > _MAX_TAGS or "\x00" in text or "\r" in text:
+        return None
+    if not html.isascii():
+        try:
+            html.encode()
+        except UnicodeEncodeError:  # lone surrogates (from JSON): libxml2 stops there
+            return None
+    if "&" in text:
+        if _ODD_ENTITY.search(html):
+            return None
+        for entity, char in _ENTITIES.items():
+            text = text.replace(entity, char)
+        text = text.replace("&amp;", "&")  # last, so that `&amp;lt;` stays `&lt;`
+    return text
+
+
+def _parsed_text(html: str) -> str:
+    """The text of `html` (breaks already newlines) by a real HTML parser: any input."""
     try:
         # lxml (libxml2): a real HTML parser, and the fastest per small document we measured
         # (~9 us; lexbor pays ~20 us to set up each document, BeautifulSoup ~20x more).
@@ -67,3 +117,44 @@ def has_opt_out_tag(note_html: str | None) -> bool:
         return False
     # Hashtags in a bio are rendered as `#<span>nobot</span>`: drop tags before matching.
     return _OPT_OUT_TAG.search(_TAGS.sub("", note_html)) is not None
+
+
+# ----------------------------------------------------------------------------------------
+# Text for people: what reaches a terminal
+
+# An escape sequence as a whole, in its 7-bit (ESC ...) and 8-bit (C1) forms: CSI with its
+# parameters; OSC, DCS, SOS, PM and APC strings up to their terminator (BEL or ST), or to the
+# end when unterminated, as a terminal would swallow them; any other ESC with its bytes.
+_ESCAPE_SEQUENCE = re.compile(
+    r"(?:\x1b\[|\x9b)[\x30-\x3f]*[\x20-\x2f]*[\x40-\x7e]?"
+    r"|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
+    r"|\x1b[\x20-\x2f]*[\x30-\x7e]?"
+)
+# Control characters (C0 but tab and newline, DEL, C1), bidirectional overrides, embeddings,
+# isolates and marks (text that reads in another order than it is stored), and the Unicode
+# line and paragraph separators.
+_UNSAFE = "\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+_UNSAFE_CHARS = re.compile(f"[{_UNSAFE}]")
+_SURROGATES = re.compile("[\ud800-\udfff]")  # lone ones (from JSON): they cannot be printed
+_JSON_UNSAFE = re.compile(f"[{_UNSAFE}\ud800-\udfff]")
+
+
+def for_terminal(text: str) -> str:
+    """`text` safe to print: without escape sequences (colours, titles, hyperlinks, cursor
+    moves), control characters but tab and newline, and bidi controls. Untrusted text, from
+    the fediverse or from a lake, goes through this before it reaches a terminal."""
+    if text.isascii() and text.isprintable():
+        return text
+    text = _ESCAPE_SEQUENCE.sub("", text)
+    text = _UNSAFE_CHARS.sub("", text)
+    return _SURROGATES.sub("\ufffd", text)
+
+
+def json_for_terminal(text: str) -> str:
+    """JSON text (from `json.dumps(..., ensure_ascii=False)`) with the characters
+    `for_terminal` removes written as `\\uXXXX` escapes: the same JSON value, safe to print.
+    (json.dumps escapes C0 controls itself, but not DEL, C1, bidi controls or lone
+    surrogates.)"""
+    if text.isascii():
+        return text.replace("\x7f", "\\u007f")
+    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)

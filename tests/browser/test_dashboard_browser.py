@@ -3,6 +3,8 @@ Chromium, while the lake grows."""
 
 from __future__ import annotations
 
+import os
+
 from playwright.sync_api import expect
 
 from tootlake.analysis.dashboard import HEADERS
@@ -63,6 +65,7 @@ def test_hostile_posts_run_nothing_in_the_dashboard(new_page, dashboard_server, 
 
 
 def test_dashboard_json_and_health_answer_on_loopback(new_page, dashboard_server, lake):
+    os.makedirs(lake)
     server = dashboard_server(lake)  # an empty lake: nothing collected yet
     watched = new_page()
     body = watched.page.goto(server.url + "report.json").json()

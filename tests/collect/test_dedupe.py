@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 from tootlake.analysis.lake import open_lake
 from tootlake.pipeline import Recorder, RunStats, run
-from tootlake.record import Delete, Post, Sighting
+from tootlake.record import Delete, Post, Sighting, validate_status
 from tootlake.sinks.parquet import ParquetSink
 from tootlake.sources import DELETE, EDIT, UPDATE, Event
 
@@ -16,7 +17,8 @@ from ..conftest import real_status
 def _copy(status, observed_on, local_id, **changes):
     out = copy.deepcopy(status)
     out.update(id=local_id, **changes)
-    return Event(UPDATE if "edited_at" not in changes else EDIT, observed_on, status=out)
+    kind = UPDATE if "edited_at" not in changes else EDIT
+    return Event(kind, observed_on, status=validate_status(out))
 
 
 def test_same_uri_on_three_instances_is_one_post_and_three_sightings(lake):
@@ -91,6 +93,7 @@ def test_delete_of_an_instance_that_only_sighted_the_post_applies(lake):
 
 
 def test_empty_lake_has_a_sightings_view(lake):
+    Path(lake).mkdir()
     assert open_lake(lake).execute("SELECT count(*) FROM sightings").fetchone()[0] == 0
 
 

@@ -58,7 +58,7 @@ def test_instances_check_says_what_collect_would_do(fediverse):
             f"{host0}={TOKEN}"]  # fmt: skip
     result = runner.invoke(main, [*args, "--format", "json"])
     assert result.exit_code == 0, result.output
-    reports = {r["instance"]: r for r in json.loads(result.output)}
+    reports = {r["instance"]: r for r in json.loads(result.stdout)}  # stderr: the --token warning
     assert [r["action"] for r in reports.values()] == ["stream", "poll", "needs token", "down"]
     assert reports[host0]["token"] is True and reports[host0]["version"]
     assert TOKEN not in result.output

@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from tests.conftest import all_real_statuses
@@ -157,7 +158,54 @@ def unique_events(n: int, *, tag: str = "") -> Iterator[Event]:
             id=f"{status['id']}{k:07d}",
             created_at=created.isoformat().replace("+00:00", "Z"),
         )
-        yield Event(UPDATE, observed_on, status=copy, where=f"unique:{k}")
+        yield Event(UPDATE, observed_on, status=_valid(copy), where=f"unique:{k}")
+
+
+def _valid(status: dict[str, Any]) -> Any:
+    from tootlake.record import ValidStatus, validate_status
+
+    checked = validate_status(status)
+    assert isinstance(checked, ValidStatus), checked
+    return checked
+
+
+def unique_posts(n: int, *, tag: str = "") -> list[Any]:
+    """The posts of `unique_events(n, tag=tag)`."""
+    from tootlake.record import to_post
+
+    return [to_post(e.status, e.observed_on) for e in unique_events(n, tag=tag)]
+
+
+def real_rejects(n: int) -> list[Any]:
+    """n Reject records as the sources make them, from real statuses broken the ways issue 9
+    found (a status that is not JSON, a bad created_at, an account that is a string, a uri that
+    is a number), with rejected_at over two days so a sink flush spans dates."""
+    import json
+
+    from tootlake.record import Rejection, decode_status
+    from tootlake.sources import reject_event
+
+    breaks = [
+        None,
+        {"created_at": "0001-01-01T00:00:00+01:00"},
+        {"account": "bob"},
+        {"uri": 5},
+    ]
+    statuses = list(all_real_statuses())
+    out = []
+    for k in range(n):
+        where, observed_on, status = statuses[k % len(statuses)]
+        broken = breaks[k % len(breaks)]
+        raw = b"\xff{not json" if broken is None else json.dumps({**status, **broken}).encode()
+        rejection = decode_status(raw)
+        assert isinstance(rejection, Rejection), rejection
+        event = reject_event(
+            rejection, raw, source="replay", observed_on=observed_on, where=f"{where}#{k}"
+        )
+        assert event.reject is not None
+        rejected_at = BASE + timedelta(days=k % 2, seconds=k)
+        out.append(msgspec.structs.replace(event.reject, rejected_at=rejected_at))
+    return out
 
 
 def version_counts(lake: str) -> list[tuple[Any, ...]]:
@@ -222,7 +270,7 @@ def lake_files(lake: str) -> dict[str, str | None]:
 
     storage = storage_for(lake)
     out: dict[str, str | None] = {}
-    for table in ("posts", "deletes", "sightings"):
+    for table in ("posts", "deletes", "sightings", "rejects"):
         from tootlake.sinks.layout import join
 
         for info in file_infos(storage, join(lake, table)):

@@ -14,7 +14,6 @@ from tests.conftest import REAL
 from tests.ports import free_port
 from tootlake.errors import TransportError
 from tootlake.pipeline import Recorder, RunStats, produce, replay_to_kafka
-from tootlake.record import from_status
 from tootlake.transports import Batch
 from tootlake.transports.kafka import KafkaTransport
 
@@ -25,6 +24,7 @@ from .conftest import (
     end_offsets,
     restart_broker,
     unique_events,
+    unique_posts,
 )
 from .test_kafka_sink import sink_once
 
@@ -36,7 +36,7 @@ def _dead_port() -> str:
 
 
 def _posts(n: int) -> list:
-    return [from_status(e.status, e.observed_on) for e in unique_events(n, tag="p")]
+    return unique_posts(n, tag="p")
 
 
 def test_an_unreachable_broker_at_start_is_a_clear_error():
@@ -132,11 +132,12 @@ def test_replay_command_sends_to_kafka(kafka, topic):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert (
-        f"Replayed 530 events into Kafka topic {topic} at {kafka}: 455 posts, 26 edits"
+        f"Replayed 531 events into Kafka topic {topic} at {kafka}: 455 posts, 26 edits"
         in result.stdout
     )
+    assert "; 1 rejected" in result.stdout  # malformed.json:50, sent as a reject
     offsets = end_offsets(kafka, topic)
-    assert sum(offsets.values()) == 481 and len([p for p in offsets.values() if p]) == PARTITIONS
+    assert sum(offsets.values()) == 482 and len([p for p in offsets.values() if p]) == PARTITIONS
 
 
 def test_schema_registry_messages_are_read_by_confluents_own_deserializer(kafka, topic, group):

@@ -1,10 +1,12 @@
 """Sink workers against a real broker, on a local and an S3 lake: the same lake as the embedded
-path, exactly once through crashes (SIGKILL, a crash between write and commit), SIGTERM, a
-rebalance from one worker to two, and dead letters."""
+path (posts, deletes, sightings and rejects), exactly once through crashes (SIGKILL, a crash
+between write and commit), SIGTERM, a rebalance from one worker to two, and dead letters."""
 
 from __future__ import annotations
 
 import base64
+import dataclasses
+import io
 import json
 import signal
 import subprocess
@@ -15,6 +17,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import msgspec
+import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import REAL
@@ -23,10 +27,12 @@ from tootlake.analysis import open_lake
 from tootlake.analysis.report import build_report, report_as_dict
 from tootlake.avro import single_object_encoder
 from tootlake.pipeline import Recorder, RunStats, produce, replay, replay_to_kafka, run
-from tootlake.record import from_status
+from tootlake.record import Delete, Sighting, reject_arrow_schema
 from tootlake.sinks.kafka_sink import KafkaSinkWorker, SinkWorkerStats
 from tootlake.sinks.parquet import ParquetSink
 from tootlake.sinks.storage import storage_for
+from tootlake.transports import Batch
+from tootlake.transports.kafka import KafkaTransport
 
 from .conftest import (
     REAL_FILES,
@@ -34,8 +40,10 @@ from .conftest import (
     committed_offsets,
     end_offsets,
     lake_files,
+    real_rejects,
     sink_command,
     unique_events,
+    unique_posts,
     version_counts,
 )
 
@@ -67,10 +75,15 @@ def test_replaying_through_kafka_gives_the_embedded_lake(kafka, topic, group, la
     replay(files, embedded)
     replay_to_kafka(files, kafka=kafka, topic=topic)
     stats = sink_once(kafka, topic, group, lake_url)
-    assert (stats.messages, stats.posts, stats.dead) == (481, 481, 0)
+    # malformed.json holds one status that cannot become a post: a reject, on Kafka too
+    assert (stats.messages, stats.posts, stats.rejects, stats.dead) == (482, 481, 1, 0)
     assert report_of(lake_url) == report_of(embedded)
     # the very same rows, each written once: posts_all, not only the deduplicating view
     assert version_counts(lake_url) == version_counts(embedded)
+    query = "SELECT * EXCLUDE (rejected_at) FROM rejects ORDER BY ALL"
+    assert open_lake(lake_url).execute(query).fetchall() == (
+        open_lake(embedded).execute(query).fetchall()
+    )
     assert committed_offsets(kafka, group, topic) == end_offsets(kafka, topic)
     names = [Path(p).name for p in stats.paths]
     assert all(n.startswith(f"{topic}+") and n.endswith(".parquet") for n in names)
@@ -87,7 +100,7 @@ def test_deletes_and_sightings_reach_their_tables_as_in_the_embedded_lake(
     # sightings: the collector's dedupe, the same posts seen again on another instance
     seen_twice = list(unique_events(30, tag="s"))
     for event in list(seen_twice):
-        again = dict(event.status, id=f"9{event.status['id']}")
+        again = dataclasses.replace(event.status, id=f"9{event.status.id}")
         seen_twice.append(type(event)(event.kind, "elsewhere.example", status=again, where="again"))
     run(
         seen_twice,
@@ -227,7 +240,7 @@ def test_garbage_goes_to_the_dead_letter_file_and_the_sink_goes_on(
     from confluent_kafka import Producer
 
     encode = single_object_encoder()
-    posts = [from_status(e.status, e.observed_on) for e in unique_events(200, tag="d")]
+    posts = unique_posts(200, tag="d")
     garbage = [b"\x00\x01garbage", b'{"json": true}', b"\xc3\x01" + b"\x00" * 8 + b"body", b""]
     producer = Producer({"bootstrap.servers": kafka})
     for k, post in enumerate(posts):
@@ -266,3 +279,53 @@ def test_confluent_framed_messages_are_sunk_with_the_registry(kafka, topic, grou
     # without the registry the sink cannot know the schema: dead letters, not guesses
     blind = sink_once(kafka, topic, f"{group}-blind", str(tmp_path / "blind"))
     assert blind.dead == blind.messages == stats.messages
+
+
+def test_rejects_sent_through_kafka_land_in_the_rejects_table_once(kafka, topic, group, lake_url):
+    posts = unique_posts(60, tag="j")
+    rejects = real_rejects(40)
+    deleted = Delete("mastodon.social", "1", posts[0].uri, posts[0].ingested_at)
+    seen = Sighting(posts[1].uri, "elsewhere.example", "42", posts[1].ingested_at)
+    records = [*posts[:30], *rejects[:25], deleted, seen, *posts[30:], *rejects[25:]]
+    acked: list[str] = []
+    transport = KafkaTransport(kafka, topic)
+    transport.send(Batch(records[:50], [lambda: acked.append("first")]))
+    transport.send(Batch(records[50:], [lambda: acked.append("second")]))
+    transport.close(timeout=60)
+    assert acked == ["first", "second"]
+    assert sum(end_offsets(kafka, topic).values()) == len(records)
+
+    stats = sink_once(kafka, topic, group, lake_url)
+    assert (stats.posts, stats.deletes, stats.sightings, stats.rejects, stats.dead) == (
+        60, 1, 1, 40, 0,
+    )  # fmt: skip
+    assert committed_offsets(kafka, group, topic) == end_offsets(kafka, topic)
+    # the files: LAKE/rejects/date=D/<topic>+<partition>+<first offset:020d>.parquet
+    storage = storage_for(lake_url)
+    files = sorted(p for p in stats.paths if "/rejects/" in p)
+    assert {p.split("/rejects/")[1].split("/")[0] for p in files} == {
+        "date=2024-05-01", "date=2024-05-02",
+    }  # fmt: skip
+    for path in files:
+        _topic, _partition, offset = Path(path).name.removesuffix(".parquet").split("+")
+        assert (_topic, len(offset)) == (topic, 20) and int(_partition) in range(4)
+    tables = [pq.read_table(io.BytesIO(storage.read(p))) for p in files]
+    assert all(t.schema.equals(reject_arrow_schema()) for t in tables)
+    rows = [row for t in tables for row in t.to_pylist()]
+    assert sorted(rows, key=_reject_order) == sorted(
+        (msgspec.structs.asdict(r) for r in rejects), key=_reject_order
+    )
+    # and through the lake's view, as analysts read them
+    assert open_lake(lake_url).execute("SELECT count(*) FROM rejects").fetchone() == (40,)
+
+    # Read again by another group with the same batches (one per partition): the replay writes
+    # files of the same names over the old ones, never a second copy of a row.
+    before = lake_files(lake_url)
+    again = sink_once(kafka, topic, f"{group}-again", lake_url)
+    assert again.rejects == 40 and set(lake_files(lake_url)) == set(before)
+    assert open_lake(lake_url).execute("SELECT count(*) FROM rejects").fetchone() == (40,)
+    assert_each_post_once(lake_url, 60)
+
+
+def _reject_order(row: dict[str, Any]) -> tuple[str, str]:
+    return (row["where"], row["rejected_at"].isoformat())

@@ -17,10 +17,17 @@ in the report (same template, same charts).
     GET /             the page
     GET /report.json  the same figures as JSON (`tootlake report --format json`)
     GET /healthz      "ok"
+
+A request whose `Host` header is not the address the dashboard is bound to (or `localhost`
+when that is loopback, or a name given with `allow_hosts`) is answered 400: a page on another
+site cannot reach the dashboard by pointing its own name at 127.0.0.1 (DNS rebinding). When
+bound to every address (0.0.0.0, ::), an IP address is accepted, a name only when allowed.
+Error pages say what failed, never a path: the reason goes to the log.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import threading
@@ -31,9 +38,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tootlake.analysis import queries
+from tootlake.analysis.lake import check_lake
 from tootlake.errors import MissingDependency, TootlakeError
 
-__all__ = ["HEADERS", "DashboardState", "create_app", "serve"]
+__all__ = ["HEADERS", "DashboardState", "allowed_hosts", "create_app", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -106,11 +114,13 @@ class DashboardState:
             except Exception as exc:  # a file compacted away mid-query, a bad file...
                 if self._snapshot is None:
                     raise
-                self._error = f"{type(exc).__name__}: {exc}"
+                # The page names the kind of failure only: the reason (paths) goes to the log.
+                self._error = type(exc).__name__
                 log.warning(
-                    "Dashboard refresh of %s failed, showing the last result: %s",
+                    "Dashboard refresh of %s failed, showing the last result: %s: %s",
                     self.lake,
                     self._error,
+                    exc,
                 )
             self._taken = time.monotonic()
             return self._snapshot
@@ -124,7 +134,7 @@ class DashboardState:
         notice = (
             f'<p class="stale" role="status">Showing the figures of '
             f"{snapshot.computed_at:%H:%M:%S} UTC: the last refresh failed "
-            f"({escape(self._error)}).</p>"
+            f"({escape(self._error)}; the reason is in the dashboard's log).</p>"
         )
         return snapshot.page.replace(_STATUS_MARK, notice, 1)
 
@@ -175,16 +185,23 @@ def create_app(
     terms: Sequence[str] = queries.DEFAULT_TERMS,
     top: int = 20,
     state: DashboardState | None = None,
+    host: str = "127.0.0.1",
+    allow_hosts: Sequence[str] = (),
 ) -> Any:
-    """The dashboard as a Starlette app (ASGI)."""
+    """The dashboard as a Starlette app (ASGI), to be served on `host`; requests naming
+    another host than `allowed_hosts(host, allow_hosts)` get 400. A lake that does not exist
+    is a LakeError (an empty folder is an empty lake)."""
     try:
         from starlette.applications import Starlette
         from starlette.concurrency import run_in_threadpool
+        from starlette.middleware import Middleware
         from starlette.requests import Request
         from starlette.responses import HTMLResponse, PlainTextResponse, Response
         from starlette.routing import Route
     except ImportError as exc:
         raise MissingDependency("starlette", "dashboard") from exc
+
+    check_lake(lake)
 
     state = state or DashboardState(
         lake, refresh=refresh, cache_seconds=cache_seconds, terms=terms, top=top
@@ -211,8 +228,10 @@ def create_app(
 
     async def failed(request: Request, exc: Exception) -> Response:
         log.error("Dashboard of %s failed: %s", state.lake, exc, exc_info=exc)
-        return PlainTextResponse(
-            f"The dashboard cannot read the lake: {exc}", status_code=503, headers=HEADERS
+        return PlainTextResponse(  # no paths: the reason is in the log
+            f"The dashboard cannot read the lake ({type(exc).__name__}); the reason is in its log.",
+            status_code=503,
+            headers=HEADERS,
         )
 
     app = Starlette(
@@ -222,6 +241,7 @@ def create_app(
             Route("/healthz", healthz, methods=["GET", "HEAD"]),
         ],
         exception_handlers={404: not_found, 500: failed},
+        middleware=[Middleware(_HostCheck, allowed=allowed_hosts(host, allow_hosts))],
     )
     app.state.dashboard = state
     return app
@@ -235,9 +255,12 @@ def serve(
     refresh: int = 10,
     cache_seconds: float | None = None,
     log_level: str = "warning",
+    allow_hosts: Sequence[str] = (),
 ) -> None:
     """Run the dashboard with uvicorn until interrupted."""
-    app = create_app(lake, refresh=refresh, cache_seconds=cache_seconds)
+    app = create_app(
+        lake, refresh=refresh, cache_seconds=cache_seconds, host=host, allow_hosts=allow_hosts
+    )
     try:
         import uvicorn
     except ImportError as exc:
@@ -251,3 +274,69 @@ def serve(
         access_log=log_level in {"debug", "info"},
     )
     uvicorn.Server(config).run()
+
+
+# ----------------------------------------------------------------------------------------
+# the Host header
+
+
+def _host_name(value: str) -> str:
+    """The host of a `Host` header or bind address, as compared: lower case, no port, no
+    trailing dot, IPv6 in brackets."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        return value.split("]", 1)[0] + "]"
+    if value.count(":") > 1:  # a bare IPv6 address (a bind address)
+        return f"[{value}]"
+    return value.split(":", 1)[0].rstrip(".")
+
+
+def _ip(name: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(name.strip("[]"))
+    except ValueError:
+        return None
+
+
+def allowed_hosts(host: str, allow_hosts: Sequence[str] = ()) -> frozenset[str]:
+    """The `Host` names a dashboard bound to `host` answers: that address, `localhost` and
+    the loopback addresses when it is loopback, and `allow_hosts`. "*" stands for any IP
+    address (for a dashboard bound to every address, 0.0.0.0 or ::)."""
+    names = {_host_name(host)} | {_host_name(name) for name in allow_hosts}
+    address = _ip(_host_name(host))
+    if host == "localhost" or (address is not None and address.is_loopback):
+        names |= {"localhost", "127.0.0.1", "[::1]"}
+    if address is not None and address.is_unspecified:
+        names.add("*")
+    return frozenset(names)
+
+
+class _HostCheck:
+    """ASGI middleware: 400 for a request whose `Host` is not allowed (DNS rebinding)."""
+
+    def __init__(self, app: Any, allowed: frozenset[str]) -> None:
+        self.app = app
+        self.allowed = allowed
+
+    def ok(self, host: str | None) -> bool:
+        if not host:
+            return False
+        name = _host_name(host)
+        return name in self.allowed or ("*" in self.allowed and _ip(name) is not None)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] in ("http", "websocket"):
+            host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), None)
+            if not self.ok(host):
+                from starlette.responses import PlainTextResponse
+
+                log.info("Dashboard refused a request for host %r", host)
+                response = PlainTextResponse(
+                    "Invalid Host header: this dashboard answers only to its own address "
+                    "(see --allow-host).",
+                    status_code=400,
+                    headers=HEADERS,
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

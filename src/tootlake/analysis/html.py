@@ -89,14 +89,16 @@ def write_html_report(
     *,
     report: Mapping[str, pa.Table] | None = None,
     collection: Mapping[str, Any] | None = None,
+    con: duckdb.DuckDBPyConnection | None = None,
 ) -> None:
     """Write the report of a lake as one self-contained HTML file at `path`.
 
     `report` is `build_report()`'s result when the caller has it already (it is computed
     otherwise); `collection` the stats of the run that collected the lake (`RunStats.as_dict()`
-    shape), else they are read from the lake's `_tootlake/` folder when there.
+    shape), else they are read from the lake's `_tootlake/` folder when there; `con` an open
+    connection to the lake to query (else one is opened).
     """
-    page = render_html_report(lake, report=report, collection=collection)
+    page = render_html_report(lake, report=report, collection=collection, con=con)
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     # written whole or not at all: a browser never shows half a report

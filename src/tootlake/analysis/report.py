@@ -1,9 +1,18 @@
 """The report: every analysis of the lake at once, rendered as terminal tables, JSON, CSV or
-Markdown. (`tootlake.analysis.html` renders the same report as one HTML page.)"""
+Markdown. (`tootlake.analysis.html` renders the same report as one HTML page.)
+
+Text in the lake comes from the fediverse and is untrusted. Every format is safe to print:
+tables and Markdown never carry control characters, escape sequences or bidi controls
+(`tootlake.text.for_terminal`); Markdown escapes `|`, `\\`, HTML and line breaks (`<br>`), so
+a row stays one row; JSON writes those characters as `\\uXXXX` escapes (the same value). CSV
+is lossless, unless `terminal=True` (stdout is a terminal): then its text goes through
+`for_terminal` too.
+"""
 
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 import re
@@ -18,13 +27,15 @@ import pyarrow as pa
 from tootlake.analysis import queries
 from tootlake.analysis.lake import open_lake
 from tootlake.errors import ConfigError
+from tootlake.text import for_terminal, json_for_terminal
 
 __all__ = ["FORMATS", "SECTIONS", "build_report", "render_report", "render_table"]
 
 FORMATS = ("table", "json", "csv", "markdown")
 # Sections that are one row, shown as an object rather than a list.
 _SINGLE = {"summary", "longest"}
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Line breaks as Markdown and HTML parsers see them (and the ones some editors add).
+_LINE_BREAKS = re.compile("\r\n|[\n\r\x0b\x0c\x85\u2028\u2029]")
 SECTIONS = (
     "summary",
     "daily",
@@ -116,10 +127,17 @@ def report_as_dict(report: dict[str, pa.Table]) -> dict[str, Any]:
     return out
 
 
-def render_report(report: dict[str, pa.Table], fmt: str = "table") -> str:
-    """The report as text in one of FORMATS."""
+def _json(value: Any) -> str:
+    return json_for_terminal(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+
+
+def render_report(
+    report: dict[str, pa.Table], fmt: str = "table", *, terminal: bool = False
+) -> str:
+    """The report as text in one of FORMATS (`terminal`: for a terminal, see the module's
+    docstring)."""
     if fmt == "json":
-        return json.dumps(report_as_dict(report), indent=2, ensure_ascii=False)
+        return _json(report_as_dict(report))
     if fmt not in FORMATS:
         raise ConfigError(f"Invalid format {fmt!r}. Allowed values: {', '.join(FORMATS)}.")
     parts = []
@@ -138,26 +156,33 @@ def render_report(report: dict[str, pa.Table], fmt: str = "table") -> str:
                 if pairs
                 else table
             )
-        parts.append(render_table(table, fmt, title=TITLES.get(name, name), section=name))
+        parts.append(
+            render_table(table, fmt, title=TITLES.get(name, name), section=name, terminal=terminal)
+        )
     return "\n".join(parts)
 
 
-def render_table(table: pa.Table, fmt: str, *, title: str = "", section: str = "") -> str:
+def render_table(
+    table: pa.Table, fmt: str, *, title: str = "", section: str = "", terminal: bool = False
+) -> str:
+    """One table as text in one of FORMATS (`terminal`: for a terminal, see the module's
+    docstring)."""
     rows = _rows(table)
     columns = table.column_names
     if fmt == "json":
-        return json.dumps(rows, indent=2, ensure_ascii=False)
+        return _json(rows)
     if fmt == "csv":
         buffer = io.StringIO()
         if section:
             buffer.write(f"# {section}\n")
-        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
+        clean = _for_terminal if terminal else _same
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow([clean(c) for c in columns])
+        writer.writerows([clean(row[c]) for c in columns] for row in rows)
         return buffer.getvalue()
     if fmt == "markdown":
-        lines = [f"## {title}", ""] if title else []
-        lines.append("| " + " | ".join(columns) + " |")
+        lines = [f"## {_md_cell(title)}", ""] if title else []
+        lines.append("| " + " | ".join(_md_cell(c) for c in columns) + " |")
         lines.append("|" + "---|" * len(columns))
         for row in rows:
             cells = [_md_cell(row[c]) for c in columns]
@@ -166,19 +191,30 @@ def render_table(table: pa.Table, fmt: str, *, title: str = "", section: str = "
     return _rich_table(rows, columns, title)
 
 
+def _for_terminal(value: Any) -> Any:
+    return for_terminal(value) if isinstance(value, str) else value
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
 def _md_cell(value: Any) -> str:
-    text = "" if value is None else str(value)
-    return text.replace("|", "\\|").replace("\n", " ")
+    """A Markdown table cell: one line, no control characters, no raw HTML, no `|` that
+    would end the cell."""
+    text = for_terminal(_LINE_BREAKS.sub("\n", "" if value is None else str(value)))
+    text = html.escape(text, quote=False).replace("\\", "\\\\").replace("|", "\\|")
+    return text.replace("\n", "<br>")
 
 
 def _rich_table(rows: list[dict[str, Any]], columns: list[str], title: str) -> str:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=title, title_justify="left", title_style="bold")
+    table = Table(title=_cell(title) if title else None, title_justify="left", title_style="bold")
     for column in columns:
         numeric = rows and isinstance(rows[0].get(column), int | float)
-        table.add_column(column, justify="right" if numeric else "left", overflow="fold")
+        table.add_column(_cell(column), justify="right" if numeric else "left", overflow="fold")
     for row in rows:
         table.add_row(*(_cell(row[c]) for c in columns))
     console = Console(file=io.StringIO(), width=120, force_terminal=False, color_system=None)
@@ -197,4 +233,4 @@ def _cell(value: Any) -> Any:
     if isinstance(value, float):
         return f"{value:,.1f}"
     # Text from the fediverse is untrusted: no rich markup, no terminal control sequences.
-    return Text(_CONTROL.sub("", str(value)))
+    return Text(for_terminal(str(value)))

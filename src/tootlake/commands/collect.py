@@ -18,14 +18,42 @@ from tootlake.settings import load_settings
 TIMELINE = click.Choice(["public", "local", "remote"])
 
 
+def _limit_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Size limits per connection (docs/collect.md, "Limits"): beyond one, the connection is
+    dropped and the instance backs off."""
+    for flag, default, what in reversed(
+        [
+            ("--max-body", "10MiB", "a REST answer or instance document"),
+            ("--max-sse-line", "1MiB", "one SSE line"),
+            ("--max-sse-event", "1MiB", "the data lines of one SSE event"),
+            ("--max-ws-message", "1MiB", "one WebSocket message"),
+        ]
+    ):
+        func = click.option(
+            flag,
+            default=default,
+            show_default=True,
+            metavar="SIZE",
+            help=f"Size limit of {what}: beyond it the connection is dropped.",
+        )(func)
+    return func
+
+
 def _instances_options(func: Callable[..., Any]) -> Callable[..., Any]:
     func = click.option(
         "--token",
         "tokens",
         multiple=True,
         metavar="INSTANCE=TOKEN",
-        help="A user token for an instance (repeatable; also TOOTLAKE_TOKEN_<HOST> and the "
-        "config file's [tokens] table). Never logged or stored.",
+        help="A user token for an instance (repeatable). Other local users can read a command "
+        "line (ps): prefer --token-file or TOOTLAKE_TOKEN_<HOST>. Never logged or stored.",
+    )(func)
+    func = click.option(
+        "--token-file",
+        type=click.Path(dir_okay=False),
+        metavar="FILE",
+        help="User tokens, one INSTANCE=TOKEN a line (# comments); keep it chmod 600. Also "
+        "TOOTLAKE_TOKEN_<HOST> and the config file's [tokens] table.",
     )(func)
     func = click.option(
         "--timeline",
@@ -41,14 +69,20 @@ def _settings_and_specs(
     instances: tuple[str, ...],
     instances_file: str | None,
     tokens: tuple[str, ...],
+    token_file: str | None,
     lake: str | None = None,
     include_opted_out: bool | None = None,
 ) -> tuple[Any, list[Any]]:
-    from tootlake.collector import parse_token_flags, read_instances, read_instances_file
-
-    settings = load_settings(
-        lake=lake, include_opted_out=include_opted_out, tokens=parse_token_flags(tokens)
+    from tootlake.collector import (
+        parse_token_flags,
+        read_instances,
+        read_instances_file,
+        read_token_file,
     )
+
+    given = read_token_file(token_file) if token_file else {}
+    given.update(parse_token_flags(tokens))  # --token, the more specific, wins
+    settings = load_settings(lake=lake, include_opted_out=include_opted_out, tokens=given)
     names = list(instances)
     if instances_file:
         names += read_instances_file(instances_file)
@@ -105,6 +139,7 @@ def _settings_and_specs(
     type=float,
     help="A stream silent for this long is dead and reconnected.",
 )
+@_limit_options
 @click.option(
     "--kafka",
     metavar="HOST:PORT",
@@ -129,6 +164,7 @@ def collect(
     instances: tuple[str, ...],
     instances_file: str | None,
     tokens: tuple[str, ...],
+    token_file: str | None,
     timeline: str,
     lake: str | None,
     state_dir: str | None,
@@ -137,6 +173,10 @@ def collect(
     include_opted_out: bool | None,
     flush_seconds: float,
     heartbeat_timeout: float,
+    max_body: str,
+    max_sse_line: str,
+    max_sse_event: str,
+    max_ws_message: str,
     kafka: str | None,
     topic: str,
     schema_registry: str | None,
@@ -151,13 +191,22 @@ def collect(
     cleanly: what was received is written and the cursors saved.
     """
     from tootlake.collector import collect as run_collect
+    from tootlake.sinks.compact import parse_size
     from tootlake.sources.fleet import FleetOptions
 
     settings, specs = _settings_and_specs(
-        instances, instances_file, tokens, lake, include_opted_out
+        instances, instances_file, tokens, token_file, lake, include_opted_out
     )
     stop = threading.Event()
-    options = FleetOptions(timeline=timeline, stream=stream, heartbeat_timeout=heartbeat_timeout)
+    options = FleetOptions(
+        timeline=timeline,
+        stream=stream,
+        heartbeat_timeout=heartbeat_timeout,
+        max_body=parse_size(max_body),
+        max_sse_line=parse_size(max_sse_line),
+        max_sse_event=parse_size(max_sse_event),
+        max_ws_message=parse_size(max_ws_message),
+    )
     stopping = "Stopping: writing what was received (Ctrl-C again to quit now)..."
     with stop_on_signals(stop, stopping), _status_line(quiet) as show:
         result = run_collect(
@@ -220,11 +269,25 @@ def _status_line(quiet: bool) -> Iterator[Callable[[Any], None] | None]:
         if counts.get("starting"):
             text.append(f" · {counts['starting']} starting", style="dim")
         text.append(f" · {stats.deletes:,} deletes · {stats.files} files", style="dim")
+        if stats.rejected:
+            text.append(f" · {stats.rejected:,} rejected", style="yellow")
         return text
 
     console = Console(stderr=True)
     with Live(Text("starting..."), console=console, refresh_per_second=4, transient=True) as live:
         yield lambda progress: live.update(render(progress))
+
+
+def _safe(text: Any) -> str:
+    """Remote text (errors, bodies, versions) for a terminal: no token, no control chars."""
+    from tootlake.redact import redact
+    from tootlake.text import for_terminal
+
+    return for_terminal(redact(str(text)))
+
+
+def _one_line(text: Any) -> str:
+    return " ".join(_safe(text).split())
 
 
 def _print_final(result: Any, lake: str) -> None:
@@ -236,12 +299,13 @@ def _print_final(result: Any, lake: str) -> None:
         f"Collected {stats.posts:,} posts, {stats.edits:,} edits, {stats.deletes:,} deletes "
         f"into {lake} in {stats.elapsed:,.1f}s ({stats.posts_per_second:,.1f} posts/s); "
         f"{stats.sightings:,} sightings of posts already written, {stats.duplicates:,} "
-        f"duplicates dropped; skipped {skipped}; {stats.bad + result.bad:,} bad; "
+        f"duplicates dropped; skipped {skipped}; {stats.rejected:,} rejected (in the rejects "
+        f"table); {sum(stats.coerced.values()):,} odd fields stored as null or default; "
         f"{stats.files} files. Instances: {modes}. State: {result.state_dir}"
     )
     if len(result.health) <= 30:
         for host, entry in sorted(result.health.items()):
-            detail = entry["detail"] or entry["last_error"]
+            detail = _one_line(entry["detail"] or entry["last_error"])
             click.echo(
                 f"  {host}: {entry['status']}"
                 + (f" via {entry['transport']}" if entry.get("transport") else "")
@@ -249,7 +313,7 @@ def _print_final(result: Any, lake: str) -> None:
                 + (f" - {detail}" if detail and entry["status"] != "streaming" else "")
             )
     for example in (result.bad_examples + stats.bad_examples)[:5]:
-        click.echo(f"  bad: {example}", err=True)
+        click.echo(f"  bad: {_one_line(example)}", err=True)
 
 
 # ----------------------------------------------------------------------------------------
@@ -285,9 +349,9 @@ def discover(start: str, limit: int, output: str | None, timeline: str) -> None:
     lines = [f"# instances found from {start}: {len(reports)}"]
     for r in sorted(reports, key=lambda r: r.instance):
         reg = {True: "open", False: "closed", None: "?"}[r.registrations]
-        lines.append(
-            f"{r.instance:40}  # {r.version or '?'}; live feeds {r.live_feeds or '?'}; "
-            f"registrations {reg}; without a token: {r.action}"
+        lines.append(  # the version is remote text: one line, or it could add instances
+            f"{_one_line(r.instance):40}  # {_one_line(r.version) or '?'}; live feeds "
+            f"{_one_line(r.live_feeds) or '?'}; registrations {reg}; without a token: {r.action}"
         )
     text = "\n".join(lines) + "\n"
     if output:
@@ -316,31 +380,37 @@ def check(
     file: str | None,
     instance_names: tuple[str, ...],
     tokens: tuple[str, ...],
+    token_file: str | None,
     timeline: str,
     fmt: str,
 ) -> None:
     """Say, for each instance, what `collect` would do: stream / poll / needs token / down."""
     from tootlake.collector import check_instances
+    from tootlake.redact import redact_json
+    from tootlake.text import json_for_terminal
 
-    _, specs = _settings_and_specs(instance_names, file, tokens)
+    _, specs = _settings_and_specs(instance_names, file, tokens, token_file)
     if not specs:
         raise click.UsageError("Give an instances FILE or --instance.")
     reports = check_instances(specs, timeline)
     if fmt == "json":
-        click.echo(json.dumps([r.as_dict() for r in reports], indent=1))
+        rows = redact_json([r.as_dict() for r in reports])
+        click.echo(json_for_terminal(json.dumps(rows, indent=1, ensure_ascii=False)))
         return
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table("instance", "collect would", "version", "live feeds", "token", "why")
     styles = {"stream": "green", "poll": "green", "needs token": "yellow", "down": "red"}
     for r in reports:
+        # Version, feeds and reasons are remote text: plain Text (no rich markup), made safe.
         table.add_row(
-            r.instance,
-            f"[{styles.get(r.action, '')}]{r.action}[/]",
-            r.version,
-            r.live_feeds,
+            Text(_safe(r.instance)),
+            Text(r.action, style=styles.get(r.action, "")),
+            Text(_safe(r.version)),
+            Text(_safe(r.live_feeds)),
             "yes" if r.token else "no",
-            r.reason,
+            Text(_safe(r.reason)),
         )
     Console(width=160 if not sys.stdout.isatty() else None).print(table)

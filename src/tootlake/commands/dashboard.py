@@ -43,12 +43,24 @@ def _is_loopback(host: str) -> bool:
     help="The page reloads every SECONDS; results are shared for up to 5 s "
     "(longer when computing them is slow).",
 )
+@click.option(
+    "--allow-host",
+    "allow_hosts",
+    multiple=True,
+    metavar="NAME",
+    help="Also answer requests for this host name (repeatable), e.g. the machine's name when "
+    "--host is 0.0.0.0. Others get 400 (DNS rebinding).",
+)
 @run_command
-def dashboard(lake: str | None, host: str, port: int, refresh: int) -> None:
+def dashboard(
+    lake: str | None, host: str, port: int, refresh: int, allow_hosts: tuple[str, ...]
+) -> None:
     """Serve a live page of the report's figures and charts (read-only)."""
     from tootlake.analysis.dashboard import serve
+    from tootlake.analysis.lake import check_lake
 
     settings = load_settings(lake=lake)
+    check_lake(settings.lake)  # before announcing anything: a missing lake is an error
     if not _is_loopback(host):
         click.echo(
             f"Warning: serving on {host}, beyond this machine; the dashboard has no "
@@ -61,4 +73,4 @@ def dashboard(lake: str | None, host: str, port: int, refresh: int) -> None:
         f"(refreshes every {refresh} s; Ctrl-C to stop)",
         err=True,
     )
-    serve(settings.lake, host=host, port=port, refresh=refresh)
+    serve(settings.lake, host=host, port=port, refresh=refresh, allow_hosts=allow_hosts)

@@ -46,6 +46,17 @@ from tootlake.cli import main, run_command
     help="Chance per post of also deleting a recent one.",
 )
 @click.option(
+    "--hostile", default=0.0, show_default=True, type=click.FloatRange(0, 1), metavar="RATE",
+    help="Share of public statuses served mutated (invalid, fields of the wrong type, shapes "
+    "of other servers), and add instances that flood, stall, send huge bodies or a bad "
+    "instance document. The truth file says which posts are good and which to reject.",
+)  # fmt: skip
+@click.option(
+    "--flood-rate", type=click.FloatRange(min=0, min_open=True), default=None,
+    metavar="POSTS_PER_S",
+    help="With --hostile: cap the flooding instance (default: as fast as its clients read).",
+)  # fmt: skip
+@click.option(
     "--write-instances", type=click.Path(dir_okay=False), default=None,
     help="Write the instance URLs to FILE, one a line (for collect --instances-file).",
 )  # fmt: skip
@@ -68,6 +79,8 @@ def simulate(
     federation: int,
     edits: float,
     deletes: float,
+    hostile: float,
+    flood_rate: float | None,
     write_instances: str | None,
     tokens_file: str | None,
     truth_file: str | None,
@@ -75,7 +88,8 @@ def simulate(
     """Run simulated Mastodon instances on 127.0.0.1 that publish generated posts.
 
     Prints the instance URLs, one a line. Each speaks the real protocol: SSE and WebSocket
-    streaming, the REST public timeline with paging and rate limits.
+    streaming, the REST public timeline with paging and rate limits. With --hostile, a
+    fediverse as hostile as the real one (docs/simulate.md).
     """
     from tootlake.simulate.service import run_simulation
 
@@ -89,6 +103,8 @@ def simulate(
         federation=federation,
         edits=edits,
         deletes=deletes,
+        hostile=hostile,
+        flood_rate=flood_rate,
         write_instances=write_instances,
         tokens_file=tokens_file,
         truth_file=truth_file,

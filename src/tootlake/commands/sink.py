@@ -150,6 +150,7 @@ def sink(
         return
     click.echo(
         f"Sank {stats.messages:,} messages of {topic} into {settings.lake}: {stats.posts:,} posts, "
-        f"{stats.deletes:,} deletes, {stats.dead:,} dead letters; {stats.files} files, "
+        f"{stats.deletes:,} deletes, {stats.rejects:,} rejects, {stats.dead:,} dead letters; "
+        f"{stats.files} files, "
         f"{stats.commits} commits; {stats.messages_per_second:,.0f} messages/s."
     )

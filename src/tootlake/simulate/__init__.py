@@ -11,6 +11,11 @@
 Each instance speaks the Mastodon protocol as real servers do (instance documents, SSE and
 WebSocket streaming, the REST public timeline with paging and rate limits, the 4.5 live-feed
 settings); see docs/mastodon-api.md. `FediverseThread` runs one for synchronous code.
+
+`Fediverse(hostile=0.1, hostile_instances=INSTANCE_KINDS)` makes it as hostile as the real
+fediverse: mutated statuses (to reject, or with fields to coerce, or shaped like Pleroma,
+GoToSocial...) and instances that flood, stall, send huge bodies or bad documents; the truth
+says which posts are good (`tootlake.simulate.hostile`, docs/simulate.md).
 """
 
 from __future__ import annotations
@@ -23,12 +28,14 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise MissingDependency("aiohttp", "collect") from exc
 
 from tootlake.simulate.fediverse import Fediverse, FediverseThread, Truth
+from tootlake.simulate.hostile import INSTANCE_KINDS
 from tootlake.simulate.server import FEED_ACCESS, Instance, InstanceSettings
 from tootlake.simulate.status import SimPost
 from tootlake.simulate.workload import Author, Draft, Workload, generate
 
 __all__ = [
     "FEED_ACCESS",
+    "INSTANCE_KINDS",
     "Author",
     "Draft",
     "Fediverse",

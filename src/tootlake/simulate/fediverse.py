@@ -22,9 +22,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from tootlake.simulate.hostile import GOOD, INSTANCE_KINDS, INVALID, SKIPPED, HostilePicker
 from tootlake.simulate.server import Instance, InstanceSettings
 from tootlake.simulate.status import Renderer, SimPost
 from tootlake.simulate.workload import Draft, Workload
@@ -45,6 +46,12 @@ class Truth:
     Opt-outs: `#nobot` in a bio shows on every copy, but `noindex` only on the author's home
     instance (Mastodon serializes it for local accounts only). A collector that sees only
     remote copies of a noindex author keeps them: such uris are in `opted_out`, not `latest`.
+
+    Hostile statuses (`Fediverse(hostile=...)`, see `tootlake.simulate.hostile`): `invalid`
+    maps the uri of each collectable post served invalid to its marker (a collector rejects
+    every copy: the marker is in the raw payload of its rejects); such posts are not in
+    `latest`. `coerced` (uri -> fields served with a wrong type) and `shaped` (uri -> the other
+    server's shape) are GOOD posts, in `latest`. `verdict(uri)` says which a uri is.
     """
 
     latest: dict[str, str | None]
@@ -52,10 +59,20 @@ class Truth:
     opted_out: frozenset[str]  # collectable, not deleted, but the author opted out
     hidden: int  # statuses published that public feeds never show
     published: int  # every status published, hidden or not
+    invalid: dict[str, str] = field(default_factory=dict)  # uri -> marker: must be rejected
+    coerced: dict[str, tuple[str, ...]] = field(default_factory=dict)  # uri -> fields
+    shaped: dict[str, str] = field(default_factory=dict)  # uri -> shape (pleroma, ...)
 
     @property
     def uris(self) -> frozenset[str]:
         return frozenset(self.latest)
+
+    def verdict(self, uri: str) -> str:
+        """GOOD (the lake's `posts` holds it once), INVALID (its `rejects` hold it) or
+        SKIPPED (neither is required: hidden, deleted, opted out, or not collected)."""
+        if uri in self.latest:
+            return GOOD
+        return INVALID if uri in self.invalid else SKIPPED
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -64,6 +81,9 @@ class Truth:
             "opted_out": sorted(self.opted_out),
             "hidden": self.hidden,
             "published": self.published,
+            "invalid": self.invalid,
+            "coerced": {uri: list(fields) for uri, fields in self.coerced.items()},
+            "shaped": self.shaped,
         }
 
 
@@ -74,6 +94,14 @@ class Fediverse:
     instance. `federation`: how many other simulated instances each post reaches.
     `retention`: how many recent posts keep their content in memory (older ones leave the REST
     timelines but stay in the truth). Extra keyword arguments go to `Workload`.
+
+    `hostile`: the share of public statuses served mutated (invalid, coerced or shaped like
+    another server; see `tootlake.simulate.hostile`), chosen from the seed.
+    `hostile_instances`: misbehaving instances added after the `instances` ordinary ones
+    (kinds from `INSTANCE_KINDS`: "flood", "stall", "huge", "huge_document", "bad_document"),
+    with the settings of the first ordinary instance otherwise, or `InstanceSettings` with
+    `misbehave` set. Ordinary posts never federate to them; only a flood publishes (its own
+    posts, while the publisher runs).
     """
 
     def __init__(
@@ -87,6 +115,8 @@ class Fediverse:
         port_base: int | None = None,
         retention: int = 100_000,
         workload: Workload | None = None,
+        hostile: float = 0.0,
+        hostile_instances: Sequence[str | InstanceSettings] = (),
         **workload_options: Any,
     ) -> None:
         if isinstance(settings, Sequence):
@@ -98,6 +128,24 @@ class Fediverse:
             self._settings = [
                 replace(base, live_feeds=dict(base.live_feeds)) for _ in range(instances)
             ]
+        self.ordinary = len(self._settings)  # instances 0..ordinary-1; the hostile ones follow
+        for kind in hostile_instances:
+            if isinstance(kind, InstanceSettings) and kind.misbehave is not None:
+                hostile_settings = kind
+            elif kind in INSTANCE_KINDS:
+                base = self._settings[0] if self._settings else InstanceSettings()
+                hostile_settings = replace(base, misbehave=kind, live_feeds=dict(base.live_feeds))
+            else:
+                raise ValueError(
+                    f"Invalid hostile instance: {kind!r}. Allowed values: "
+                    f"{', '.join(INSTANCE_KINDS)}, or InstanceSettings with misbehave set."
+                )
+            if hostile_settings.misbehave == "flood":
+                # Its REST timeline must cover what a reconnecting client missed.
+                size = max(hostile_settings.timeline_size, 50_000)
+                hostile_settings = replace(hostile_settings, timeline_size=size)
+            self._settings.append(hostile_settings)
+        self._picker = HostilePicker(hostile, seed)
         if not ipaddress.ip_address(bind).is_loopback:
             # Simulated servers are test fixtures: never reachable from another machine.
             raise ValueError(f"Invalid bind address {bind!r}: use a loopback address (127.0.0.1).")
@@ -117,6 +165,7 @@ class Fediverse:
         self._recent_at = 0
         self._last_by_author: dict[int, SimPost] = {}
         self._publisher: asyncio.Task[None] | None = None
+        self._floods: list[asyncio.Task[None]] = []
         self.published = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -140,7 +189,10 @@ class Fediverse:
         for chunk in range(0, n, 64):
             await asyncio.gather(*(inst.start() for inst in self.instances[chunk : chunk + 64]))
         if self.workload is None:
-            self.workload = Workload(self.hosts, seed=self.seed, **self._workload_options)
+            # Ordinary instances only: the workload does not depend on the hostile ones.
+            self.workload = Workload(
+                self.hosts[: self.ordinary], seed=self.seed, **self._workload_options
+            )
         return self
 
     async def close(self) -> None:
@@ -169,6 +221,16 @@ class Fediverse:
         """host -> the token its streaming needs (None: any token works)."""
         return {inst.host: inst.settings.token for inst in self.instances}
 
+    @property
+    def hostile_rate(self) -> float:
+        """The share of public statuses served mutated."""
+        return self._picker.rate
+
+    @property
+    def misbehaving(self) -> list[Instance]:
+        """The hostile instances (flood, stall, huge, ...), after the ordinary ones."""
+        return self.instances[self.ordinary :]
+
     def instance(self, key: int | str) -> Instance:
         """An instance by index, host or URL."""
         if isinstance(key, int):
@@ -190,6 +252,7 @@ class Fediverse:
         origin: int | str | None = None,
         targets: Sequence[int] | None = None,
         public: bool = False,
+        hostile: Sequence[str] | None = None,
     ) -> SimPost:
         """Publish one status now and return it.
 
@@ -197,7 +260,20 @@ class Fediverse:
         simulated instance (index or host) with one of its accounts. `targets`: the indices of
         the instances it federates to (default: `federation` random others). `public`: make it
         a status public feeds show (public, not a boost, not a reply to someone else).
+        `hostile`: mutations to serve it with (names from `hostile.MUTATIONS`; empty: none);
+        None: as the `hostile` rate decides for a public post of an author who did not opt out.
         """
+        return self._post(draft, origin, targets, public, hostile, churn=True)
+
+    def _post(
+        self,
+        draft: Draft | None,
+        origin: int | str | None,
+        targets: Sequence[int] | None,
+        public: bool,
+        hostile: Sequence[str] | None,
+        churn: bool,
+    ) -> SimPost:
         workload = self.workload
         assert workload is not None, "start() the fediverse first"
         if draft is None:
@@ -213,6 +289,10 @@ class Fediverse:
         home = self.instances[author.home_index] if author.home_index is not None else None
         origin_id = home.ids.next(now) if home is not None else None
         post = self.renderer.new_post(draft, now, origin_id)
+        if hostile is not None:
+            post.hostile = self._picker.make(hostile, now) if hostile else None
+        elif self._picker.rate and draft.streamable and not author.opted_out:
+            post.hostile = self._picker.pick(now)
         if draft.reply == "self":
             post.parent = self._last_by_author.get(author.key)
         self._last_by_author[author.key] = post
@@ -223,12 +303,12 @@ class Fediverse:
         for index in targets:
             if index != author.home_index:
                 self.instances[index].receive(post)
-        self._record(post)
+        self._record(post, churn=churn and post.hostile is None)
         return post
 
     def _targets(self, home_index: int | None) -> list[int]:
-        n = len(self.instances)
-        k = min(self.federation, n - (home_index is not None))
+        n = self.ordinary  # hostile instances get no federated posts
+        k = min(self.federation, n - (home_index is not None and home_index < n))
         if home_index is None:
             k = max(k, 1)  # a virtual origin's post is only visible through its copies
         if k <= 0:
@@ -241,14 +321,16 @@ class Fediverse:
                 picks.append(index)
         return picks
 
-    def _record(self, post: SimPost) -> None:
+    def _record(self, post: SimPost, churn: bool = True) -> None:
+        """Keep the post for the truth; `churn`: the publisher may edit or delete it later
+        (never a hostile post: its truth would depend on how a collector orders versions)."""
         self._posts[post.uri] = post
         self.published += 1
         self._alive.append(post)
         if len(self._alive) > self.retention:
             old = self._alive.popleft()
             old.draft = None  # keep the identity for the truth, free the content
-        if post.streamable:
+        if post.streamable and churn:
             if len(self._recent) < 10_000:
                 self._recent.append(post)
             else:
@@ -280,6 +362,13 @@ class Fediverse:
         post.deleted = True
         for index in post.copies:
             self.instances[index].deleted(post)
+
+    def posts(self, origin: int | str | None = None) -> list[SimPost]:
+        """Every post published so far (in order), or those authored on instance `origin`."""
+        if origin is None:
+            return list(self._posts.values())
+        index = self.instance(origin).index
+        return [post for post in self._posts.values() if post.origin_index == index]
 
     def copies(self, post: SimPost | str) -> dict[str, str]:
         """host -> local id of a post on every instance that has it."""
@@ -314,17 +403,59 @@ class Fediverse:
     def start_publishing(
         self, rate: float, *, edits: float = 0.02, deletes: float = 0.01, n: int | None = None
     ) -> None:
-        """Publish in the background at `rate` posts/s until `stop_publishing()` (or `n` posts)."""
+        """Publish in the background at `rate` posts/s until `stop_publishing()` (or `n` posts).
+
+        Flooding instances (`hostile_instances`) flood meanwhile, until `stop_publishing()`.
+        """
         if self._publisher is not None and not self._publisher.done():
             raise RuntimeError("The publisher is already running.")
         self._publisher = asyncio.create_task(self._run(n, rate, edits, deletes, None))
+        self._floods = [
+            asyncio.create_task(self._flood(inst))
+            for inst in self.misbehaving
+            if inst.settings.misbehave == "flood"
+        ]
 
     async def stop_publishing(self) -> None:
-        task, self._publisher = self._publisher, None
-        if task is not None:
+        tasks = [self._publisher, *self._floods] if self._publisher else self._floods
+        self._publisher, self._floods = None, []
+        for task in tasks:
             task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+    async def _flood(self, inst: Instance) -> None:
+        """Publish valid public posts on `inst` as fast as its streaming clients read them.
+
+        Only while a client listens to a public stream, and only while every such client has
+        less than `_FLOOD_BACKLOG` bytes waiting: nothing is published that a live connection
+        is not about to carry. `flood_rate` caps the rate. A workload of its own keeps the
+        ordinary publisher's sequence (and so its hostile statuses) independent of the flood.
+        """
+        workload = Workload([inst.host], seed=self.seed, virtual_share=0.0)
+        authors = workload.authors(inst.index, inst.host)
+        rng = random.Random(f"tootlake-flood/{self.seed}/{inst.index}")
+        loop = asyncio.get_running_loop()
+        rate = inst.settings.flood_rate
+        allowance, last = 0.0, loop.time()
+        while True:
+            now = loop.time()
+            if rate:
+                allowance = min(allowance + (now - last) * rate, max(1.0, rate / 20))
+            last = now
+            if not inst.listened(_FLOOD_BACKLOG):
+                await asyncio.sleep(0.005)
+                continue
+            batch = _FLOOD_BATCH if not rate else min(_FLOOD_BATCH, int(allowance))
+            if batch <= 0:
+                await asyncio.sleep(max(0.002, (1 - allowance) / rate if rate else 0.0))
+                continue
+            allowance -= batch
+            for _ in range(batch):
+                draft = workload.draft(rng.choice(authors))
+                self._post(draft, None, (), True, (), churn=False)
+            await asyncio.sleep(0)  # let the writers flush
 
     async def _run(
         self,
@@ -377,6 +508,9 @@ class Fediverse:
         latest: dict[str, str | None] = {}
         deleted: set[str] = set()
         opted_out: set[str] = set()
+        invalid: dict[str, str] = {}
+        coerced: dict[str, tuple[str, ...]] = {}
+        shaped: dict[str, str] = {}
         hidden = 0
         for uri, post in self._posts.items():
             if not post.streamable:
@@ -388,13 +522,31 @@ class Fediverse:
                 for i in post.copies
             ):
                 continue
-            if post.deleted:
+            hostility = post.hostile
+            if hostility is not None and hostility.verdict == INVALID:
+                invalid[uri] = hostility.marker  # served, so rejected, even if deleted since
+            elif post.deleted:
                 deleted.add(uri)
             elif post.opted_out and not include_opted_out:
                 opted_out.add(uri)
-            else:
+            elif hostility is None:
                 latest[uri] = post.edited_at
-        return Truth(latest, frozenset(deleted), frozenset(opted_out), hidden, len(self._posts))
+            else:
+                latest[uri] = post.edited_at if hostility.keeps_edited_at else None
+                if hostility.coerced:
+                    coerced[uri] = hostility.coerced
+                if hostility.shape:
+                    shaped[uri] = hostility.shape
+        return Truth(
+            latest,
+            frozenset(deleted),
+            frozenset(opted_out),
+            hidden,
+            len(self._posts),
+            invalid,
+            coerced,
+            shaped,
+        )
 
     # -- faults on many instances ------------------------------------------------------------
 
@@ -426,6 +578,10 @@ class Fediverse:
     def clear_faults(self) -> None:
         for inst in self.instances:
             inst.clear_faults()
+
+
+_FLOOD_BATCH = 100  # posts a flood publishes between two looks at its clients
+_FLOOD_BACKLOG = 256 << 10  # bytes a flood's client may have waiting before it pauses
 
 
 class FediverseThread:

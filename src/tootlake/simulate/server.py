@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import logging
 import math
 import socket
@@ -31,6 +32,7 @@ from typing import Any
 import orjson
 from aiohttp import WSMsgType, web
 
+from tootlake.simulate.hostile import INSTANCE_KINDS
 from tootlake.simulate.status import Observer, Renderer, SimPost, Snowflake
 
 __all__ = ["FEED_ACCESS", "Instance", "InstanceSettings", "Outbox"]
@@ -57,6 +59,10 @@ _SSE_PATHS = {
     "direct": "direct",
 }
 _API_VERSIONS = {(4, 3): 2, (4, 4): 6, (4, 5): 7}  # instance v2 `api_versions.mastodon`
+# What a "huge" instance sends, 64 KiB at a time: filler without a newline (one endless line,
+# or an endless JSON string), or whole `data:` lines of 1 KiB (an event that never ends).
+_FILLER = b"A" * (64 << 10)
+_DATA_LINES = (b"data: " + b"A" * 1017 + b"\n") * 64
 
 
 @dataclass
@@ -77,8 +83,18 @@ class InstanceSettings:
     timeline_size: int = 5000  # statuses kept for the REST timeline
     max_buffer: int = 32 << 20  # bytes queued for a slow client before it is dropped
     title: str = "Simulated Mastodon"
+    # A hostile instance (see tootlake.simulate.hostile): flood | stall | huge |
+    # huge_document | bad_document; None: an ordinary one.
+    misbehave: str | None = None
+    huge_bytes: int = 512 << 20  # the size of each body a "huge" instance sends, lazily
+    flood_rate: float | None = None  # a flood's cap, posts/s (None: as fast as clients read)
 
     def __post_init__(self) -> None:
+        if self.misbehave is not None and self.misbehave not in INSTANCE_KINDS:
+            raise ValueError(
+                f"Invalid misbehave: {self.misbehave!r}. Allowed values: "
+                f"{', '.join(INSTANCE_KINDS)} (or None)."
+            )
         for half in ("local", "remote"):
             value = self.live_feeds.get(half, "public")
             if value not in FEED_ACCESS:
@@ -258,6 +274,12 @@ class _Conn:
         self.buf.append(frame)
         self.outbox.mark(self)
 
+    def backlog(self) -> int:
+        """Bytes waiting to reach the client: queued here, plus in the transport's buffer."""
+        transport = self.transport
+        waiting = transport.get_write_buffer_size() if transport is not None else 0
+        return waiting + sum(map(len, self.buf))
+
     def flush(self) -> None:
         transport = self.transport
         if transport is None or transport.is_closing():
@@ -348,6 +370,7 @@ class Instance:
         self._delay: tuple[float, str] = (0.0, "/")
         self._stall_new = False
         self.leak_hidden = False  # fault: stream unlisted posts, boosts and replies too
+        self._closing = asyncio.Event()  # set by stop(): ends what a "stall" holds open
 
     def __repr__(self) -> str:
         return f"Instance({self.index}, {self.url!r}, connections={len(self._conns)})"
@@ -372,6 +395,7 @@ class Instance:
         """Serve (again, after `stop()`) on the same port(s)."""
         if self._runners:
             return
+        self._closing = asyncio.Event()
         if self._sockets[0].fileno() == -1:  # closed by stop(): bind the same ports again
             self._sockets = [self._listen(port) for port in self._ports]
         apps = [self._app(web_routes=True, streaming=not self.settings.separate_streaming)]
@@ -391,6 +415,7 @@ class Instance:
 
     async def stop(self) -> None:
         """Go down: drop every connection and stop listening (the timeline is kept)."""
+        self._closing.set()
         for conn in list(self._conns):
             conn.abort()
         runners, self._runners = self._runners, []
@@ -487,6 +512,16 @@ class Instance:
         """Live streaming connections (SSE and WebSocket)."""
         return len(self._conns)
 
+    def listened(self, backlog: int) -> bool:
+        """Some live connection carries the public stream, and none of those has `backlog`
+        bytes or more waiting: what a flood publishes now reaches its clients."""
+        readers = [
+            conn
+            for conn in self._conns
+            if not (conn.doomed or conn.stalled) and any(sub.public for sub in conn.subs)
+        ]
+        return bool(readers) and all(conn.backlog() < backlog for conn in readers)
+
     def cut(self, *, mid_event: bool = False, count: int | None = None) -> int:
         """Drop live connections abruptly (all, or `count` of them); return how many.
 
@@ -579,6 +614,89 @@ class Instance:
         # A frame header announcing the whole frame, then only half of it on the wire.
         frame = _ws_frame(text)
         return frame[: len(frame) - len(text) // 2]
+
+    # -- hostile instances (settings.misbehave; see tootlake.simulate.hostile) ---------------
+
+    async def _hang(self) -> None:
+        """Hold the request open without a byte, until the client leaves or `stop()`."""
+        self.stats["stalled"] += 1
+        await self._closing.wait()
+
+    async def _send_huge(
+        self, write: Callable[[bytes], Awaitable[None]], size: int, filler: bytes = _FILLER
+    ) -> bool:
+        """Write `size` bytes of `filler` in 64 KiB chunks, each once the client took the last
+        (aiohttp's drain): nothing is built in memory. True when all of it was written."""
+        sent = 0
+        self.stats["huge_bodies"] += 1
+        try:
+            while sent < size:
+                chunk = filler if size - sent >= len(filler) else filler[: size - sent]
+                await write(chunk)
+                sent += len(chunk)
+                self.stats["huge_bytes"] += len(chunk)
+        except ConnectionError:  # the client hung up: what a careful one does
+            return False
+        self.stats["huge_completed"] += 1
+        return True
+
+    async def _huge_json(
+        self, request: web.Request, headers: dict[str, str], prefix: bytes, suffix: bytes
+    ) -> web.StreamResponse:
+        """A JSON body of `huge_bytes` (valid, if read to its end), streamed in chunks."""
+        response = web.StreamResponse(headers={**headers, "Content-Type": _JSON})
+        response.enable_chunked_encoding()
+        size = max(0, self.settings.huge_bytes - len(prefix) - len(suffix))
+        with contextlib.suppress(ConnectionError):  # the client left: what a careful one does
+            await response.prepare(request)
+            await response.write(prefix)
+            if await self._send_huge(response.write, size):
+                await response.write(suffix)
+                await response.write_eof()
+        return response
+
+    async def _misbehaving_sse(
+        self, request: web.Request, response: web.StreamResponse
+    ) -> web.StreamResponse:
+        """A "stall": the headers, then nothing (no `:)`, no heartbeat). A "huge": an `update`
+        that never ends, as one endless `data:` line on even connections, as `data:` lines
+        without the blank line that would end the event on odd ones."""
+        with contextlib.suppress(ConnectionError):  # the client left
+            await response.prepare(request)
+            if self.settings.misbehave == "stall":
+                await self._hang()
+                return response
+            await response.write(b":)\n")
+            odd = self.stats["huge_streams"] % 2
+            self.stats["huge_streams"] += 1
+            if odd:
+                await response.write(b"event: update\n")
+                await self._send_huge(response.write, self.settings.huge_bytes, _DATA_LINES)
+            else:
+                await response.write(b'event: update\ndata: {"id":"1","content":"')
+                await self._send_huge(response.write, self.settings.huge_bytes)
+        return response
+
+    async def _huge_ws(self, request: web.Request) -> None:
+        """A text frame announcing 2**40 bytes, then `huge_bytes` of it, written as the client
+        reads (the transport's buffer stays under 1 MiB)."""
+        transport = request.transport
+        if transport is None:
+            return
+        transport.write(bytes((0x81, 127)) + (1 << 40).to_bytes(8, "big"))
+
+        async def write(chunk: bytes) -> None:
+            while True:
+                if transport.is_closing():
+                    raise ConnectionResetError("the client left")
+                if transport.get_write_buffer_size() < 1 << 20:
+                    break
+                await asyncio.sleep(0.005)
+            transport.write(chunk)
+
+        self.stats["huge_streams"] += 1
+        await self._send_huge(write, self.settings.huge_bytes)
+        transport.abort()
 
     # -- HTTP plumbing -----------------------------------------------------------------------
 
@@ -687,10 +805,13 @@ class Instance:
             return limited, {}, False
         return None, limited, token is not None
 
-    async def _instance_v1(self, request: web.Request) -> web.Response:
+    async def _instance_v1(self, request: web.Request) -> web.StreamResponse:
         error, headers, _ = self._rest_guard(request)
         if error is not None:
             return error
+        if self.settings.misbehave == "huge_document":
+            prefix = b'{"uri":"%s","version":"4.5.0","description":"' % self.host.encode()
+            return await self._huge_json(request, headers, prefix, b'"}')
         s = self.settings
         doc = {
             "uri": self.host,
@@ -710,12 +831,17 @@ class Instance:
             "contact_account": None,
             "rules": [],
         }
+        if self.settings.misbehave == "bad_document":
+            doc["urls"] = 5
         return _json(200, doc, headers)
 
-    async def _instance_v2(self, request: web.Request) -> web.Response:
+    async def _instance_v2(self, request: web.Request) -> web.StreamResponse:
         error, headers, _ = self._rest_guard(request)
         if error is not None:
             return error
+        if self.settings.misbehave == "huge_document":
+            prefix = b'{"domain":"%s","version":"4.5.0","description":"' % self.host.encode()
+            return await self._huge_json(request, headers, prefix, b'"}')
         s = self.settings
         configuration: dict[str, Any] = {
             "urls": {
@@ -761,12 +887,20 @@ class Instance:
         }
         if (major, minor) >= (4, 3):  # Mastodon.py warns about a >= 4.3 server without it
             doc["api_versions"] = {"mastodon": _API_VERSIONS.get((major, minor), 7)}
+        if self.settings.misbehave == "bad_document":
+            doc["configuration"] = "x"
         return _json(200, doc, headers)
 
-    async def _timeline(self, request: web.Request) -> web.Response:
+    async def _timeline(self, request: web.Request) -> web.StreamResponse:
         error, headers, authenticated = self._rest_guard(request)
         if error is not None:
             return error
+        if self.settings.misbehave == "stall":
+            await self._hang()  # not even the status line
+            return _json(503, {"error": "An unexpected error occurred"})
+        if self.settings.misbehave == "huge":
+            prefix = b'[{"id":"1","created_at":"2025-07-17T20:03:41.742Z","content":"'
+            return await self._huge_json(request, headers, prefix, b'"}]')
         q = request.query
         local, remote, media = (
             _truthy(q.get("local")),
@@ -789,11 +923,8 @@ class Instance:
         limit = _limit(q.get("limit"))
         max_id, since_id, min_id = (_int_param(q.get(k)) for k in ("max_id", "since_id", "min_id"))
         page = self._page(want_local, want_remote, media, max_id, since_id, min_id, limit)
-        render, observer = self.renderer.copy, self.observer
-        items = [
-            orjson.dumps(render(post, observer, local_id, user=authenticated))
-            for local_id, post in page
-        ]
+        render, observer = self.renderer.render, self.observer
+        items = [render(post, observer, local_id, user=authenticated) for local_id, post in page]
         body = b"[" + b",".join(items) + b"]"
         headers["Content-Type"] = _JSON
         headers["Vary"] = "Authorization, Origin"
@@ -935,6 +1066,8 @@ class Instance:
             }
         )
         response.enable_chunked_encoding()  # so we know the framing of our direct writes
+        if self.settings.misbehave in ("stall", "huge"):
+            return await self._misbehaving_sse(request, response)
         await response.prepare(request)
         await response.write(b":)\n")
         conn = _Conn(False, request.transport, self.outbox, self.settings.max_buffer)
@@ -971,6 +1104,13 @@ class Instance:
             protocols=offered[:1], autoping=False, compress=False, max_msg_size=1 << 16
         )
         await ws.prepare(request)
+        if self.settings.misbehave == "stall":
+            await self._hang()  # upgraded, then nothing: no frame, no ping, no pong
+            return ws
+        if self.settings.misbehave == "huge":
+            with contextlib.suppress(ConnectionError):
+                await self._huge_ws(request)
+            return ws
         conn = _Conn(True, request.transport, self.outbox, self.settings.max_buffer)
         self._register(conn)
         self.stats["ws_connections"] += 1

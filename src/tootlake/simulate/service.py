@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from tootlake._gc import fewer_collections
 from tootlake.simulate.fediverse import Fediverse, Truth
+from tootlake.simulate.hostile import INSTANCE_KINDS
 from tootlake.simulate.server import InstanceSettings
 
 __all__ = ["instance_token", "run_simulation"]
@@ -39,6 +41,8 @@ def run_simulation(
     edits: float = 0.02,
     deletes: float = 0.01,
     heartbeat: float = 15.0,
+    hostile: float = 0.0,
+    flood_rate: float | None = None,
     write_instances: str | Path | None = None,
     tokens_file: str | Path | None = None,
     truth_file: str | Path | None = None,
@@ -51,6 +55,11 @@ def run_simulation(
     timeline needs it (live feeds "authenticated"); otherwise no token is configured (any
     token streams: Mastodon >= 4.2 always wants one) and REST is open. `echo` gets the instance
     URLs, one per call; `status` the human-readable lines.
+
+    `hostile` > 0: that share of public statuses is served mutated, and one instance of each
+    hostile kind (flood, stall, huge, huge_document, bad_document) follows the ordinary ones
+    (see `tootlake.simulate.hostile`); `flood_rate` caps the flood (None: as fast as its
+    clients read).
     """
     with fewer_collections():  # it keeps every post it published, for the truth
         return asyncio.run(
@@ -65,6 +74,8 @@ def run_simulation(
                 edits,
                 deletes,
                 heartbeat,
+                hostile,
+                flood_rate,
                 write_instances,
                 tokens_file,
                 truth_file,
@@ -85,6 +96,8 @@ async def _serve(
     edits: float,
     deletes: float,
     heartbeat: float,
+    hostile: float,
+    flood_rate: float | None,
     write_instances: str | Path | None,
     tokens_file: str | Path | None,
     truth_file: str | Path | None,
@@ -92,21 +105,35 @@ async def _serve(
     status: Callable[[str], None],
 ) -> Truth:
     feeds = "authenticated" if token_required else "public"
-    settings = [
-        InstanceSettings(
-            token=instance_token(seed, i) if token_required else None,
+
+    def settings_of(index: int, misbehave: str | None = None) -> InstanceSettings:
+        return InstanceSettings(
+            token=instance_token(seed, index) if token_required else None,
             live_feeds={"local": feeds, "remote": feeds},
             heartbeat=heartbeat,
+            misbehave=misbehave,
+            flood_rate=flood_rate,
         )
-        for i in range(instances)
-    ]
+
+    settings = [settings_of(i) for i in range(instances)]
+    misbehaving = (
+        [settings_of(instances + i, kind) for i, kind in enumerate(INSTANCE_KINDS)]
+        if hostile > 0
+        else []
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):  # not in the main thread
             loop.add_signal_handler(signum, stop.set)
     fed = Fediverse(
-        instances, settings=settings, seed=seed, federation=federation, port_base=port_base
+        instances,
+        settings=settings,
+        seed=seed,
+        federation=federation,
+        port_base=port_base,
+        hostile=hostile,
+        hostile_instances=misbehaving,
     )
     await fed.start()
     try:
@@ -118,7 +145,11 @@ async def _serve(
             )
         if tokens_file:
             lines = [f"{inst.host}={inst.settings.token or 'any'}\n" for inst in fed.instances]
-            Path(tokens_file).write_text("".join(lines), encoding="utf-8")
+            # Readable by its owner only, as `collect --token-file` wants a token file.
+            fd = os.open(tokens_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write("".join(lines))
+            os.chmod(tokens_file, 0o600)  # an existing file keeps its mode through O_CREAT
         status(
             f"{instances} simulated instances on {fed.bind}, publishing {rate:g} posts/s"
             + (f" for {duration:g} s" if duration is not None else " until interrupted")
@@ -128,6 +159,9 @@ async def _serve(
                 else "; any token streams"
             )
         )
+        if hostile > 0:
+            kinds = ", ".join(f"{inst.settings.misbehave} {inst.url}" for inst in fed.misbehaving)
+            status(f"{hostile:.0%} of public statuses hostile; hostile instances: {kinds}")
         started = time.monotonic()
         if rate > 0:
             fed.start_publishing(rate, edits=edits, deletes=deletes)
@@ -141,6 +175,13 @@ async def _serve(
             f"({fed.published / max(elapsed, 1e-9):,.0f}/s): "
             f"{len(truth.latest):,} collectable, {len(truth.deleted):,} deleted, "
             f"{len(truth.opted_out):,} opted out, {truth.hidden:,} hidden from public feeds."
+            + (
+                f" Hostile: {len(truth.invalid):,} invalid (to be rejected), "
+                f"{len(truth.coerced):,} with fields to coerce, {len(truth.shaped):,} shaped "
+                "like other servers."
+                if hostile > 0
+                else ""
+            )
         )
         if truth_file:
             document = {"instances": fed.urls, **truth.to_json()}

@@ -25,6 +25,7 @@ from urllib.parse import quote
 
 import orjson
 
+from tootlake.simulate.hostile import Hostility
 from tootlake.simulate.workload import Author, Draft
 
 __all__ = ["Observer", "Renderer", "SimPost", "Snowflake", "iso_ms", "iso_s"]
@@ -99,6 +100,7 @@ class SimPost:
         "draft",
         "edited_at",
         "edited_s",
+        "hostile",
         "local",
         "media",
         "opted_out",
@@ -129,6 +131,7 @@ class SimPost:
         self.media = bool(draft.media)
         self.tags = frozenset(t.lower() for t in draft.tags)
         self.parent: SimPost | None = None  # the post a self-reply continues
+        self.hostile: Hostility | None = None  # how it is served mutated (simulate.hostile)
 
     def __repr__(self) -> str:
         return f"SimPost({self.uri!r}, copies={self.copies})"
@@ -275,8 +278,9 @@ class Renderer:
         *,
         user: bool = False,
         stream: bool = False,
-    ) -> dict[str, Any]:
-        """The status as `observer` serves it under `local_id`.
+    ) -> Any:
+        """The status as `observer` serves it under `local_id`: a dict, unless the post is
+        hostile (`post.hostile`), whose payload may be any JSON value.
 
         `stream`: as the streaming server sends it to an authenticated connection (it adds
         `filtered: []`); `user`: as the REST API answers a user token (viewer flags).
@@ -339,13 +343,21 @@ class Renderer:
             status = _viewer(status)
         if stream:
             status["filtered"] = []
+        if post.hostile is not None:
+            return post.hostile.apply(status, local)
         return status
 
     def render(
-        self, post: SimPost, observer: Observer, local_id: int, *, stream: bool = False
+        self,
+        post: SimPost,
+        observer: Observer,
+        local_id: int,
+        *,
+        stream: bool = False,
+        user: bool = False,
     ) -> bytes:
         """`copy()` as JSON bytes: one line, UTF-8, as the streaming server sends it."""
-        return orjson.dumps(self.copy(post, observer, local_id, stream=stream))
+        return orjson.dumps(self.copy(post, observer, local_id, stream=stream, user=user))
 
 
 @functools.lru_cache(maxsize=65536)

@@ -389,6 +389,14 @@ def _rewrite(
         if memory_limit:
             con.execute(f"SET memory_limit = '{memory_limit}'")
         return _rewrite_on(con, storage, lake, snapshot, plans, target_bytes, run, stats)
+    except (duckdb.IOException, duckdb.InvalidInputException) as exc:
+        # A corrupt or truncated file (DuckDB names it): nothing is swapped in, and the files
+        # this run wrote are orphans the next run removes.
+        reason = str(exc).split("\n", 1)[0]
+        raise LakeError(
+            f"Compaction cannot read the lake ({reason}); nothing was changed. Move a corrupt "
+            "file out of the lake first (`tootlake report --skip-corrupt` lists them)."
+        ) from None
     finally:
         con.close()
 

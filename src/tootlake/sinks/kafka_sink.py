@@ -5,8 +5,9 @@
 
 Each worker buffers messages per partition and flushes a partition when its buffered values
 reach `max_bytes` or its oldest message `max_age` seconds. A flush decodes the messages
-(tootlake.avro), splits them by table (posts by created_at, deletes by deleted_at) and date,
-and writes one Parquet file per (table, date) into the same layout as the embedded path:
+(tootlake.avro), splits them by table (posts by created_at, deletes by deleted_at, sightings
+by seen_at, rejects by rejected_at) and date, and writes one Parquet file per (table, date)
+into the same layout as the embedded path:
 
     LAKE/posts/date=D/<topic>+<partition>+<offset:020d>.parquet
 
@@ -53,7 +54,15 @@ from typing import Any
 
 from tootlake.avro import EnvelopeDecoder, dead_letter_line
 from tootlake.errors import MissingDependency, TransportError
-from tootlake.sinks.layout import DELETES, POSTS, SIGHTINGS, file_name, join, partition_dir
+from tootlake.sinks.layout import (
+    DELETES,
+    POSTS,
+    REJECTS,
+    SIGHTINGS,
+    file_name,
+    join,
+    partition_dir,
+)
 from tootlake.sinks.parquet import table_to_parquet
 from tootlake.sinks.storage import Storage, storage_for
 
@@ -75,6 +84,7 @@ KIND_TABLES = {
     "post": (POSTS, "created_at"),
     "delete": (DELETES, "deleted_at"),
     "sighting": (SIGHTINGS, "seen_at"),
+    "reject": (REJECTS, "rejected_at"),
 }
 _EPOCH = date(1970, 1, 1)
 
@@ -181,6 +191,10 @@ class SinkWorkerStats:
         return self.rows["sighting"]
 
     @property
+    def rejects(self) -> int:
+        return self.rows["reject"]
+
+    @property
     def busy_seconds(self) -> float:
         """From the first message received to the last commit: the time spent working."""
         if self.first_message is None or self.last_commit is None:
@@ -197,6 +211,7 @@ class SinkWorkerStats:
             "posts": self.posts,
             "deletes": self.deletes,
             "sightings": self.sightings,
+            "rejects": self.rejects,
             "dead_letters": self.dead,
             "files": self.files,
             "bytes": self.bytes,

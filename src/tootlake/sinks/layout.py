@@ -4,6 +4,8 @@
     LAKE/deletes/date=YYYY-MM-DD/<name>.parquet   one row per delete event, by deleted_at
     LAKE/sightings/date=YYYY-MM-DD/<name>.parquet one row per (instance, local id) a post was
                                                   seen as, by seen_at (written by `collect`)
+    LAKE/rejects/date=YYYY-MM-DD/<name>.parquet   one row per status that could not become a
+                                                  post (invalid), by rejected_at
     LAKE/_tootlake/...                            tootlake's own state, never read as data
 
 The lake is append-only; `tootlake.analysis.lake` resolves versions and deletes when reading.
@@ -15,11 +17,21 @@ import os
 import secrets
 from datetime import UTC, date, datetime
 
-__all__ = ["POSTS", "DELETES", "SIGHTINGS", "partition_dir", "file_name", "is_remote", "join"]
+__all__ = [
+    "POSTS",
+    "DELETES",
+    "SIGHTINGS",
+    "REJECTS",
+    "partition_dir",
+    "file_name",
+    "is_remote",
+    "join",
+]
 
 POSTS = "posts"
 DELETES = "deletes"
 SIGHTINGS = "sightings"
+REJECTS = "rejects"
 
 
 def is_remote(lake: str) -> bool:

@@ -17,15 +17,26 @@ from operator import attrgetter
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tootlake.errors import LakeError
 from tootlake.record import (
     Delete,
     Post,
+    Reject,
     Sighting,
     arrow_schema,
     delete_arrow_schema,
+    reject_arrow_schema,
     sighting_arrow_schema,
 )
-from tootlake.sinks.layout import DELETES, POSTS, SIGHTINGS, file_name, join, partition_dir
+from tootlake.sinks.layout import (
+    DELETES,
+    POSTS,
+    REJECTS,
+    SIGHTINGS,
+    file_name,
+    join,
+    partition_dir,
+)
 from tootlake.sinks.storage import Storage, storage_for
 
 __all__ = ["ParquetSink", "SinkStats", "records_to_table", "table_to_parquet"]
@@ -35,7 +46,8 @@ _POST_OVERHEAD = 400
 
 
 def records_to_table(
-    records: Sequence[Post] | Sequence[Delete] | Sequence[Sighting], schema: pa.Schema
+    records: Sequence[Post] | Sequence[Delete] | Sequence[Sighting] | Sequence[Reject],
+    schema: pa.Schema,
 ) -> pa.Table:
     """Columns of dataclass records as an Arrow table of `schema`."""
     columns = [pa.array(list(map(attrgetter(f.name), records)), type=f.type) for f in schema]
@@ -60,6 +72,7 @@ class SinkStats:
     posts: int = 0
     deletes: int = 0
     sightings: int = 0
+    rejects: int = 0
     bytes: int = 0
     paths: list[str] = field(default_factory=list)
 
@@ -67,9 +80,10 @@ class SinkStats:
 class ParquetSink:
     """Buffers posts and deletes per date partition and writes them as Parquet files.
 
-    Sighting records go to `sightings/`; with `sightings=True` every post written also
-    records its own sighting (its instance, local id and ingest time), so `sightings/` lists
-    every (instance, id) a post was seen as, even when the collector wrote the post once.
+    Sighting records go to `sightings/`, Reject records to `rejects/`; with `sightings=True`
+    every post written also records its own sighting (its instance, local id and ingest
+    time), so `sightings/` lists every (instance, id) a post was seen as, even when the
+    collector wrote the post once.
     """
 
     def __init__(
@@ -92,16 +106,18 @@ class ParquetSink:
         self._posts: dict[date, list[Post]] = defaultdict(list)
         self._deletes: dict[date, list[Delete]] = defaultdict(list)
         self._sightings: dict[date, list[Sighting]] = defaultdict(list)
+        self._rejects: dict[date, list[Reject]] = defaultdict(list)
         self._bytes = 0
         self._oldest: float | None = None
 
     @property
     def buffered(self) -> int:
         return sum(
-            sum(map(len, table.values())) for table in (self._posts, self._deletes, self._sightings)
+            sum(map(len, table.values()))
+            for table in (self._posts, self._deletes, self._sightings, self._rejects)
         )
 
-    def add(self, records: Iterable[Post | Delete | Sighting]) -> None:
+    def add(self, records: Iterable[Post | Delete | Sighting | Reject]) -> None:
         added = 0
         for record in records:
             if isinstance(record, Post):
@@ -114,6 +130,9 @@ class ParquetSink:
             elif isinstance(record, Sighting):
                 self._sightings[record.seen_at.date()].append(record)
                 added += 100
+            elif isinstance(record, Reject):
+                self._rejects[record.rejected_at.date()].append(record)
+                added += len(record.raw) + _POST_OVERHEAD
             else:
                 self._deletes[record.deleted_at.date()].append(record)
                 added += 100
@@ -144,9 +163,14 @@ class ParquetSink:
             table = records_to_table(sightings, sighting_arrow_schema())
             written.append(self._write(SIGHTINGS, day, table, offset))
             self.stats.sightings += len(sightings)
+        for day, rejects in sorted(self._rejects.items()):
+            table = records_to_table(rejects, reject_arrow_schema())
+            written.append(self._write(REJECTS, day, table, offset))
+            self.stats.rejects += len(rejects)
         self._posts.clear()
         self._deletes.clear()
         self._sightings.clear()
+        self._rejects.clear()
         self._bytes = 0
         self._oldest = None
         return written
@@ -156,7 +180,10 @@ class ParquetSink:
         path = join(
             partition_dir(self.lake, table_name, day), file_name(self.file_prefix, offset=offset)
         )
-        self.storage.write_atomic(path, data)
+        try:
+            self.storage.write_atomic(path, data)
+        except OSError as exc:  # a storage that does not say LakeError itself
+            raise LakeError(f"Cannot write {path}: {exc.strerror or exc}") from exc
         self.stats.files += 1
         self.stats.bytes += len(data)
         self.stats.paths.append(path)

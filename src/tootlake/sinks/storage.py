@@ -7,12 +7,14 @@ Beyond the `Storage` protocol, both storages offer `list_info()` (paths with siz
 version tag, so a rewritten file is told apart from the one it replaced), `delete_if()` (delete
 only that version) and `create()` (write only if absent: the compaction lock). `file_infos()`
 and `create_new()` fall back to the protocol for storages without them. A missing file reads
-as `FileNotFoundError`.
+as `FileNotFoundError`; any other failure (a read-only lake, a full disk) is a LakeError that
+names the file.
 """
 
 from __future__ import annotations
 
 import builtins
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,7 +65,8 @@ class LocalStorage:
             os.replace(tmp, target)
             _fsync_dir(target.parent)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
             raise LakeError(f"Cannot write {target}: {exc.strerror or exc}") from exc
 
     def list(self, prefix: str) -> list[str]:
@@ -92,14 +95,22 @@ class LocalStorage:
             return False
         except OSError as exc:
             raise LakeError(f"Cannot create {target}: {exc.strerror or exc}") from exc
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:  # a full disk: leave no half-written file behind
+            with contextlib.suppress(OSError):
+                target.unlink()
+            raise LakeError(f"Cannot write {target}: {exc.strerror or exc}") from exc
         return True
 
     def delete(self, path: str) -> None:
-        Path(path).unlink(missing_ok=True)
+        try:
+            Path(path).unlink(missing_ok=True)
+        except OSError as exc:
+            raise LakeError(f"Cannot delete {path}: {exc.strerror or exc}") from exc
 
     def delete_if(self, path: str, version: str) -> bool:
         """Delete `path` only if it is still that version (see FileInfo); True if deleted."""
@@ -108,11 +119,16 @@ class LocalStorage:
                 return False
         except FileNotFoundError:
             return False
-        Path(path).unlink(missing_ok=True)
+        self.delete(path)
         return True
 
     def read(self, path: str) -> bytes:
-        return Path(path).read_bytes()
+        try:
+            return Path(path).read_bytes()
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            raise LakeError(f"Cannot read {path}: {exc.strerror or exc}") from exc
 
 
 def _fsync_dir(path: Path) -> None:

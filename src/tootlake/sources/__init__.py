@@ -7,25 +7,64 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from datetime import UTC, datetime
+from typing import Protocol
 
-__all__ = ["Event", "Source", "UPDATE", "EDIT", "DELETE"]
+from tootlake.record import RAW_LIMIT, Reject, Rejection, ValidStatus
+
+__all__ = ["DELETE", "EDIT", "REJECT", "UPDATE", "Event", "Source", "reject_event"]
 
 UPDATE = "update"
 EDIT = "status.update"
 DELETE = "delete"
+REJECT = "reject"  # what came could not become a post: kept in the rejects table
 
 
 @dataclass(slots=True)
 class Event:
     """One thing an instance told us: a new status, an edit, or the delete of a local id."""
 
-    kind: str  # UPDATE, EDIT or DELETE
+    kind: str  # UPDATE, EDIT, DELETE or REJECT
     observed_on: str | None
-    status: dict[str, Any] | None = None  # UPDATE and EDIT
+    status: ValidStatus | None = None  # UPDATE and EDIT: validated at the edge
     id: str | None = None  # DELETE: the status id on observed_on
     where: str = ""  # file:line or instance, for error messages
     ack: Callable[[], None] | None = None  # called once the event is durable in the lake
+    reject: Reject | None = None  # REJECT
+
+    @property
+    def size(self) -> int:
+        """Bytes it holds, about: what buffers count besides events."""
+        if self.status is not None:
+            return self.status.size
+        if self.reject is not None:
+            return 512 + len(self.reject.raw)
+        return 256
+
+
+def reject_event(
+    rejection: Rejection,
+    raw: bytes | str,
+    *,
+    source: str,
+    observed_on: str | None,
+    where: str,
+    ack: Callable[[], None] | None = None,
+) -> Event:
+    """The event of a payload that could not become a post, with its first 64 KiB kept."""
+    text = (
+        raw[:RAW_LIMIT] if isinstance(raw, str) else raw[: RAW_LIMIT * 4].decode("utf-8", "replace")
+    )
+    reject = Reject(
+        rejected_at=datetime.now(UTC),
+        source=source,
+        observed_on=observed_on,
+        where=where,
+        reason=rejection.reason[:1000],
+        field=rejection.field,
+        raw=text[:RAW_LIMIT],
+    )
+    return Event(REJECT, observed_on, where=where, ack=ack, reject=reject)
 
 
 class Source(Protocol):

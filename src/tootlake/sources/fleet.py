@@ -34,15 +34,21 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import partial
+from functools import cache, partial
 from typing import Any
 
+import msgspec
 import orjson
 
-from tootlake.errors import MissingDependency
-from tootlake.record import host_of, parse_time
-from tootlake.sources import DELETE, EDIT, UPDATE, Event
+from tootlake.errors import LakeError, MissingDependency
+from tootlake.record import Rejection, ValidStatus, decode_status, host_of, validate_status
+from tootlake.sources import DELETE, EDIT, UPDATE, Event, reject_event
 from tootlake.sources.mastodon import (
+    ERROR_BODY,
+    MAX_BODY,
+    MAX_SSE_EVENT,
+    MAX_SSE_LINE,
+    MAX_WS_MESSAGE,
     PAGE_LIMIT,
     USER_AGENT,
     AuthRequired,
@@ -53,6 +59,8 @@ from tootlake.sources.mastodon import (
     Mode,
     RateLimited,
     SSEParser,
+    TokenRefused,
+    TooLarge,
     choose_mode,
     fetch_page,
     id_key,
@@ -60,7 +68,9 @@ from tootlake.sources.mastodon import (
     parse_ws_frame,
     probe,
     raise_for_status,
+    read_head,
     sse_url,
+    token_refusal,
     ws_url,
 )
 from tootlake.sources.state import CollectorState
@@ -117,27 +127,36 @@ class FleetOptions:
     poll_max: float = 60.0
     recheck: float = 1800.0  # re-probe an instance that needs a token this often
     bridge_capacity: int = 5_000  # events waiting for the pipeline, all instances together
+    bridge_bytes: int = 32 * 1024 * 1024  # ...and their bytes: a status may be 1 MiB
     probe_concurrency: int = 64
     healthy_after: float = 10.0  # a connection that lived this long resets the backoff
     audit_posts: int = 200  # recent posts per instance re-checked after a reconnect (0: off)
+    # Size limits per connection (bytes): beyond one, the connection is dropped (backoff).
+    max_body: int = MAX_BODY  # a REST answer or instance document
+    max_sse_line: int = MAX_SSE_LINE  # one SSE line
+    max_sse_event: int = MAX_SSE_EVENT  # the data lines of one SSE event
+    max_ws_message: int = MAX_WS_MESSAGE  # one WebSocket message
 
 
 class _Bridge:
     """The one bounded queue between the asyncio loop and the pipeline thread. `offer`
     never blocks (the loop retries); capacity is counted in events."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, max_bytes: int) -> None:
         self.capacity = capacity
+        self.max_bytes = max_bytes
         self.size = 0
+        self.bytes = 0
         self._items: collections.deque[list[Event]] = collections.deque()
         self._cond = threading.Condition()
 
     def offer(self, events: list[Event]) -> bool:
         with self._cond:
-            if self.size >= self.capacity:
+            if self.size >= self.capacity or self.bytes >= self.max_bytes:
                 return False
             self._items.append(events)
             self.size += len(events)
+            self.bytes += sum(event.size for event in events)
             self._cond.notify()
             return True
 
@@ -149,6 +168,7 @@ class _Bridge:
                     return None
             events = self._items.popleft()
             self.size -= len(events)
+            self.bytes -= sum(event.size for event in events)
             return events
 
     def wake(self) -> None:
@@ -173,6 +193,7 @@ class InstanceWorker:
         self.backoff = Backoff(self.opts.backoff_base, self.opts.backoff_cap)
         self.contiguous: str | None = fleet.state.cursor(self.host)
         self.stream_high: str | None = None
+        self.stream_low: str | None = None  # the first update of this connection's stream
         self.backfilling = False
         self._seen: set[str] = set()
         self._recent: collections.OrderedDict[str, str] = collections.OrderedDict()
@@ -200,12 +221,29 @@ class InstanceWorker:
                 extra={"context": {"instance": self.host, "status": status}},
             )
 
-    def _fail(self, exc: BaseException) -> float:
+    def _fail(self, exc: BaseException, *, unexpected: bool = False) -> float:
+        """Count a failure, show it (`failing`, with the reason) and return the backoff to
+        wait. A failure is logged at WARNING when the worker starts failing, and each
+        `unexpected` one (not an InstanceError: a bug or input nothing foresaw) always, its
+        traceback at DEBUG."""
         self.errors += 1
-        self.last_error = str(exc)
+        reason = (str(exc) or type(exc).__name__)[:500]
+        if unexpected:
+            reason = f"unexpected {type(exc).__name__}: {reason}"
+        self.last_error = reason
         delay = self.backoff.next()
         level = logging.WARNING if self.status != Status.FAILING else logging.DEBUG
-        self._set(Status.FAILING, f"{exc}; retry in {delay:.1f}s", level=level)
+        if unexpected:
+            log.warning(
+                "%s: %s; the worker restarts in %.1fs",
+                self.host,
+                reason,
+                delay,
+                extra={"context": {"instance": self.host, "status": Status.FAILING}},
+            )
+            log.debug("%s: where the unexpected error came from", self.host, exc_info=exc)
+            level = logging.DEBUG  # said just now
+        self._set(Status.FAILING, f"{reason}; retry in {delay:.1f}s", level=level)
         return delay
 
     def health(self) -> dict[str, Any]:
@@ -236,8 +274,8 @@ class InstanceWorker:
             recent = self._recent
             for event in events:
                 if event.status is not None:
-                    status_id = str(event.status["id"])
-                    recent[status_id] = event.status.get("edited_at") or ""
+                    status_id = event.status.id
+                    recent[status_id] = event.status.data.edited_at or ""
                     recent.move_to_end(status_id)
                     if len(recent) > size:
                         recent.popitem(last=False)
@@ -253,58 +291,71 @@ class InstanceWorker:
     # -- the life of a worker ---------------------------------------------------------
 
     async def run(self) -> None:
+        """Read the instance until cancelled. Any exception that is not an InstanceError (a
+        bug, or input nothing foresaw) costs this worker one backoff and a restart, never
+        the fleet; cancellation (a BaseException) still stops it."""
         while True:
-            token = self.spec.token
-            rejected = ""  # why the token was refused, when it was
             try:
+                await self._run_once()
+            except Exception as exc:
+                await asyncio.sleep(self._fail(exc, unexpected=True))
+
+    async def _run_once(self) -> None:
+        """Probe, choose a mode and read in it until that ends; InstanceErrors are handled
+        (backoff, needs token) here."""
+        token = self.spec.token
+        rejected = ""  # why the token was refused, when it was
+        try:
+            try:
+                self.info = await self._probe(token)
+            except AuthRequired as exc:
+                if not token:
+                    raise
+                rejected = f"token rejected: {exc}"
+                token = None
+                self.info = await self._probe(None)  # what it allows without one
+        except RateLimited as exc:
+            await asyncio.sleep(max(exc.retry_after, self._fail(exc)))
+            return
+        except AuthRequired as exc:
+            await self._wait_for_token(rejected or f"the API needs a token: {exc}")
+            return
+        except InstanceError as exc:
+            await asyncio.sleep(self._fail(exc))
+            return
+        mode, reason = choose_mode(self.info, self.opts.timeline, bool(token))
+        if rejected:
+            reason = f"{rejected}; {reason}"
+        try:
+            if mode == Mode.STREAM:
+                self.mode = Mode.STREAM
+                await self._stream_forever(self.info, reason)
+            elif mode == Mode.POLL:
+                self.mode = Mode.POLL
+                await self._poll_forever(self.info, reason)
+            else:
+                await self._wait_for_token(reason)
+        except AuthRequired as exc:
+            if self.mode == Mode.STREAM and self.info.feed_access(self.opts.timeline) in (
+                "public",
+                "unknown",
+            ):
+                self.mode = Mode.POLL
                 try:
-                    self.info = await self._probe(token)
-                except AuthRequired as exc:
-                    if not token:
-                        raise
-                    rejected = f"token rejected: {exc}"
-                    token = None
-                    self.info = await self._probe(None)  # what it allows without one
-            except RateLimited as exc:
-                await asyncio.sleep(max(exc.retry_after, self._fail(exc)))
-                continue
-            except AuthRequired as exc:
-                await self._wait_for_token(rejected or f"the API needs a token: {exc}")
-                continue
-            except InstanceError as exc:
-                await asyncio.sleep(self._fail(exc))
-                continue
-            mode, reason = choose_mode(self.info, self.opts.timeline, bool(token))
-            if rejected:
-                reason = f"{rejected}; {reason}"
-            try:
-                if mode == Mode.STREAM:
-                    self.mode = Mode.STREAM
-                    await self._stream_forever(self.info, reason)
-                elif mode == Mode.POLL:
-                    self.mode = Mode.POLL
-                    await self._poll_forever(self.info, reason)
-                else:
-                    await self._wait_for_token(reason)
-            except AuthRequired as exc:
-                if self.mode == Mode.STREAM and self.info.feed_access(self.opts.timeline) in (
-                    "public",
-                    "unknown",
-                ):
-                    self.mode = Mode.POLL
-                    try:
-                        await self._poll_forever(
-                            self.info, f"token rejected ({exc}); polling the open timeline"
-                        )
-                    except AuthRequired as again:
-                        exc = again
-                await self._wait_for_token(str(exc))
-            except InstanceError as exc:
-                await asyncio.sleep(self._fail(exc))
+                    await self._poll_forever(
+                        self.info, f"token rejected ({exc}); polling the open timeline"
+                    )
+                except AuthRequired as again:
+                    exc = again
+            await self._wait_for_token(str(exc))
+        except InstanceError as exc:
+            await asyncio.sleep(self._fail(exc))
 
     async def _probe(self, token: str | None) -> InstanceInfo:
         async with self.fleet.probe_slots:
-            return await probe(self.fleet.session, self.spec.url, token)
+            return await probe(
+                self.fleet.session, self.spec.url, token, max_body=self.opts.max_body
+            )
 
     async def _wait_for_token(self, reason: str) -> None:
         self.mode = Mode.NEEDS_TOKEN
@@ -333,25 +384,9 @@ class InstanceWorker:
         while True:
             started = time.monotonic()
             delivered = self.events
-            backfill: asyncio.Task[None] | None = None
-
-            def connected() -> None:
-                nonlocal backfill
-                self._set(Status.STREAMING, self.transport)
-                # From here until the backfill caught up, stream events must not move
-                # `contiguous`: set synchronously, before any stream event is read.
-                self.backfilling = True
-                self._seen = set()
-                self.stream_high = None
-                backfill = asyncio.create_task(self._backfill(info))
-
             try:
-                if self.transport == "websocket":
-                    await self._websocket(info, connected)
-                else:
-                    await self._sse(info, connected)
-                raise InstanceDown("the server closed the stream")
-            except AuthRequired:
+                await self._stream_once(info)
+            except (AuthRequired, TokenRefused):
                 raise
             except RateLimited as exc:
                 self.reconnects += 1
@@ -363,22 +398,66 @@ class InstanceWorker:
                 self.transport = "sse"
                 continue
             except (InstanceError, OSError, TimeoutError) as exc:
-                if time.monotonic() - started >= self.opts.healthy_after or self.events > delivered:
+                lived = time.monotonic() - started >= self.opts.healthy_after
+                # a server that overflows a size limit backs off further even if it sent
+                # posts first (each reconnect costs us up to that limit in memory)
+                if (lived or self.events > delivered) and not isinstance(exc, TooLarge):
                     self.backoff.reset()
                 error = exc if isinstance(exc, InstanceError) else InstanceDown(_describe(exc))
                 self.reconnects += 1
                 await asyncio.sleep(self._fail(error))
-            finally:
-                if backfill is not None:
-                    backfill.cancel()
-                    await asyncio.gather(backfill, return_exceptions=True)
-                    self.backfilling = False
-                    self._seen = set()
+
+    async def _stream_once(self, info: InstanceInfo) -> None:
+        """One connection: the stream read in a task of its own, the backfill beside it
+        from the moment it is connected. Ends with an exception, the backfill's too: an
+        unexpected one must not die silently (leaving the stream unable to move
+        `contiguous`), so it ends the connection."""
+        backfill: asyncio.Task[None] | None = None
+        reader: asyncio.Task[None] | None = None
+        broken: list[BaseException] = []  # what ended the backfill, if it failed
+
+        def backfill_done(task: asyncio.Task[None]) -> None:
+            error = None if task.cancelled() else task.exception()
+            if error is not None and reader is not None:
+                broken.append(error)
+                reader.cancel()
+
+        def connected() -> None:
+            nonlocal backfill
+            self._set(Status.STREAMING, self.transport)
+            # From here until the backfill caught up, stream events must not move
+            # `contiguous`: set synchronously, before any stream event is read.
+            self.backfilling = True
+            self._seen = set()
+            self.stream_high = self.stream_low = None
+            backfill = asyncio.create_task(self._backfill(info))
+            backfill.add_done_callback(backfill_done)
+
+        try:
+            read = self._websocket if self.transport == "websocket" else self._sse
+            reader = asyncio.create_task(read(info, connected))
+            try:
+                await reader
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if not broken or (current is not None and current.cancelling()):
+                    raise  # the worker is being stopped
+                raise broken[0] from None
+            raise InstanceDown("the server closed the stream")
+        finally:
+            if reader is not None and not reader.done():
+                reader.cancel()
+                await asyncio.gather(reader, return_exceptions=True)
+            if backfill is not None:
+                backfill.cancel()
+                await asyncio.gather(backfill, return_exceptions=True)
+                self.backfilling = False
+                self._seen = set()
 
     async def _sse(self, info: InstanceInfo, connected: Callable[[], None]) -> None:
         import aiohttp
 
-        headers = {"Accept": "text/event-stream", **_auth(self.spec.token)}
+        headers = {"Accept": "text/event-stream", **_auth(self.spec.token, info)}
         timeout = aiohttp.ClientTimeout(
             total=None,
             sock_connect=self.opts.connect_timeout,
@@ -388,13 +467,13 @@ class InstanceWorker:
         try:
             async with self.fleet.session.get(url, headers=headers, timeout=timeout) as resp:
                 if resp.status != 200:
-                    body = await resp.content.read(4096)
+                    body = await read_head(resp)
                     raise_for_status(resp.status, resp.headers, body, f"{self.host} SSE stream")
                     raise InstanceDown(f"{self.host} SSE stream: HTTP {resp.status}")
                 if not resp.headers.get("Content-Type", "").startswith("text/event-stream"):
                     raise InstanceDown(f"{self.host}: the stream answer is not text/event-stream")
                 connected()
-                parser = SSEParser()
+                parser = SSEParser(self.opts.max_sse_line, self.opts.max_sse_event)
                 async for chunk in resp.content.iter_any():
                     events = []
                     for name, data in parser.feed(chunk):
@@ -403,6 +482,8 @@ class InstanceWorker:
                             events.append(event)
                     if events:
                         await self._emit(events)
+        except TooLarge as exc:
+            raise TooLarge(f"{self.host} SSE stream: {exc}; connection dropped") from None
         except TimeoutError:
             raise InstanceDown(
                 f"{self.host}: no byte for {self.opts.heartbeat_timeout:g}s (heartbeat lost)"
@@ -414,6 +495,7 @@ class InstanceWorker:
         try:
             from websockets.asyncio.client import connect
             from websockets.exceptions import (
+                ConnectionClosed,
                 ConnectionClosedOK,
                 InvalidHandshake,
                 InvalidStatus,
@@ -423,19 +505,22 @@ class InstanceWorker:
             raise MissingDependency("websockets", "collect") from exc
         url = ws_url(info, self.opts.timeline)
         keepalive = self.opts.heartbeat_timeout / 2
+        headers = _auth(self.spec.token, info)
         try:
+            # A redirect to another origin drops the Authorization header (websockets does).
             async with connect(
                 url,
-                additional_headers=_auth(self.spec.token),
+                additional_headers=headers,
                 user_agent_header=USER_AGENT,
                 proxy=None,
                 open_timeout=self.opts.connect_timeout,
                 ping_interval=keepalive,
                 ping_timeout=keepalive,
                 close_timeout=2,
-                max_size=8 * 1024 * 1024,
+                max_size=self.opts.max_ws_message,  # also fragmented messages, in total
                 compression=None,
                 logger=_ws_log,
+                create_connection=_connection_class(),
             ) as ws:
                 self._ws_refusals = 0
                 connected()
@@ -450,7 +535,7 @@ class InstanceWorker:
                         await self._emit([event])
         except InvalidStatus as exc:
             status = exc.response.status_code
-            body = bytes(exc.response.body or b"")
+            body = bytes(exc.response.body or b"")[:ERROR_BODY]
             self._ws_refusals += 1
             if status in (400, 404, 405, 426, 501) or self._ws_refusals >= 3:
                 raise _NoWebSocket(f"WebSocket not offered (HTTP {status})") from None
@@ -463,6 +548,13 @@ class InstanceWorker:
             if self._ws_refusals >= 3:
                 raise _NoWebSocket(f"WebSocket handshake failed ({exc})") from None
             raise InstanceDown(f"{self.host} WebSocket handshake: {_describe(exc)}") from None
+        except ConnectionClosed as exc:
+            if exc.sent is not None and exc.sent.code == 1009:  # we closed: message too big
+                raise TooLarge(
+                    f"{self.host} WebSocket: a message larger than "
+                    f"{self.opts.max_ws_message} bytes; connection dropped"
+                ) from None
+            raise InstanceDown(f"{self.host} WebSocket: {_describe(exc)}") from None
         except WebSocketException as exc:
             raise InstanceDown(f"{self.host} WebSocket: {_describe(exc)}") from None
 
@@ -470,8 +562,7 @@ class InstanceWorker:
         try:
             frame = parse_ws_frame(message)
         except ValueError as exc:
-            self.fleet.bad(f"{self.host}: bad WebSocket frame: {exc}")
-            return None
+            return self._reject(Rejection(f"bad WebSocket frame: {exc}"), message, "websocket")
         if frame is None:
             return None
         name, payload = frame
@@ -483,32 +574,42 @@ class InstanceWorker:
             return None
         else:
             payload = str(payload).encode()
-        return self._stream_event(name, payload)
+        return self._stream_event(name, payload, "websocket")
 
-    def _stream_event(self, name: str, data: bytes) -> Event | None:
+    def _reject(
+        self, rejection: Rejection, raw: bytes | str, source: str, ack_id: str | None = None
+    ) -> Event:
+        """What could not become a post goes to the rejects table; its ack still moves the
+        cursor, so a restart does not meet the same poison again."""
+        return reject_event(
+            rejection,
+            raw,
+            source=source,
+            observed_on=self.host,
+            where=f"{self.host} {source}",
+            ack=self._ack(ack_id or self.contiguous),
+        )
+
+    def _stream_event(self, name: str, data: bytes, source: str = "sse") -> Event | None:
         if name == DELETE:
             status_id = data.decode("utf-8", "replace").strip().strip('"')
-            if not status_id:
-                return None
+            if not status_id or len(status_id) > 256:
+                return self._reject(Rejection("delete event without a status id"), data, source)
             return Event(
                 DELETE, self.host, id=status_id, where=self.host, ack=self._ack(self.contiguous)
             )
         if name not in (UPDATE, EDIT):
             return None
-        try:
-            status = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            self.fleet.bad(f"{self.host}: {name} event is not valid JSON ({exc}); skipped")
-            return None
-        if not isinstance(status, dict) or "id" not in status:
-            self.fleet.bad(f"{self.host}: {name} event without a status id; skipped")
-            return None
-        status_id = str(status["id"])
+        status = decode_status(data)
+        if isinstance(status, Rejection):
+            return self._reject(status, data, source)
+        status_id = status.id
         if self.backfilling:
             if name == UPDATE:
-                if status_id in self._seen:
+                if status_id in self._seen:  # the backfill handed it out already
                     return None
-                self._seen.add(status_id)
+                if self.stream_low is None:
+                    self.stream_low = status_id  # the backfill stops here
             self.stream_high = max_id(self.stream_high, status_id)
         elif name == UPDATE:
             self.contiguous = max_id(self.contiguous, status_id)
@@ -556,7 +657,7 @@ class InstanceWorker:
         if not ids[-1].isdigit():
             return
         below = str(int(ids[-1]) + 1)
-        present: dict[str, dict[str, Any]] = {}
+        present: dict[str, ValidStatus] = {}
         low = None
         for _ in range(len(ids) // PAGE_LIMIT + 2):
             wait = self._not_before - time.monotonic()
@@ -570,6 +671,7 @@ class InstanceWorker:
                     min_id=None,
                     max_id=below,
                     token=self.spec.token,
+                    max_body=self.opts.max_body,
                 )
             except RateLimited as exc:
                 self._not_before = time.monotonic() + exc.retry_after
@@ -578,9 +680,14 @@ class InstanceWorker:
             if not page.statuses:
                 low = None  # reached the end of the timeline: everything older is gone
                 break
-            for status in page.statuses:
-                present[str(status["id"])] = status
-            below = low = min((str(s["id"]) for s in page.statuses), key=id_key)
+            checked = [c for _, c, _ in _validated(page.statuses)]
+            for status in checked:
+                if isinstance(status, ValidStatus):
+                    present[status.id] = status
+            ids_here = [i for i, _, _ in _validated(page.statuses) if i is not None]
+            if not ids_here:
+                return  # a page of nothing usable: say nothing rather than guess
+            below = low = min(ids_here, key=id_key)
             if id_key(low) <= id_key(ids[0]):
                 break
         else:
@@ -593,7 +700,7 @@ class InstanceWorker:
             current = present.get(status_id)
             if current is None:
                 events.append(Event(DELETE, self.host, id=status_id, where=self.host, ack=ack))
-            elif (current.get("edited_at") or "") != known[status_id]:
+            elif (current.data.edited_at or "") != known[status_id]:
                 events.append(Event(EDIT, self.host, status=current, where=self.host, ack=ack))
         if events:
             log.info(
@@ -615,26 +722,49 @@ class InstanceWorker:
         cursor = self.contiguous
         try:
             page = await fetch_page(
-                self.fleet.session, info, self.opts.timeline, min_id=cursor, token=token
+                self.fleet.session,
+                info,
+                self.opts.timeline,
+                min_id=cursor,
+                token=token,
+                max_body=self.opts.max_body,
             )
         finally:
             self._not_before = time.monotonic()
         self._not_before += page.rate.min_interval()
-        statuses = sorted(page.statuses, key=lambda s: id_key(s["id"]))
+        # oldest first; what has no usable id at all (rejected) goes last
+        statuses = sorted(
+            _validated(page.statuses), key=lambda c: id_key(c[0]) if c[0] else (2, 0, "")
+        )
         events = []
-        for status in statuses:
-            status_id = str(status["id"])
-            if self.backfilling:
+        handed: list[str] = []
+        reached = False  # the backfill met the stream: what is above comes from the stream
+        low = id_key(self.stream_low) if self.backfilling and self.stream_low else None
+        for status_id, status, item in statuses:
+            if status_id is not None and self.backfilling:
+                if low is not None and id_key(status_id) >= low:
+                    reached = True
+                    continue
                 if status_id in self._seen:
                     continue
-                self._seen.add(status_id)
+                if low is None:
+                    # The stream has not spoken yet: it may still bring this one. (Once it
+                    # has, nothing below its first update is on it: `_seen` stays small.)
+                    self._seen.add(status_id)
+            if status_id is not None:
+                handed.append(status_id)
+            if isinstance(status, Rejection):
+                raw = msgspec.json.encode(item)
+                events.append(self._reject(status, raw, "rest", ack_id=status_id))
+                continue
             events.append(
                 Event(UPDATE, self.host, status=status, where=self.host, ack=self._ack(status_id))
             )
-        if statuses:
-            self.contiguous = max_id(self.contiguous, str(statuses[-1]["id"]))
+        highest = max_id(*handed)
+        if highest:
+            self.contiguous = max_id(self.contiguous, highest)
         await self._emit(events)
-        if cursor is None:
+        if cursor is None or reached:
             return 0  # a first run starts from the newest page, not from the beginning
         return len(statuses)
 
@@ -664,6 +794,23 @@ class InstanceWorker:
             await asyncio.sleep(interval)
 
 
+def _validated(items: list[Any]) -> list[tuple[str | None, ValidStatus | Rejection, Any]]:
+    """(id, status or rejection, the item) for each item of a timeline page. The id of a
+    rejected item is kept when it has a usable one, so the cursor can move past it."""
+    out: list[tuple[str | None, ValidStatus | Rejection, Any]] = []
+    for item in items:
+        status = validate_status(item)
+        if isinstance(status, ValidStatus):
+            out.append((status.id, status, item))
+            continue
+        raw_id = item.get("id") if isinstance(item, dict) else None
+        if isinstance(raw_id, bool) or not isinstance(raw_id, str | int):
+            raw_id = None
+        text = str(raw_id) if raw_id is not None else ""
+        out.append((text if 0 < len(text) <= 64 else None, status, item))
+    return out
+
+
 def poll_interval(previous: float, got: int, low: float, high: float) -> float:
     """The next polling interval: halve it when a page brought posts, grow it by half when
     it came back empty; within [low, high]."""
@@ -671,12 +818,39 @@ def poll_interval(previous: float, got: int, low: float, high: float) -> float:
     return min(high, max(low, interval))
 
 
+@cache
+def _connection_class() -> type:
+    """websockets' client connection, but one that drops the TCP connection as soon as it
+    refused a message for its size: waiting for the peer's close frame (close_timeout) means
+    reading, and discarding, the rest of the message first: gigabytes of a 2**40-byte frame."""
+    from websockets.asyncio.client import ClientConnection
+
+    class _Connection(ClientConnection):
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            sent = self.protocol.close_sent
+            if sent is not None and sent.code == 1009:  # CloseCode.MESSAGE_TOO_BIG
+                if self.keepalive_task is not None:  # its ping would fail on the way down
+                    self.keepalive_task.cancel()
+                self.transport.abort()
+
+    return _Connection
+
+
 class _NoWebSocket(InstanceError):
     """The streaming server does not speak WebSocket here: use SSE."""
 
 
-def _auth(token: str | None) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"} if token else {}
+def _auth(token: str | None, info: InstanceInfo) -> dict[str, str]:
+    """The Authorization header for the streaming host of `info`; TokenRefused when the
+    token may not go to the announced streaming URL (`token_refusal`)."""
+    if not token:
+        return {}
+    if info.streaming_url:
+        refusal = token_refusal(info.base_url, info.streaming_url)
+        if refusal:
+            raise TokenRefused(refusal)
+    return {"Authorization": f"Bearer {token}"}
 
 
 def _describe(exc: BaseException) -> str:
@@ -709,9 +883,9 @@ class FleetSource:
         self.workers: list[InstanceWorker] = []
         self.bad_count = 0
         self.bad_examples: list[str] = []
-        self.newest_created_at = ""  # ISO text of the newest post handed to the pipeline
+        self.newest_created_at: datetime | None = None  # of the newest post handed out
         self.handed_out = 0
-        self._bridge = _Bridge(self.options.bridge_capacity)
+        self._bridge = _Bridge(self.options.bridge_capacity, self.options.bridge_bytes)
         self._loop_done = threading.Event()
         self._thread: threading.Thread | None = None
         self._failure: list[BaseException] = []
@@ -736,6 +910,7 @@ class FleetSource:
         self._thread = threading.Thread(target=self._run_loop, name="tootlake-fleet", daemon=True)
         self._thread.start()
         bridge = self._bridge
+        newest = self.newest_created_at
         try:
             while True:
                 chunk = bridge.take(0.25)
@@ -746,9 +921,9 @@ class FleetSource:
                     continue
                 for event in chunk:
                     if event.status is not None:
-                        created = event.status.get("created_at")
-                        if isinstance(created, str) and created > self.newest_created_at:
-                            self.newest_created_at = created
+                        created = event.status.created_at
+                        if newest is None or created > newest:
+                            newest = self.newest_created_at = created
                     self.handed_out += 1
                     yield event
         finally:
@@ -759,10 +934,7 @@ class FleetSource:
 
     def lag(self) -> float | None:
         """Seconds between now and the creation of the newest post handed out."""
-        try:
-            newest = parse_time(self.newest_created_at)
-        except Exception:
-            return None
+        newest = self.newest_created_at
         return (datetime.now(UTC) - newest).total_seconds() if newest else None
 
     def counts(self) -> collections.Counter[str]:
@@ -799,7 +971,26 @@ class FleetSource:
         ) as session:
             self.session = session
             self.workers = [InstanceWorker(self, spec) for spec in self.specs]
-            tasks = [asyncio.create_task(w.run(), name=f"instance {w.host}") for w in self.workers]
+            tasks: dict[InstanceWorker, asyncio.Task[None]] = {}
+
+            def start(worker: InstanceWorker) -> None:
+                if not self.stop.is_set():
+                    tasks[worker] = task = asyncio.create_task(
+                        worker.run(), name=f"instance {worker.host}"
+                    )
+                    task.add_done_callback(partial(ended, worker))
+
+            def ended(worker: InstanceWorker, task: asyncio.Task[None]) -> None:
+                # `run` handles every Exception itself; should a worker end anyway while the
+                # fleet runs, it is shown, logged and started again after a backoff.
+                if task.cancelled() or self.stop.is_set():
+                    return
+                error = task.exception() or RuntimeError("the worker ended")
+                loop.call_later(worker._fail(error, unexpected=True), start, worker)
+
+            loop = asyncio.get_running_loop()
+            for worker in self.workers:
+                start(worker)
             last_health = time.monotonic()
             try:
                 while not self.stop.is_set():
@@ -808,13 +999,14 @@ class FleetSource:
                         self._save_health()
                         last_health = time.monotonic()
             finally:
-                for task in tasks:
+                self.stop.set()  # no restart from here on
+                for task in tasks.values():
                     task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
+                await asyncio.gather(*tasks.values(), return_exceptions=True)
                 self._save_health()
 
     def _save_health(self) -> None:
         try:
             self.state.save_health(self.health())
-        except OSError as exc:
+        except (OSError, LakeError) as exc:  # informative only: the run goes on
             log.warning("Cannot write the collector health file: %s", exc)

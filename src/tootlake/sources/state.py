@@ -6,7 +6,8 @@
 A cursor is the greatest status id of an instance such that every post up to it is durable in
 the lake. It moves only in `advance()`, which the pipeline calls from the acks of a batch
 after the sink flushed it, and never backwards (ids compare as snowflakes). Files are written
-atomically (temporary file, fsync, rename). No token is ever written here.
+atomically (temporary file, fsync, rename). No token is ever written here: every string
+(errors of remote servers among them) goes through `tootlake.redact` on its way to a file.
 """
 
 from __future__ import annotations
@@ -19,20 +20,26 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tootlake.errors import ConfigError
+from tootlake.errors import ConfigError, LakeError
+from tootlake.redact import redact_json
 from tootlake.sources.mastodon import id_key
 
 __all__ = ["CollectorState", "write_json_atomic"]
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write `data` as JSON to `path` atomically, every string redacted of tokens. A folder
+    that refuses the write (read-only, full disk) is a LakeError naming the file."""
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=1, sort_keys=True)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "w", encoding="utf-8") as handle:
+            json.dump(redact_json(data), handle, indent=1, sort_keys=True)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise LakeError(f"Cannot write the collector state {path}: {exc.strerror or exc}") from None
 
 
 class CollectorState:

@@ -12,11 +12,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from tootlake.record import Delete, Post, Sighting
+from tootlake.record import Delete, Post, Reject, Sighting
 
 __all__ = ["Batch", "Transport"]
 
-Record = Post | Delete | Sighting
+Record = Post | Delete | Sighting | Reject
 
 
 @dataclass(slots=True)

@@ -14,7 +14,8 @@ The producer is configured for throughput without giving up order or safety:
                                        blocks, and so does the source feeding it (backpressure)
 
 The key is the post's uri (see `tootlake.avro.key_of`), so every version of a post and its
-delete land on one partition, in order. A thread serves delivery reports; a batch's acks (which
+delete land on one partition, in order; rejects (statuses that failed validation) have no key
+and spread over the partitions. A thread serves delivery reports; a batch's acks (which
 advance the sources' cursors) fire only once every message of it, and of every batch sent
 before it, is delivered. What is buffered but undelivered when the process stops is not
 acknowledged, so the sources send it again: the producer side is at-least-once, and the sink's

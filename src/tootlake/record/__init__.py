@@ -1,0 +1,59 @@
+"""Records: what tootlake keeps of a status, and how a status becomes one.
+
+`model` holds the record types (Post, Delete, Sighting, Reject) and the lake and wire schemas
+derived from them; `status` validates a status at the edge and builds the post.
+"""
+
+from __future__ import annotations
+
+from tootlake.record.model import (
+    RAW_LIMIT,
+    Delete,
+    Post,
+    Reject,
+    Sighting,
+    arrow_schema,
+    avro_record_schema,
+    avro_schema,
+    delete_arrow_schema,
+    reject_arrow_schema,
+    sighting_arrow_schema,
+)
+from tootlake.record.status import (
+    Rejection,
+    StatusData,
+    ValidStatus,
+    decode_status,
+    from_status,
+    host_of,
+    is_opted_out,
+    parse_time,
+    skip_reason,
+    to_post,
+    validate_status,
+)
+
+__all__ = [
+    "RAW_LIMIT",
+    "Delete",
+    "Post",
+    "Reject",
+    "Rejection",
+    "Sighting",
+    "StatusData",
+    "ValidStatus",
+    "arrow_schema",
+    "avro_record_schema",
+    "avro_schema",
+    "decode_status",
+    "delete_arrow_schema",
+    "from_status",
+    "host_of",
+    "is_opted_out",
+    "parse_time",
+    "reject_arrow_schema",
+    "sighting_arrow_schema",
+    "skip_reason",
+    "to_post",
+    "validate_status",
+]

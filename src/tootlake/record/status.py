@@ -1,0 +1,458 @@
+"""A status becomes a post here: validated once, at the edge, then built.
+
+Every status that reaches tootlake, from a stream, a timeline page or a recorded file, comes
+through `decode_status` (JSON bytes) or `validate_status` (an already decoded value). Either
+gives a `ValidStatus` or a `Rejection`, never an exception, so nothing downstream sees an
+unchecked value:
+
+  * invalid: no usable identity, author or time (`uri` not a non-empty string, `id` neither a
+    string nor an integer, `account` not an object or without `acct`/`username`, `created_at`
+    missing, unparseable or outside [2000-01-01, now + 1 day]). Rejected, never stored.
+  * tolerable: any other field of the wrong type (`tags: 5`, `language: 7`, a negative count,
+    `edited_at: "soon"`...). That field takes its default and its name is listed in
+    `coerced`, so runs can count it.
+
+Fields that decide consent are never coerced towards collecting: a wrong-typed `visibility`
+means not public, a wrong-typed `noindex` means opted out, a wrong-typed `reblog` a reblog.
+
+The fast path decodes JSON bytes straight into msgspec Structs that hold only the fields kept
+(unknown keys are skipped in C). When a field has the wrong type, the slow path drops the
+field msgspec names (the first optional field on its path) and tries again. See
+docs/collect.md (Rejects) for the reasoning.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import msgspec
+
+from tootlake.errors import BadStatus
+from tootlake.record.model import Post
+from tootlake.text import count_words, has_opt_out_tag, html_to_text
+
+__all__ = [
+    "Account",
+    "Rejection",
+    "StatusData",
+    "ValidStatus",
+    "decode_status",
+    "from_status",
+    "host_of",
+    "is_opted_out",
+    "parse_time",
+    "skip_reason",
+    "to_post",
+    "validate_status",
+]
+
+INT64_MAX = 2**63 - 1
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)  # no fediverse post is older
+FUTURE_SLACK = timedelta(days=1)  # clocks drift; a day ahead is a lie, not a drift
+
+# a count the lake can hold (int64, not negative)
+Count = Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]
+StatusId = str | int  # snowflake strings (Mastodon), flake ids (Pleroma), integers (some forks)
+
+
+class Present(msgspec.Struct):
+    """Any JSON object whose content tootlake does not keep (only that it is there)."""
+
+
+class Application(msgspec.Struct):
+    name: str | None = None
+    website: str | None = None
+
+
+class Tag(msgspec.Struct):
+    name: str
+    url: str | None = None  # the observing instance's /tags/ page (replay infers it from it)
+
+
+class Account(msgspec.Struct):
+    id: StatusId | None = None
+    acct: str | None = None
+    username: str | None = None
+    display_name: str | None = None
+    url: str | None = None
+    bot: bool | None = None
+    created_at: str | None = None
+    followers_count: Count | None = None
+    note: str | None = None
+    noindex: bool | None = None
+
+
+class StatusData(msgspec.Struct):
+    """The fields of a Mastodon status that tootlake keeps, typed."""
+
+    uri: str
+    id: StatusId
+    account: Account
+    created_at: str
+    url: str | None = None
+    edited_at: str | None = None
+    language: str | None = None
+    content: str | None = None
+    spoiler_text: str | None = None
+    visibility: str | None = None
+    application: Application | None = None
+    tags: list[Tag] | None = None
+    mentions: list[Present] | None = None
+    media_attachments: list[Present] | None = None
+    emojis: list[Present] | None = None
+    favourites_count: Count | None = None
+    reblogs_count: Count | None = None
+    replies_count: Count | None = None
+    sensitive: bool | None = None
+    in_reply_to_id: StatusId | None = None
+    in_reply_to_account_id: StatusId | None = None
+    poll: Present | None = None
+    card: Present | None = None
+    reblog: Present | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why a status cannot become a post: a reason, and the field at fault when one is."""
+
+    reason: str
+    field: str | None = None
+
+
+@dataclass(slots=True)
+class ValidStatus:
+    """A status that passed validation: its typed fields, its id as text, its times parsed,
+    and the fields that had to be dropped (`coerced`)."""
+
+    data: StatusData
+    id: str
+    created_at: datetime
+    edited_at: datetime | None
+    coerced: tuple[str, ...] = ()
+    size: int = 0  # bytes of the status as received (estimated for a decoded one): buffers
+
+    @property
+    def uri(self) -> str:
+        return self.data.uri
+
+    @property
+    def version(self) -> str:
+        """The version of the post, as text that sorts: its edit time to the second ("" when
+        never edited). A remote copy of an edit carries the same second, not the same ms."""
+        edited = self.data.edited_at
+        return edited[:19] if self.edited_at is not None and edited else ""
+
+
+_DECODER = msgspec.json.Decoder(StatusData)
+_ANY = msgspec.json.Decoder()
+# Fields whose wrong type must not be read as "collect it": (struct, name) -> safe value
+_CONSENT = {
+    (StatusData, "visibility"): "unknown",  # not public
+    (StatusData, "reblog"): Present(),  # a reblog
+    (Account, "noindex"): True,  # opted out
+}
+_MAX_REPAIRS = 64  # wrong fields mended in one status before giving up on it
+
+
+def decode_status(data: bytes | str, now: datetime | None = None) -> ValidStatus | Rejection:
+    """Validate a status given as JSON text: a ValidStatus or a Rejection, never an error."""
+    try:
+        status = _DECODER.decode(data)
+    except msgspec.ValidationError as exc:
+        try:
+            value = _ANY.decode(data)
+        except msgspec.MsgspecError:
+            return Rejection(f"not a JSON status ({exc})")
+        repaired = _repair(value, exc, now)
+        if isinstance(repaired, ValidStatus):
+            repaired.size = len(data)
+        return repaired
+    except msgspec.DecodeError as exc:
+        return Rejection(f"not valid JSON ({exc})")
+    checked = _check(status, (), now)
+    if isinstance(checked, ValidStatus):
+        checked.size = len(data)
+    return checked
+
+
+def validate_status(value: Any, now: datetime | None = None) -> ValidStatus | Rejection:
+    """Validate a status already decoded from JSON (a dict): as `decode_status`."""
+    try:
+        status = msgspec.convert(value, StatusData)
+    except msgspec.ValidationError as exc:
+        return _repair(value, exc, now)
+    return _check(status, (), now)
+
+
+def _repair(
+    value: Any, error: msgspec.ValidationError, now: datetime | None
+) -> ValidStatus | Rejection:
+    """The slow path: drop the field each validation error names, while it is optional."""
+    if not isinstance(value, dict):
+        return Rejection(f"a status must be a JSON object, not {_json_type(value)}")
+    value = dict(value)
+    coerced: list[str] = []
+    for _ in range(_MAX_REPAIRS):
+        message, path = _error_path(str(error))
+        fault = _optional_prefix(path)
+        if fault is None:
+            return Rejection(message, ".".join(str(p) for p in path) or None)
+        names, safe = fault
+        value = _without(value, names, safe)
+        coerced.append(".".join(names))
+        try:
+            status = msgspec.convert(value, StatusData)
+        except msgspec.ValidationError as exc:
+            error = exc
+            continue
+        return _check(status, tuple(coerced), now)
+    return Rejection(f"more than {_MAX_REPAIRS} fields of the wrong type")
+
+
+def _error_path(text: str) -> tuple[str, list[str | int]]:
+    """msgspec's "Expected `int`, got `str` - at `$.account.bot[0]`" -> (message, path)."""
+    message, _, where = text.partition(" - at `")
+    path: list[str | int] = []
+    for part in where.rstrip("`").removeprefix("$").replace("[", ".[").split("."):
+        if not part:
+            continue
+        if part.startswith("["):
+            inner = part[1:-1]
+            path.append(int(inner) if inner.isdigit() else inner)
+        else:
+            path.append(part)
+    if message.startswith("Object missing required field `"):
+        path.append(message.split("`")[1])
+    return message, path
+
+
+def _optional_prefix(path: list[str | int]) -> tuple[list[str], Any] | None:
+    """The first field on `path` that may be dropped (the keys to it, and the value that
+    replaces it: None, or the safe value of a consent field); None when every field on the
+    path is required, so the status is invalid."""
+    struct: Any = StatusData
+    keys: list[str] = []
+    for part in path:
+        if not isinstance(part, str) or struct is None:
+            return None
+        info = _struct_fields(struct).get(part)
+        if info is None:
+            return None
+        keys.append(part)
+        required, inner = info
+        if not required:
+            return keys, _CONSENT.get((struct, part))
+        struct = inner
+    return None
+
+
+_FIELDS: dict[Any, dict[str, tuple[bool, Any]]] = {}
+
+
+def _struct_fields(struct: Any) -> dict[str, tuple[bool, Any]]:
+    """name -> (required, the Struct it holds or None), memoised per Struct."""
+    known = _FIELDS.get(struct)
+    if known is None:
+        known = {}
+        for f in msgspec.structs.fields(struct):
+            inner = (
+                f.type if isinstance(f.type, type) and issubclass(f.type, msgspec.Struct) else None
+            )
+            known[f.encode_name] = (f.required, inner)
+        _FIELDS[struct] = known
+    return known
+
+
+def _without(value: dict[str, Any], keys: list[str], replacement: Any) -> dict[str, Any]:
+    """A copy of `value` with the field at `keys` set to `replacement` (None drops it)."""
+    head, rest = keys[0], keys[1:]
+    out = dict(value)
+    if rest:
+        inner = out.get(head)
+        out[head] = _without(inner if isinstance(inner, dict) else {}, rest, replacement)
+    elif replacement is None:
+        out.pop(head, None)
+    else:
+        out[head] = msgspec.to_builtins(replacement)
+    return out
+
+
+def _json_type(value: Any) -> str:
+    names = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+    return names.get(type(value), "a number")
+
+
+def _check(
+    status: StatusData, coerced: tuple[str, ...], now: datetime | None
+) -> ValidStatus | Rejection:
+    """What types cannot say: identity, author and time are usable; times parse."""
+    if not status.uri:
+        return Rejection("empty uri", "uri")
+    status_id = status.id if type(status.id) is str else str(status.id)
+    if not status_id:
+        return Rejection("empty id", "id")
+    account = status.account
+    if not (account.acct or account.username):
+        return Rejection("account without acct or username", "account.acct")
+    created_at = parse_time(status.created_at)
+    if created_at is None:
+        return Rejection(f"created_at is not a time: {status.created_at[:40]!r}", "created_at")
+    if not EARLIEST <= created_at <= (now or datetime.now(UTC)) + FUTURE_SLACK:
+        return Rejection(f"created_at out of range: {status.created_at[:40]!r}", "created_at")
+    edited_at = None
+    if status.edited_at:
+        edited_at = parse_time(status.edited_at)
+        if edited_at is None:
+            coerced += ("edited_at",)
+    # the size of what is kept, for a status not received as bytes (decode_status sets it)
+    size = 1024 + len(status.content or "") + len(status.spoiler_text or "")
+    size += len(status.account.display_name or "") + len(status.account.note or "")
+    return ValidStatus(status, status_id, created_at, edited_at, coerced, size)
+
+
+def parse_time(value: str | None) -> datetime | None:
+    """Mastodon's ISO-8601 times (`...Z`, ms or s precision, or a bare date) in UTC; None for
+    anything else (never an error: an hour offset on year 1 cannot be UTC)."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+        if value[-1] == "Z":  # Mastodon's usual form: already UTC
+            return parsed
+        if parsed.tzinfo is None:
+            return parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
+        return None
+
+
+def host_of(url: str | None) -> str | None:
+    """Lower-case host (with port, when not the default) of a URL."""
+    if not url:
+        return None
+    # Plain string work: urlsplit costs more than the rest of a post (this runs per post).
+    scheme_end = url.find("://")
+    if scheme_end < 0:
+        return None
+    rest = url[scheme_end + 3 :]
+    for stop in "/?#":
+        cut = rest.find(stop)
+        if cut >= 0:
+            rest = rest[:cut]
+    return rest.rpartition("@")[2].lower() or None
+
+
+def is_opted_out(account: Account | dict[str, Any]) -> bool:
+    """True when an account asked not to be indexed (noindex, or an opt-out tag in its bio)."""
+    if isinstance(account, dict):
+        noindex, note = account.get("noindex"), account.get("note")
+        return bool(noindex) or has_opt_out_tag(note if isinstance(note, str) else None)
+    return bool(account.noindex) or has_opt_out_tag(account.note)
+
+
+def skip_reason(
+    status: ValidStatus | dict[str, Any], include_opted_out: bool = False
+) -> str | None:
+    """Why a status is not collected as a post ("reblog", "not_public", "opted_out"), or None.
+    A dict is validated first (an invalid one is "invalid")."""
+    if isinstance(status, dict):
+        checked = validate_status(status)
+        if isinstance(checked, Rejection):
+            return "invalid"
+        status = checked
+    data = status.data
+    if data.reblog is not None:
+        return "reblog"
+    if data.visibility is not None and data.visibility != "public":
+        return "not_public"
+    if not include_opted_out and is_opted_out(data.account):
+        return "opted_out"
+    return None
+
+
+def to_post(
+    status: ValidStatus,
+    observed_on: str | None,
+    ingested_at: datetime | None = None,
+    *,
+    opted_out: bool | None = None,
+) -> Post:
+    """Build the post of a validated status as received from `observed_on`.
+
+    `opted_out`: `is_opted_out(account)` when the caller knows it already (None: work it out).
+    """
+    data = status.data
+    account = data.account
+    uri = data.uri
+    origin = host_of(uri) or ""
+    acct = account.acct or account.username or ""
+    if "@" not in acct:
+        # Local accounts are unqualified; their host is the one serving their profile.
+        acct = f"{acct}@{host_of(account.url) or observed_on or origin}"
+    observed = observed_on or None
+    application = data.application
+    text = html_to_text(data.content)
+    return Post(
+        uri=uri,
+        id=status.id,
+        observed_on=observed,
+        origin=origin,
+        url=data.url,
+        created_at=status.created_at,
+        edited_at=status.edited_at,
+        ingested_at=ingested_at or datetime.now(UTC),
+        language=data.language or None,
+        app=(application.name or None) if application is not None else None,
+        acct=acct,
+        username=account.username or acct.split("@", 1)[0],
+        display_name=account.display_name or "",
+        bot=bool(account.bot),
+        text=text,
+        characters=len(text),
+        words=count_words(text),
+        tags=[t.name.lower() for t in data.tags] if data.tags else [],
+        mentions_count=len(data.mentions) if data.mentions else 0,
+        media_count=len(data.media_attachments) if data.media_attachments else 0,
+        favourites_count=data.favourites_count or 0,
+        reblogs_count=data.reblogs_count or 0,
+        replies_count=data.replies_count or 0,
+        sensitive=bool(data.sensitive),
+        spoiler_text=data.spoiler_text or "",
+        visibility=data.visibility or "public",
+        in_reply_to_id=_text(data.in_reply_to_id),
+        local=observed is not None and observed == origin,
+        account_id=_text(account.id) or "",
+        account_created_at=parse_time(account.created_at),
+        followers_count=account.followers_count or 0,
+        in_reply_to_account_id=_text(data.in_reply_to_account_id),
+        app_website=(application.website or None) if application is not None else None,
+        has_poll=data.poll is not None,
+        has_card=data.card is not None,
+        emojis_count=len(data.emojis) if data.emojis else 0,
+        opted_out=is_opted_out(account) if opted_out is None else opted_out,
+    )
+
+
+def _text(value: str | int | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def from_status(
+    status: Any,
+    observed_on: str | None,
+    ingested_at: datetime | None = None,
+    *,
+    opted_out: bool | None = None,
+) -> Post:
+    """Build the post of one Mastodon status (a dict, or its JSON bytes) as received from
+    `observed_on`. Raises BadStatus (only) when the status is invalid; whether to keep it
+    (reblogs, visibility, opt-outs) is `skip_reason()`'s business."""
+    if isinstance(status, bytes | str):
+        checked = decode_status(status, ingested_at)
+    else:
+        checked = validate_status(status, ingested_at)
+    if isinstance(checked, Rejection):
+        raise BadStatus(checked.reason)
+    return to_post(checked, observed_on, ingested_at, opted_out=opted_out)

@@ -1,0 +1,320 @@
+"""Validation at the edge: any JSON value (and any bytes) gives a post or a rejection, never
+an exception; the fast path (JSON bytes into typed Structs) agrees with an independent,
+plain-Python statement of the rules (`reference` below) on real statuses with hostile fields.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tootlake.errors import BadStatus
+from tootlake.record import (
+    Rejection,
+    ValidStatus,
+    arrow_schema,
+    decode_status,
+    from_status,
+    to_post,
+    validate_status,
+)
+from tootlake.sinks.parquet import records_to_table, table_to_parquet
+
+from .conftest import all_real_statuses, real_status
+
+NOW = datetime(2026, 12, 3, tzinfo=UTC)
+INT64_MAX = 2**63 - 1
+REAL = [status for _, _, status in all_real_statuses()]
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+# -- the rules, stated independently of the implementation -------------------------------
+
+
+def _is_str(v: Any) -> bool:
+    return isinstance(v, str)
+
+
+def _is_id(v: Any) -> bool:
+    return isinstance(v, str) or (isinstance(v, int) and not isinstance(v, bool))
+
+
+def _is_count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= INT64_MAX
+
+
+def _is_bool(v: Any) -> bool:
+    return isinstance(v, bool)
+
+
+def _is_object(v: Any) -> bool:
+    return isinstance(v, dict)
+
+
+def _objects(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(i, dict) for i in v)
+
+
+def _tags(v: Any) -> bool:
+    return isinstance(v, list) and all(
+        isinstance(t, dict)
+        and isinstance(t.get("name"), str)
+        and (t.get("url") is None or isinstance(t["url"], str))
+        for t in v
+    )
+
+
+def _application(v: Any) -> bool:
+    return isinstance(v, dict) and all(
+        v.get(k) is None or isinstance(v[k], str) for k in ("name", "website")
+    )
+
+
+STATUS_FIELDS = {
+    "url": _is_str,
+    "edited_at": _is_str,
+    "language": _is_str,
+    "content": _is_str,
+    "spoiler_text": _is_str,
+    "visibility": _is_str,
+    "application": _application,
+    "tags": _tags,
+    "mentions": _objects,
+    "media_attachments": _objects,
+    "emojis": _objects,
+    "favourites_count": _is_count,
+    "reblogs_count": _is_count,
+    "replies_count": _is_count,
+    "sensitive": _is_bool,
+    "in_reply_to_id": _is_id,
+    "in_reply_to_account_id": _is_id,
+    "poll": _is_object,
+    "card": _is_object,
+    "reblog": _is_object,
+}
+ACCOUNT_FIELDS = {
+    "id": _is_id,
+    "acct": _is_str,
+    "username": _is_str,
+    "display_name": _is_str,
+    "url": _is_str,
+    "bot": _is_bool,
+    "created_at": _is_str,
+    "followers_count": _is_count,
+    "note": _is_str,
+    "noindex": _is_bool,
+}
+SAFE = {"visibility": "unknown", "reblog": {}, "account.noindex": True}
+
+
+def _time(value: str) -> datetime | None:
+    try:
+        parsed = datetime.fromisoformat(value)
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
+        return None
+
+
+def reference(value: Any, now: datetime = NOW) -> tuple[dict[str, Any], set[str]] | None:
+    """None when the status is invalid; else the status with every wrong-typed field dropped
+    (or set to its safe value) and the names of those fields."""
+    if not isinstance(value, dict):
+        return None
+    if not (isinstance(value.get("uri"), str) and value["uri"]):
+        return None
+    if not (_is_id(value.get("id")) and str(value["id"])):
+        return None
+    account = value.get("account")
+    if not isinstance(account, dict):
+        return None
+    created = value.get("created_at")
+    if not isinstance(created, str):
+        return None
+    out, coerced = dict(value), set()
+    fixed_account = dict(account)
+    for name, ok in ACCOUNT_FIELDS.items():
+        if fixed_account.get(name) is not None and not ok(fixed_account[name]):
+            coerced.add(f"account.{name}")
+            if f"account.{name}" in SAFE:
+                fixed_account[name] = SAFE[f"account.{name}"]
+            else:
+                del fixed_account[name]
+    out["account"] = fixed_account
+    if not (fixed_account.get("acct") or fixed_account.get("username")):
+        return None
+    when = _time(created)
+    if when is None or not datetime(2000, 1, 1, tzinfo=UTC) <= when <= now + timedelta(days=1):
+        return None
+    for name, ok in STATUS_FIELDS.items():
+        if out.get(name) is not None and not ok(out[name]):
+            coerced.add(name)
+            if name in SAFE:
+                out[name] = SAFE[name]
+            else:
+                del out[name]
+    if out.get("edited_at") and _time(out["edited_at"]) is None:
+        coerced.add("edited_at")
+    return out, coerced
+
+
+# -- hostile statuses made from real ones --------------------------------------------------
+
+FIELD_PATHS = (
+    ["uri", "id", "account", "created_at"]
+    + list(STATUS_FIELDS)
+    + [f"account.{name}" for name in ACCOUNT_FIELDS]
+    + ["tags.0.name", "tags.0", "application.name", "mentions.0"]
+)
+
+
+@st.composite
+def hostile_statuses(draw: st.DrawFn) -> Any:
+    status = copy.deepcopy(draw(st.sampled_from(REAL)))
+    for path in draw(st.lists(st.sampled_from(FIELD_PATHS), max_size=4)):
+        *parents, last = path.split(".")
+        node: Any = status
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else (node or [None])[0]
+            if not isinstance(node, dict | list):
+                break
+        else:
+            if isinstance(node, list):
+                if node and last.isdigit():
+                    node[0] = draw(json_values)
+            elif draw(st.booleans()):
+                node[last] = draw(json_values)
+            else:
+                node.pop(last, None)
+    return status
+
+
+def _post_fields(status: ValidStatus) -> dict[str, Any]:
+    post = to_post(status, "observer.example", NOW)
+    return {k: getattr(post, k) for k in post.__slots__}
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(hostile_statuses())
+def test_hostile_real_status_is_what_the_rules_say(status):
+    expected = reference(status)
+    got = decode_status(msgspec.json.encode(status), NOW)
+    if expected is None:
+        assert isinstance(got, Rejection), got
+        return
+    assert isinstance(got, ValidStatus), (got, status)
+    cleaned, coerced = expected
+    assert set(got.coerced) == coerced
+    clean = validate_status(cleaned, NOW)
+    assert isinstance(clean, ValidStatus)
+    assert _post_fields(got) == _post_fields(clean)
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values)
+def test_any_json_value_is_a_post_or_a_rejection(value):
+    from_bytes = decode_status(msgspec.json.encode(value), NOW)
+    from_object = validate_status(value, NOW)
+    assert isinstance(from_bytes, ValidStatus | Rejection)
+    assert type(from_bytes) is type(from_object)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_any_bytes_are_a_post_or_a_rejection(data):
+    assert isinstance(decode_status(data, NOW), ValidStatus | Rejection)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(hostile_statuses(), min_size=1, max_size=8))
+def test_every_valid_status_writes_to_parquet(statuses):
+    posts = []
+    for status in statuses:
+        got = decode_status(msgspec.json.encode(status), NOW)
+        if isinstance(got, ValidStatus):
+            posts.append(to_post(got, "observer.example", NOW))
+    if posts:
+        data = table_to_parquet(records_to_table(posts, arrow_schema()))
+        assert pq.read_table(io.BytesIO(data)).num_rows == len(posts)
+
+
+def test_valid_status_is_unchanged_by_the_fast_path():
+    for status in REAL:
+        fast = decode_status(json.dumps(status).encode(), NOW)
+        slow = validate_status(status, NOW)
+        assert type(fast) is type(slow)
+        if isinstance(fast, ValidStatus):
+            assert fast.coerced == ()
+            assert _post_fields(fast) == _post_fields(slow)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"uri": 5}, "uri"),
+        ({"uri": ""}, "uri"),
+        ({"id": 1.5}, "id"),
+        ({"id": True}, "id"),
+        ({"account": "bob"}, "account"),
+        ({"created_at": "0001-01-01T00:00:00+01:00"}, "created_at"),
+        ({"created_at": "9999-12-31T23:59:59Z"}, "created_at"),
+        ({"created_at": "yesterday"}, "created_at"),
+        ({"created_at": None}, "created_at"),
+    ],
+)
+def test_a_status_without_identity_author_or_time_is_rejected_naming_the_field(change, field):
+    status = dict(real_status("mastodonsocial.json", 3), **change)
+    got = decode_status(json.dumps(status).encode(), NOW)
+    assert isinstance(got, Rejection)
+    assert got.field == field
+    with pytest.raises(BadStatus):
+        from_status(status, "mastodon.social", NOW)
+
+
+@pytest.mark.parametrize(
+    ("change", "coerced", "column", "value"),
+    [
+        ({"tags": 5}, "tags", "tags", []),
+        ({"language": 7}, "language", "language", None),
+        ({"favourites_count": -3}, "favourites_count", "favourites_count", 0),
+        ({"reblogs_count": 2**64}, "reblogs_count", "reblogs_count", 0),
+        ({"media_attachments": "x"}, "media_attachments", "media_count", 0),
+        ({"content": 5}, "content", "text", ""),
+        ({"edited_at": "soon"}, "edited_at", "edited_at", None),
+        ({"application": "x"}, "application", "app", None),
+    ],
+)
+def test_an_odd_field_is_stored_as_its_default_and_counted(change, coerced, column, value):
+    status = dict(real_status("mastodonsocial.json", 17), **change)
+    got = decode_status(json.dumps(status).encode(), NOW)
+    assert isinstance(got, ValidStatus)
+    assert got.coerced == (coerced,)
+    assert getattr(to_post(got, "mastodon.social", NOW), column) == value
+
+
+def test_wrong_typed_consent_fields_never_mean_collect():
+    from tootlake.record import skip_reason
+
+    base = real_status("mastodonsocial.json", 17)
+    assert skip_reason(dict(base, visibility=1)) == "not_public"
+    assert skip_reason(dict(base, reblog=True)) == "reblog"
+    account = dict(base["account"], noindex="false")
+    assert skip_reason(dict(base, account=account)) == "opted_out"
