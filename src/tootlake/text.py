@@ -33,8 +33,17 @@ _SIMPLE_TAG_NAMES = "a|b|blockquote|br|code|del|em|i|li|ol|p|pre|s|span|strong|u
 _SIMPLE_TAG = re.compile(
     rf'<(?:/(?:{_SIMPLE_TAG_NAMES})|(?:{_SIMPLE_TAG_NAMES})(?: [a-z0-9-]++="[^"<>]*+")*+)>'
 )
-_ODD_ENTITY = re.compile(r"&(?!(?:amp|lt|gt|quot|#39|apos|nbsp);)")
-_ENTITIES = {"&lt;": "<", "&gt;": ">", "&quot;": '"', "&#39;": "'", "&apos;": "'", "&nbsp;": "\xa0"}
+_ENTITY_CHARS = {
+    "amp": "&",
+    "lt": "<",
+    "gt": ">",
+    "quot": '"',
+    "#39": "'",
+    "apos": "'",
+    "nbsp": "\xa0",
+}
+_ENTITY = re.compile(f"&({'|'.join(_ENTITY_CHARS)});")
+_ODD_ENTITY = re.compile(f"&(?!(?:{'|'.join(_ENTITY_CHARS)});)")
 # What libxml2 skips before a document's first node: HTML whitespace and a byte order mark.
 _SKIPPED_AT_START = " \t\n\x0c\r\ufeff"
 # libxml2 stops reading at 255 open elements: a document with fewer tags cannot get there.
@@ -69,10 +78,12 @@ def _with_newlines(html: str) -> str:
 def _simple_text(html: str) -> str | None:
     """The text of `html` (breaks already newlines) when it holds only what Mastodon's
     sanitiser writes, by string work; None for anything else."""
+    # What comes before the first node (whitespace, also after an end tag) libxml2 may skip.
     if html[0] in _SKIPPED_AT_START or html.startswith("</"):
         return None
     text, tags = _SIMPLE_TAG.subn("", html)
-    # Another tag, a comment or a bare `<`; too many tags; NUL and CR, which libxml2 rewrites.
+    # Another tag, a comment or a bare `<`; too many tags; NUL and CR, which libxml2 drops or
+    # turns into LF (other control characters it keeps as they are).
     if "<" in text or tags > _MAX_TAGS or "\x00" in text or "\r" in text:
         return None
     if not html.isascii():
@@ -83,9 +94,7 @@ def _simple_text(html: str) -> str | None:
     if "&" in text:
         if _ODD_ENTITY.search(html):
             return None
-        for entity, char in _ENTITIES.items():
-            text = text.replace(entity, char)
-        text = text.replace("&amp;", "&")  # last, so that `&amp;lt;` stays `&lt;`
+        text = _ENTITY.sub(lambda entity: _ENTITY_CHARS[entity[1]], text)
     return text
 
 

@@ -193,7 +193,6 @@ class InstanceWorker:
         self.backoff = Backoff(self.opts.backoff_base, self.opts.backoff_cap)
         self.contiguous: str | None = fleet.state.cursor(self.host)
         self.stream_high: str | None = None
-        self.stream_low: str | None = None  # the first update of this connection's stream
         self.backfilling = False
         self._seen: set[str] = set()
         self._recent: collections.OrderedDict[str, str] = collections.OrderedDict()
@@ -429,7 +428,7 @@ class InstanceWorker:
             # `contiguous`: set synchronously, before any stream event is read.
             self.backfilling = True
             self._seen = set()
-            self.stream_high = self.stream_low = None
+            self.stream_high = None
             backfill = asyncio.create_task(self._backfill(info))
             backfill.add_done_callback(backfill_done)
 
@@ -606,10 +605,9 @@ class InstanceWorker:
         status_id = status.id
         if self.backfilling:
             if name == UPDATE:
-                if status_id in self._seen:  # the backfill handed it out already
+                if status_id in self._seen:
                     return None
-                if self.stream_low is None:
-                    self.stream_low = status_id  # the backfill stops here
+                self._seen.add(status_id)
             self.stream_high = max_id(self.stream_high, status_id)
         elif name == UPDATE:
             self.contiguous = max_id(self.contiguous, status_id)
@@ -738,19 +736,11 @@ class InstanceWorker:
         )
         events = []
         handed: list[str] = []
-        reached = False  # the backfill met the stream: what is above comes from the stream
-        low = id_key(self.stream_low) if self.backfilling and self.stream_low else None
         for status_id, status, item in statuses:
             if status_id is not None and self.backfilling:
-                if low is not None and id_key(status_id) >= low:
-                    reached = True
-                    continue
                 if status_id in self._seen:
                     continue
-                if low is None:
-                    # The stream has not spoken yet: it may still bring this one. (Once it
-                    # has, nothing below its first update is on it: `_seen` stays small.)
-                    self._seen.add(status_id)
+                self._seen.add(status_id)
             if status_id is not None:
                 handed.append(status_id)
             if isinstance(status, Rejection):
@@ -764,7 +754,7 @@ class InstanceWorker:
         if highest:
             self.contiguous = max_id(self.contiguous, highest)
         await self._emit(events)
-        if cursor is None or reached:
+        if cursor is None:
             return 0  # a first run starts from the newest page, not from the beginning
         return len(statuses)
 
