@@ -58,6 +58,22 @@ def _is_id(v: Any) -> bool:
     return isinstance(v, str) or (isinstance(v, int) and not isinstance(v, bool))
 
 
+ID_CHARS = set("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_")
+
+
+def _is_status_id(v: Any, now: datetime) -> bool:
+    """1-64 ASCII letters, digits, - or _, not starting with -; a snowflake not from after
+    tomorrow."""
+    if not _is_id(v):
+        return False
+    text = str(v)
+    if not 1 <= len(text) <= 64 or not set(text) <= ID_CHARS or text[0] == "-":
+        return False
+    if text.isdigit() and len(text) >= 17:
+        return int(text) >> 16 <= (now + timedelta(days=1)).timestamp() * 1000
+    return True
+
+
 def _is_count(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= INT64_MAX
 
@@ -123,7 +139,12 @@ ACCOUNT_FIELDS = {
     "note": _is_str,
     "noindex": _is_bool,
 }
-SAFE = {"visibility": "unknown", "reblog": {}, "account.noindex": True}
+SAFE = {
+    "visibility": "unknown",
+    "reblog": {},
+    "account.noindex": True,
+    "account.note": "#noindex",
+}
 
 
 def _time(value: str) -> datetime | None:
@@ -141,7 +162,7 @@ def reference(value: Any, now: datetime = NOW) -> tuple[dict[str, Any], set[str]
         return None
     if not (isinstance(value.get("uri"), str) and value["uri"]):
         return None
-    if not (_is_id(value.get("id")) and str(value["id"])):
+    if not _is_status_id(value.get("id"), now):
         return None
     account = value.get("account")
     if not isinstance(account, dict):
@@ -171,8 +192,13 @@ def reference(value: Any, now: datetime = NOW) -> tuple[dict[str, Any], set[str]
                 out[name] = SAFE[name]
             else:
                 del out[name]
-    if out.get("edited_at") and _time(out["edited_at"]) is None:
-        coerced.add("edited_at")
+    if out.get("edited_at"):
+        edited = _time(out["edited_at"])
+        if edited is None or not datetime(2000, 1, 1, tzinfo=UTC) <= edited <= now + timedelta(
+            days=1
+        ):
+            coerced.add("edited_at")
+            del out["edited_at"]
     return out, coerced
 
 

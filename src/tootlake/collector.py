@@ -174,8 +174,6 @@ def peak_rss_mb() -> float | None:
 class CollectResult:
     stats: RunStats
     health: dict[str, dict[str, Any]] = field(default_factory=dict)
-    bad: int = 0
-    bad_examples: list[str] = field(default_factory=list)
     state_dir: str = ""
     # (seconds since start, posts + edits so far, lag in seconds or None, events so far),
     # about once a second: rates over a part of the run (a benchmark's steady state)
@@ -202,7 +200,6 @@ class CollectResult:
         return {
             "stats": self.stats.as_dict(),
             "instances": self.counts(),
-            "bad": self.bad,
             "lag": self.lag_summary(),
             "reconnects": sum(e["reconnects"] for e in self.health.values()),
             "errors": sum(e["errors"] for e in self.health.values()),
@@ -321,9 +318,7 @@ def collect(
             timer.cancel()
         stop.set()
         state.save()
-    return CollectResult(
-        stats, fleet.health(), fleet.bad_count, fleet.bad_examples, state_dir, samples
-    )
+    return CollectResult(stats, fleet.health(), state_dir, samples)
 
 
 # ----------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tootlake.errors import ConfigError
-from tootlake.redact import register_secret
+from tootlake.redact import MIN_SECRET_LENGTH, register_secret
 
 __all__ = ["Settings", "check_private", "config_path", "load_settings"]
 
@@ -123,6 +123,14 @@ def load_settings(**flags: Any) -> Settings:
     values.update({k: v for k, v in flags.items() if v is not None and k != "tokens"})
     tokens.update(flags.get("tokens") or {})
     register_secret(*tokens.values())
+    for host, token in tokens.items():
+        if len(token) < MIN_SECRET_LENGTH:  # masked only where `Bearer` precedes it
+            log.warning(
+                "The token for %s is shorter than %d characters: it is no real token, and "
+                "logs can only hide it after the word Bearer.",
+                host,
+                MIN_SECRET_LENGTH,
+            )
     return Settings(tokens=tokens, **values)
 
 

@@ -105,12 +105,15 @@ def test_sse_event_cut_by_a_dropped_connection_is_not_emitted():
 def test_websocket_frames():
     assert parse_ws_frame('{"stream":["public"],"event":"delete","payload":"123"}') == (
         "delete",
-        "123",
+        b"123",
     )
     assert parse_ws_frame('{"stream":["public"],"event":"update","payload":"{}"}') == (
         "update",
-        "{}",
+        b"{}",
     )
+    # a payload sent as the object itself is passed on as its JSON text, not re-encoded
+    assert parse_ws_frame(b'{"event":"update","payload":{"a": [1]}}') == ("update", b'{"a": [1]}')
+    assert parse_ws_frame(b'{"event":"delete","payload":123}') == ("delete", b"123")
     assert parse_ws_frame('{"event":"filters_changed"}') == ("filters_changed", None)
     with pytest.raises(ValueError, match="Unknown stream type"):
         parse_ws_frame('{"error":"Unknown stream type","status":400}')

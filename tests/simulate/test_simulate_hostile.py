@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import tracemalloc
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -50,7 +51,14 @@ def contract_verdict(payload: Any) -> str:
     uri, status_id, account = payload.get("uri"), payload.get("id"), payload.get("account")
     if not isinstance(uri, str) or not uri:
         return INVALID
-    if isinstance(status_id, bool) or not isinstance(status_id, str | int) or status_id == "":
+    if isinstance(status_id, bool) or not isinstance(status_id, str | int):
+        return INVALID
+    text_id = str(status_id)
+    # 1-64 ASCII letters, digits, - or _ (not first -); a snowflake not after tomorrow
+    if not re.fullmatch(r"[0-9A-Za-z_][0-9A-Za-z_-]{0,63}", text_id, re.ASCII):
+        return INVALID
+    tomorrow_ms = (datetime.now(UTC) + timedelta(days=1)).timestamp() * 1000
+    if text_id.isdigit() and len(text_id) >= 17 and int(text_id) >> 16 > tomorrow_ms:
         return INVALID
     if not isinstance(account, dict):
         return INVALID

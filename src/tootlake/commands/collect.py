@@ -312,7 +312,7 @@ def _print_final(result: Any, lake: str) -> None:
                 + f", {entry['events']:,} events, {entry['errors']} errors"
                 + (f" - {detail}" if detail and entry["status"] != "streaming" else "")
             )
-    for example in (result.bad_examples + stats.bad_examples)[:5]:
+    for example in stats.bad_examples[:5]:
         click.echo(f"  bad: {_one_line(example)}", err=True)
 
 

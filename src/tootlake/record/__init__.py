@@ -27,9 +27,11 @@ from tootlake.record.status import (
     from_status,
     host_of,
     is_opted_out,
+    mend_surrogates,
     parse_time,
     skip_reason,
     to_post,
+    usable_id,
     validate_status,
 )
 
@@ -50,10 +52,12 @@ __all__ = [
     "from_status",
     "host_of",
     "is_opted_out",
+    "mend_surrogates",
     "parse_time",
     "reject_arrow_schema",
     "sighting_arrow_schema",
     "skip_reason",
     "to_post",
+    "usable_id",
     "validate_status",
 ]

@@ -5,15 +5,20 @@ through `decode_status` (JSON bytes) or `validate_status` (an already decoded va
 gives a `ValidStatus` or a `Rejection`, never an exception, so nothing downstream sees an
 unchecked value:
 
-  * invalid: no usable identity, author or time (`uri` not a non-empty string, `id` neither a
-    string nor an integer, `account` not an object or without `acct`/`username`, `created_at`
-    missing, unparseable or outside [2000-01-01, now + 1 day]). Rejected, never stored.
+  * invalid: no usable identity, author or time (`uri` not a non-empty string, `id` not 1-64
+    ASCII letters, digits, `-` or `_` (or a non-negative integer), a numeric id beyond what
+    a snowflake of tomorrow can be, `account` not an object or without `acct`/`username`,
+    `created_at` missing, unparseable or outside [2000-01-01, now + 1 day]), or JSON nested
+    too deeply to decode (real statuses nest 6 levels; about 1,000 is an attack). Rejected,
+    never stored.
   * tolerable: any other field of the wrong type (`tags: 5`, `language: 7`, a negative count,
-    `edited_at: "soon"`...). That field takes its default and its name is listed in
-    `coerced`, so runs can count it.
+    `edited_at: "soon"` or out of range...). That field takes its default and its name is
+    listed in `coerced`, so runs can count it. A lone UTF-16 surrogate escape (a JavaScript
+    server cutting an emoji in half) becomes U+FFFD, counted as `surrogates`.
 
-Fields that decide consent are never coerced towards collecting: a wrong-typed `visibility`
-means not public, a wrong-typed `noindex` means opted out, a wrong-typed `reblog` a reblog.
+Fields that decide consent are never coerced towards collecting: a wrong-typed or missing
+`visibility` means not public, a wrong-typed `noindex` or `note` means opted out, a
+wrong-typed `reblog` a reblog.
 
 The fast path decodes JSON bytes straight into msgspec Structs that hold only the fields kept
 (unknown keys are skipped in C). When a field has the wrong type, the slow path drops the
@@ -23,6 +28,8 @@ docs/collect.md (Rejects) for the reasoning.
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -42,9 +49,11 @@ __all__ = [
     "from_status",
     "host_of",
     "is_opted_out",
+    "mend_surrogates",
     "parse_time",
     "skip_reason",
     "to_post",
+    "usable_id",
     "validate_status",
 ]
 
@@ -52,6 +61,12 @@ INT64_MAX = 2**63 - 1
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)  # no fediverse post is older
 FUTURE_SLACK = timedelta(days=1)  # clocks drift; a day ahead is a lie, not a drift
 
+# Status ids: Mastodon snowflakes (digits), Pleroma/Akkoma flake ids (base62), GoToSocial
+# ULIDs, Misskey aids; never more than 64 characters. Anything else would become a cursor.
+_ID = re.compile(r"[0-9A-Za-z_-]{1,64}", re.ASCII)
+# A Mastodon snowflake is (milliseconds since 1970 << 16) | sequence: a larger number claims
+# a post from after tomorrow. Sequential ids of other servers are far below it.
+_SNOWFLAKE_SHIFT = 16
 # a count the lake can hold (int64, not negative)
 Count = Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]
 StatusId = str | int  # snowflake strings (Mastodon), flake ids (Pleroma), integers (some forks)
@@ -146,12 +161,15 @@ class ValidStatus:
 
 
 _DECODER = msgspec.json.Decoder(StatusData)
+_ENCODER = msgspec.json.Encoder()
 _ANY = msgspec.json.Decoder()
 # Fields whose wrong type must not be read as "collect it": (struct, name) -> safe value
 _CONSENT = {
     (StatusData, "visibility"): "unknown",  # not public
     (StatusData, "reblog"): Present(),  # a reblog
     (Account, "noindex"): True,  # opted out
+    # a bio that cannot be read may hold an opt-out tag (it is read for nothing else)
+    (Account, "note"): "#noindex",
 }
 _MAX_REPAIRS = 64  # wrong fields mended in one status before giving up on it
 
@@ -161,29 +179,99 @@ def decode_status(data: bytes | str, now: datetime | None = None) -> ValidStatus
     try:
         status = _DECODER.decode(data)
     except msgspec.ValidationError as exc:
-        try:
-            value = _ANY.decode(data)
-        except msgspec.MsgspecError:
+        value = _loose(data)
+        if value is _UNREADABLE:
             return Rejection(f"not a JSON status ({exc})")
         repaired = _repair(value, exc, now)
         if isinstance(repaired, ValidStatus):
             repaired.size = len(data)
         return repaired
     except msgspec.DecodeError as exc:
-        return Rejection(f"not valid JSON ({exc})")
+        fixed = mend_surrogates(data)
+        if fixed is None:
+            return Rejection(f"not valid JSON ({exc})")
+        checked = decode_status(fixed, now)
+        if isinstance(checked, ValidStatus):
+            checked.coerced += ("surrogates",)
+            checked.size = len(data)
+        return checked
+    except RecursionError:
+        return Rejection(_TOO_DEEP)
     checked = _check(status, (), now)
     if isinstance(checked, ValidStatus):
         checked.size = len(data)
     return checked
 
 
+_UNREADABLE = object()
+
+
+def _loose(data: bytes | str) -> Any:
+    """`data` decoded without a schema, for the slow path: numbers msgspec cannot hold
+    (1e999, 10**30) are read as Python does, so the field holding them is dropped rather than
+    the status; `_UNREADABLE` when even that fails (too deep, too many digits)."""
+    try:
+        return _ANY.decode(data)
+    except RecursionError:
+        return _UNREADABLE
+    except msgspec.MsgspecError:
+        pass
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError):
+        return _UNREADABLE
+
+
+_TOO_DEEP = "JSON nested too deeply"
+# An escaped backslash (kept), a surrogate pair (kept), or a lone surrogate (replaced).
+_SURROGATE = re.compile(
+    rb"\\\\"
+    rb"|\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+    rb"|\\u[dD][89a-fA-F][0-9a-fA-F]{2}"
+)
+
+
+def mend_surrogates(data: bytes | str) -> bytes | None:
+    """JSON text with each lone UTF-16 surrogate escape (`\\ud83d` without its pair, as a
+    JavaScript server cutting an emoji in half writes it) replaced by U+FFFD; None when it
+    has none (then it is not valid JSON for another reason)."""
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+    if b"\\u" not in raw:
+        return None
+    lone = 0
+
+    def mend(match: re.Match[bytes]) -> bytes:
+        nonlocal lone
+        token = match.group()
+        if len(token) != 6:  # an escaped backslash or a proper pair
+            return token
+        lone += 1
+        return b"\\ufffd"
+
+    fixed = _SURROGATE.sub(mend, raw)
+    return fixed if lone else None
+
+
 def validate_status(value: Any, now: datetime | None = None) -> ValidStatus | Rejection:
     """Validate a status already decoded from JSON (a dict): as `decode_status`."""
     try:
-        status = msgspec.convert(value, StatusData)
-    except msgspec.ValidationError as exc:
-        return _repair(value, exc, now)
-    return _check(status, (), now)
+        try:
+            status = msgspec.convert(value, StatusData)
+        except msgspec.ValidationError as exc:
+            checked = _repair(value, exc, now)
+        else:
+            checked = _check(status, (), now)
+    except RecursionError:
+        return Rejection(_TOO_DEEP)
+    if isinstance(checked, ValidStatus):
+        try:  # a dict may hold what JSON bytes cannot: lone surrogates (Arrow refuses them)
+            _ENCODER.encode(checked.data)
+        except UnicodeEncodeError:
+            try:
+                return decode_status(json.dumps(value, ensure_ascii=True), now)
+            except (ValueError, RecursionError):
+                return Rejection("a status that cannot be JSON")
+    return checked
 
 
 def _repair(
@@ -290,26 +378,51 @@ def _check(
     """What types cannot say: identity, author and time are usable; times parse."""
     if not status.uri:
         return Rejection("empty uri", "uri")
-    status_id = status.id if type(status.id) is str else str(status.id)
-    if not status_id:
-        return Rejection("empty id", "id")
+    latest = latest_time(now)
+    status_id = usable_id(status.id, latest)
+    if status_id is None:
+        return Rejection(f"not a status id: {str(status.id)[:40]!r}", "id")
     account = status.account
     if not (account.acct or account.username):
         return Rejection("account without acct or username", "account.acct")
     created_at = parse_time(status.created_at)
     if created_at is None:
         return Rejection(f"created_at is not a time: {status.created_at[:40]!r}", "created_at")
-    if not EARLIEST <= created_at <= (now or datetime.now(UTC)) + FUTURE_SLACK:
+    if not EARLIEST <= created_at <= latest:
         return Rejection(f"created_at out of range: {status.created_at[:40]!r}", "created_at")
     edited_at = None
     if status.edited_at:
         edited_at = parse_time(status.edited_at)
-        if edited_at is None:
+        # an edit dated after tomorrow would pin the post's latest version for ever
+        if edited_at is None or not EARLIEST <= edited_at <= latest:
+            edited_at = None
             coerced += ("edited_at",)
     # the size of what is kept, for a status not received as bytes (decode_status sets it)
     size = 1024 + len(status.content or "") + len(status.spoiler_text or "")
     size += len(status.account.display_name or "") + len(status.account.note or "")
     return ValidStatus(status, status_id, created_at, edited_at, coerced, size)
+
+
+def usable_id(value: Any, latest: datetime | None = None) -> str | None:
+    """A status id as text, when it can be one (and so serve as a cursor): 1-64 ASCII
+    letters, digits, `-` or `_`, not starting with `-`; a number no larger than a snowflake
+    made at `latest` (tomorrow by default). None otherwise."""
+    if type(value) is int:
+        value = str(value)
+    elif type(value) is not str:
+        return None
+    if not _ID.fullmatch(value) or value[0] == "-":
+        return None
+    if len(value) >= 17 and value.isdigit():
+        limit = (latest or latest_time()).timestamp() * 1000
+        if int(value) >> _SNOWFLAKE_SHIFT > limit:
+            return None
+    return value
+
+
+def latest_time(now: datetime | None = None) -> datetime:
+    """The latest time a status may claim: tomorrow (clocks drift; further ahead is a lie)."""
+    return (now or datetime.now(UTC)) + FUTURE_SLACK
 
 
 def parse_time(value: str | None) -> datetime | None:
@@ -365,7 +478,7 @@ def skip_reason(
     data = status.data
     if data.reblog is not None:
         return "reblog"
-    if data.visibility is not None and data.visibility != "public":
+    if data.visibility != "public":  # missing is not public either: never assume consent
         return "not_public"
     if not include_opted_out and is_opted_out(data.account):
         return "opted_out"
@@ -420,7 +533,7 @@ def to_post(
         replies_count=data.replies_count or 0,
         sensitive=bool(data.sensitive),
         spoiler_text=data.spoiler_text or "",
-        visibility=data.visibility or "public",
+        visibility=data.visibility or "unknown",
         in_reply_to_id=_text(data.in_reply_to_id),
         local=observed is not None and observed == origin,
         account_id=_text(account.id) or "",

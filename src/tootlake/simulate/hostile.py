@@ -6,7 +6,8 @@ that has it serves it mutated the same way). Each hostile status gets one verdic
 ground truth (`Truth.invalid`, `Truth.coerced`, `Truth.shaped`, `Truth.verdict()`) reports:
 
   * INVALID: no usable identity, author or time. `uri` missing, not a string or empty; `id`
-    missing, neither a string nor an integer, or empty; `account` missing or not an object;
+    missing, neither a string nor an integer, empty, not ASCII, longer than 64 characters or
+    a snowflake from the future; `account` missing or not an object;
     an account with neither a non-empty string `acct` nor `username`; `created_at` missing,
     not a string, not ISO 8601 or outside [2000-01-01, now + 1 day]; a payload that is not a
     JSON object. A collector rejects it (the lake's `rejects` table), never stores it. Each one
@@ -265,6 +266,10 @@ _INVALID: list[Mutation] = [
     Mutation("id_float", "invalid", "id", _set("id", 1.5)),
     Mutation("id_empty", "invalid", "id", _set("id", "")),
     Mutation("id_list", "invalid", "id", _wrap("id")),
+    # ids that would become a cursor the timeline has nothing above (isdigit() says yes)
+    Mutation("id_superscript", "invalid", "id", _set("id", "\u00b2")),
+    Mutation("id_too_long", "invalid", "id", _set("id", "9" * 65)),
+    Mutation("id_from_2100", "invalid", "id", _set("id", str(4102444800000 << 16))),
     Mutation("account_missing", "invalid", "account", _drop("account")),
     Mutation("account_string", "invalid", "account", _set("account", "bob")),
     Mutation("account_null", "invalid", "account", _set("account", None)),

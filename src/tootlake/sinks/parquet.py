@@ -122,7 +122,16 @@ class ParquetSink:
         for record in records:
             if isinstance(record, Post):
                 self._posts[record.created_at.date()].append(record)
-                added += record.characters + _POST_OVERHEAD
+                # every field a hostile status can make long counts (a 1 MiB tag list too)
+                added += (
+                    record.characters
+                    + len(record.spoiler_text)
+                    + len(record.display_name)
+                    + len(record.uri)
+                    + len(record.url or "")
+                    + sum(map(len, record.tags))
+                    + _POST_OVERHEAD
+                )
                 if self.sightings and record.observed_on:
                     self._sightings[record.ingested_at.date()].append(
                         Sighting(record.uri, record.observed_on, record.id, record.ingested_at)

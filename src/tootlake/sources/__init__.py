@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from tootlake.record import RAW_LIMIT, Reject, Rejection, ValidStatus
+from tootlake.redact import redact
 
 __all__ = ["DELETE", "EDIT", "REJECT", "UPDATE", "Event", "Source", "reject_event"]
 
@@ -60,9 +61,10 @@ def reject_event(
         source=source,
         observed_on=observed_on,
         where=where,
-        reason=rejection.reason[:1000],
+        # a server may echo what it was sent: no token reaches the lake through a reject
+        reason=redact(rejection.reason[:1000]),
         field=rejection.field,
-        raw=text[:RAW_LIMIT],
+        raw=redact(text[:RAW_LIMIT]),
     )
     return Event(REJECT, observed_on, where=where, ack=ack, reject=reject)
 

@@ -38,10 +38,16 @@ from functools import cache, partial
 from typing import Any
 
 import msgspec
-import orjson
 
 from tootlake.errors import LakeError, MissingDependency
-from tootlake.record import Rejection, ValidStatus, decode_status, host_of, validate_status
+from tootlake.record import (
+    Rejection,
+    ValidStatus,
+    decode_status,
+    host_of,
+    usable_id,
+    validate_status,
+)
 from tootlake.sources import DELETE, EDIT, UPDATE, Event, reject_event
 from tootlake.sources.mastodon import (
     ERROR_BODY,
@@ -61,10 +67,10 @@ from tootlake.sources.mastodon import (
     SSEParser,
     TokenRefused,
     TooLarge,
+    advance,
     choose_mode,
     fetch_page,
     id_key,
-    max_id,
     parse_ws_frame,
     probe,
     raise_for_status,
@@ -78,6 +84,8 @@ from tootlake.sources.state import CollectorState
 __all__ = ["FleetOptions", "FleetSource", "InstanceSpec", "InstanceWorker", "Status"]
 
 log = logging.getLogger(__name__)
+SEEN_LIMIT = 100_000  # ids a backfill remembers to meet the stream (about 10 MB)
+REJECTS_REMEMBERED = 1_000  # a worker's recent timeline rejects, kept once each
 
 
 class _RedactSecrets(logging.Filter):
@@ -194,7 +202,9 @@ class InstanceWorker:
         self.contiguous: str | None = fleet.state.cursor(self.host)
         self.stream_high: str | None = None
         self.backfilling = False
-        self._seen: set[str] = set()
+        self._seen: dict[str, None] = {}  # ids handed out during a backfill (insertion order)
+        self._handing: str | None = None  # `contiguous` once the events made are handed out
+        self._rejected: dict[int, None] = {}  # recent rejects of timeline pages (hashes)
         self._recent: collections.OrderedDict[str, str] = collections.OrderedDict()
         self._ws_refusals = 0  # WebSocket handshakes refused in a row: 3 = use SSE
         self._not_before = 0.0  # monotonic time before which no REST request goes out
@@ -427,8 +437,9 @@ class InstanceWorker:
             # From here until the backfill caught up, stream events must not move
             # `contiguous`: set synchronously, before any stream event is read.
             self.backfilling = True
-            self._seen = set()
+            self._seen = {}
             self.stream_high = None
+            self._handing = None
             backfill = asyncio.create_task(self._backfill(info))
             backfill.add_done_callback(backfill_done)
 
@@ -451,7 +462,7 @@ class InstanceWorker:
                 backfill.cancel()
                 await asyncio.gather(backfill, return_exceptions=True)
                 self.backfilling = False
-                self._seen = set()
+                self._seen = {}
 
     async def _sse(self, info: InstanceInfo, connected: Callable[[], None]) -> None:
         import aiohttp
@@ -481,6 +492,7 @@ class InstanceWorker:
                             events.append(event)
                     if events:
                         await self._emit(events)
+                        self._handed()
         except TooLarge as exc:
             raise TooLarge(f"{self.host} SSE stream: {exc}; connection dropped") from None
         except TimeoutError:
@@ -525,13 +537,14 @@ class InstanceWorker:
                 connected()
                 while True:
                     try:
-                        # bytes: orjson reads UTF-8 itself (invalid UTF-8 is one bad frame)
+                        # bytes: msgspec reads UTF-8 itself (invalid UTF-8 is one bad frame)
                         message = await ws.recv(decode=False)
                     except ConnectionClosedOK:  # a clean close ends the stream
                         break
                     event = self._ws_event(message)
                     if event is not None:
                         await self._emit([event])
+                        self._handed()
         except InvalidStatus as exc:
             status = exc.response.status_code
             body = bytes(exc.response.body or b"")[:ERROR_BODY]
@@ -565,29 +578,42 @@ class InstanceWorker:
         if frame is None:
             return None
         name, payload = frame
-        if isinstance(payload, dict):
-            payload = orjson.dumps(payload)
-        elif isinstance(payload, str):
-            payload = payload.encode()
-        elif name != DELETE or payload is None:
+        if payload is None:
             return None
-        else:
-            payload = str(payload).encode()
         return self._stream_event(name, payload, "websocket")
 
     def _reject(
         self, rejection: Rejection, raw: bytes | str, source: str, ack_id: str | None = None
-    ) -> Event:
+    ) -> Event | None:
         """What could not become a post goes to the rejects table; its ack still moves the
-        cursor, so a restart does not meet the same poison again."""
+        cursor, so a restart does not meet the same poison again. A timeline page may show
+        the same poison again and again (it has no id to move past): kept once."""
+        if source == "rest":
+            key = hash(raw)
+            if key in self._rejected:
+                return None
+            self._rejected[key] = None
+            if len(self._rejected) > REJECTS_REMEMBERED:
+                del self._rejected[next(iter(self._rejected))]
         return reject_event(
             rejection,
             raw,
             source=source,
             observed_on=self.host,
             where=f"{self.host} {source}",
-            ack=self._ack(ack_id or self.contiguous),
+            ack=self._ack(ack_id or self._cursor()),
         )
+
+    def _cursor(self) -> str | None:
+        """`contiguous` as it will be once the stream events made so far are handed out."""
+        return self._handing or self.contiguous
+
+    def _handed(self) -> None:
+        """The stream events made so far are in the bridge: `contiguous` may move past them.
+        (Moved only now: a connection ended while the bridge is full must not skip them.)"""
+        if self._handing is not None and not self.backfilling:
+            self.contiguous = advance(self.contiguous, self._handing)
+        self._handing = None
 
     def _stream_event(self, name: str, data: bytes, source: str = "sse") -> Event | None:
         if name == DELETE:
@@ -595,7 +621,7 @@ class InstanceWorker:
             if not status_id or len(status_id) > 256:
                 return self._reject(Rejection("delete event without a status id"), data, source)
             return Event(
-                DELETE, self.host, id=status_id, where=self.host, ack=self._ack(self.contiguous)
+                DELETE, self.host, id=status_id, where=self.host, ack=self._ack(self._cursor())
             )
         if name not in (UPDATE, EDIT):
             return None
@@ -607,13 +633,20 @@ class InstanceWorker:
             if name == UPDATE:
                 if status_id in self._seen:
                     return None
-                self._seen.add(status_id)
-            self.stream_high = max_id(self.stream_high, status_id)
+                self._see(status_id)
+            self.stream_high = advance(self.stream_high, status_id)
         elif name == UPDATE:
-            self.contiguous = max_id(self.contiguous, status_id)
-        return Event(
-            name, self.host, status=status, where=self.host, ack=self._ack(self.contiguous)
-        )
+            self._handing = advance(self._cursor(), status_id)
+        return Event(name, self.host, status=status, where=self.host, ack=self._ack(self._cursor()))
+
+    def _see(self, status_id: str) -> None:
+        """Remember an id handed out during the backfill (stream and pages meet there), the
+        oldest forgotten beyond `SEEN_LIMIT`: a backfill that never catches up (a flood)
+        must not grow memory; a forgotten id can only come twice, which the lake absorbs."""
+        seen = self._seen
+        seen[status_id] = None
+        if len(seen) > SEEN_LIMIT:
+            del seen[next(iter(seen))]
 
     async def _backfill(self, info: InstanceInfo) -> None:
         """Page the timeline from `contiguous` until an empty page, while the stream runs."""
@@ -637,10 +670,10 @@ class InstanceWorker:
                     continue
                 if not more:
                     break
-            self.contiguous = max_id(self.contiguous, self.stream_high)
+            self.contiguous = advance(self.contiguous, self.stream_high)
         finally:
             self.backfilling = False
-            self._seen = set()
+            self._seen = {}
         if self.reconnects and self._recent:
             try:
                 await self._audit(info)
@@ -737,25 +770,25 @@ class InstanceWorker:
         events = []
         handed: list[str] = []
         for status_id, status, item in statuses:
-            if status_id is not None and self.backfilling:
-                if status_id in self._seen:
-                    continue
-                self._seen.add(status_id)
             if status_id is not None:
-                handed.append(status_id)
+                handed.append(status_id)  # (one the stream handed out moves the cursor too)
+                if self.backfilling:
+                    if status_id in self._seen:
+                        continue
+                    self._see(status_id)
             if isinstance(status, Rejection):
-                raw = msgspec.json.encode(item)
-                events.append(self._reject(status, raw, "rest", ack_id=status_id))
+                reject = self._reject(status, item, "rest", ack_id=status_id)
+                if reject is not None:
+                    events.append(reject)
                 continue
             events.append(
                 Event(UPDATE, self.host, status=status, where=self.host, ack=self._ack(status_id))
             )
-        highest = max_id(*handed)
-        if highest:
-            self.contiguous = max_id(self.contiguous, highest)
         await self._emit(events)
-        if cursor is None:
-            return 0  # a first run starts from the newest page, not from the beginning
+        # only now: a page cut off while the bridge is full is fetched again, not skipped
+        self.contiguous = advance(self.contiguous, *handed)
+        if cursor is None or self.contiguous == cursor:
+            return 0  # a first run starts from the newest page; a page that moved nothing
         return len(statuses)
 
     async def _poll_forever(self, info: InstanceInfo, reason: str) -> None:
@@ -784,21 +817,37 @@ class InstanceWorker:
             await asyncio.sleep(interval)
 
 
-def _validated(items: list[Any]) -> list[tuple[str | None, ValidStatus | Rejection, Any]]:
-    """(id, status or rejection, the item) for each item of a timeline page. The id of a
-    rejected item is kept when it has a usable one, so the cursor can move past it."""
-    out: list[tuple[str | None, ValidStatus | Rejection, Any]] = []
+def _validated(items: list[Any]) -> list[tuple[str | None, ValidStatus | Rejection, bytes]]:
+    """(id, status or rejection, its JSON bytes) for each item of a timeline page. The id of
+    a rejected item is kept when it has a usable one, so the cursor can move past it."""
+    out: list[tuple[str | None, ValidStatus | Rejection, bytes]] = []
     for item in items:
-        status = validate_status(item)
+        if isinstance(item, bytes):
+            raw, status = item, decode_status(item)
+        else:  # an already decoded status (a library caller's page)
+            status = validate_status(item)
+            try:
+                raw = msgspec.json.encode(item)
+            except (TypeError, ValueError, RecursionError, OverflowError):
+                raw = repr(item).encode("utf-8", "replace")
         if isinstance(status, ValidStatus):
-            out.append((status.id, status, item))
-            continue
-        raw_id = item.get("id") if isinstance(item, dict) else None
-        if isinstance(raw_id, bool) or not isinstance(raw_id, str | int):
-            raw_id = None
-        text = str(raw_id) if raw_id is not None else ""
-        out.append((text if 0 < len(text) <= 64 else None, status, item))
+            out.append((status.id, status, raw))
+        else:
+            out.append((_raw_id(raw), status, raw))
     return out
+
+
+class _Ident(msgspec.Struct):
+    id: msgspec.Raw = msgspec.Raw(b"")
+
+
+def _raw_id(raw: bytes) -> str | None:
+    """The usable id of a status that was rejected, if it has one."""
+    try:
+        found = bytes(msgspec.json.decode(raw, type=_Ident).id)
+        return usable_id(msgspec.json.decode(found)) if found else None
+    except (msgspec.MsgspecError, RecursionError):
+        return None
 
 
 def poll_interval(previous: float, got: int, low: float, high: float) -> float:
@@ -871,8 +920,6 @@ class FleetSource:
         self.stop = stop or threading.Event()
         self.health_every = health_every
         self.workers: list[InstanceWorker] = []
-        self.bad_count = 0
-        self.bad_examples: list[str] = []
         self.newest_created_at: datetime | None = None  # of the newest post handed out
         self.handed_out = 0
         self._bridge = _Bridge(self.options.bridge_capacity, self.options.bridge_bytes)
@@ -886,12 +933,6 @@ class FleetSource:
     async def put(self, events: list[Event]) -> None:
         while not self._bridge.offer(events):
             await asyncio.sleep(0.005)
-
-    def bad(self, message: str) -> None:
-        self.bad_count += 1
-        if len(self.bad_examples) < 20:
-            self.bad_examples.append(message)
-        log.warning("%s", message)
 
     # called from the pipeline thread
     def events(self) -> Iterator[Event | None]:

@@ -30,11 +30,12 @@ from email.utils import parsedate_to_datetime
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
+import msgspec
 import orjson
 
 from tootlake import __version__
 from tootlake.errors import ConfigError, SourceError
-from tootlake.record import host_of
+from tootlake.record import host_of, mend_surrogates
 
 __all__ = [
     "AuthRequired",
@@ -52,8 +53,10 @@ __all__ = [
     "USER_AGENT",
     "choose_mode",
     "fetch_page",
+    "advance",
     "id_key",
     "max_id",
+    "split_page",
     "normalize_instance",
     "parse_link_header",
     "parse_ws_frame",
@@ -132,7 +135,8 @@ def normalize_instance(value: str) -> str:
         raise ConfigError(
             f"Invalid instance {value!r}: give a host name (mastodon.social) or an http(s) URL."
         )
-    return f"{parts.scheme}://{parts.netloc.lower()}"
+    # no user:password@ (Mastodon has no use for it, and it would reach logs and health)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2].lower()}"
 
 
 class Mode:
@@ -285,9 +289,10 @@ def choose_mode(info: InstanceInfo, timeline: str, has_token: bool) -> tuple[str
 
 def id_key(status_id: str | int) -> tuple[int, int, str]:
     """A sort key of a status id: snowflakes compare as integers ("99" < "100"); other
-    servers' ids (Pleroma flake ids) compare by length, then text."""
+    servers' ids (Pleroma flake ids) compare by length, then text. (Ids are checked at the
+    edge, `record.usable_id`: at most 64 ASCII characters.)"""
     text = str(status_id)
-    if text.isdigit():
+    if text.isdigit() and text.isascii():
         return (0, int(text), "")
     return (1, len(text), text)
 
@@ -296,6 +301,26 @@ def max_id(*ids: str | None) -> str | None:
     """The greatest of some status ids (None ignored)."""
     present = [i for i in ids if i]
     return max(present, key=id_key) if present else None
+
+
+def advance(cursor: str | None, *ids: str | None) -> str | None:
+    """`cursor` moved up to the greatest of `ids` of its own kind (numbers, or other ids).
+
+    A server's ids are all of one kind; one of the other kind is a lie or a bug that would
+    carry the cursor where the timeline has nothing (a text id ranks above every number), so
+    the instance would silently give nothing more. A first cursor takes the kind most ids
+    have."""
+    present = [i for i in ids if i]
+    if cursor is None:
+        if not present:
+            return None
+        numeric = [i for i in present if i.isdigit()]
+        present = (
+            numeric if 2 * len(numeric) >= len(present) else [i for i in present if not i.isdigit()]
+        )
+        return max(present, key=id_key)
+    kind = cursor.isdigit()
+    return max_id(cursor, *(i for i in present if i.isdigit() == kind))
 
 
 _LINK = re.compile(r"<([^>]*)>\s*((?:;\s*[^;,]+)*)")
@@ -481,26 +506,69 @@ class SSEParser:
         raise TooLarge(what)
 
 
-def parse_ws_frame(text: str | bytes) -> tuple[str, Any] | None:
-    """A WebSocket text frame -> (event, payload string), or None for other messages.
+class _WsFrame(msgspec.Struct):
+    """The keys of a streaming WebSocket frame, each left as its JSON text until needed."""
 
-    Raises ValueError (only) for a frame that is not a JSON object or carries a server error;
-    an `event` that is not a string makes the frame one of the other messages."""
-    frame = orjson.loads(text)
-    if not isinstance(frame, dict):
-        shown = text[:80] if isinstance(text, str) else text[:80].decode("utf-8", "replace")
-        raise ValueError(f"unexpected WebSocket frame {shown!r}")
-    if "error" in frame:
-        error, status = frame.get("error"), frame.get("status")
+    event: msgspec.Raw = msgspec.Raw(b"")
+    payload: msgspec.Raw = msgspec.Raw(b"")
+    error: msgspec.Raw = msgspec.Raw(b"")
+    status: msgspec.Raw = msgspec.Raw(b"")
+
+
+_WS_FRAME = msgspec.json.Decoder(_WsFrame)
+
+
+def parse_ws_frame(text: str | bytes) -> tuple[str, bytes | None] | None:
+    """A WebSocket text frame -> (event, payload), or None for other messages.
+
+    The payload comes as bytes: the status's JSON text (Mastodon sends it as a JSON string;
+    a server sending the object itself is read the same way, never re-encoded) or a delete's
+    id; None when the frame has none. Raises ValueError (only) for a frame that is not a JSON
+    object or carries a server error; an `event` that is not a string makes the frame one of
+    the other messages."""
+    frame = _decode_frame(text)
+    if frame.error:
+        error, status = _json_scalar(frame.error), _json_scalar(frame.status)
         raise ValueError(
             "server error on the stream: "
             + (error[:200] if isinstance(error, str) else "(no message)")
             + (f" ({status})" if isinstance(status, int) and not isinstance(status, bool) else "")
         )
-    event = frame.get("event")
+    event = _json_scalar(frame.event)
     if not event or not isinstance(event, str):
         return None
-    return event, frame.get("payload")
+    raw = bytes(frame.payload)
+    if not raw or raw == b"null":
+        return event, None
+    if raw[:1] == b'"':
+        text_payload = _json_scalar(frame.payload)
+        return event, text_payload.encode() if isinstance(text_payload, str) else None
+    return event, raw
+
+
+def _decode_frame(text: str | bytes) -> _WsFrame:
+    try:
+        return _WS_FRAME.decode(text)
+    except (msgspec.MsgspecError, RecursionError) as exc:
+        error: Exception = exc
+    mended = mend_surrogates(text) if isinstance(error, msgspec.DecodeError) else None
+    if mended is not None:
+        try:
+            return _WS_FRAME.decode(mended)
+        except (msgspec.MsgspecError, RecursionError):
+            pass
+    shown = text[:80] if isinstance(text, str) else text[:80].decode("utf-8", "replace")
+    raise ValueError(f"unexpected WebSocket frame {shown!r} ({error})")
+
+
+def _json_scalar(raw: msgspec.Raw) -> Any:
+    """A string or number held as JSON text; None for anything else (or nothing)."""
+    if not raw or bytes(raw)[:1] in (b"{", b"["):
+        return None
+    try:
+        return msgspec.json.decode(raw)
+    except (msgspec.MsgspecError, RecursionError):
+        return None
 
 
 def _swap_scheme(url: str, secure: str, plain: str) -> str:
@@ -609,6 +677,26 @@ async def get_json(
     """GET a JSON document of at most `max_body` bytes; network trouble, bad bodies and
     larger ones become InstanceDown. Redirects are followed; aiohttp drops the
     Authorization header on a redirect to another origin (scheme, host or port)."""
+    body, headers = await get_bytes(
+        session, url, token=token, params=params, what=what, max_body=max_body
+    )
+    try:
+        return orjson.loads(body), headers
+    except orjson.JSONDecodeError:
+        what = what or url
+        raise InstanceDown(f"{what}: the answer is not JSON ({body[:60]!r})") from None
+
+
+async def get_bytes(
+    session: Any,
+    url: str,
+    *,
+    token: str | None = None,
+    params: Mapping[str, str] | None = None,
+    what: str = "",
+    max_body: int = MAX_BODY,
+) -> tuple[bytes, Mapping[str, str]]:
+    """GET a body of at most `max_body` bytes, as `get_json` (which reads it as JSON)."""
     import aiohttp
 
     what = what or url
@@ -624,10 +712,7 @@ async def get_json(
         raise
     except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
         raise InstanceDown(f"{what}: {_describe(exc)}") from None
-    try:
-        return orjson.loads(body), headers
-    except orjson.JSONDecodeError:
-        raise InstanceDown(f"{what}: the answer is not JSON ({body[:60]!r})") from None
+    return body, headers
 
 
 def _describe(exc: BaseException) -> str:
@@ -671,9 +756,47 @@ async def probe(
 
 @dataclass
 class Page:
-    statuses: list[Any]  # as the server sent them: validated one by one
+    statuses: list[Any]  # each as the server sent it (JSON bytes): validated one by one
     links: dict[str, str]
     rate: RateLimit
+
+
+_PAGE = msgspec.json.Decoder(list[msgspec.Raw])
+# the tokens that give a JSON text its structure: strings (skipped whole) and punctuation
+_STRUCTURE = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{},]', re.DOTALL)
+
+
+def split_page(body: bytes) -> list[bytes] | None:
+    """The items of a JSON array, each as its own JSON bytes, unread; None when `body` is
+    not an array. One item that is not valid JSON (a lone surrogate, nesting too deep for
+    a decoder, a cut) does not cost the others: it comes out as its bytes, to be rejected
+    on its own."""
+    try:
+        return [bytes(item) for item in _PAGE.decode(body)]
+    except (msgspec.MsgspecError, RecursionError):
+        pass
+    # The slow way, for a page something is wrong with: cut the array at its top-level
+    # commas, counting brackets outside strings (no recursion, whatever the depth).
+    start = len(body) - len(body.lstrip())
+    if body[start : start + 1] != b"[":
+        return None
+    items: list[bytes] = []
+    depth, begin = 0, start + 1
+    for token in _STRUCTURE.finditer(body, start):
+        mark = token.group()
+        if mark in (b"[", b"{"):
+            depth += 1
+        elif mark in (b"]", b"}"):
+            depth -= 1
+            if depth == 0:
+                items.append(body[begin : token.start()])
+                break
+        elif mark == b"," and depth == 1:
+            items.append(body[begin : token.start()])
+            begin = token.end()
+    else:
+        items.append(body[begin:])  # cut short: what is there is the last item
+    return [item.strip() for item in items if item.strip()]
 
 
 async def fetch_page(
@@ -688,13 +811,14 @@ async def fetch_page(
     max_body: int = MAX_BODY,
 ) -> Page:
     """One page of the public timeline above `min_id` (the newest page when None), or
-    below `max_id`; newest-first as the server sends it; at most `max_body` bytes."""
+    below `max_id`; newest-first as the server sends it; at most `max_body` bytes. The
+    statuses come as JSON bytes each, checked by the caller one by one."""
     params = {"limit": str(limit), **TIMELINES[timeline][0]}
     if min_id:
         params["min_id"] = min_id
     if max_id:
         params["max_id"] = max_id
-    body, headers = await get_json(
+    body, headers = await get_bytes(
         session,
         f"{info.base_url}/api/v1/timelines/public",
         token=token,
@@ -702,7 +826,7 @@ async def fetch_page(
         what=f"{info.host} /api/v1/timelines/public",
         max_body=max_body,
     )
-    # Each item is validated by the worker: one bad status costs itself, not the page.
-    if not isinstance(body, list):
+    statuses = split_page(body)
+    if statuses is None:
         raise InstanceDown(f"{info.host}: the timeline answer is not a list of statuses")
-    return Page(body, parse_link_header(headers.get("Link")), RateLimit.from_headers(headers))
+    return Page(statuses, parse_link_header(headers.get("Link")), RateLimit.from_headers(headers))

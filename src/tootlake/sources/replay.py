@@ -23,7 +23,7 @@ from typing import IO
 import msgspec
 
 from tootlake.errors import BadInput, SourceError
-from tootlake.record import Rejection, ValidStatus, decode_status, host_of
+from tootlake.record import Rejection, ValidStatus, decode_status, host_of, mend_surrogates
 from tootlake.sources import DELETE, EDIT, UPDATE, Event, reject_event
 
 __all__ = ["MAX_LINE", "ReplaySource", "infer_observed_on"]
@@ -34,12 +34,24 @@ MAX_LINE = 1024 * 1024  # bytes: a status is a few KiB; a 1 MiB one is already a
 
 
 class _Envelope(msgspec.Struct):
-    """The wrapper keys of a line; for a bare status every key is skipped, unread."""
+    """The wrapper keys of a line, each left as its JSON text; for a bare status every other
+    key is skipped, unread. A line with a `uri` is a bare status, whatever else it holds."""
 
-    observed_on: str | None = None
-    event: str | None = None
+    uri: msgspec.Raw = msgspec.Raw(b"")
+    observed_on: msgspec.Raw = msgspec.Raw(b"")
+    event: msgspec.Raw = msgspec.Raw(b"")
     status: msgspec.Raw = msgspec.Raw(b"")  # (msgspec takes no `Raw | None`)
-    payload: str | int | None = None
+    payload: msgspec.Raw = msgspec.Raw(b"")
+
+
+def _text(raw: msgspec.Raw) -> str | None:
+    """A JSON string held as its text; None for anything else."""
+    if not raw or bytes(raw)[:1] != b'"':
+        return None
+    try:
+        return msgspec.json.decode(raw, type=str)
+    except msgspec.MsgspecError:
+        return None
 
 
 _ENVELOPE = msgspec.json.Decoder(_Envelope)
@@ -124,10 +136,12 @@ class ReplaySource:
         host = self.observed_on or self._file_host
         return reject_event(rejection, raw, source="replay", observed_on=host, where=where)
 
-    def _delete(self, status_id: str, line: bytes, where: str) -> Event:
+    def _delete(
+        self, status_id: str, line: bytes, where: str, observed_on: str | None = None
+    ) -> Event:
         if not status_id or len(status_id) > 256:
             return self._reject(Rejection("delete event without a status id"), line, where)
-        host = self.observed_on or self._file_host
+        host = observed_on or self.observed_on or self._file_host
         return Event(DELETE, host, id=status_id, where=where)
 
     def _parse(self, kind: str, line: bytes, where: str, bare: bool = False) -> Event | None:
@@ -135,33 +149,46 @@ class ReplaySource:
             return self._delete(line.decode("utf-8", "replace").strip().strip('"'), line, where)
         if bare:
             return self._status(kind, line, line, self.observed_on, where)
-        try:
-            envelope = _ENVELOPE.decode(line)
-        except msgspec.ValidationError as exc:  # (a DecodeError too: this goes first)
-            return self._reject(Rejection(f"not a status or a recording ({exc})"), line, where)
-        except msgspec.DecodeError as exc:
-            return self._reject(Rejection(f"not valid JSON ({exc})"), line, where)
+        envelope = _envelope(line)
+        if isinstance(envelope, Rejection):
+            return self._reject(envelope, line, where)
+        if isinstance(envelope, tuple):  # lone surrogates mended: read the mended line
+            line, envelope = envelope
         observed_on = self.observed_on
         body: bytes | str = line
-        if envelope.status:  # our own recording format
-            observed_on = envelope.observed_on or observed_on
-            kind = envelope.event or kind
+        event = _text(envelope.event)
+        if envelope.uri:
+            pass  # a bare status (its own `event` or `status` keys are just odd fields)
+        elif bytes(envelope.status)[:1] == b"{":  # our own recording format
+            observed_on = _text(envelope.observed_on) or observed_on
+            kind = event or kind
             if kind not in _KINDS:
                 return None
             body = bytes(envelope.status)
-        elif envelope.event is not None and envelope.payload is not None:  # a WebSocket frame
-            kind = envelope.event
+            if kind == DELETE:  # a delete recorded with the status it deleted
+                status = decode_status(body)
+                status_id = status.id if isinstance(status, ValidStatus) else ""
+                return self._delete(status_id, line, where, observed_on)
+        elif event is not None and envelope.payload:  # a WebSocket frame
+            kind = event
             if kind not in _KINDS:
                 return None
+            payload = bytes(envelope.payload)
+            text = _text(envelope.payload)
             if kind == DELETE:
-                return self._delete(str(envelope.payload), line, where)
-            if not isinstance(envelope.payload, str):
+                return self._delete(text or payload.decode("utf-8", "replace"), line, where)
+            if text is None:
                 return self._reject(Rejection("WebSocket payload is not a status"), line, where)
-            body = envelope.payload
+            body = text
         return self._status(kind, body, line, observed_on, where)
 
     def _status(
-        self, kind: str, body: bytes | str, line: bytes, observed_on: str | None, where: str
+        self,
+        kind: str,
+        body: bytes | str,
+        line: bytes,
+        observed_on: str | None,
+        where: str,
     ) -> Event:
         status = decode_status(body)
         if isinstance(status, Rejection):
@@ -170,6 +197,23 @@ class ReplaySource:
         if observed_on:
             self._file_host = observed_on
         return Event(kind, observed_on, status=status, where=where)
+
+
+def _envelope(line: bytes) -> _Envelope | tuple[bytes, _Envelope] | Rejection:
+    """The wrapper keys of a line; with the line itself when lone surrogate escapes had to
+    be mended first (see `record.mend_surrogates`)."""
+    try:
+        return _ENVELOPE.decode(line)
+    except msgspec.ValidationError as exc:  # (a DecodeError too: this goes first)
+        return Rejection(f"not a status or a recording ({exc})")
+    except msgspec.DecodeError as exc:
+        mended = mend_surrogates(line)
+        if mended is None:
+            return Rejection(f"not valid JSON ({exc})")
+        again = _envelope(mended)
+        return (mended, again) if isinstance(again, _Envelope) else again
+    except RecursionError:
+        return Rejection("JSON nested too deeply")
 
 
 def _lines(handle: IO[bytes], limit: int) -> Iterator[tuple[int, bytes | None]]:
