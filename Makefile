@@ -10,7 +10,7 @@ INSTALLED := $(VENV)/.installed
 help:
 	@echo "make run      set up and run the main job (replay bundled recordings, print the report)"
 	@echo "make test     set up and run all tests (starts and stops the services they need)"
-	@echo "make lint     ruff + mypy"
+	@echo "make lint     ruff + mypy + the layering contract (import-linter)"
 	@echo "make bench    benchmarks, results in bench/results/"
 
 $(INSTALLED): pyproject.toml
@@ -37,6 +37,7 @@ test: $(INSTALLED)
 lint: $(INSTALLED)
 	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: $(INSTALLED)
 	$(BIN)/python bench/vendor.py

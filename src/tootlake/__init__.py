@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from tootlake._version import __version__
 
 __all__ = ["Post", "__version__", "from_status", "open_lake", "replay"]
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import click
 
-from tootlake import __version__
+from tootlake._version import __version__
 from tootlake.errors import TootlakeError
 from tootlake.settings import load_settings
 

@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 import duckdb
 import pyarrow as pa
 
-from tootlake import __version__
+from tootlake._version import __version__
 from tootlake.analysis import queries
 from tootlake.analysis.lake import open_lake
 from tootlake.analysis.report import as_pylist, build_report

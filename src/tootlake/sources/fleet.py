@@ -62,6 +62,7 @@ from tootlake.sources.mastodon import (
     InstanceDown,
     InstanceError,
     InstanceInfo,
+    Mended,
     Mode,
     RateLimited,
     SSEParser,
@@ -628,6 +629,8 @@ class InstanceWorker:
         status = decode_status(data)
         if isinstance(status, Rejection):
             return self._reject(status, data, source)
+        if isinstance(data, Mended) and "surrogates" not in status.coerced:
+            status.coerced += ("surrogates",)  # mended in the frame, before decode_status
         status_id = status.id
         if self.backfilling:
             if name == UPDATE:

@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 import msgspec
 import orjson
 
-from tootlake import __version__
+from tootlake._version import __version__
 from tootlake.errors import ConfigError, SourceError
 from tootlake.record import host_of, mend_surrogates
 
@@ -43,6 +43,7 @@ __all__ = [
     "InstanceDown",
     "InstanceError",
     "InstanceInfo",
+    "Mended",
     "Mode",
     "RateLimit",
     "RateLimited",
@@ -526,7 +527,7 @@ def parse_ws_frame(text: str | bytes) -> tuple[str, bytes | None] | None:
     id; None when the frame has none. Raises ValueError (only) for a frame that is not a JSON
     object or carries a server error; an `event` that is not a string makes the frame one of
     the other messages."""
-    frame = _decode_frame(text)
+    frame, mended = _decode_frame(text)
     if frame.error:
         error, status = _json_scalar(frame.error), _json_scalar(frame.status)
         raise ValueError(
@@ -542,19 +543,27 @@ def parse_ws_frame(text: str | bytes) -> tuple[str, bytes | None] | None:
         return event, None
     if raw[:1] == b'"':
         text_payload = _json_scalar(frame.payload)
-        return event, text_payload.encode() if isinstance(text_payload, str) else None
-    return event, raw
+        if not isinstance(text_payload, str):
+            return event, None
+        raw = text_payload.encode()
+    return event, Mended(raw) if mended else raw
 
 
-def _decode_frame(text: str | bytes) -> _WsFrame:
+class Mended(bytes):
+    """A payload whose frame had lone surrogate escapes, mended on the way (see
+    `record.mend_surrogates`): its post counts `surrogates` as coerced."""
+
+
+def _decode_frame(text: str | bytes) -> tuple[_WsFrame, bool]:
+    """The frame, and whether lone surrogate escapes had to be mended to read it."""
     try:
-        return _WS_FRAME.decode(text)
+        return _WS_FRAME.decode(text), False
     except (msgspec.MsgspecError, RecursionError) as exc:
         error: Exception = exc
     mended = mend_surrogates(text) if isinstance(error, msgspec.DecodeError) else None
     if mended is not None:
         try:
-            return _WS_FRAME.decode(mended)
+            return _WS_FRAME.decode(mended), True
         except (msgspec.MsgspecError, RecursionError):
             pass
     shown = text[:80] if isinstance(text, str) else text[:80].decode("utf-8", "replace")

@@ -152,6 +152,7 @@ class ReplaySource:
         envelope = _envelope(line)
         if isinstance(envelope, Rejection):
             return self._reject(envelope, line, where)
+        mended = isinstance(envelope, tuple)
         if isinstance(envelope, tuple):  # lone surrogates mended: read the mended line
             line, envelope = envelope
         observed_on = self.observed_on
@@ -180,7 +181,7 @@ class ReplaySource:
             if text is None:
                 return self._reject(Rejection("WebSocket payload is not a status"), line, where)
             body = text
-        return self._status(kind, body, line, observed_on, where)
+        return self._status(kind, body, line, observed_on, where, mended)
 
     def _status(
         self,
@@ -189,10 +190,13 @@ class ReplaySource:
         line: bytes,
         observed_on: str | None,
         where: str,
+        mended: bool = False,
     ) -> Event:
         status = decode_status(body)
         if isinstance(status, Rejection):
             return self._reject(status, line, where)
+        if mended and "surrogates" not in status.coerced:
+            status.coerced += ("surrogates",)  # mended in the line, before decode_status
         observed_on = observed_on or infer_observed_on(status)
         if observed_on:
             self._file_host = observed_on

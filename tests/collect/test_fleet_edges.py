@@ -1,0 +1,328 @@
+"""A worker against the hostile review's edges: a timeline page of nothing but poison neither
+loops nor moves the cursor and is kept once; the cursor moves only once events are in the
+bridge, so a connection or backfill cut while the bridge is full skips nothing; the backfill's
+seen-set stays bounded. Then, over real sockets, `collect` keeps every good status of a page
+holding a lone surrogate and a 2,000-deep item, and of a WebSocket sending a status object
+nested 400 deep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from tootlake.analysis.lake import open_lake
+from tootlake.collector import collect
+from tootlake.sources import REJECT, UPDATE, Event
+from tootlake.sources import fleet as fleet_module
+from tootlake.sources.fleet import FleetOptions, InstanceSpec, InstanceWorker
+from tootlake.sources.mastodon import InstanceInfo, Page, RateLimit
+from tootlake.sources.state import CollectorState
+
+from ..conftest import real_status
+from .conftest import FAST
+from .servers import DOC_V2, TOKEN, json_answer, serve
+
+ID0 = 110_000_000_000_000_000  # a snowflake of 2023
+CURSOR = str(ID0)
+
+
+def _status(n: int, **change: Any) -> dict[str, Any]:
+    """A real public status, given the id ID0 + n (and its own uri)."""
+    status = real_status("mastodonsocial.json", 17)
+    status["id"] = str(ID0 + n)
+    status["uri"] = f"https://mastodon.social/users/_Jordan/statuses/{ID0 + n}"
+    return {**status, **change}
+
+
+def _json(status: dict[str, Any], key: str = "", raw: str = "") -> bytes:
+    """The JSON bytes of `status`, with `"key": raw` (raw JSON text) added when given."""
+    text = json.dumps(status)
+    return (text[:-1] + f', "{key}": {raw}}}' if key else text).encode()
+
+
+def _deep(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+class FakeFleet:
+    """What a worker uses of its fleet; its bridge (`put`) blocks, as a full one does, until
+    `open` is set."""
+
+    def __init__(self, state_dir: Path, session: Any = None, block: bool = False) -> None:
+        self.options = FleetOptions(**{**FAST.__dict__, "audit_posts": 0})
+        self.state = CollectorState(state_dir)
+        self.session = session
+        self.out: list[Event] = []
+        self.open, self.waiting = asyncio.Event(), asyncio.Event()
+        if not block:
+            self.open.set()
+
+    async def put(self, events: list[Event]) -> None:
+        self.waiting.set()
+        await self.open.wait()
+        self.out.extend(events)
+
+
+def _worker(fleet: FakeFleet, url: str = "http://127.0.0.1:1") -> InstanceWorker:
+    worker = InstanceWorker(fleet, InstanceSpec(url))  # type: ignore[arg-type]
+    worker.contiguous = CURSOR
+    return worker
+
+
+def _pages(monkeypatch: pytest.MonkeyPatch, items: list[bytes]) -> list[str | None]:
+    """Every timeline page is `items` (JSON bytes, as fetch_page gives them); returns the
+    `min_id` of each request made."""
+    asked: list[str | None] = []
+
+    async def fetch_page(session: Any, info: Any, timeline: str, **kw: Any) -> Page:
+        asked.append(kw.get("min_id"))
+        return Page(list(items), {}, RateLimit(None, None, None))
+
+    monkeypatch.setattr(fleet_module, "fetch_page", fetch_page)
+    return asked
+
+
+def run(coroutine: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(asyncio.wait_for(coroutine(), 30))
+
+
+INFO = InstanceInfo("http://127.0.0.1:1", version="4.3.0")
+
+
+# -- a page of poison ------------------------------------------------------------------------
+
+
+def test_a_page_of_rejects_without_ids_moves_nothing_and_is_kept_once(tmp_path, monkeypatch):
+    poison = [
+        _json(_status(1, id=1.5)),
+        _json(_status(2, id="x" * 65)),
+        _json(_status(3, id="²")),
+        _json(_status(4), "zzz", _deep(2000)),  # its id cannot be read either
+    ]
+    asked = _pages(monkeypatch, poison)
+
+    async def main() -> None:
+        fleet = FakeFleet(tmp_path)
+        worker = _worker(fleet)
+        assert await worker._page(INFO, None) == 0  # caught up: no hot loop
+        assert [e.kind for e in fleet.out] == [REJECT] * 4
+        assert await worker._page(INFO, None) == 0
+        assert len(fleet.out) == 4  # the same poison again is not kept again
+        assert worker.contiguous == CURSOR
+        for event in fleet.out:
+            event.ack()  # a reject's ack holds the cursor where it is
+        assert fleet.state.cursor(worker.host) == CURSOR
+
+    run(main)
+    assert asked == [CURSOR, CURSOR]
+
+
+def test_a_rejected_status_with_a_usable_id_moves_the_cursor_past_it(tmp_path, monkeypatch):
+    _pages(monkeypatch, [_json(_status(2, created_at="yesterday")), _json(_status(1))])
+
+    async def main() -> None:
+        fleet = FakeFleet(tmp_path)
+        worker = _worker(fleet)
+        assert await worker._page(INFO, None) == 2
+        assert worker.contiguous == str(ID0 + 2)
+        assert [e.kind for e in fleet.out] == [UPDATE, REJECT]  # oldest first
+        assert fleet.out[1].reject.field == "created_at"
+        fleet.out[1].ack()
+        assert fleet.state.cursor(worker.host) == str(ID0 + 2)
+
+    run(main)
+
+
+# -- the cursor moves once events are in the bridge ------------------------------------------
+
+
+def test_a_stream_update_moves_the_cursor_only_once_handed_out(tmp_path):
+    async def main() -> None:
+        worker = _worker(FakeFleet(tmp_path))
+        event = worker._stream_event("update", _json(_status(5)))
+        assert event is not None and event.status.id == str(ID0 + 5)
+        assert worker.contiguous == CURSOR
+        worker._handed()
+        assert worker.contiguous == str(ID0 + 5)
+
+    run(main)
+
+
+def test_a_page_cut_while_the_bridge_is_full_is_fetched_again(tmp_path, monkeypatch):
+    asked = _pages(monkeypatch, [_json(_status(2)), _json(_status(1))])
+
+    async def main() -> None:
+        fleet = FakeFleet(tmp_path, block=True)
+        worker = _worker(fleet)
+        page = asyncio.create_task(worker._page(INFO, None))
+        await fleet.waiting.wait()
+        page.cancel()  # the stream dropped: its backfill is cancelled
+        await asyncio.gather(page, return_exceptions=True)
+        assert worker.contiguous == CURSOR and fleet.out == []
+        fleet.open.set()
+        assert await worker._page(INFO, None) == 2
+        assert [e.status.id for e in fleet.out] == [str(ID0 + 1), str(ID0 + 2)]
+        assert worker.contiguous == str(ID0 + 2)
+
+    run(main)
+    assert asked == [CURSOR, CURSOR]
+
+
+async def _sse(request: web.Request) -> web.StreamResponse:
+    """One update, then heartbeats until the client goes."""
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await resp.prepare(request)
+    try:
+        await resp.write(b"event: update\ndata: " + _json(_status(7)) + b"\n\n")
+        while True:
+            await resp.write(b":thump\n")
+            await asyncio.sleep(0.05)
+    except (ConnectionError, RuntimeError):
+        pass
+    return resp
+
+
+async def _websocket(request: web.Request) -> web.StreamResponse:
+    """One update frame (its payload a JSON string, as Mastodon sends it), then silence."""
+    ws = web.WebSocketResponse()
+    await ws.prepare(request)
+    payload = json.dumps(_json(_status(7)).decode())
+    await ws.send_str('{"stream":["public"],"event":"update","payload":' + payload + "}")
+    await ws.receive()  # until the client goes
+    return ws
+
+
+@pytest.mark.parametrize("transport", ["sse", "websocket"])
+def test_a_stream_cut_while_the_bridge_is_full_leaves_the_cursor(tmp_path, transport):
+    routes = {"/api/v1/streaming/public": _sse, "/api/v1/streaming": _websocket}
+    with serve(routes) as server:
+
+        async def main() -> None:
+            async with aiohttp.ClientSession() as session:
+                for block in (True, False):
+                    fleet = FakeFleet(tmp_path / str(block), session, block=block)
+                    worker = _worker(fleet, server.url)
+                    info = InstanceInfo(server.url, version="4.3.0")
+                    read = worker._sse if transport == "sse" else worker._websocket
+                    reader = asyncio.create_task(read(info, lambda: None))
+                    await fleet.waiting.wait()
+                    while block is False and worker.contiguous == CURSOR:
+                        await asyncio.sleep(0.01)  # handed out: the cursor follows
+                    reader.cancel()  # the connection ends
+                    await asyncio.gather(reader, return_exceptions=True)
+                    moved = [str(ID0 + 7)] if not block else []
+                    assert [e.status.id for e in fleet.out] == moved
+                    assert worker.contiguous == (CURSOR if block else str(ID0 + 7))
+
+        run(main)
+
+
+# -- the backfill's memory -------------------------------------------------------------------
+
+
+def test_the_backfill_remembers_at_most_seen_limit_ids(tmp_path, monkeypatch):
+    monkeypatch.setattr(fleet_module, "SEEN_LIMIT", 10)
+
+    async def main() -> None:
+        worker = _worker(FakeFleet(tmp_path))
+        worker.backfilling = True
+        for n in range(1, 101):
+            assert worker._stream_event("update", _json(_status(n))) is not None
+            assert len(worker._seen) <= 10
+        assert list(worker._seen) == [str(ID0 + n) for n in range(91, 101)]
+        assert worker._stream_event("update", _json(_status(95))) is None  # still known
+        assert worker.stream_high == str(ID0 + 100) and worker.contiguous == CURSOR
+
+    run(main)
+
+
+# -- over real sockets -----------------------------------------------------------------------
+
+
+def _posts_and_rejects(lake: str) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    con = open_lake(lake)
+    posts = dict(con.execute("SELECT uri, text FROM posts").fetchall())
+    return posts, con.execute("SELECT source, reason FROM rejects").fetchall()
+
+
+def test_collect_keeps_every_good_status_of_a_page_with_two_bad_ones(tmp_path):
+    good = [_status(n) for n in (1, 2, 3)]
+    cut = _status(4, content="\x00")
+    items = [(ID0 + n, _json(s)) for n, s in zip((1, 2, 3), good, strict=True)]
+    items.append((ID0 + 4, _json(cut).replace(b'"\\u0000"', b'"cut \\ud83d"')))
+    items.append((ID0 + 5, _json(_status(5), "zzz", _deep(2000))))
+
+    async def timeline(request: web.Request) -> web.StreamResponse:
+        above = int(request.query.get("min_id") or 0)
+        page = [raw for n, raw in sorted(items, reverse=True) if n > above]
+        return web.Response(body=b"[" + b",".join(page) + b"]", content_type="application/json")
+
+    routes = {"/api/v2/instance": json_answer(DOC_V2), "/api/v1/timelines/public": timeline}
+    lake = str(tmp_path / "lake")
+    with serve(routes) as server:
+        result = collect(
+            [InstanceSpec(server.url)],
+            lake,
+            state_dir=str(tmp_path / "state"),
+            options=FAST,
+            duration=3.0,
+            flush_seconds=1.0,
+            include_opted_out=True,
+        )
+        # the deep item has no id to move past: it came on every poll, and is kept once
+        assert server.paths("/api/v1/timelines/public") >= 2
+    posts, rejects = _posts_and_rejects(lake)
+    assert posts.keys() == {s["uri"] for s in [*good, cut]}
+    assert posts[cut["uri"]] == "cut \ufffd"
+    assert rejects == [("rest", "JSON nested too deeply")]
+    assert result.stats.coerced["surrogates"] == 1
+
+
+def test_collect_keeps_a_websocket_status_sent_as_a_deep_object(tmp_path):
+    deep = _status(1)
+    plain = _status(2)
+
+    async def websocket(request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        # the status itself as the payload, 400 deep in an unknown key: too deep for orjson
+        # to encode again (the worker died on its TypeError before reading the next frame)
+        await ws.send_str(
+            '{"stream":["public"],"event":"update","payload":'
+            + _json(deep, "pleroma", _deep(400)).decode()
+            + "}"
+        )
+        await ws.send_str(
+            json.dumps({"stream": ["public"], "event": "update", "payload": json.dumps(plain)})
+        )
+        await ws.receive()  # until the client goes
+        return ws
+
+    routes = {
+        "/api/v2/instance": json_answer(DOC_V2),
+        "/api/v1/timelines/public": json_answer([]),
+        "/api/v1/streaming": websocket,
+    }
+    lake = str(tmp_path / "lake")
+    with serve(routes) as server:
+        result = collect(
+            [InstanceSpec(server.url, TOKEN)],
+            lake,
+            state_dir=str(tmp_path / "state"),
+            options=FleetOptions(**{**FAST.__dict__, "stream": "websocket"}),
+            duration=3.0,
+            flush_seconds=1.0,
+            include_opted_out=True,
+        )
+    posts, rejects = _posts_and_rejects(lake)
+    assert posts.keys() == {deep["uri"], plain["uri"]}
+    assert rejects == []
+    assert result.health[server.host]["errors"] == 0
