@@ -378,3 +378,27 @@ def test_the_cli_redacts_tokens_from_an_error_message():
     with pytest.raises(click.ClickException) as info:
         failing()
     assert "SECR" not in info.value.message and "\x1b" not in info.value.message
+
+
+def test_a_server_echoing_the_token_in_a_rejected_status_leaves_no_token_in_the_lake():
+    """A reject keeps the raw payload: a server that echoes what it was sent (the token, in a
+    status or in an error) must not get it into the rejects table."""
+    from tootlake.record import Rejection
+    from tootlake.sources import reject_event
+
+    register_secret(SECRET)
+    raw = ('{"uri": 5, "content": "you sent ' + SECRET + ' and Bearer xyz"}').encode()
+    event = reject_event(
+        Rejection(f"odd {SECRET}"), raw, source="rest", observed_on="a.example", where="x"
+    )
+    assert event.reject is not None
+    assert SECRET not in event.reject.raw and SECRET not in event.reject.reason
+    assert "***" in event.reject.raw and "Bearer xyz" not in event.reject.raw
+
+
+def test_credentials_in_an_instance_url_are_dropped():
+    from tootlake.sources.mastodon import normalize_instance
+
+    assert normalize_instance("https://user:pass@Mastodon.Example:8443/") == (
+        "https://mastodon.example:8443"
+    )
