@@ -572,6 +572,28 @@ def bench_fleet(
     return out
 
 
+SECTIONS = ("simulator", "ceiling", "throughput", "fleet")
+
+
+def keep_earlier(results: dict[str, Any], path: Path) -> None:
+    """A partial run (`--only`) replaces only the sections it ran: the others stay from the
+    earlier results, marked with when they were made (`kept`: section -> time)."""
+    if not path.exists():
+        return
+    earlier = json.loads(path.read_text())
+    kept = dict(earlier.get("kept", {}))
+    for name in SECTIONS:
+        if name not in results and name in earlier:
+            results[name] = earlier[name]
+            kept.setdefault(name, earlier.get("when"))
+            if name == "throughput" and "baseline" in earlier:
+                results["baseline"] = earlier["baseline"]
+        else:
+            kept.pop(name, None)
+    if kept:
+        results["kept"] = kept
+
+
 def write_markdown(results: dict[str, Any], path: Path) -> None:
     lines = [
         "# Collector benchmarks",
@@ -581,6 +603,13 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
         "CPU per event is the steadier figure). Produced by `bench/collect_bench.py`.",
         "",
     ]
+    if results.get("kept"):
+        lines += [
+            "Kept from earlier runs (a partial run replaces only what it ran): "
+            + "; ".join(f"{name}, made {when}" for name, when in results["kept"].items())
+            + ".",
+            "",
+        ]
     sm = results.get("simulator")
     if sm:
         lines += [
@@ -740,6 +769,7 @@ def main() -> None:
         results["throughput"] = bench_throughput(work, rates, seconds, baseline)
     if "fleet" in only:
         results["fleet"] = bench_fleet(work, args.fleet_instances, 500.0, 2 * seconds, 20)
+    keep_earlier(results, folder / "collect.json")
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "collect.json").write_text(json.dumps(results, indent=1))
     write_markdown(results, folder / "collect.md")

@@ -540,6 +540,14 @@ def render_markdown(results: dict[str, Any]) -> str:
         "See bench/README.md.",
         "",
     ]
+    kept = [(n, r) for n, r in b.items() if "made_at" in r]
+    if kept:
+        lines += [
+            "Kept from earlier runs (a partial run replaces only what it ran): "
+            + "; ".join(f"{n}, made {r['made_at']} at {str(r['commit'])[:7]}" for n, r in kept)
+            + ".",
+            "",
+        ]
     if results["mode"] == "quick":
         lines += [
             "**A smoke run**: at these sizes start-up dominates, so its ratios say nothing "
@@ -640,6 +648,21 @@ NOTES = [
 ]
 
 
+def _keep_earlier(results: dict[str, Any], path: Path) -> None:
+    """A partial run (`--only`) replaces only what it ran: the other benchmarks of the
+    earlier results stay, each marked with when and at which commit it was made."""
+    if not path.exists():
+        return
+    earlier = json.loads(path.read_text())
+    if earlier.get("mode") != results["mode"]:
+        return
+    for name, result in earlier.get("benchmarks", {}).items():
+        if name not in results["benchmarks"]:
+            result.setdefault("made_at", earlier.get("made_at"))
+            result.setdefault("commit", earlier.get("commit"))
+            results["benchmarks"][name] = result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="tootlake's foundation benchmarks")
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
@@ -675,6 +698,7 @@ def main(argv: list[str] | None = None) -> int:
     if "analysis" in only:
         results["benchmarks"]["analysis"] = bench_analysis(cfg, args.seed, repeat)
     results["seconds"] = round(time.perf_counter() - started, 1)
+    _keep_earlier(results, folder / "foundation.json")
 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "foundation.json").write_text(json.dumps(results, indent=2) + "\n")
