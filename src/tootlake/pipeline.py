@@ -8,6 +8,7 @@ transport into the sink. The sink makes a batch durable first, then the transpor
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import Counter, OrderedDict
@@ -57,6 +58,22 @@ class RunStats:
     transport: str = ""  # the transport's state for a progress line, e.g. "kafka: buffering ..."
     started: float = field(default_factory=time.monotonic)
     elapsed: float = 0.0
+
+    def add(self, other: RunStats) -> None:
+        """Add another run's counts to these (the pieces of a parallel replay)."""
+        for name, value in vars(other).items():
+            if name in ("started", "elapsed", "transport"):
+                continue
+            mine = getattr(self, name)
+            if isinstance(value, Counter):
+                mine.update(value)
+            elif isinstance(value, list):
+                mine.extend(value[: max(0, 20 - len(mine))])
+            elif isinstance(value, dict):
+                for key, item in value.items():
+                    mine[key] = mine.get(key, 0) + item if isinstance(item, int) else item
+            elif isinstance(value, int | float) and not isinstance(value, bool):
+                setattr(self, name, mine + value)
 
     @property
     def posts_per_second(self) -> float:
@@ -310,9 +327,24 @@ def replay(
     include_opted_out: bool = False,
     on_progress: Callable[[RunStats], None] | None = None,
     sink: ParquetSink | None = None,
+    workers: int | None = None,
 ) -> RunStats:
-    """Replay recorded statuses (JSON lines or SSE captures) into the lake."""
+    """Replay recorded statuses (JSON lines or SSE captures) into the lake.
+
+    `workers`: processes replaying pieces of the input side by side (default: one per core,
+    for inputs of at least `sources.replay.MIN_PIECE` bytes per core; else one). Each writes
+    files of its own; a post whose versions or delete land in two pieces is folded by the
+    lake's views like any other (docs/lake.md)."""
+    paths = list(paths)
     events, recorder = _replay_events(paths, observed_on, include_opted_out)
+    if sink is None and workers != 1:
+        from tootlake.sources.replay import cut
+
+        pieces = cut(paths, workers or os.cpu_count() or 1)
+        if len(pieces) > 1:
+            return _replay_pieces(
+                pieces, lake, observed_on, include_opted_out, on_progress, workers
+            )
     with fewer_collections():  # posts live until their file is written: see tootlake._gc
         return run(
             events,
@@ -320,6 +352,86 @@ def replay(
             recorder=recorder,
             on_progress=on_progress,
         )
+
+
+# per piece: events, posts, edits, rejected (the parent's progress line adds them up)
+_PROGRESS_FIELDS = 4
+_progress: Any = None  # the shared counters, in a worker process
+
+
+def _replay_pieces(
+    pieces: list[Any],
+    lake: str,
+    observed_on: str | None,
+    include_opted_out: bool,
+    on_progress: Callable[[RunStats], None] | None,
+    workers: int | None,
+) -> RunStats:
+    """Replay pieces of files in worker processes (forked: nothing is imported again),
+    then add their stats up."""
+    import multiprocessing
+    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+
+    context = multiprocessing.get_context("fork")
+    counters = context.Array("q", _PROGRESS_FIELDS * len(pieces), lock=False)
+    total = RunStats()
+    with ProcessPoolExecutor(
+        max_workers=min(len(pieces), workers or os.cpu_count() or 1),
+        mp_context=context,
+        initializer=_init_piece_worker,
+        initargs=(counters,),
+    ) as pool:
+        futures = [
+            pool.submit(_replay_piece, i, piece, lake, observed_on, include_opted_out)
+            for i, piece in enumerate(pieces)
+        ]
+        pending: set[Any] = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=0.5, return_when=FIRST_EXCEPTION)
+            if any(f.exception() is not None for f in done):
+                for future in pending:
+                    future.cancel()
+                break
+            if on_progress is not None:
+                now = list(counters)
+                total.events, total.posts, total.edits, total.rejected = (
+                    sum(now[k::_PROGRESS_FIELDS]) for k in range(_PROGRESS_FIELDS)
+                )
+                total.elapsed = time.monotonic() - total.started
+                on_progress(total)
+        results = [future.result() for future in futures]  # the first failure is raised
+    merged = RunStats(started=total.started)
+    for stats in results:
+        merged.add(stats)
+    merged.elapsed = time.monotonic() - merged.started
+    return merged
+
+
+def _init_piece_worker(counters: Any) -> None:
+    global _progress
+    _progress = counters
+
+
+def _replay_piece(
+    index: int, piece: Any, lake: str, observed_on: str | None, include_opted_out: bool
+) -> RunStats:
+    from tootlake.sources.replay import ReplaySource
+
+    recorder = Recorder(RunStats(), include_opted_out=include_opted_out)
+    source = ReplaySource([piece.path], observed_on=observed_on, on_bad=recorder.bad)
+    base = index * _PROGRESS_FIELDS
+
+    def progress(stats: RunStats) -> None:
+        if _progress is not None:
+            counts = [stats.events, stats.posts, stats.edits, stats.rejected]
+            _progress[base : base + _PROGRESS_FIELDS] = counts
+
+    with fewer_collections():
+        stats = run(
+            source.piece_events(piece), ParquetSink(lake), recorder=recorder, on_progress=progress
+        )
+    progress(stats)
+    return stats
 
 
 def produce(

@@ -15,10 +15,13 @@ beyond `max_line`, so memory stays bounded whatever the file holds.
 from __future__ import annotations
 
 import gzip
+import io
+import itertools
 import logging
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import msgspec
 
@@ -26,7 +29,7 @@ from tootlake.errors import BadInput, SourceError
 from tootlake.record import Rejection, ValidStatus, decode_status, host_of, mend_surrogates
 from tootlake.sources import DELETE, EDIT, UPDATE, Event, reject_event
 
-__all__ = ["MAX_LINE", "ReplaySource", "infer_observed_on"]
+__all__ = ["MAX_LINE", "Piece", "ReplaySource", "cut", "infer_observed_on"]
 
 log = logging.getLogger(__name__)
 _KINDS = {UPDATE, EDIT, DELETE}
@@ -97,13 +100,24 @@ class ReplaySource:
             with _open(path) as handle:
                 yield from self._file_events(handle, str(path))
 
-    def _file_events(self, handle: IO[bytes], name: str) -> Iterator[Event]:
+    def piece_events(self, piece: Piece) -> Iterator[Event]:
+        """The events of one piece of a file (see `cut`): its lines numbered as in the file,
+        its deletes given the file's instance until a status of its own says otherwise."""
+        with open(piece.path, "rb") as raw:
+            first_line = _newlines_before(raw, piece.start) + 1
+            raw.seek(piece.start)
+            handle = io.BufferedReader(_Range(raw, piece.end - piece.start), 1 << 20)
+            yield from self._file_events(handle, piece.path, first_line, piece.host)
+
+    def _file_events(
+        self, handle: IO[bytes], name: str, first_line: int = 1, host: str | None = None
+    ) -> Iterator[Event]:
         # A capture is one instance's stream: a delete (a bare id) belongs to the instance the
         # file's statuses were inferred to come from, unless --observed-on says otherwise.
-        self._file_host: str | None = None
+        self._file_host: str | None = host
         sse_event: str | None = None  # the pending `event:` name of an SSE capture
         sse_line = 0
-        for number, raw in _lines(handle, self.max_line):
+        for number, raw in _lines(handle, self.max_line, first_line):
             where = f"{name}:{number}"
             if raw is None:
                 rejection = Rejection(f"line longer than {self.max_line} bytes; skipped")
@@ -220,10 +234,10 @@ def _envelope(line: bytes) -> _Envelope | tuple[bytes, _Envelope] | Rejection:
         return Rejection("JSON nested too deeply")
 
 
-def _lines(handle: IO[bytes], limit: int) -> Iterator[tuple[int, bytes | None]]:
+def _lines(handle: IO[bytes], limit: int, first: int = 1) -> Iterator[tuple[int, bytes | None]]:
     """(number, line) of a file; None for a line longer than `limit`, which is skipped
     without ever being held whole."""
-    number = 0
+    number = first - 1
     while True:
         line = handle.readline(limit + 1)
         if not line:
@@ -241,3 +255,111 @@ def _open(path: Path) -> IO[bytes]:
     if path.suffix == ".gz":
         return gzip.open(path, "rb")  # type: ignore[return-value]
     return open(path, "rb", buffering=1 << 20)
+
+
+# ----------------------------------------------------------------------------------------
+# pieces: one file replayed by several processes side by side
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """Bytes [start, end) of a recorded file, cut where a line (or an SSE event) ends."""
+
+    path: str
+    start: int
+    end: int
+    host: str | None = None  # the instance the file's statuses came from (for its deletes)
+
+
+MIN_PIECE = 16 * 1024 * 1024  # smaller pieces cost more in process start-up than they save
+
+
+def cut(paths: Iterable[str | Path], parts: int, min_piece: int | None = None) -> list[Piece]:
+    """The files as about `parts` pieces of similar size, each at least `min_piece` bytes:
+    big files are cut (an SSE capture between events, other files between lines), small ones
+    are a piece each; gzip files cannot be cut. Pieces come in file order."""
+    min_piece = min_piece or MIN_PIECE
+    files = [Path(p) for p in paths]
+    sizes = [f.stat().st_size for f in files]
+    target = max(min_piece, -(-sum(sizes) // max(parts, 1)))  # (rounded up)
+    pieces: list[Piece] = []
+    for path, size in zip(files, sizes, strict=True):
+        count = 1 if path.suffix == ".gz" or size < 2 * min_piece else -(-size // target)
+        count = min(count, parts, size // min_piece)
+        if count == 1:
+            pieces.append(Piece(str(path), 0, size))
+            continue
+        with open(path, "rb") as handle:
+            head = handle.read(64 * 1024)
+            separator = b"\n\n" if _is_sse(head) else b"\n"
+            bounds = [0]
+            for i in range(1, count):
+                bounds.append(_boundary(handle, max(bounds[-1], size * i // count), separator))
+            bounds.append(size)
+        host = _first_host(path)
+        pieces += [Piece(str(path), a, b, host) for a, b in itertools.pairwise(bounds) if b > a]
+    return pieces
+
+
+def _is_sse(head: bytes) -> bool:
+    return any(line.startswith((b"event:", b"data:", b":")) for line in head.split(b"\n")[:50])
+
+
+def _boundary(handle: IO[bytes], offset: int, separator: bytes) -> int:
+    """The first offset at or after `offset` just past `separator` (the file's end if none)."""
+    handle.seek(offset)
+    tail = b""
+    position = offset
+    while True:
+        chunk = handle.read(1 << 20)
+        if not chunk:
+            return position + len(tail)
+        data = tail + chunk
+        found = data.find(separator)
+        if found >= 0:
+            return position + found + len(separator)
+        keep = len(separator) - 1
+        position += len(data) - keep
+        tail = data[-keep:] if keep else b""
+
+
+def _first_host(path: Path) -> str | None:
+    """The instance the first status of a file came from (None when it has none)."""
+    source = ReplaySource([path])
+    for number, event in enumerate(source.events()):
+        if event.status is not None:
+            return event.observed_on
+        if number > 10_000:
+            break
+    return None
+
+
+def _newlines_before(handle: IO[bytes], offset: int) -> int:
+    handle.seek(0)
+    count, left = 0, offset
+    while left > 0:
+        chunk = handle.read(min(left, 1 << 22))
+        if not chunk:
+            break
+        count += chunk.count(b"\n")
+        left -= len(chunk)
+    return count
+
+
+class _Range(io.RawIOBase):
+    """The next `length` bytes of a file, then the end."""
+
+    def __init__(self, handle: IO[bytes], length: int) -> None:
+        self._handle = handle
+        self._left = length
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._left <= 0:
+            return 0
+        view = memoryview(buffer)[: self._left]
+        got = self._handle.readinto(view)  # type: ignore[attr-defined]
+        self._left -= got or 0
+        return got or 0
