@@ -6,6 +6,8 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tootlake.errors import ConfigError
 from tootlake.sources.fleet import poll_interval
@@ -278,3 +280,14 @@ def test_a_worker_hands_events_over_in_the_order_it_made_them():
 
     asyncio.run(main())
     assert delivered == ["1", "2", "3", "4", "5"]
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    st.one_of(st.none(), st.from_regex(r"[0-9]{1,20}|[0-9A-Za-z_-]{1,30}", fullmatch=True)),
+    st.one_of(st.none(), st.from_regex(r"[0-9]{1,20}|[0-9A-Za-z_-]{1,30}", fullmatch=True)),
+)
+def test_the_streams_fast_cursor_step_agrees_with_the_general_one(cursor, new):
+    from tootlake.sources.mastodon import _advance, advance
+
+    assert advance(cursor, new) == _advance(cursor, new)

@@ -311,6 +311,17 @@ def advance(cursor: str | None, *ids: str | None) -> str | None:
     carry the cursor where the timeline has nothing (a text id ranks above every number), so
     the instance would silently give nothing more. A first cursor takes the kind most ids
     have."""
+    if cursor and len(ids) == 1:  # the stream's case, once per post: no lists, no int()
+        new = ids[0]
+        if not new or new.isdigit() != cursor.isdigit():
+            return cursor
+        if new[0] != "0" and cursor[0] != "0":  # digits without leading zeros: longer is more
+            return new if (len(new), new) > (len(cursor), cursor) else cursor
+    return _advance(cursor, *ids)
+
+
+def _advance(cursor: str | None, *ids: str | None) -> str | None:
+    """`advance` in general: several ids, or ids with leading zeros."""
     present = [i for i in ids if i]
     if cursor is None:
         if not present:
@@ -535,7 +546,7 @@ def parse_ws_frame(text: str | bytes) -> tuple[str, bytes | None] | None:
             + (error[:200] if isinstance(error, str) else "(no message)")
             + (f" ({status})" if isinstance(status, int) and not isinstance(status, bool) else "")
         )
-    event = _json_scalar(frame.event)
+    event = _EVENTS.get(bytes(frame.event)) or _json_scalar(frame.event)
     if not event or not isinstance(event, str):
         return None
     raw = bytes(frame.payload)
@@ -568,6 +579,10 @@ def _decode_frame(text: str | bytes) -> tuple[_WsFrame, bool]:
             pass
     shown = text[:80] if isinstance(text, str) else text[:80].decode("utf-8", "replace")
     raise ValueError(f"unexpected WebSocket frame {shown!r} ({error})")
+
+
+# the usual event names as the frame spells them: no decoding for them
+_EVENTS = {f'"{name}"'.encode(): name for name in ("update", "status.update", "delete")}
 
 
 def _json_scalar(raw: msgspec.Raw) -> Any:
