@@ -168,12 +168,37 @@ def test_a_page_cut_while_the_bridge_is_full_is_fetched_again(tmp_path, monkeypa
         await asyncio.gather(page, return_exceptions=True)
         assert worker.contiguous == CURSOR and fleet.out == []
         fleet.open.set()
+        worker._cut = False  # a new connection starts afresh (`connected()` does this)
         assert await worker._page(INFO, None) == 2
         assert [e.status.id for e in fleet.out] == [str(ID0 + 1), str(ID0 + 2)]
         assert worker.contiguous == str(ID0 + 2)
 
     run(main)
     assert asked == [CURSOR, CURSOR]
+
+
+def test_nothing_queued_behind_an_event_that_was_cut_off_gets_in(tmp_path):
+    """A stop while the bridge is full: the stream's event X dies waiting, and a backfill page
+    queued behind it (which skipped X as seen, and acks ids above it) must not get in after
+    it, or the durable cursor would pass X."""
+    x = Event(UPDATE, "127.0.0.1:1", id=str(ID0 + 5))
+    y = Event(UPDATE, "127.0.0.1:1", id=str(ID0 + 6))
+
+    async def main() -> None:
+        fleet = FakeFleet(tmp_path, block=True)
+        worker = _worker(fleet)
+        first = asyncio.create_task(worker._emit([x]))
+        await fleet.waiting.wait()
+        second = asyncio.create_task(worker._emit([y]))
+        await asyncio.sleep(0.01)  # it waits for the lock, behind X
+        first.cancel()
+        fleet.open.set()  # room comes as the fleet stops
+        results = await asyncio.gather(first, second, return_exceptions=True)
+        assert fleet.out == []
+        assert all(isinstance(r, asyncio.CancelledError) for r in results)
+        assert worker.events == 0  # counted only once handed out
+
+    run(main)
 
 
 async def _sse(request: web.Request) -> web.StreamResponse:

@@ -198,10 +198,21 @@ def decode_status(data: bytes | str, now: datetime | None = None) -> ValidStatus
         return checked
     except RecursionError:
         return Rejection(_TOO_DEEP)
+    except UnicodeEncodeError:  # a str holding lone surrogates themselves (not escapes)
+        assert isinstance(data, str)
+        checked = decode_status(_without_surrogates(data), now)
+        if isinstance(checked, ValidStatus) and "surrogates" not in checked.coerced:
+            checked.coerced += ("surrogates",)
+        return checked
     checked = _check(status, (), now)
     if isinstance(checked, ValidStatus):
         checked.size = len(data)
     return checked
+
+
+def _without_surrogates(text: str) -> str:
+    """`text` with each lone surrogate character replaced by U+FFFD."""
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 _UNREADABLE = object()
@@ -262,16 +273,16 @@ def validate_status(value: Any, now: datetime | None = None) -> ValidStatus | Re
             checked = _repair(value, exc, now)
         else:
             checked = _check(status, (), now)
+        if isinstance(checked, ValidStatus):
+            # a dict may hold what JSON bytes cannot: lone surrogates (Arrow refuses them)
+            _ENCODER.encode(checked.data)
     except RecursionError:
         return Rejection(_TOO_DEEP)
-    if isinstance(checked, ValidStatus):
-        try:  # a dict may hold what JSON bytes cannot: lone surrogates (Arrow refuses them)
-            _ENCODER.encode(checked.data)
-        except UnicodeEncodeError:
-            try:
-                return decode_status(json.dumps(value, ensure_ascii=True), now)
-            except (ValueError, RecursionError):
-                return Rejection("a status that cannot be JSON")
+    except UnicodeEncodeError:  # (in a value, or a key msgspec.convert reads)
+        try:
+            return decode_status(json.dumps(value, ensure_ascii=True), now)
+        except (TypeError, ValueError, RecursionError):
+            return Rejection("a status that cannot be JSON")
     return checked
 
 
@@ -409,6 +420,8 @@ def usable_id(value: Any, latest: datetime | None = None) -> str | None:
     letters, digits, `-` or `_`, not starting with `-`; a number no larger than a snowflake
     made at `latest` (tomorrow by default). None otherwise."""
     if type(value) is int:
+        if not 0 <= value <= INT64_MAX:  # (and str() of 5,000 digits raises)
+            return None
         value = str(value)
     elif type(value) is not str:
         return None

@@ -201,11 +201,15 @@ class InstanceWorker:
         self.info: InstanceInfo | None = None
         self.backoff = Backoff(self.opts.backoff_base, self.opts.backoff_cap)
         self.contiguous: str | None = fleet.state.cursor(self.host)
-        self.stream_high: str | None = None
+        # the greatest id the stream handed out during the backfill, per kind (numbers or not)
+        # and how many of each: the cursor's kind, or on a first run the usual one, wins
+        self._stream_highs: dict[bool, str | None] = {True: None, False: None}
+        self._stream_ids: collections.Counter[bool] = collections.Counter()
         self.backfilling = False
         self._seen: dict[str, None] = {}  # ids handed out during a backfill (insertion order)
         self._handing: str | None = None  # `contiguous` once the events made are handed out
         self._rejected: dict[int, None] = {}  # recent rejects of timeline pages (hashes)
+        self._cut = False  # an event of this connection was cancelled before it got in
         self._recent: collections.OrderedDict[str, str] = collections.OrderedDict()
         self._ws_refusals = 0  # WebSocket handshakes refused in a row: 3 = use SSE
         self._not_before = 0.0  # monotonic time before which no REST request goes out
@@ -278,6 +282,20 @@ class InstanceWorker:
     async def _emit(self, events: list[Event]) -> None:
         if not events:
             return
+        # In the order they were made: the stream reader, a backfill page and the audit may all
+        # wait on a full bridge at once, and an event's ack covers every id below `contiguous`
+        # at its making, so a later event must not reach the lake (and ack) first. An asyncio
+        # lock is first come, first served, and taken without a pause when free.
+        async with self._emit_lock:
+            if self._cut:  # an earlier event of this connection never got in: these wait
+                raise asyncio.CancelledError()
+            try:
+                await self.fleet.put(events)
+            except BaseException:
+                # Cancelled while waiting (a stop, or the connection ending): the events
+                # queued behind these may ack ids above them, so none may follow them in.
+                self._cut = True
+                raise
         self.events += len(events)
         size = self.opts.audit_posts
         if size:
@@ -291,12 +309,6 @@ class InstanceWorker:
                         recent.popitem(last=False)
                 elif event.id is not None:
                     recent.pop(event.id, None)
-        # In the order they were made: the stream reader, a backfill page and the audit may all
-        # wait on a full bridge at once, and an event's ack covers every id below `contiguous`
-        # at its making, so a later event must not reach the lake (and ack) first. An asyncio
-        # lock is first come, first served, and taken without a pause when free.
-        async with self._emit_lock:
-            await self.fleet.put(events)
 
     # -- the life of a worker ---------------------------------------------------------
 
@@ -315,6 +327,7 @@ class InstanceWorker:
         (backoff, needs token) here."""
         token = self.spec.token
         rejected = ""  # why the token was refused, when it was
+        self._cut = False  # a new start: nothing of the last one is waiting
         try:
             try:
                 self.info = await self._probe(token)
@@ -439,8 +452,10 @@ class InstanceWorker:
             # `contiguous`: set synchronously, before any stream event is read.
             self.backfilling = True
             self._seen = {}
-            self.stream_high = None
+            self._stream_highs = {True: None, False: None}
+            self._stream_ids = collections.Counter()
             self._handing = None
+            self._cut = False
             backfill = asyncio.create_task(self._backfill(info))
             backfill.add_done_callback(backfill_done)
 
@@ -585,17 +600,9 @@ class InstanceWorker:
 
     def _reject(
         self, rejection: Rejection, raw: bytes | str, source: str, ack_id: str | None = None
-    ) -> Event | None:
+    ) -> Event:
         """What could not become a post goes to the rejects table; its ack still moves the
-        cursor, so a restart does not meet the same poison again. A timeline page may show
-        the same poison again and again (it has no id to move past): kept once."""
-        if source == "rest":
-            key = hash(raw)
-            if key in self._rejected:
-                return None
-            self._rejected[key] = None
-            if len(self._rejected) > REJECTS_REMEMBERED:
-                del self._rejected[next(iter(self._rejected))]
+        cursor, so a restart does not meet the same poison again."""
         return reject_event(
             rejection,
             raw,
@@ -604,6 +611,24 @@ class InstanceWorker:
             where=f"{self.host} {source}",
             ack=self._ack(ack_id or self._cursor()),
         )
+
+    @property
+    def stream_high(self) -> str | None:
+        """The greatest id the stream handed out during the backfill, of the cursor's kind
+        (on a first run, of the kind most of them have)."""
+        if self.contiguous is not None:
+            kind = self.contiguous.isdigit()
+        else:
+            kind = self._stream_ids[True] >= self._stream_ids[False]
+        return self._stream_highs[kind]
+
+    @stream_high.setter
+    def stream_high(self, value: str | None) -> None:
+        self._stream_highs = {True: None, False: None}
+        self._stream_ids = collections.Counter()
+        if value is not None:
+            self._stream_highs[value.isdigit()] = value
+            self._stream_ids[value.isdigit()] = 1
 
     def _cursor(self) -> str | None:
         """`contiguous` as it will be once the stream events made so far are handed out."""
@@ -628,6 +653,10 @@ class InstanceWorker:
             return None
         status = decode_status(data)
         if isinstance(status, Rejection):
+            if self.backfilling:  # a page showing it too must not keep it twice
+                poison = _raw_id(data)
+                if poison is not None:
+                    self._see(poison)
             return self._reject(status, data, source)
         if isinstance(data, Mended) and "surrogates" not in status.coerced:
             status.coerced += ("surrogates",)  # mended in the frame, before decode_status
@@ -637,7 +666,9 @@ class InstanceWorker:
                 if status_id in self._seen:
                     return None
                 self._see(status_id)
-            self.stream_high = advance(self.stream_high, status_id)
+            kind = status_id.isdigit()
+            self._stream_ids[kind] += 1
+            self._stream_highs[kind] = advance(self._stream_highs[kind], status_id)
         elif name == UPDATE:
             self._handing = advance(self._cursor(), status_id)
         return Event(name, self.host, status=status, where=self.host, ack=self._ack(self._cursor()))
@@ -674,6 +705,7 @@ class InstanceWorker:
                 if not more:
                     break
             self.contiguous = advance(self.contiguous, self.stream_high)
+            self.stream_high = None
         finally:
             self.backfilling = False
             self._seen = {}
@@ -712,13 +744,15 @@ class InstanceWorker:
                 continue
             self._not_before = time.monotonic() + page.rate.min_interval()
             if not page.statuses:
+                if not present:
+                    return  # not one status below the newest we handed out: say nothing
                 low = None  # reached the end of the timeline: everything older is gone
                 break
-            checked = [c for _, c, _ in _validated(page.statuses)]
-            for status in checked:
+            validated = _validated(page.statuses)
+            for _, status, _ in validated:
                 if isinstance(status, ValidStatus):
                     present[status.id] = status
-            ids_here = [i for i, _, _ in _validated(page.statuses) if i is not None]
+            ids_here = [i for i, _, _ in validated if i is not None]
             if not ids_here:
                 return  # a page of nothing usable: say nothing rather than guess
             below = low = min(ids_here, key=id_key)
@@ -772,6 +806,7 @@ class InstanceWorker:
         )
         events = []
         handed: list[str] = []
+        fresh: list[int] = []  # rejects not kept before
         for status_id, status, item in statuses:
             if status_id is not None:
                 handed.append(status_id)  # (one the stream handed out moves the cursor too)
@@ -780,9 +815,12 @@ class InstanceWorker:
                         continue
                     self._see(status_id)
             if isinstance(status, Rejection):
-                reject = self._reject(status, item, "rest", ack_id=status_id)
-                if reject is not None:
-                    events.append(reject)
+                # The newest page may show the same poison poll after poll (it has no id to
+                # move past): kept once.
+                key = hash(item)
+                if key not in self._rejected:
+                    fresh.append(key)
+                    events.append(self._reject(status, item, "rest", ack_id=status_id))
                 continue
             events.append(
                 Event(UPDATE, self.host, status=status, where=self.host, ack=self._ack(status_id))
@@ -790,6 +828,10 @@ class InstanceWorker:
         await self._emit(events)
         # only now: a page cut off while the bridge is full is fetched again, not skipped
         self.contiguous = advance(self.contiguous, *handed)
+        for key in fresh:
+            self._rejected[key] = None
+            if len(self._rejected) > REJECTS_REMEMBERED:
+                del self._rejected[next(iter(self._rejected))]
         if cursor is None or self.contiguous == cursor:
             return 0  # a first run starts from the newest page; a page that moved nothing
         return len(statuses)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import random
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -56,6 +57,8 @@ __all__ = [
     "fetch_page",
     "advance",
     "id_key",
+    "may_lead",
+    "same_kind",
     "max_id",
     "split_page",
     "normalize_instance",
@@ -305,7 +308,8 @@ def max_id(*ids: str | None) -> str | None:
 
 
 def advance(cursor: str | None, *ids: str | None) -> str | None:
-    """`cursor` moved up to the greatest of `ids` of its own kind (numbers, or other ids).
+    """`cursor` moved up to the greatest of `ids` of its own kind (numbers, or other ids)
+    that may be a cursor (`may_lead`).
 
     A server's ids are all of one kind; one of the other kind is a lie or a bug that would
     carry the cursor where the timeline has nothing (a text id ranks above every number), so
@@ -316,13 +320,40 @@ def advance(cursor: str | None, *ids: str | None) -> str | None:
         if not new or new.isdigit() != cursor.isdigit():
             return cursor
         if new[0] != "0" and cursor[0] != "0":  # digits without leading zeros: longer is more
-            return new if (len(new), new) > (len(cursor), cursor) else cursor
+            if (len(new), new) <= (len(cursor), cursor):
+                return cursor
+            return new if may_lead(new) else cursor
     return _advance(cursor, *ids)
+
+
+# A Mastodon snowflake holds its creation time (ms << 16): an id made later than this after
+# now would carry the cursor past posts the server has yet to make (a clock ahead, or a lie).
+CURSOR_SLACK_MS = 5 * 60 * 1000
+_LEAD_LIMIT: list[Any] = [0, ""]  # (wall-clock second, the largest snowflake text by then)
+
+
+def may_lead(status_id: str) -> bool:
+    """False for a snowflake from more than `CURSOR_SLACK_MS` ahead: its post is kept, but
+    the cursor does not move to it."""
+    if len(status_id) < 17 or not status_id.isdigit():
+        return True
+    second = int(time.time())
+    if second != _LEAD_LIMIT[0]:
+        limit = ((second + 1) * 1000 + CURSOR_SLACK_MS) << 16 | 0xFFFF
+        _LEAD_LIMIT[:] = [second, str(limit)]
+    limit_text: str = _LEAD_LIMIT[1]
+    text = status_id.lstrip("0") or "0"
+    return (len(text), text) <= (len(limit_text), limit_text)
+
+
+def same_kind(a: str, b: str) -> bool:
+    """Both ids numbers, or both not (one server's ids are all of one kind)."""
+    return a.isdigit() == b.isdigit()
 
 
 def _advance(cursor: str | None, *ids: str | None) -> str | None:
     """`advance` in general: several ids, or ids with leading zeros."""
-    present = [i for i in ids if i]
+    present = [i for i in ids if i and may_lead(i)]
     if cursor is None:
         if not present:
             return None
@@ -569,6 +600,10 @@ def _decode_frame(text: str | bytes) -> tuple[_WsFrame, bool]:
     """The frame, and whether lone surrogate escapes had to be mended to read it."""
     try:
         return _WS_FRAME.decode(text), False
+    except UnicodeEncodeError:  # a str holding lone surrogates themselves
+        assert isinstance(text, str)
+        text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        return _decode_frame(text)[0], True
     except (msgspec.MsgspecError, RecursionError) as exc:
         error: Exception = exc
     mended = mend_surrogates(text) if isinstance(error, msgspec.DecodeError) else None
@@ -786,21 +821,33 @@ class Page:
 
 
 _PAGE = msgspec.json.Decoder(list[msgspec.Raw])
-# the tokens that give a JSON text its structure: strings (skipped whole) and punctuation
-_STRUCTURE = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{},]', re.DOTALL)
+# The tokens that give a JSON text its structure: strings (skipped whole; possessive, so an
+# unterminated one runs to the end in one step, never back), runs of openers or closers, and
+# commas. Linear on any input.
+_STRUCTURE = re.compile(rb'"[^"\\]*+(?:\\.[^"\\]*+)*+"?|[\[{]++|[\]}]++|,')
+# A real page has ~150 commas per status; far more, and the page is tiny items (a memory
+# attack: each would cost a Python object): such a body is read by the scan, which stops early.
+_COMMAS_PER_ITEM = 2_000
 
 
-def split_page(body: bytes) -> list[bytes] | None:
+def split_page(body: bytes, max_items: int = 2 * PAGE_LIMIT) -> list[bytes] | None:
     """The items of a JSON array, each as its own JSON bytes, unread; None when `body` is
-    not an array. One item that is not valid JSON (a lone surrogate, nesting too deep for
-    a decoder, a cut) does not cost the others: it comes out as its bytes, to be rejected
-    on its own."""
-    try:
-        return [bytes(item) for item in _PAGE.decode(body)]
-    except (msgspec.MsgspecError, RecursionError):
-        pass
-    # The slow way, for a page something is wrong with: cut the array at its top-level
-    # commas, counting brackets outside strings (no recursion, whatever the depth).
+    not a whole array (cut short, not an array) or holds more than `max_items` items. One
+    item that is not valid JSON (a lone surrogate, nesting too deep for a decoder) does not
+    cost the others: it comes out as its bytes, to be rejected on its own."""
+    if body.count(b",") <= _COMMAS_PER_ITEM * max_items:
+        try:
+            items = _PAGE.decode(body)
+        except (msgspec.MsgspecError, RecursionError):
+            pass
+        else:
+            return [bytes(item) for item in items] if len(items) <= max_items else None
+    return _scan_page(body, max_items)
+
+
+def _scan_page(body: bytes, max_items: int) -> list[bytes] | None:
+    """`split_page` the slow way, for a page something is wrong with: cut the array at its
+    top-level commas, counting brackets outside strings (no recursion, whatever the depth)."""
     start = len(body) - len(body.lstrip())
     if body[start : start + 1] != b"[":
         return None
@@ -808,19 +855,22 @@ def split_page(body: bytes) -> list[bytes] | None:
     depth, begin = 0, start + 1
     for token in _STRUCTURE.finditer(body, start):
         mark = token.group()
-        if mark in (b"[", b"{"):
-            depth += 1
-        elif mark in (b"]", b"}"):
-            depth -= 1
-            if depth == 0:
-                items.append(body[begin : token.start()])
-                break
-        elif mark == b"," and depth == 1:
+        first = mark[0]
+        if first == 0x22:  # a string
+            continue
+        if first in b"[{":
+            depth += len(mark)
+        elif first in b"]}":
+            if depth - len(mark) <= 0:  # the array closes within this run
+                items.append(body[begin : token.start() + depth - 1])
+                return [item.strip() for item in items if item.strip()]
+            depth -= len(mark)
+        elif depth == 1:  # a comma between items
             items.append(body[begin : token.start()])
             begin = token.end()
-    else:
-        items.append(body[begin:])  # cut short: what is there is the last item
-    return [item.strip() for item in items if item.strip()]
+            if len(items) > max_items:
+                return None
+    return None  # cut short: a page that never ends is not a page
 
 
 async def fetch_page(
@@ -850,7 +900,9 @@ async def fetch_page(
         what=f"{info.host} /api/v1/timelines/public",
         max_body=max_body,
     )
-    statuses = split_page(body)
+    statuses = split_page(body, 2 * limit)
     if statuses is None:
-        raise InstanceDown(f"{info.host}: the timeline answer is not a list of statuses")
+        raise InstanceDown(
+            f"{info.host}: the timeline answer is not a whole list of at most {2 * limit} statuses"
+        )
     return Page(statuses, parse_link_header(headers.get("Link")), RateLimit.from_headers(headers))

@@ -13,6 +13,7 @@ atomically (temporary file, fsync, rename). No token is ever written here: every
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -21,8 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from tootlake.errors import ConfigError, LakeError
+from tootlake.record import usable_id
 from tootlake.redact import redact_json
-from tootlake.sources.mastodon import id_key
+from tootlake.sources.mastodon import id_key, may_lead
+
+log = logging.getLogger(__name__)
 
 __all__ = ["CollectorState", "write_json_atomic"]
 
@@ -58,10 +62,21 @@ class CollectorState:
             try:
                 data = json.loads(path.read_text(encoding="utf-8"))
                 for host, entry in (data.get("instances") or {}).items():
-                    if entry.get("cursor"):
-                        self._cursors[host] = str(entry["cursor"])
-                        self._keys[host] = id_key(self._cursors[host])
-                        self._updated[host] = str(entry.get("updated_at") or "")
+                    cursor = entry.get("cursor")
+                    if not cursor:
+                        continue
+                    if usable_id(cursor) is None or not may_lead(str(cursor)):
+                        # saved by an older tootlake, which took any id: starting afresh
+                        # there costs a backfill; keeping it would read nothing for ever
+                        log.warning(
+                            "%s: the saved cursor %r cannot be a status id; dropped",
+                            host,
+                            str(cursor)[:40],
+                        )
+                        continue
+                    self._cursors[host] = str(cursor)
+                    self._keys[host] = id_key(self._cursors[host])
+                    self._updated[host] = str(entry.get("updated_at") or "")
             except (OSError, ValueError, AttributeError) as exc:
                 raise ConfigError(
                     f"Cannot read the collector state {path}: {exc}. Move it away to start "
@@ -79,7 +94,10 @@ class CollectorState:
         key = id_key(status_id)  # acks run once per event: no time formatting here
         with self._lock:
             current = self._keys.get(host)
-            if current is None or key > current:
+            # a durable cursor, like the worker's, keeps its kind and never leads (`advance`)
+            if current is not None and key[0] != current[0]:
+                return
+            if (current is None or key > current) and may_lead(status_id):
                 self._cursors[host] = status_id
                 self._keys[host] = key
                 self._moved[host] = time.time()
