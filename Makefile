@@ -3,43 +3,60 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-INSTALLED := $(VENV)/.installed
+# What each target needs, one stamp each: `make run` the runtime extras (the demo collects,
+# the report and dashboard draw charts), `make test` everything. A venv made by `make run`
+# still gets the dev and bench tools when `make test` runs; either redoes its install when
+# pyproject.toml changes.
+RUN_EXTRAS := collect,report
+RUN_STAMP := $(VENV)/.installed-run
+DEV_STAMP := $(VENV)/.installed-dev
 
 .PHONY: install run replay-real test lint bench clean kafka-up kafka-down s3-up s3-down help
 
 help:
-	@echo "make run      set up and run the main job (replay bundled recordings, print the report)"
+	@echo "make run      set up and run the demo (collect a simulated fediverse into ./demo-lake, print the report)"
+	@echo "make replay-real  replay the bundled real recordings into ./real-lake, print the report"
 	@echo "make test     set up and run all tests (starts and stops the services they need)"
 	@echo "make lint     ruff + mypy + the layering contract (import-linter)"
 	@echo "make bench    benchmarks, results in bench/results/"
 
-$(INSTALLED): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[all,dev,bench]"
-	touch $(INSTALLED)
 
-install: $(INSTALLED)
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[$(RUN_EXTRAS)]"
+	touch $@
+
+# dev and bench include [all], a superset of the run extras: the run stamp is made too.
+$(DEV_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
+	touch $@ $(RUN_STAMP)
+
+install: $(DEV_STAMP)
 
 # The main job on a machine without internet: a simulated fediverse on loopback, collected
-# into ./lake (streaming with tokens, polling, a token-less instance), then the report.
-run: $(INSTALLED)
-	$(BIN)/tootlake demo --lake ./lake
+# into ./demo-lake, the demo's own (streaming with tokens, polling, a token-less instance),
+# then the report. Each run starts that lake afresh.
+run: $(RUN_STAMP)
+	$(BIN)/tootlake demo
 
-# Replay the bundled real recordings (tests/fixtures/real) into ./lake and print the report.
-replay-real: $(INSTALLED)
-	$(BIN)/tootlake replay tests/fixtures/real/mastodonsocial.json tests/fixtures/real/malformed.json tests/fixtures/real/timelines.jsonl --lake ./lake --quiet
-	$(BIN)/tootlake report --lake ./lake
+# Replay the bundled real recordings (tests/fixtures/real) into ./real-lake, a lake of their
+# own (made afresh, never mixed with the demo's simulated posts), and print the report.
+replay-real: $(RUN_STAMP)
+	rm -rf ./real-lake
+	$(BIN)/tootlake replay tests/fixtures/real/mastodonsocial.json tests/fixtures/real/malformed.json tests/fixtures/real/timelines.jsonl --lake ./real-lake --quiet
+	$(BIN)/tootlake report --lake ./real-lake
 
-test: $(INSTALLED)
+test: $(DEV_STAMP)
 	scripts/test.sh
 
-lint: $(INSTALLED)
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-bench: $(INSTALLED)
+bench: $(DEV_STAMP)
 	$(BIN)/python bench/vendor.py
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/report_bench.py

@@ -15,6 +15,10 @@
 # Environment:
 #   KAFKA_PORT              PLAINTEXT listener on 127.0.0.1 (default 9092)
 #   KAFKA_CONTROLLER_PORT   KRaft controller listener (default KAFKA_PORT+1)
+#   KAFKA_SASL_PORT         SASL_PLAINTEXT listener (SASL/PLAIN) on 127.0.0.1 (default
+#                           KAFKA_PORT+2; "none": no such listener)
+#   KAFKA_SASL_USER         its user (default tootlake)
+#   KAFKA_SASL_PASSWORD     and password (default tootlake-secret; a test broker on loopback)
 #   KAFKA_VERSION           Kafka version to fetch (default: the one in scripts/kafka-pom.xml)
 #   KAFKA_HEAP_OPTS         JVM heap flags (default "-Xms256m -Xmx512m")
 #   KAFKA_START_TIMEOUT     seconds to wait for readiness in `up` (default 120)
@@ -33,6 +37,9 @@ LIBS="$CACHE/libs"
 
 KAFKA_PORT="${KAFKA_PORT:-9092}"
 KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 1))}"
+KAFKA_SASL_PORT="${KAFKA_SASL_PORT:-$((KAFKA_PORT + 2))}"
+KAFKA_SASL_USER="${KAFKA_SASL_USER:-tootlake}"
+KAFKA_SASL_PASSWORD="${KAFKA_SASL_PASSWORD:-tootlake-secret}"
 KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms256m -Xmx512m}"
 KAFKA_START_TIMEOUT="${KAFKA_START_TIMEOUT:-120}"
 KAFKA_STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-30}"
@@ -49,10 +56,19 @@ BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
 say() { echo "kafka.sh: $*"; }
 die() { echo "kafka.sh: ERROR: $*" >&2; exit 1; }
 
-for p in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"; do
-    [[ "$p" =~ ^[0-9]+$ ]] && ((p > 0 && p < 65536)) || die "invalid port '$p' (KAFKA_PORT / KAFKA_CONTROLLER_PORT)"
+SASL=1
+[[ "$KAFKA_SASL_PORT" == none ]] && SASL=0
+PORTS=("$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT")
+((SASL)) && PORTS+=("$KAFKA_SASL_PORT")
+for p in "${PORTS[@]}"; do
+    [[ "$p" =~ ^[0-9]+$ ]] && ((p > 0 && p < 65536)) || die "invalid port '$p' (KAFKA_PORT / KAFKA_CONTROLLER_PORT / KAFKA_SASL_PORT)"
 done
-[[ "$KAFKA_PORT" != "$KAFKA_CONTROLLER_PORT" ]] || die "KAFKA_PORT and KAFKA_CONTROLLER_PORT must differ"
+[[ "$(printf '%s\n' "${PORTS[@]}" | sort -u | wc -l)" == "${#PORTS[@]}" ]] || die "KAFKA_PORT, KAFKA_CONTROLLER_PORT and KAFKA_SASL_PORT must differ (${PORTS[*]})"
+if ((SASL)); then
+    # They go into a JAAS line in double quotes: keep them to characters that need no escaping.
+    [[ "$KAFKA_SASL_USER" =~ ^[A-Za-z0-9._-]+$ ]] || die "KAFKA_SASL_USER may only hold letters, digits, '.', '_' and '-'"
+    [[ "$KAFKA_SASL_PASSWORD" =~ ^[A-Za-z0-9._~+/=-]+$ ]] || die "KAFKA_SASL_PASSWORD may only hold letters, digits and ._~+/=-"
+fi
 
 # ---------------------------------------------------------------- helpers ---
 
@@ -176,7 +192,8 @@ port_free_or_die() {
         die "port $p ($what) on 127.0.0.1 is already in use by another process, not by a broker started by kafka.sh for KAFKA_PORT=$KAFKA_PORT.${owner:+
   listener: $owner}
   Stop that process, or use other ports, e.g. KAFKA_PORT=$((KAFKA_PORT + 10)) $0 up
-  (the controller listens on KAFKA_PORT+1 unless KAFKA_CONTROLLER_PORT is set)."
+  (the controller listens on KAFKA_PORT+1 and the SASL listener on KAFKA_PORT+2, unless
+  KAFKA_CONTROLLER_PORT / KAFKA_SASL_PORT are set)."
     fi
 }
 
@@ -237,17 +254,25 @@ random_cluster_id() {
 
 write_configs() {
     mkdir -p "$DATA" "$LOGDIR"
+    local listeners="PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT"
+    local protocols="CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+    if ((SASL)); then
+        listeners="$listeners,SASL_PLAINTEXT://127.0.0.1:$KAFKA_SASL_PORT"
+        protocols="$protocols,SASL_PLAINTEXT:SASL_PLAINTEXT"
+    fi
+    # It holds the SASL password: readable by its owner only.
+    : >"$CONF" && chmod 600 "$CONF"
     cat >"$CONF" <<EOF
 # Written by scripts/kafka.sh up; rewritten on every up.
 # Single node, KRaft combined mode (broker + controller), no ZooKeeper.
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+listeners=$listeners
+advertised.listeners=$listeners
 inter.broker.listener.name=PLAINTEXT
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=$protocols
 
 log.dirs=$DATA
 num.partitions=$KAFKA_NUM_PARTITIONS
@@ -272,6 +297,18 @@ log.retention.hours=24
 log.segment.bytes=67108864
 log.retention.check.interval.ms=300000
 EOF
+    if ((SASL)); then
+        # SASL/PLAIN on its own listener (what managed clusters offer, over TLS there): one
+        # user, checked by the broker's built-in PlainLoginModule. Brokers and the controller
+        # talk PLAINTEXT among themselves, so only clients authenticate.
+        cat >>"$CONF" <<EOF
+
+# SASL/PLAIN client listener (KAFKA_SASL_PORT): user $KAFKA_SASL_USER
+sasl.enabled.mechanisms=PLAIN
+listener.name.sasl_plaintext.sasl.enabled.mechanisms=PLAIN
+listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$KAFKA_SASL_USER="$KAFKA_SASL_PASSWORD";
+EOF
+    fi
     cat >"$LOG4J" <<EOF
 # Written by scripts/kafka.sh up.
 status = warn
@@ -359,6 +396,7 @@ cmd_up() {
 
     port_free_or_die "$KAFKA_PORT" "KAFKA_PORT, client listener"
     port_free_or_die "$KAFKA_CONTROLLER_PORT" "KAFKA_CONTROLLER_PORT, KRaft controller listener"
+    ((SASL == 0)) || port_free_or_die "$KAFKA_SASL_PORT" "KAFKA_SASL_PORT, SASL/PLAIN client listener"
 
     # A formatted log dir remembers the controller endpoint: refuse a silent change.
     if [[ -f "$DATA/meta.properties" && -f "$RUN/controller.port" ]]; then
@@ -399,7 +437,8 @@ cmd_up() {
             log_tail
             die "the broker process (pid $pid) exited during startup; logs in $LOGDIR"
         fi
-        if port_open "$KAFKA_PORT" && broker_ready "$py"; then
+        if port_open "$KAFKA_PORT" && { ((SASL == 0)) || port_open "$KAFKA_SASL_PORT"; } \
+                && broker_ready "$py"; then
             break
         fi
         if ((SECONDS - start >= KAFKA_START_TIMEOUT)); then
@@ -411,6 +450,7 @@ cmd_up() {
         sleep 1
     done
     say "Kafka is ready on $BOOTSTRAP after $((SECONDS - start)) s (pid $pid; logs in $LOGDIR)"
+    ((SASL == 0)) || say "SASL/PLAIN listener on 127.0.0.1:$KAFKA_SASL_PORT (user $KAFKA_SASL_USER; password: KAFKA_SASL_PASSWORD, default tootlake-secret)"
 }
 
 cmd_down() {
@@ -448,6 +488,9 @@ cmd_status() {
     local pid
     if pid="$(running_pid)"; then
         echo "running (pid $pid, $BOOTSTRAP, Kafka $(cat "$LIBS/.complete" 2>/dev/null || echo '?'), run folder $RUN)"
+        local sasl
+        sasl="$(sed -n 's|^listeners=.*SASL_PLAINTEXT://\([^,]*\).*|\1|p' "$CONF" 2>/dev/null || true)"
+        [[ -z "$sasl" ]] || echo "SASL/PLAIN listener on $sasl"
         return 0
     fi
     local orphans

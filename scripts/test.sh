@@ -28,8 +28,9 @@ PY
 # Tests must not depend on the developer's shell.
 for name in $(env | grep -oE '^(TOOTLAKE|AWS)_[A-Z0-9_]*' || true); do unset "$name"; done
 
-export KAFKA_PORT S3_PORT
+export KAFKA_PORT KAFKA_SASL_PORT S3_PORT
 KAFKA_PORT="$(free_port)"
+KAFKA_SASL_PORT="$(free_port)"  # the broker's SASL/PLAIN listener
 S3_PORT="$(free_port)"
 
 cleanup() {
@@ -42,6 +43,7 @@ PYTHON="$BIN/python" bash scripts/install-chromium.sh
 KAFKA_NUM_PARTITIONS=4 scripts/kafka.sh up
 S3_WATCH_PID=$$ scripts/s3.sh up
 export TEST_KAFKA_BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
+export TEST_KAFKA_SASL_BOOTSTRAP="127.0.0.1:$KAFKA_SASL_PORT"
 export TEST_S3_ENDPOINT="http://127.0.0.1:$S3_PORT"
 
 "$BIN/python" -m pytest "$@"

@@ -1,7 +1,16 @@
 import json
+import logging
+import os
+import re
+import socket
+import subprocess
 import sys
+import tomllib
+import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from tootlake.cli import main
@@ -9,6 +18,16 @@ from tootlake.cli import main
 from .conftest import REAL
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """`main` points the root logger at the runner's stderr: put it back afterwards."""
+    root = logging.getLogger()
+    handlers, level, hook = root.handlers[:], root.level, sys.excepthook
+    yield
+    root.handlers[:], sys.excepthook = handlers, hook
+    root.setLevel(level)
 
 
 def test_every_command_has_help_and_is_documented():
@@ -32,8 +51,12 @@ def test_report_json_has_every_section(tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     for key in ("summary", "daily", "apps", "hourly", "languages", "length_by_language",
-                "longest", "hashtags"):  # fmt: skip
+                "longest", "hashtags", "instances"):  # fmt: skip
         assert key in report
+    assert report["instances"][:2] == [
+        {"origin": "mastodon.social", "posts": 10, "users": 6},
+        {"origin": "mastodon.lol", "posts": 2, "users": 2},
+    ]
     assert report["summary"]["posts"] == 48
     assert report["daily"] == [
         {"day": "2022-11-21", "posts": 48, "users": 44, "instances": 34,
@@ -74,3 +97,186 @@ def test_a_bad_lake_url_is_a_clean_error(tmp_path):
     assert result.exit_code == 1
     assert "Unsupported lake URL" in result.output
     assert "Traceback" not in result.output
+
+
+def test_report_json_and_csv_have_the_instances_section_the_html_has(tmp_path):
+    runner = CliRunner()
+    lake = str(tmp_path / "lake")
+    runner.invoke(main, ["replay", str(REAL / "mastodonsocial.json"), "--lake", lake])
+    report = json.loads(runner.invoke(main, ["report", "--lake", lake, "--format", "json",
+                                             "--top", "3"]).output)  # fmt: skip
+    assert [row["origin"] for row in report["instances"]] == [
+        "mastodon.social", "mastodon.lol", "mastodon.nl"
+    ]  # fmt: skip
+    csv = runner.invoke(main, ["report", "--lake", lake, "--format", "csv"]).output
+    assert "# instances\norigin,posts,users\nmastodon.social,10,6\nmastodon.lol,2,2\n" in csv
+    table = runner.invoke(main, ["report", "--lake", lake]).output
+    assert "Instances sharing the most posts" in table
+
+
+def _log_lines(fmt, capsys):
+    from tootlake.cli import _setup_logging
+
+    _setup_logging("info", fmt)
+    logging.getLogger("tootlake.test").warning("a.example: failing (%s)", "timed out")
+    return capsys.readouterr().err.splitlines()
+
+
+def test_text_log_lines_start_with_an_iso_8601_utc_time(capsys):
+    before = datetime.now(UTC).replace(microsecond=0)
+    [line] = _log_lines("text", capsys)
+    time = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
+    found = re.fullmatch(rf"({time}) WARNING a.example: failing \(timed out\)", line)
+    assert found, line
+    at = datetime.fromisoformat(found.group(1))
+    assert at.tzinfo is not None and before <= at <= datetime.now(UTC)
+
+
+def test_json_log_lines_have_a_time_with_its_zone(capsys):
+    before = datetime.now(UTC).replace(microsecond=0)
+    [line] = _log_lines("json", capsys)
+    entry = json.loads(line)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", entry["time"]), entry
+    at = datetime.fromisoformat(entry["time"])
+    assert at.utcoffset() is not None and before <= at <= datetime.now(UTC)
+    assert entry["level"] == "warning" and entry["message"] == "a.example: failing (timed out)"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["collect", "--duration", "1"], ["instances", "check"]],
+    ids=["collect", "instances check"],
+)
+def test_an_empty_token_is_said_to_be_empty_not_malformed(command, tmp_path):
+    # `--token host=$TOKEN` with TOKEN unset
+    args = [*command, "--instance", "mastodon.social", "--token", "mastodon.social="]
+    result = CliRunner().invoke(main, [*args, *(["--lake", str(tmp_path)] if command[0] ==
+                                                "collect" else [])])  # fmt: skip
+    assert result.exit_code == 1
+    assert "The token for mastodon.social given with --token is empty" in result.output
+    assert "Invalid --token" not in result.output
+
+
+def test_a_missing_dashboard_dependency_names_an_extra_that_exists(tmp_path, monkeypatch):
+    pytest.importorskip("starlette")
+    from tootlake.analysis.dashboard import serve
+    from tootlake.errors import MissingDependency
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    runner = CliRunner()
+    lake = str(tmp_path / "lake")
+    runner.invoke(main, ["replay", str(REAL / "mastodonsocial.json"), "--lake", lake])
+    monkeypatch.setitem(sys.modules, "uvicorn", None)
+    with pytest.raises(MissingDependency) as caught:
+        serve(lake, port=0)
+    assert caught.value.extra in extras and "uvicorn" in extras[caught.value.extra][-1]
+    assert f'pip install "tootlake[{caught.value.extra}]"' in str(caught.value)
+
+
+def test_dashboard_on_port_0_prints_the_port_it_listens_on(tmp_path):
+    pytest.importorskip("uvicorn")
+    lake = str(tmp_path / "lake")
+    CliRunner().invoke(main, ["replay", str(REAL / "mastodonsocial.json"), "--lake", lake])
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TOOTLAKE_", "AWS_"))}
+    env["TOOTLAKE_CONFIG"] = str(tmp_path / "none.toml")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tootlake", "dashboard", "--lake", lake, "--port", "0"],
+        stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        found = re.search(r"on http://127\.0\.0\.1:(\d+)/ ", line)
+        assert found, line
+        port = int(found.group(1))
+        assert port != 0
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=30) as answer:
+            assert answer.status == 200 and answer.read() == b"ok"
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        if proc.stderr is not None:
+            proc.stderr.close()
+
+
+def test_dashboard_on_a_busy_port_is_a_clean_error(tmp_path):
+    pytest.importorskip("uvicorn")
+    lake = str(tmp_path / "lake")
+    runner = CliRunner()
+    runner.invoke(main, ["replay", str(REAL / "mastodonsocial.json"), "--lake", lake])
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = runner.invoke(main, ["dashboard", "--lake", lake, "--port", str(port)])
+    assert result.exit_code == 1
+    assert f"Cannot listen on 127.0.0.1 port {port}" in result.output
+    assert "Traceback" not in result.output and f":{port}/" not in result.output
+
+
+def _fleet_record(host, status="failing", level=logging.WARNING):
+    record = logging.LogRecord("tootlake.sources.fleet", level, __file__, 1, "%s: %s",
+                               (host, status), None)  # fmt: skip
+    record.context = {"instance": host, "status": status}
+    return record
+
+
+def test_the_demo_shows_its_announced_cut_at_info_once():
+    from tootlake.commands.demo import AnnouncedCut
+
+    cut = AnnouncedCut("a.example")
+    early = _fleet_record("a.example")
+    assert cut.filter(early) and early.levelname == "WARNING"  # not announced yet
+    cut.armed = True
+    other = _fleet_record("b.example")
+    assert cut.filter(other) and other.levelname == "WARNING"
+    expected = _fleet_record("a.example")
+    assert cut.filter(expected) and (expected.levelno, expected.levelname) == (logging.INFO,
+                                                                               "INFO")  # fmt: skip
+    again = _fleet_record("a.example")
+    assert cut.filter(again) and again.levelname == "WARNING"  # a real failure later
+
+
+@pytest.mark.slow
+def test_the_demo_announces_its_stream_cut_instead_of_warning(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TOOTLAKE_", "AWS_"))}
+    env["TOOTLAKE_CONFIG"] = str(tmp_path / "none.toml")
+    proc = subprocess.run(
+        [sys.executable, "-m", "tootlake", "demo", "--duration", "6", "--lake",
+         str(tmp_path / "lake"), "--quiet"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    found = re.search(r"Demo: cutting the stream of (\S+) mid-event, on purpose", proc.stderr)
+    assert found, proc.stderr
+    host = found.group(1)
+    assert re.search(rf"Z INFO {re.escape(host)}: failing", proc.stderr), proc.stderr
+    assert not re.search(rf"WARNING {re.escape(host)}: failing", proc.stderr), proc.stderr
+    reconnected = re.search(
+        rf"The stream of {re.escape(host)} was cut on purpose and reconnected \((\d+) ",
+        proc.stdout,
+    )
+    assert reconnected and int(reconnected.group(1)) >= 1, proc.stdout[:3000]
+
+
+def test_the_demo_lake_is_its_own(tmp_path):
+    """`make run` twice gave twice the posts, and `make run` then `make replay-real` mixed
+    simulated posts with real ones: the demo makes its lake afresh and refuses any other."""
+    from tootlake.commands.demo import prepare_demo_lake
+    from tootlake.errors import ConfigError
+
+    demo = tmp_path / "demo-lake"
+    prepare_demo_lake(str(demo))
+    (demo / "posts").mkdir()
+    (demo / "posts" / "old.parquet").write_bytes(b"x")
+    prepare_demo_lake(str(demo), keep=True)
+    assert (demo / "posts" / "old.parquet").exists()
+    prepare_demo_lake(str(demo))  # a new run: afresh
+    assert not (demo / "posts").exists()
+    real = tmp_path / "lake"
+    (real / "posts").mkdir(parents=True)
+    with pytest.raises(ConfigError, match="not a demo lake"):
+        prepare_demo_lake(str(real))
+    assert (real / "posts").exists()

@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from tootlake.analysis.html import CSP, render_html_report, safe_url, write_html_report
+from tootlake.analysis.html import (
+    CSP,
+    _duration,
+    render_html_report,
+    safe_url,
+    write_html_report,
+)
 from tootlake.analysis.report import build_report
 from tootlake.pipeline import replay
 
@@ -52,8 +58,10 @@ PAGE_ELEMENTS = {
     "dl",
     "dt",
     "dd",
+    "strong",
 }
-SVG_ELEMENTS = {"svg", "g", "defs", "path", "clippath", "use", "text", "tspan", "rect"}
+# image: the hour-of-day heatmap, an inline PNG (charts._check_svg allows no other)
+SVG_ELEMENTS = {"svg", "g", "defs", "path", "clippath", "use", "text", "tspan", "rect", "image"}
 
 
 class Page(HTMLParser):
@@ -207,9 +215,12 @@ def test_report_of_the_small_lake(small_lake, tmp_path):
     assert len([s for s in page.tags("svg") if s.get("class") == "chart"]) == 8
     # the daily table: two days
     assert "2023-02-03" in page.all_text and "2023-02-04" in page.all_text
-    # how the data was collected: one delete, two observers, skips unknown
+    # how the data was collected: one delete, two observers; the skips are not recorded in
+    # the lake, so no line claims a number (nor "unknown"), and the note says where they are
     assert re.search(r"<dt>Delete events</dt><dd>1</dd>", html)
-    assert re.search(r"<dt>Skipped as opted out</dt><dd>unknown</dd>", html)
+    assert "Skipped as opted out" not in html and "unknown" not in page.all_text
+    assert "No record of the collecting runs in the lake (_tootlake/)" in page.all_text
+    assert "tootlake collect --stats FILE" in page.all_text
     observed = re.findall(
         r'<tr><td><bdi>([a-z.]+)</bdi></td><td class="num">(\d+)</td>\s*<td class="num">(\d+)</td>',
         html,
@@ -217,10 +228,87 @@ def test_report_of_the_small_lake(small_lake, tmp_path):
     assert observed == [("a.example", "8", "1"), ("z.example", "1", "0")]  # versions, edits
 
 
+def captions(html: str) -> dict[str, str]:
+    """Chart name -> the number of posts its caption gives."""
+    return dict(
+        re.findall(
+            r'<figure id="chart-(\w+)">.*?<figcaption><strong class="posts">(.*?)</strong>',
+            html,
+            re.S,
+        )
+    )
+
+
+def test_each_chart_says_how_many_posts_it_is_drawn_from(small_lake):
+    found = captions(render_html_report(small_lake))
+    assert found == {
+        "daily": "6 posts",
+        "hourly": "6 posts",
+        "apps": "3 posts",  # people's local posts with an app: Ivory 2, Web 1
+        "languages": "6 posts",
+        "length_by_language": "0 posts",  # no language has 20 posts
+        "instances": "6 posts",
+        "hashtags": "1 post (a post with two of these hashtags counts twice)",
+        "terms": "1 post (a post mentioning two terms counts twice)",  # #chatgpt once
+    }
+
+
+def test_the_page_states_its_time_zone_at_the_top(small_lake):
+    html = render_html_report(small_lake)
+    header = html[html.index("<header>") : html.index("</header>")]
+    assert re.search(r'<p class="meta" id="timezone">Time zone: <strong>UTC</strong>', header)
+    assert "When people post: hour of day (UTC)" in html  # and the charts name it
+
+
+def test_the_terms_follow_the_lakes_hashtags_unless_chosen(small_lake):
+    html = render_html_report(small_lake)
+    assert "Posts mentioning the lake's most used hashtag (as word or hashtag" in html
+    assert "balloon" not in html.split('id="chart-terms"')[1].split("</svg>")[0]
+    # the talk's words stay one option away, and the caption names them
+    assert "the 2023 talk followed balloon, earthquake, superbowl, chatgpt" in html
+    talk = render_html_report(small_lake, terms=["balloon", "superbowl"])
+    assert "Posts mentioning balloon, superbowl" in talk
+
+
 def test_the_report_passed_in_is_used_as_is(small_lake, tmp_path):
     report = build_report(small_lake, terms=["hello"])
     html = render_html_report(small_lake, report=report)
     assert "Posts mentioning hello" in html
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [
+        (0, "under a second"),
+        (0.4, "under a second"),
+        (20.7, "20 s"),
+        (59, "59 s"),
+        (125, "2 min 5 s"),
+        (900, "15 min"),
+        (3700, "1 h 1 min"),
+        (2 * 86400 + 7200, "2 days 2 h"),
+        (155 * 86400, "155.0 days"),
+    ],
+)
+def test_a_duration_shows_seconds_when_they_matter(seconds, shown):
+    assert _duration(seconds) == shown
+
+
+def test_a_lake_of_seconds_has_a_time_span_in_seconds(tmp_path, lake):
+    from .smalllake import status
+
+    recording = tmp_path / "short.jsonl"
+    lines = [
+        {"observed_on": "a.example", "event": "update",
+         "status": status(n, "alice", "a.example", f"2025-12-03T14:03:{10 + n:02d}.000Z",
+                          "<p>hi</p>")}
+        for n in range(21)
+    ]  # fmt: skip
+    recording.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    replay([recording], lake)
+    html = render_html_report(lake)
+    assert '<span class="label">Time span</span><span class="value">20 s</span>' in html
+    assert "(20 s)" in html  # the posts' span in the collection section too
 
 
 def test_collection_stats_from_the_lake_are_added_up(small_lake):

@@ -277,7 +277,8 @@ def test_log_lines_neutralise_remote_text(capsys):
         root.setLevel(level)
     err = capsys.readouterr().err
     text_line, json_line = err.rstrip("\n").split("\n")  # one line each: no forged lines
-    assert text_line.startswith("WARNING host: failing (calm click red green bell")
+    # (a text line starts with its UTC time)
+    assert text_line.split(" ", 1)[1].startswith("WARNING host: failing (calm click red green bell")
     assert "\\nsecond line\\nthird\ttab" in text_line
     assert not UNSAFE.search(err), repr(err)
     assert json.loads(json_line)["instance"] == for_terminal(HOSTILE)

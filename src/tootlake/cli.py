@@ -11,12 +11,15 @@ import functools
 import importlib
 import json
 import logging
+import os
 import pkgutil
+import re
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -24,22 +27,41 @@ import click
 from tootlake._version import __version__
 from tootlake.errors import TootlakeError
 from tootlake.settings import load_settings
+from tootlake.transports.kafka_settings import DEFAULT_TOPIC, kafka_option, parse_options
 
 __all__ = ["main", "lake_option", "run_command", "skip_corrupt_option", "stop_on_signals"]
 
 log = logging.getLogger("tootlake")
 
+SQL_TERMINAL_LIMIT = 1_000  # rows `sql` prints to a terminal unless --limit says otherwise
+_PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class _TextFormatter(logging.Formatter):
+    """`2026-12-03T22:21:05Z WARNING message`: the time in UTC, ISO 8601 to the second, as
+    the lake's own times are, so a log line and a row compare at a glance."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(message)s")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return _utc_time(record)
+
 
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "time": _utc_time(record),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
         }
         entry.update(getattr(record, "context", {}))
         return json.dumps(entry, ensure_ascii=False)
+
+
+def _utc_time(record: logging.LogRecord) -> str:
+    return datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _clean(text: str) -> str:
@@ -62,9 +84,7 @@ def _setup_logging(level: str, fmt: str) -> None:
     from tootlake.text import for_terminal
 
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        _JsonFormatter() if fmt == "json" else logging.Formatter("%(levelname)s %(message)s")
-    )
+    handler.setFormatter(_JsonFormatter() if fmt == "json" else _TextFormatter())
     # Every line: tokens masked, remote text unable to drive the terminal or forge a line.
     handler.addFilter(RedactingFilter(clean=for_terminal, single_line=fmt == "text"))
     root = logging.getLogger()
@@ -175,6 +195,13 @@ def main(log_level: str, log_format: str) -> None:
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress, only the final line.")
 @click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Processes replaying pieces of the input side by side (default: one per core, for "
+    "inputs of 16 MiB or more per core; 1: one process). Not with --kafka.",
+)
+@click.option(
     "--kafka",
     envvar="TOOTLAKE_KAFKA",
     metavar="HOST:PORT",
@@ -183,7 +210,7 @@ def main(log_level: str, log_format: str) -> None:
 )
 @click.option(
     "--topic",
-    default="mastodon-posts",
+    default=DEFAULT_TOPIC,
     show_default=True,
     envvar="TOOTLAKE_TOPIC",
     help="Kafka topic (with --kafka).",
@@ -195,6 +222,7 @@ def main(log_level: str, log_format: str) -> None:
     help="With --kafka: Confluent wire format with this schema registry, instead of Avro "
     "single-object encoding.",
 )
+@kafka_option
 @run_command
 def replay(
     files: tuple[str, ...],
@@ -202,33 +230,46 @@ def replay(
     observed_on: str | None,
     include_opted_out: bool | None,
     quiet: bool,
+    workers: int | None,
     kafka: str | None,
     topic: str,
     schema_registry: str | None,
+    kafka_options: tuple[str, ...],
 ) -> None:
-    """Replay recorded statuses (JSON lines or SSE captures) into the lake, or into Kafka."""
+    """Replay recorded statuses (JSON lines or SSE captures) into the lake, or into Kafka.
+
+    Shows a progress line on a terminal, then a summary, and the bad lines per file: how
+    many, and the first few (each one is kept in the rejects table).
+    """
     from tootlake.pipeline import replay as replay_files
     from tootlake.pipeline import replay_to_kafka
 
-    settings = load_settings(lake=lake, include_opted_out=include_opted_out)
-    if kafka:
-        stats = replay_to_kafka(
-            files,
-            kafka=kafka,
-            topic=topic,
-            schema_registry=schema_registry,
-            observed_on=observed_on,
-            include_opted_out=settings.include_opted_out,
-        )
-        target = f"Kafka topic {topic} at {kafka}"
-    else:
-        stats = replay_files(
-            files,
-            settings.lake,
-            observed_on=observed_on,
-            include_opted_out=settings.include_opted_out,
-        )
-        target = settings.lake
+    settings = load_settings(
+        lake=lake, include_opted_out=include_opted_out, kafka=parse_options(kafka_options)
+    )
+    with _replay_progress(quiet, files) as show:
+        if kafka:
+            stats = replay_to_kafka(
+                files,
+                kafka=kafka,
+                topic=topic,
+                schema_registry=schema_registry,
+                observed_on=observed_on,
+                include_opted_out=settings.include_opted_out,
+                config=settings.kafka,
+                on_progress=show,
+            )
+            target = f"Kafka topic {topic} at {kafka}"
+        else:
+            stats = replay_files(
+                files,
+                settings.lake,
+                observed_on=observed_on,
+                include_opted_out=settings.include_opted_out,
+                on_progress=show,
+                workers=workers or None,  # (None: one per core)
+            )
+            target = settings.lake
     skipped = ", ".join(f"{n} {why}" for why, n in sorted(stats.skipped.items())) or "none"
     coerced = sum(stats.coerced.values())
     fields = ", ".join(f"{name} {n:,}" for name, n in stats.coerced.most_common(5))
@@ -240,8 +281,64 @@ def replay(
         f"{stats.files} files; {stats.posts_per_second:,.0f} posts/s."
     )
     if stats.bad and not quiet:
-        for example in stats.bad_examples[:5]:
-            click.echo(f"  bad: {_clean(example)}", err=True)
+        for line in _bad_lines_summary(stats):
+            click.echo(line, err=True)
+
+
+BAD_FILES_SHOWN = 10  # files named in a replay's summary of bad lines; the rest are counted
+
+
+def _bad_lines_summary(stats: Any) -> list[str]:
+    """The bad lines of a replay, per file: how many, and each file's first few."""
+    per_file = stats.bad_lines
+    lines = ["Bad lines, by file (each one is in the rejects table):"]
+    for name, count in list(per_file.items())[:BAD_FILES_SHOWN]:
+        lines.append(f"  {_clean(name)}: {count:,} bad line{'s' if count != 1 else ''}")
+        lines += [f"    {_clean(text)}" for text in stats.bad_line_examples.get(name, ())]
+    if len(per_file) > BAD_FILES_SHOWN:
+        rest = list(per_file.values())[BAD_FILES_SHOWN:]
+        lines.append(f"  ... and {len(rest):,} more files with {sum(rest):,} bad lines.")
+    others = stats.bad - sum(per_file.values())  # not a line of a file (none today)
+    if others > 0:
+        lines.append(f"  {others:,} other bad input{'s' if others != 1 else ''}.")
+    return lines
+
+
+def _stderr_is_terminal() -> bool:
+    return sys.stderr.isatty()
+
+
+@contextmanager
+def _replay_progress(quiet: bool, files: Sequence[str]) -> Iterator[Callable[[Any], None] | None]:
+    """A progress line on stderr when it is a terminal (and not --quiet): posts, posts/s,
+    bad lines and time, for the input's size; it goes once the replay ends."""
+    if quiet or not _stderr_is_terminal():
+        yield None
+        return
+    from rich.console import Console
+    from rich.filesize import decimal
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    size = sum(os.path.getsize(name) for name in files if os.path.isfile(name))
+    what = f"{len(files):,} file{'s' if len(files) != 1 else ''} ({decimal(size)})"
+    console = Console(stderr=True, force_terminal=True)  # stderr is a terminal: said above
+    with Progress(
+        SpinnerColumn(),
+        TimeElapsedColumn(),  # before the text, which a narrow terminal cuts
+        TextColumn("{task.description}"),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task(f"Replaying {what}", total=None)
+
+        def show(stats: Any) -> None:
+            progress.update(
+                task,
+                description=f"Replaying {what}: {stats.posts + stats.edits:,} posts, "
+                f"{stats.posts_per_second:,.0f} posts/s, {stats.rejected:,} bad lines",
+            )
+
+        yield show
 
 
 @main.command()
@@ -303,21 +400,67 @@ def report(
     "--format",
     "fmt",
     default="table",
-    type=click.Choice(["table", "json", "csv", "markdown"]),
-    help="Output format. Text is made safe to print (no control characters); csv to a file "
-    "or pipe stays lossless.",
+    type=click.Choice(["table", "json", "jsonl", "csv", "markdown"]),
+    help="Output format (jsonl: one JSON object a row). Text is made safe to print (no "
+    "control characters); csv to a file or pipe stays lossless.",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help=f"Print at most N rows, 0 for all. Default: {SQL_TERMINAL_LIMIT:,} when the output "
+    "is a terminal (a note says when rows were left out), all otherwise.",
+)
+@click.option(
+    "--param",
+    "-p",
+    "params",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A value for $NAME in the query (repeatable), bound by DuckDB, never pasted into "
+    "the SQL. It is text: DuckDB casts it where the query compares it with a number, or "
+    "write $NAME::INT.",
 )
 @skip_corrupt_option
 @run_command
-def sql(query: str, lake: str | None, fmt: str, skip_corrupt: bool) -> None:
-    """Run SQL over the lake's views: posts, posts_all, deletes, sightings, rejects."""
+def sql(
+    query: str,
+    lake: str | None,
+    fmt: str,
+    limit: int | None,
+    params: tuple[str, ...],
+    skip_corrupt: bool,
+) -> None:
+    """Run SQL (DuckDB) over the lake's views.
+
+    \b
+      posts          one row per post: its latest version, deleted posts left out
+      posts_all      every version of every post as written
+      deletes        every delete event
+      sightings      every instance a post was seen on (uri, observed_on, id, seen_at)
+      sightings_all  the sightings as written (a replayed file may repeat one)
+      rejects        every status, line or event that could not become a post, and why
+
+    Their columns are in docs/lake.md. Values go in as parameters:
+
+    \b
+      tootlake sql 'SELECT count(*) FROM posts WHERE language = $lang' -p lang=de
+    """
     import duckdb
 
     from tootlake.analysis.lake import read_lake
     from tootlake.analysis.report import render_table
 
+    values = _sql_params(params)
+    terminal = _stdout_is_terminal()
+    if limit is None:
+        limit = SQL_TERMINAL_LIMIT if terminal else 0
+
     def run(con: duckdb.DuckDBPyConnection) -> Any:
-        relation = con.sql(query)  # None for a statement without a result (SET, CREATE ...)
+        # None for a statement without a result (SET, CREATE ...)
+        relation = con.sql(query, params=values or None)
+        if relation is not None and limit:
+            relation = relation.limit(limit + 1)  # one more: were rows left out?
         return None if relation is None else relation.to_arrow_table()
 
     settings = load_settings(lake=lake)
@@ -327,7 +470,32 @@ def sql(query: str, lake: str | None, fmt: str, skip_corrupt: bool) -> None:
         raise click.ClickException(_clean(f"SQL error: {exc}")) from exc
     if table is None:
         return
-    _echo_output(render_table(table, fmt, terminal=_stdout_is_terminal()))
+    cut = bool(limit) and table.num_rows > limit
+    if cut:
+        table = table.slice(0, limit)
+    _echo_output(render_table(table, fmt, terminal=terminal))
+    if cut:
+        click.echo(
+            f"Showing the first {limit:,} rows; there are more. --limit 0 shows them all.",
+            err=True,
+        )
+
+
+def _sql_params(pairs: tuple[str, ...]) -> dict[str, str]:
+    """`-p NAME=VALUE` values -> {NAME: VALUE}, for DuckDB's `$NAME` (a `$` before NAME is
+    allowed)."""
+    values = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        name = name.strip().removeprefix("$")
+        if not sep or not _PARAM_NAME.fullmatch(name):
+            raise click.BadParameter(
+                f"{_clean(pair)!r}: use NAME=VALUE, NAME made of letters, digits and _ "
+                "(e.g. -p lang=de for $lang).",
+                param_hint="'-p' / '--param'",
+            )
+        values[name] = value
+    return values
 
 
 def _load_command_modules() -> None:

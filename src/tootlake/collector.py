@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tootlake._gc import fewer_collections
-from tootlake.errors import ConfigError
+from tootlake.errors import ConfigError, MissingDependency
 from tootlake.pipeline import Recorder, RunStats, run
 from tootlake.settings import Settings, check_private, token_for
 from tootlake.sinks.layout import is_remote, join
@@ -29,6 +29,7 @@ from tootlake.sinks.parquet import ParquetSink
 from tootlake.sources.fleet import FleetOptions, FleetSource, InstanceSpec
 from tootlake.sources.mastodon import (
     USER_AGENT,
+    AuthRequired,
     InstanceError,
     Mode,
     choose_mode,
@@ -245,12 +246,14 @@ def collect(
     kafka: str | None = None,
     topic: str | None = None,
     schema_registry: str | None = None,
+    kafka_config: dict[str, Any] | None = None,
 ) -> CollectResult:
     """Collect from `instances` until `duration` passes or `stop` is set; drain, flush,
     commit the cursors and return what happened.
 
     With `kafka` (bootstrap servers) the posts go to a Kafka topic instead of the lake (the
     `tootlake sink` workers write it); cursors then advance once Kafka acknowledged delivery.
+    `kafka_config`: librdkafka settings over the producer's (`Settings.kafka`: SASL, TLS...).
     """
     if not instances:
         raise ConfigError("No instance to collect from: give --instance or --instances-file.")
@@ -300,6 +303,7 @@ def collect(
                     recorder=recorder,
                     topic=topic,
                     schema_registry=schema_registry,
+                    config=kafka_config,
                     stop=stop,
                     linger=0.25,
                     on_progress=tick_and_save,
@@ -343,11 +347,26 @@ class InstanceReport:
 
 
 async def _check_one(session: Any, spec: InstanceSpec, timeline: str) -> InstanceReport:
+    # As `collect` does (fleet.InstanceWorker._run_once): a refused token is said so, and
+    # the instance is judged by what it allows without one.
+    token, rejected = spec.token, ""
     try:
-        info = await probe(session, spec.url, spec.token)
+        try:
+            info = await probe(session, spec.url, token)
+        except AuthRequired as exc:
+            if not token:
+                return InstanceReport(
+                    spec.host, Mode.NEEDS_TOKEN, f"the API needs a token: {exc}", token=False
+                )
+            rejected, token = f"token rejected: {exc}", None
+            info = await probe(session, spec.url, None)
+    except AuthRequired as exc:
+        return InstanceReport(spec.host, Mode.NEEDS_TOKEN, rejected or str(exc), token=True)
     except InstanceError as exc:
         return InstanceReport(spec.host, Mode.DOWN, str(exc), token=bool(spec.token))
-    action, reason = choose_mode(info, timeline, bool(spec.token))
+    action, reason = choose_mode(info, timeline, bool(token))
+    if rejected:
+        reason = f"{rejected}; {reason}"
     feeds = "/".join(info.live_feeds.get(h, "?") for h in ("local", "remote"))
     return InstanceReport(
         spec.host,
@@ -386,7 +405,10 @@ def _run(factory: Callable[[], Any]) -> Any:
 
 
 async def _with_session(func: Callable[[Any], Any], timeout: float) -> Any:
-    import aiohttp
+    try:
+        import aiohttp
+    except ImportError as exc:  # the collect extra brings it
+        raise MissingDependency("aiohttp", "collect") from exc
 
     async with aiohttp.ClientSession(
         timeout=aiohttp.ClientTimeout(total=timeout),

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 # A batch is cut at this many bytes of statuses too: the transport holds a few batches, and a
 # hostile server's statuses may be 1 MiB each.
 BATCH_BYTES = 8 * 1024 * 1024
+BAD_LINE_EXAMPLES = 3  # bad lines of each replayed file kept for the summary
 
 
 @dataclass
@@ -52,6 +53,10 @@ class RunStats:
     skipped: Counter[str] = field(default_factory=Counter)
     bad: int = 0
     bad_examples: list[str] = field(default_factory=list)
+    # a replay's bad lines per file, and each file's first few ("in.jsonl:12: not valid
+    # JSON (...)"): the summary at its end
+    bad_lines: Counter[str] = field(default_factory=Counter)
+    bad_line_examples: dict[str, list[str]] = field(default_factory=dict)
     rejected: int = 0
     coerced: Counter[str] = field(default_factory=Counter)
     files: int = 0
@@ -71,6 +76,10 @@ class RunStats:
                 mine.extend(value[: max(0, 20 - len(mine))])
             elif isinstance(value, dict):
                 for key, item in value.items():
+                    if isinstance(item, list):  # a file's first bad lines: pieces come in order
+                        kept = mine.setdefault(key, [])
+                        kept.extend(item[: max(0, BAD_LINE_EXAMPLES - len(kept))])
+                        continue
                     mine[key] = mine.get(key, 0) + item if isinstance(item, int) else item
             elif isinstance(value, int | float) and not isinstance(value, bool):
                 setattr(self, name, mine + value)
@@ -132,14 +141,24 @@ class Recorder:
         self._written: dict[int, str] = {}  # hash(uri) -> version, the newer generation
         self._written_old: dict[int, str] = {}
 
-    def bad(self, exc: BadInput | str) -> None:
-        """Count a bad input; the first few are logged and kept as examples."""
+    def bad(self, exc: BadInput | str, *, file: str | None = None, example: str = "") -> None:
+        """Count a bad input; the first 20 are kept as examples.
+
+        A bad line of a replayed `file` is also counted per file, with the file's first
+        `BAD_LINE_EXAMPLES` (`example`: the line and why), for the summary a replay ends
+        with. That summary is its report, so the line itself is logged at DEBUG: a folder of
+        non-JSON files made thousands of WARNING lines. Other bad input (a live source, whose
+        run may last days) has its first 20 logged at WARNING."""
         self.stats.bad += 1
-        if len(self.stats.bad_examples) < 20:
+        kept = len(self.stats.bad_examples) < 20
+        if kept:
             self.stats.bad_examples.append(str(exc))
-            log.warning("%s", exc)
-        else:
-            log.debug("%s", exc)
+        if file is not None:
+            self.stats.bad_lines[file] += 1
+            examples = self.stats.bad_line_examples.setdefault(file, [])
+            if len(examples) < BAD_LINE_EXAMPLES:
+                examples.append(example or str(exc))
+        log.log(logging.WARNING if kept and file is None else logging.DEBUG, "%s", exc)
 
     def record(self, event: Event) -> Post | Delete | Sighting | Reject | None:
         self.stats.events += 1
@@ -155,7 +174,12 @@ class Recorder:
             self.stats.rejected += 1
             where = reject.where or reject.observed_on or reject.source
             at_fault = f" [{reject.field}]" if reject.field else ""
-            self.bad(f"{where}: {reject.reason}{at_fault}; rejected")
+            message = f"{where}: {reject.reason}{at_fault}; rejected"
+            if reject.source == "replay" and reject.where:  # where: "FILE:LINE"
+                file = reject.where.rpartition(":")[0]
+                self.bad(message, file=file, example=f"{where}: {reject.reason}{at_fault}")
+            else:
+                self.bad(message)
             return reject
         status = event.status
         assert status is not None
@@ -327,14 +351,16 @@ def replay(
     include_opted_out: bool = False,
     on_progress: Callable[[RunStats], None] | None = None,
     sink: ParquetSink | None = None,
-    workers: int | None = None,
+    workers: int | None = 1,
 ) -> RunStats:
     """Replay recorded statuses (JSON lines or SSE captures) into the lake.
 
-    `workers`: processes replaying pieces of the input side by side (default: one per core,
-    for inputs of at least `sources.replay.MIN_PIECE` bytes per core; else one). Each writes
-    files of its own; a post whose versions or delete land in two pieces is folded by the
-    lake's views like any other (docs/lake.md)."""
+    `workers`: processes replaying pieces of the input side by side (None: one per core; the
+    input is cut only where pieces get at least `sources.replay.MIN_PIECE` bytes). Each
+    writes files of its own; a post whose versions or delete land in two pieces is folded by
+    the lake's views like any other (docs/lake.md). The workers are started by a fresh
+    server process (multiprocessing's forkserver), never forked from the caller, whose
+    threads (Kafka clients, DuckDB, a notebook's) a fork would break."""
     paths = list(paths)
     events, recorder = _replay_events(paths, observed_on, include_opted_out)
     if sink is None and workers != 1:
@@ -367,12 +393,13 @@ def _replay_pieces(
     on_progress: Callable[[RunStats], None] | None,
     workers: int | None,
 ) -> RunStats:
-    """Replay pieces of files in worker processes (forked: nothing is imported again),
-    then add their stats up."""
+    """Replay pieces of files in worker processes, then add their stats up."""
     import multiprocessing
     from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 
-    context = multiprocessing.get_context("fork")
+    context = multiprocessing.get_context("forkserver")
+    # the server imports these once; each worker forked from it starts with them
+    context.set_forkserver_preload(["tootlake.pipeline", "tootlake.sources.replay"])
     counters = context.Array("q", _PROGRESS_FIELDS * len(pieces), lock=False)
     total = RunStats()
     with ProcessPoolExecutor(

@@ -6,6 +6,10 @@ The config file is `$TOOTLAKE_CONFIG`, else `~/.config/tootlake/tootlake.toml`: 
 repository, since it may hold tokens. Secrets never print (`repr=False`, shown as ***): every
 token loaded here is registered with `tootlake.redact`, so logs and error messages mask it too.
 A file holding tokens that other users can read gets a warning, as ssh gives for keys.
+
+`[kafka]` holds librdkafka settings for every command that talks to Kafka (SASL, TLS...), a
+key per line (`sasl.mechanism = "PLAIN"`); they merge with TOOTLAKE_KAFKA_<KEY> and -X flags in
+`tootlake.transports.kafka_settings`. Its secrets (sasl.password...) are treated as tokens are.
 """
 
 from __future__ import annotations
@@ -33,12 +37,15 @@ class Settings:
     lake: str = DEFAULT_LAKE
     include_opted_out: bool = False
     tokens: dict[str, str] = field(default_factory=dict, repr=False)
+    kafka: dict[str, Any] = field(default_factory=dict, repr=False)  # librdkafka settings
 
     def __repr__(self) -> str:
+        from tootlake.transports.kafka_settings import masked
+
         hosts = ", ".join(sorted(self.tokens))
         return (
             f"Settings(lake={self.lake!r}, include_opted_out={self.include_opted_out}, "
-            f"tokens=[{hosts}: ***])"
+            f"tokens=[{hosts}: ***], kafka={masked(self.kafka)!r})"
         )
 
 
@@ -63,7 +70,7 @@ def _read_config(path: Path) -> dict[str, Any]:
         raise ConfigError(f"Cannot read the config file {path}: {exc}") from exc
 
 
-def check_private(path: str | Path, what: str = "file") -> bool:
+def check_private(path: str | Path, what: str = "file", holds: str = "tokens") -> bool:
     """Warn (and return False) when other users can read a file that holds secrets."""
     if os.name != "posix":  # no such mode bits to check
         return True
@@ -73,9 +80,10 @@ def check_private(path: str | Path, what: str = "file") -> bool:
         return True  # whoever opens it says why it cannot
     if mode & (stat.S_IRGRP | stat.S_IROTH):
         log.warning(
-            "The %s %s holds tokens and other users can read it (mode %04o): run chmod 600 %s",
+            "The %s %s holds %s and other users can read it (mode %04o): run chmod 600 %s",
             what,
             path,
+            holds,
             stat.S_IMODE(mode),
             path,
         )
@@ -88,7 +96,10 @@ def _truthy(value: str) -> bool:
 
 
 def load_settings(**flags: Any) -> Settings:
-    """Settings from defaults, the config file, the environment and flags (None = not given)."""
+    """Settings from defaults, the config file, the environment and flags (None = not given).
+    `kafka`: librdkafka settings from -X flags (`kafka_settings.parse_options`)."""
+    from tootlake.transports.kafka_settings import client_settings, file_settings, is_secret
+
     values: dict[str, Any] = {}
     path = config_path()
     config = _read_config(path)
@@ -106,8 +117,19 @@ def load_settings(**flags: Any) -> Settings:
                 + ("empty." if isinstance(value, str) else "not a string.")
             )
         tokens[str(key).lower()] = value.strip()
-    if tokens:
-        check_private(path, "config file")
+    kafka_table = config.get("kafka") or {}
+    if not isinstance(kafka_table, dict):
+        raise ConfigError(
+            f"The config file {path}: [kafka] must be a table of librdkafka settings, e.g. "
+            f'"security.protocol" = "SASL_SSL".'
+        )
+    kafka_file = file_settings(kafka_table, str(path))
+    kafka = client_settings(kafka_file, environ=os.environ, flags=flags.get("kafka"))
+    file_secrets = [key for key in kafka_file if is_secret(key)]
+    if tokens or file_secrets:
+        held = ["tokens"] if tokens else []
+        held += [f"the Kafka {key}" for key in file_secrets]
+        check_private(path, "config file", " and ".join(held))
     env = os.environ
     if env.get("TOOTLAKE_LAKE"):
         values["lake"] = env["TOOTLAKE_LAKE"]
@@ -120,7 +142,9 @@ def load_settings(**flags: Any) -> Settings:
                 tokens[key.removeprefix("TOOTLAKE_TOKEN_").lower()] = value.strip()
             else:
                 log.warning("The token in %s is empty: ignored.", key)
-    values.update({k: v for k, v in flags.items() if v is not None and k != "tokens"})
+    values.update(
+        {k: v for k, v in flags.items() if v is not None and k not in {"tokens", "kafka"}}
+    )
     tokens.update(flags.get("tokens") or {})
     register_secret(*tokens.values())
     for host, token in tokens.items():
@@ -131,7 +155,7 @@ def load_settings(**flags: Any) -> Settings:
                 host,
                 MIN_SECRET_LENGTH,
             )
-    return Settings(tokens=tokens, **values)
+    return Settings(tokens=tokens, kafka=kafka, **values)
 
 
 def token_for(settings: Settings, host: str) -> str | None:

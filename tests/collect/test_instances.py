@@ -100,3 +100,20 @@ def test_instances_discover_probes_the_peers(fediverse, tmp_path):
     finally:
         sim.call(runner.cleanup)
         sock.close()
+
+
+def test_instances_check_says_token_rejected_as_collect_does(fediverse):
+    """A wrong token: `collect` says "token rejected" and reads what the instance allows
+    without one; `instances check` once said "down"."""
+    sim = fediverse(instances=1, seed=1, settings=[InstanceSettings(token=TOKEN)])
+    host = sim.fed.hosts[0]
+    result = CliRunner().invoke(
+        main,
+        ["instances", "check", "--instance", sim.fed.urls[0], "--token", f"{host}=wrong-token-1",
+         "--format", "json"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (report,) = json.loads(result.stdout)
+    assert report["action"] == "poll"  # its public timeline is open
+    assert report["reason"].startswith("token rejected")
+    assert "wrong-token-1" not in result.output

@@ -5,6 +5,9 @@ scripts/kafka.sh); otherwise the session starts its own with scripts/kafka.sh on
 stops and purges it at the end. A broker that cannot be started fails the tests: they are
 never skipped. Each test gets its own topic (4 partitions) and consumer group.
 
+The broker also has a SASL/PLAIN listener (`kafka_sasl`): `$TEST_KAFKA_SASL_BOOTSTRAP` (else
+the PLAINTEXT port + 2, kafka.sh's default), user and password as kafka.sh sets them.
+
 Sink suites run on a local and an S3 lake (`lake_url` from tests/lakes.py).
 """
 
@@ -16,6 +19,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,13 +29,14 @@ import pytest
 
 from tests.conftest import all_real_statuses
 from tests.lakes import lake_url  # noqa: F401  (the fixture: local and S3 lakes)
-from tests.ports import free_port_pair
+from tests.ports import free_port, free_port_pair
 from tootlake.sources import UPDATE, Event
 
 ROOT = Path(__file__).resolve().parents[2]
 KAFKA_SH = ROOT / "scripts" / "kafka.sh"
 PARTITIONS = 4
 _BOOTSTRAP = pytest.StashKey[str]()
+_SASL_BOOTSTRAP = pytest.StashKey[str]()
 _ENV = pytest.StashKey[dict]()
 
 
@@ -54,11 +59,22 @@ def kafka(request: pytest.FixtureRequest) -> str:
         return config.stash[_BOOTSTRAP]
     bootstrap = os.environ.get("TEST_KAFKA_BOOTSTRAP")
     if bootstrap:
-        port = bootstrap.rsplit(":", 1)[-1]
+        host, port = bootstrap.rsplit(":", 1)
         config.stash[_ENV] = {**os.environ, "KAFKA_PORT": port}
+        config.stash[_SASL_BOOTSTRAP] = os.environ.get(
+            "TEST_KAFKA_SASL_BOOTSTRAP", f"{host}:{int(port) + 2}"
+        )
     else:
         port = str(free_port_pair())
-        env = {**os.environ, "KAFKA_PORT": port, "KAFKA_NUM_PARTITIONS": str(PARTITIONS)}
+        sasl_port = free_port()
+        while sasl_port == int(port) + 1:  # the controller's
+            sasl_port = free_port()
+        env = {
+            **os.environ,
+            "KAFKA_PORT": port,
+            "KAFKA_SASL_PORT": str(sasl_port),
+            "KAFKA_NUM_PARTITIONS": str(PARTITIONS),
+        }
         result = _kafka_sh("up", env)
         if result.returncode != 0:
             pytest.fail(
@@ -72,6 +88,7 @@ def kafka(request: pytest.FixtureRequest) -> str:
         )
         bootstrap = f"127.0.0.1:{port}"
         config.stash[_ENV] = env
+        config.stash[_SASL_BOOTSTRAP] = f"127.0.0.1:{sasl_port}"
     _wait_until_ready(bootstrap, 60)
     config.stash[_BOOTSTRAP] = bootstrap
     return bootstrap
@@ -92,6 +109,48 @@ def _wait_until_ready(bootstrap: str, timeout: float) -> None:
                     f"The test Kafka broker at {bootstrap} does not answer: {exc}", pytrace=False
                 )
             time.sleep(0.5)
+
+
+@dataclass(frozen=True)
+class SaslListener:
+    """The test broker's SASL/PLAIN listener (scripts/kafka.sh, KAFKA_SASL_PORT)."""
+
+    bootstrap: str
+    username: str
+    password: str
+
+    def client_settings(self, password: str | None = None) -> dict[str, str]:
+        """librdkafka settings that log in there (with another password, if given)."""
+        return {
+            "security.protocol": "SASL_PLAINTEXT",
+            "sasl.mechanism": "PLAIN",
+            "sasl.username": self.username,
+            "sasl.password": self.password if password is None else password,
+        }
+
+
+@pytest.fixture(scope="session")
+def kafka_sasl(kafka: str, request: pytest.FixtureRequest) -> SaslListener:
+    """The SASL/PLAIN listener of the test broker, checked to answer with its credentials."""
+    from confluent_kafka.admin import AdminClient
+
+    env = broker_env(request.config)
+    listener = SaslListener(
+        request.config.stash[_SASL_BOOTSTRAP],
+        env.get("KAFKA_SASL_USER", "tootlake"),
+        env.get("KAFKA_SASL_PASSWORD", "tootlake-secret"),
+    )
+    admin = AdminClient({"bootstrap.servers": listener.bootstrap, **listener.client_settings()})
+    try:
+        admin.list_topics(timeout=15)
+    except Exception as exc:
+        pytest.fail(
+            f"The test broker has no SASL/PLAIN listener at {listener.bootstrap} taking user "
+            f"{listener.username} ({exc}): start it with this scripts/kafka.sh (KAFKA_SASL_PORT, "
+            "TEST_KAFKA_SASL_BOOTSTRAP).",
+            pytrace=False,
+        )
+    return listener
 
 
 def restart_broker(config: pytest.Config) -> None:
@@ -155,7 +214,7 @@ def unique_events(n: int, *, tag: str = "") -> Iterator[Event]:
         copy = dict(
             status,
             uri=f"{status['uri']}#{tag}{k}",
-            id=f"{status['id']}{k:07d}",
+            id=f"{status['id']}-{k}",  # digits appended would make a snowflake from the future
             created_at=created.isoformat().replace("+00:00", "Z"),
         )
         yield Event(UPDATE, observed_on, status=_valid(copy), where=f"unique:{k}")

@@ -3,13 +3,18 @@
 into an SVG element to inline in a page.
 
     plot_daily(daily(con))                      posts per day
-    plot_hourly(hourly(con))                    posts per hour of day, one line per day
+    plot_hourly(hourly(con))                    share of posts per hour of day; over several
+                                                days, a day x hour heatmap above it
     plot_apps(apps(con))                        client apps of people's local posts
     plot_languages(languages(con))              posts per language (English names)
-    plot_length_by_language(length_by_language(con))   box plot of post length per language
+    plot_length_by_language(length_by_language(con, percentiles=True))
+                                                box plot of post length per language
     plot_instances(instances(con))              instances whose people posted the most
     plot_hashtags(hashtags(con))                most used hashtags
-    plot_terms(terms(con))                      posts per day mentioning each term
+    plot_terms(build_report(...)["terms"])      posts per day mentioning each term
+
+`posts_behind(fig)` says how many posts a chart was drawn from ("1,234 posts"), for a caption.
+Every time is UTC, and every time axis says so.
 
 Figures are built with the object-oriented API on the Agg canvas, never pyplot: no global
 figure registry, no GUI backend, nothing to close. Style (Okabe-Ito colours, which stay apart
@@ -24,9 +29,12 @@ content, which matplotlib escapes; `figure_to_svg()` also checks the markup it r
 from __future__ import annotations
 
 import io
+import json
+import math
 import re
 import threading
 import warnings
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date, timedelta
@@ -52,6 +60,7 @@ __all__ = [
     "plot_languages",
     "plot_length_by_language",
     "plot_terms",
+    "posts_behind",
 ]
 
 # Okabe & Ito (2008), "Color Universal Design": distinguishable with any colour vision.
@@ -73,6 +82,10 @@ _SUBTLE = "#555555"
 _WIDTH = 9.0  # inches; at 100 dpi a chart is 900 px wide, scaled down to fit a page
 _LABEL_CHARS = 38  # longer category labels are cut with an ellipsis (the tables keep them)
 _SUBTITLE_CHARS = 104
+# Round steps only: 150, 80 or 8 between ticks make a reader do sums.
+_STEPS = [1, 2, 2.5, 5, 10]
+HEATMAP_DAYS = 3  # from this many calendar days on, the hour-of-day chart adds a heatmap
+LENGTH_MIN_POSTS = 20  # fewer posts than this make a box of noise: the language is left out
 
 _STYLE: dict[str, Any] = {
     "font.family": "sans-serif",
@@ -180,8 +193,23 @@ def _thousands(value: float, _pos: Any = None) -> str:
 def _count_axis(axis: Any) -> None:
     from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-    axis.set_major_locator(MaxNLocator(nbins="auto", integer=True))
+    axis.set_major_locator(MaxNLocator(nbins="auto", steps=_STEPS, integer=True))
     axis.set_major_formatter(FuncFormatter(_thousands))
+
+
+# How many posts each figure was drawn from: a Figure has no slot for it, and a weak key lets
+# the figure go when its caller drops it.
+_POSTS: weakref.WeakKeyDictionary[Figure, str] = weakref.WeakKeyDictionary()
+
+
+def _behind(fig: Figure, posts: int, detail: str = "") -> None:
+    _POSTS[fig] = f"{posts:,} post{'' if posts == 1 else 's'}{detail}"
+
+
+def posts_behind(fig: Figure) -> str | None:
+    """How many posts a chart of this module was drawn from, as a caption ("1,234 posts", with
+    what they are when it is not plain); None for another figure."""
+    return _POSTS.get(fig)
 
 
 def _cut(text: object, limit: int = _LABEL_CHARS) -> str:
@@ -223,10 +251,12 @@ def _barh(
     colors: Sequence[str] | None = None,
     empty: str = "No posts yet",
 ) -> Figure:
-    """Horizontal bars, largest on top, each labelled with its count."""
+    """Horizontal bars, largest on top, each labelled with its count (so no gridlines: they
+    would repeat the labels). The posts behind the chart are those of the bars drawn."""
     with _styled():
         n = len(labels)
         fig = _new_figure(height=max(3.2, 1.7 + 0.34 * n))
+        _behind(fig, sum(values))
         ax = fig.subplots()
         _titled(fig, ax, title, subtitle)
         if not n:
@@ -241,7 +271,6 @@ def _barh(
         # room for the longest label after the longest bar
         ax.set_xlim(0, max(max(values), 1) * (1.06 + 0.012 * max(map(len, notes))))
         _count_axis(ax.xaxis)
-        ax.grid(axis="x")
         ax.tick_params(axis="y", length=0)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
@@ -259,7 +288,7 @@ def plot_apps(table: pa.Table, *, top: int = 15) -> Figure:
         subtitle += (
             f"\nTop {top} of {len(apps):,} apps; the other {rest:,} have {sum(posts[top:]):,} posts"
         )
-    return _barh(
+    fig = _barh(
         apps[:top],
         posts[:top],
         title="Which apps people post from",
@@ -268,6 +297,8 @@ def plot_apps(table: pa.Table, *, top: int = 15) -> Figure:
         ylabel="Client app",
         empty="No local posts by people: no app is known",
     )
+    _behind(fig, sum(posts))  # the apps not drawn too: the subtitle counts them
+    return fig
 
 
 def plot_languages(table: pa.Table, *, top: int = 20) -> Figure:
@@ -279,7 +310,7 @@ def plot_languages(table: pa.Table, *, top: int = 20) -> Figure:
         subtitle += f"\nTop {top} of {len(names):,} languages"
     notes = [f"{p:,} ({p / total:.1%})" for p in posts[:top]] if total else None
     colors = [_MUTED if name == "Unknown" else _BAR for name in names[:top]]
-    return _barh(
+    fig = _barh(
         names[:top],
         posts[:top],
         title="Languages of posts",
@@ -289,6 +320,8 @@ def plot_languages(table: pa.Table, *, top: int = 20) -> Figure:
         notes=notes,
         colors=colors,
     )
+    _behind(fig, total)  # the shares are of every post
+    return fig
 
 
 def plot_instances(table: pa.Table, *, top: int = 20) -> Figure:
@@ -317,7 +350,7 @@ def plot_hashtags(table: pa.Table, *, top: int = 20) -> Figure:
         f"{p:,}  ({u:,} {'person' if u == 1 else 'people'})"
         for p, u in zip(posts, users, strict=True)
     ]
-    return _barh(
+    fig = _barh(
         [f"#{tag}" for tag in tags[:top]],
         posts[:top],
         title="Top hashtags",
@@ -327,77 +360,120 @@ def plot_hashtags(table: pa.Table, *, top: int = 20) -> Figure:
         notes=notes[:top],
         empty="No hashtags yet",
     )
+    _behind(fig, sum(posts[:top]), " (a post with two of these hashtags counts twice)")
+    return fig
 
 
 # ----------------------------------------------------------------------------------------
 # box plot
 
 
-def plot_length_by_language(table: pa.Table, *, top: int = 20) -> Figure:
-    """Post length per language (`queries.length_by_language`) as a box plot drawn from the
-    precomputed quartiles (`bxp`): no post is loaded. Whiskers reach the shortest and the
-    longest post (no outliers are computed: that needs every value). Longest median on top."""
+def plot_length_by_language(
+    table: pa.Table, *, top: int = 20, min_posts: int = LENGTH_MIN_POSTS
+) -> Figure:
+    """Post length per language (`queries.length_by_language(con, percentiles=True)`) as a box
+    plot drawn from the precomputed figures (`bxp`): no post is loaded. Box: 25th to 75th
+    percentile; bar: median; whiskers: 5th to 95th percentile (a table without p5 and p95,
+    from `percentiles=False`, gets whiskers from the shortest to the longest post, and says
+    so). Only the `top` languages with at least `min_posts` posts are drawn, longest median on
+    top; the subtitle counts the others. The axis is logarithmic from 1 character."""
+    columns = set(table.column_names)
+    percentiles = {"p5", "p95"} <= columns
+    low, high = ("p5", "p95") if percentiles else ("min", "max")
     names, posts, lows, q1s, medians, q3s, highs = _columns(
-        table, "language_name", "posts", "min", "q1", "median", "q3", "max"
+        table, "language_name", "posts", low, "q1", "median", "q3", high
+    )
+    ranked = sorted(
+        zip(names, posts, lows, q1s, medians, q3s, highs, strict=True),
+        key=lambda r: (-r[1], str(r[0])),
     )
     rows = sorted(
-        zip(names, posts, lows, q1s, medians, q3s, highs, strict=True),
+        [r for r in ranked if r[1] >= min_posts][:top],
         key=lambda r: (-(r[4] or 0), -r[1], str(r[0])),
-    )[:top]
+    )
+    languages = len(names)
+    if "all_languages" in columns and names:
+        languages = max(languages, int(table.column("all_languages")[0].as_py()))
+    left_out = languages - len(rows)
+    whiskers = "5th to 95th percentile" if percentiles else "shortest to longest post"
     with _styled():
-        fig = _new_figure(height=max(3.4, 1.9 + 0.36 * len(rows)))
+        fig = _new_figure(height=max(3.6, 2.3 + 0.36 * len(rows)))
+        _behind(fig, sum(r[1] for r in rows))
         ax = fig.subplots()
-        _titled(
-            fig,
-            ax,
-            "How long posts are, by language",
-            f"Top {len(rows)} languages by posts, longest median first. Box: middle half of the "
-            "posts; bar: median;\nwhiskers: shortest and longest post. Posts per language in "
-            "brackets.",
+        chosen = f" (the {top} with the most posts)" if len(rows) == top else ""
+        subtitle = (
+            f"Languages with at least {min_posts:,} posts{chosen}, longest median first; "
+            "posts per language in brackets. Box: middle half of the posts (25th to 75th "
+            f"percentile); bar: median; whiskers: {whiskers}."
         )
+        if left_out:
+            subtitle += (
+                f"\n{left_out:,} other language{'' if left_out == 1 else 's'} with fewer posts "
+                "left out."
+            )
+        _titled(fig, ax, "How long posts are, by language", subtitle)
         if not rows:
-            _empty(fig, ax, "No posts with a language yet")
+            _empty(fig, ax, f"No language with at least {min_posts:,} posts yet")
             return fig
-        stats = [
+
+        def drawn(value: Any) -> float:
+            return max(1.0, float(value or 0))  # a log axis has no 0: posts without text sit at 1
+
+        stats: list[dict[str, Any]] = [
             {
                 "label": f"{_cut(name, 28)} ({n:,})",
-                "whislo": lo,
-                "q1": q1,
-                "med": med,
-                "q3": q3,
-                "whishi": hi,
+                "whislo": drawn(lo),
+                "q1": drawn(q1),
+                "med": drawn(med),
+                "q3": drawn(q3),
+                "whishi": drawn(hi),
                 "fliers": [],
             }
             for name, n, lo, q1, med, q3, hi in rows
         ]
+        box_style: dict[str, Any] = {"facecolor": "#BFE0F5", "edgecolor": _BAR, "linewidth": 1.2}
+        median_style: dict[str, Any] = {"color": PALETTE[5], "linewidth": 2.2}
+        whisker_style: dict[str, Any] = {"color": _BAR, "linewidth": 1}
         ax.bxp(
             stats,
             orientation="horizontal",
             widths=0.6,
             patch_artist=True,
             showfliers=False,
-            boxprops={"facecolor": "#BFE0F5", "edgecolor": _BAR, "linewidth": 1.2},
-            medianprops={"color": PALETTE[5], "linewidth": 2.2},
-            whiskerprops={"color": _BAR, "linewidth": 1},
-            capprops={"color": _BAR, "linewidth": 1},
+            boxprops=box_style,
+            medianprops=median_style,
+            whiskerprops=whisker_style,
+            capprops=whisker_style,
         )
         ax.invert_yaxis()
-        from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+        from matplotlib.lines import Line2D
+        from matplotlib.patches import Patch
+        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-        # Lengths run from 0 to tens of thousands around a median near 100: a log scale
-        # (linear below 10 so that empty posts fit) keeps every box readable.
-        longest = max(10.0, max(float(r[6] or 0) for r in rows))
-        ax.set_xscale("symlog", linthresh=10, linscale=0.5)
-        ax.set_xlim(0, longest * 1.5)
-        ax.xaxis.set_major_locator(
-            FixedLocator([0] + [10**k for k in range(1, len(f"{longest:.0f}") + 1)])
-        )
-        ax.xaxis.set_minor_locator(NullLocator())
+        # Lengths run from a few characters to thousands around a median near 100: only a
+        # log scale keeps every box readable. A true one, from 1: no 0 tick on a log axis.
+        longest = max(10.0, max(s["whishi"] for s in stats))
+        ax.set_xscale("log")
+        ax.set_xlim(1, 10 ** math.ceil(math.log10(longest * 1.2)))
+        ax.xaxis.set_major_locator(LogLocator(base=10))
         ax.xaxis.set_major_formatter(FuncFormatter(_thousands))
-        ax.grid(axis="x")
+        ax.xaxis.set_minor_locator(LogLocator(base=10, subs=tuple(range(2, 10))))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.grid(axis="x", which="major")  # no labels on the boxes: the grid reads them off
         ax.tick_params(axis="y", length=0)
-        ax.set_xlabel("Post length (characters, logarithmic scale)")
+        ax.set_xlabel("Post length (characters, logarithmic scale; posts without text at 1)")
         ax.set_ylabel("Language (posts)")
+        ax.legend(
+            handles=[
+                Patch(**box_style, label="middle half (25th–75th pct.)"),
+                Line2D([], [], **median_style, label="median"),
+                Line2D([], [], **whisker_style, marker="|", markersize=10, label=whiskers),
+            ],
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+            title="Length",
+            alignment="left",
+        )
         return fig
 
 
@@ -415,12 +491,12 @@ def _date_numbers(days: Sequence[date]) -> list[float]:
     return [float(mdates.date2num(day)) for day in days]
 
 
-def _date_axis(ax: Axes) -> None:
+def _date_axis(axis: Any) -> None:
     import matplotlib.dates as mdates
 
     locator = mdates.AutoDateLocator(minticks=3, maxticks=10)
-    ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, show_offset=True))
+    axis.set_major_locator(locator)
+    axis.set_major_formatter(mdates.ConciseDateFormatter(locator, show_offset=True))
 
 
 def plot_daily(table: pa.Table) -> Figure:
@@ -428,6 +504,7 @@ def plot_daily(table: pa.Table) -> Figure:
     days, posts = _columns(table, "day", "posts")
     with _styled():
         fig = _new_figure(height=4.4)
+        _behind(fig, sum(posts))
         ax = fig.subplots()
         subtitle = "Posts by the day they were written (UTC); the first and last day may be partial"
         _titled(fig, ax, "Posts per day", subtitle)
@@ -441,65 +518,132 @@ def plot_daily(table: pa.Table) -> Figure:
         bars = ax.bar(x, posts, width=max(0.8, span / 250), color=_BAR)
         if len(dates) <= 16:
             ax.bar_label(bars, labels=[f"{p:,}" for p in posts], padding=2, fontsize=9.5)
+        else:  # unlabelled bars: gridlines to read them by
+            ax.grid(axis="y")
         if len(dates) <= 16 and span <= 16:
             ax.set_xticks(x, [d.strftime("%a\n%-d %b") for d in dates])
         else:
-            _date_axis(ax)
+            _date_axis(ax.xaxis)
         if span < 7:  # a few days: bars of a sensible width, not one slab across the plot
             pad = (7 - span) / 2
             ax.set_xlim(min(x) - 0.5 - pad, max(x) + 0.5 + pad)
         ax.set_ylim(0, max(max(posts), 1) * 1.12)
         _count_axis(ax.yaxis)
-        ax.grid(axis="y")
         ax.set_xlabel("Day (UTC)")
         ax.set_ylabel("Posts per day")
         return fig
 
 
-def plot_hourly(table: pa.Table, *, max_days: int = 14) -> Figure:
-    """Posts per hour of the UTC day (`queries.hourly`), one line per day. With more than
-    `max_days` days, every day is a thin grey line and the mean over the days is drawn on top."""
+def _day_label(day: date) -> str:
+    return day.strftime("%a %-d %b %Y")
+
+
+def _period(first: date, last: date) -> str:
+    if first == last:
+        return _day_label(first)
+    return f"{_day_label(first)} to {_day_label(last)}"
+
+
+def plot_hourly(table: pa.Table, *, heatmap_days: int = HEATMAP_DAYS) -> Figure:
+    """When posts were written (`queries.hourly`): each hour of the UTC day's share of the
+    period's posts, as bars. When the posts span `heatmap_days` calendar days or more, a day x
+    hour heatmap above the bars (darker: more posts) shows the days the shares are made of,
+    so that one busy day stands out instead of bending the shares unseen. Its colours stop at
+    the 98th percentile of the hours (seaborn's "robust" scale): a spike of a few hours does
+    not wash out every other day."""
     days, hours, posts = _columns(table, "day", "hour", "posts")
-    per_day: dict[str, list[int]] = {}
+    per_day: dict[date, list[int]] = {}
     for day, hour, n in zip(days, hours, posts, strict=True):
-        per_day.setdefault(str(day), [0] * 24)[int(hour)] += n
+        per_day.setdefault(_to_date(day), [0] * 24)[int(hour)] += n
+    per_hour = [sum(counts[h] for counts in per_day.values()) for h in range(24)]
+    total = sum(per_hour)
+    first, last = (min(per_day), max(per_day)) if per_day else (None, None)
+    span = (last - first).days + 1 if first and last else 0
+    heatmap = span >= heatmap_days
     with _styled():
-        fig = _new_figure(height=4.8)
-        ax = fig.subplots()
-        subtitle = "Posts written in each hour, one line per day (UTC)"
-        if len(per_day) > max_days:
-            subtitle = (
-                f"Posts written in each hour of {len(per_day):,} days (UTC): a grey line a day"
-            )
-        _titled(fig, ax, "When people post: posts per hour of day", subtitle)
-        if not per_day:
+        heat_height = min(5.5, max(1.8, 0.16 * span))
+        fig = _new_figure(height=(heat_height + 3.9) if heatmap else 4.6)
+        _behind(fig, total)
+        title = "When people post: hour of day (UTC)"
+        if not per_day or first is None or last is None:
+            ax = fig.subplots()
+            _titled(fig, ax, title, "Each hour's share of the posts (UTC)")
             _empty(fig, ax, "No posts yet")
             return fig
-        x = list(range(24))
-        if len(per_day) <= max_days:
-            colors = PALETTE[:7]  # no yellow for lines
-            for i, (day, counts) in enumerate(sorted(per_day.items())):
-                style = "-" if i < len(colors) else "--"
-                label = _to_date(day).strftime("%a %-d %b %Y")
-                ax.plot(x, counts, style, color=colors[i % len(colors)], linewidth=2, label=label)
-            ax.legend(
-                loc="upper left", bbox_to_anchor=(1.01, 1.0), title="Day (UTC)", alignment="left"
+        period = _period(first, last)
+        if heatmap:
+            grid = fig.add_gridspec(2, 2, width_ratios=[1, 0.022], height_ratios=[heat_height, 2])
+            heat_ax = fig.add_subplot(grid[0, 0])
+            ax = fig.add_subplot(grid[1, 0], sharex=heat_ax)
+            note = _plot_heatmap(fig, heat_ax, fig.add_subplot(grid[0, 1]), per_day, first, span)
+            subtitle = (
+                f"Top: posts in each hour of {span:,} days, {period} (darker: more; grey: no "
+                f"posts that day{note}). Bottom: each hour's share of all {total:,} posts. "
+                "The first and last day may be partial."
             )
         else:
-            for counts in per_day.values():
-                ax.plot(x, counts, color=_MUTED, linewidth=0.7, alpha=0.5)
-            mean = [sum(c[h] for c in per_day.values()) / len(per_day) for h in x]
-            ax.plot([], [], color=_MUTED, linewidth=1, label="one day")
-            ax.plot(x, mean, color=_BAR, linewidth=2.8, label="mean over the days")
-            ax.legend(loc="upper left")
-        ax.set_xticks(range(0, 24, 3), [f"{h:02d}:00" for h in range(0, 24, 3)])
-        ax.set_xlim(0, 23)
-        ax.set_ylim(0, max(1, max(max(c) for c in per_day.values())) * 1.08)
-        _count_axis(ax.yaxis)
-        ax.grid(axis="both")
+            ax = fig.subplots()
+            subtitle = f"Each hour's share of the {total:,} posts written on {period} (UTC)"
+            if first != last:
+                subtitle = f"Each hour's share of the {total:,} posts written from {period} (UTC)"
+        _titled(fig, ax, title, subtitle)
+        shares = [100 * n / total for n in per_hour]
+        ax.bar([h + 0.5 for h in range(24)], shares, width=0.8, color=_BAR)
+        ax.set_xlim(0, 24)
+        ax.set_xticks(range(0, 25, 3), [f"{h:02d}:00" for h in range(0, 25, 3)])
+        ax.set_ylim(0, max(shares) * 1.1)
+        from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=5, steps=_STEPS))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}%"))
+        ax.grid(axis="y")  # 24 bars carry no labels: the grid reads them off
         ax.set_xlabel("Hour of day (UTC)")
-        ax.set_ylabel("Posts per hour")
+        ax.set_ylabel("Share of posts")
         return fig
+
+
+def _plot_heatmap(
+    fig: Figure, ax: Axes, cax: Axes, per_day: Mapping[date, list[int]], first: date, span: int
+) -> str:
+    """Days (rows, the first on top) x hours (columns) of posts, with its colour bar in `cax`;
+    returns a note on the colour scale for the subtitle ("" when it is not cut)."""
+    import matplotlib.dates as mdates
+    import numpy as np
+    from matplotlib import colormaps
+    from matplotlib.colors import Normalize
+
+    calendar = [first + timedelta(days=i) for i in range(span)]
+    # NaN, not 0, for a day without posts: it is drawn grey, as not collected may be the reason
+    cells = np.array([per_day.get(day, [np.nan] * 24) for day in calendar], dtype=float)
+    seen = cells[~np.isnan(cells)]
+    busiest = float(seen.max())
+    top = max(1.0, float(np.percentile(seen, 98)))
+    cut = busiest > top
+    cmap = colormaps["Blues"].with_extremes(bad="#d9d9d9")
+    y0 = float(mdates.date2num(first))
+    # an image of one pixel per cell (the SVG keeps it crisp); rows centred on their day
+    image = ax.imshow(
+        np.ma.masked_invalid(cells),
+        cmap=cmap,
+        norm=Normalize(0, top),
+        aspect="auto",
+        interpolation="none",
+        extent=(0, 24, y0 + span - 0.5, y0 - 0.5),
+    )
+    if span <= 16:
+        ax.set_yticks([y0 + i for i in range(span)], [d.strftime("%a %-d %b") for d in calendar])
+    else:  # day and month at every tick (the subtitle has the years): no offset to look up
+        ax.yaxis.set_major_locator(mdates.AutoDateLocator(minticks=4, maxticks=12))
+        ax.yaxis.set_major_formatter(mdates.DateFormatter("%-d %b"))
+    ax.tick_params(axis="x", labelbottom=False)
+    ax.set_ylabel("Day (UTC)")
+    bar = fig.colorbar(image, cax=cax, extend="max" if cut else "neither")
+    _count_axis(bar.ax.yaxis)
+    bar.set_label("Posts per hour")
+    bar.outline.set_visible(False)
+    if not cut:
+        return ""
+    return f"; colours stop at {top:,.0f} posts an hour, the busiest had {busiest:,.0f}"
 
 
 def plot_terms(
@@ -507,8 +651,18 @@ def plot_terms(
 ) -> Figure:
     """Posts per day mentioning each term (`queries.terms`), a line per term. Days without a
     mention count as zero, over `days` (e.g. the daily table's) or the table's own range;
-    `terms` adds lines for terms never mentioned."""
+    a day between `days` that is not one of them (no post at all: collection was down, most
+    likely) is a gap in the lines, not a zero.
+    Terms never mentioned get a flat line too: `terms`, else the words the table was asked
+    for (its metadata); when `build_report()` chose the lake's top hashtags, the subtitle
+    says so."""
+    from tootlake.analysis.queries import TERMS_FROM_KEY, TERMS_KEY
+
     rows_days, rows_terms, posts = _columns(table, "day", "term", "posts")
+    metadata = table.schema.metadata or {}
+    if terms is None and TERMS_KEY in metadata:
+        terms = [str(term) for term in json.loads(metadata[TERMS_KEY])]
+    hashtags = metadata.get(TERMS_FROM_KEY) == b"hashtags"
     counts: dict[str, dict[date, int]] = {t: {} for t in terms or ()}
     for day, term, n in zip(rows_days, rows_terms, posts, strict=True):
         counts.setdefault(str(term), {})[_to_date(day)] = n
@@ -518,20 +672,24 @@ def plot_terms(
         axis = [seen[0] + timedelta(days=i) for i in range((seen[-1] - seen[0]).days + 1)]
     with _styled():
         fig = _new_figure(height=4.6)
+        _behind(fig, sum(posts), " (a post mentioning two terms counts twice)")
         ax = fig.subplots()
         names = ", ".join(counts) or "the terms"
-        _titled(
-            fig,
-            ax,
-            "Terms in the news: posts per day",
-            f"Posts mentioning {_cut(names, 80)} (word or hashtag, any case)",
-        )
+        subtitle = f"Posts mentioning {_cut(names, 80)} (word or hashtag, any case)"
+        if hashtags:
+            which = "most used hashtag" if len(counts) == 1 else f"{len(counts)} most used hashtags"
+            subtitle = f"Posts mentioning the lake's {which} (as word or hashtag, any case)"
+        _titled(fig, ax, "Terms over time: posts per day", subtitle)
+        if hashtags and not counts:
+            _empty(fig, ax, "No hashtags in the lake yet: no terms to follow")
+            return fig
         if not rows_days:
             _empty(fig, ax, f"No post mentions {_cut(names, 80)}")
             return fig
         colors = PALETTE[:7]
+        posted = {_to_date(d) for d in list(rows_days) + list(days or ())} if days else None
         for i, (term, by_day) in enumerate(counts.items()):
-            values = [by_day.get(d, 0) for d in axis]
+            values = [by_day.get(d, 0) if posted is None or d in posted else math.nan for d in axis]
             marker = "o" if len(axis) <= 31 else None
             style = "-" if i < len(colors) else "--"
             ax.plot(
@@ -542,16 +700,21 @@ def plot_terms(
                 linewidth=2,
                 marker=marker,
                 markersize=4,
-                label=_cut(term, 30),
+                label=_cut(f"#{term}" if hashtags else term, 30),
             )
         if len(axis) <= 16:
             ax.set_xticks(_date_numbers(axis), [d.strftime("%a\n%-d %b") for d in axis])
         else:
-            _date_axis(ax)
+            _date_axis(ax.xaxis)
         ax.set_ylim(0, max(1, max(posts)) * 1.12)
         _count_axis(ax.yaxis)
         ax.grid(axis="y")
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), title="Term", alignment="left")
+        ax.legend(
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+            title="Hashtag" if hashtags else "Term",
+            alignment="left",
+        )
         ax.set_xlabel("Day (UTC)")
         ax.set_ylabel("Posts mentioning the term")
         return fig
@@ -596,6 +759,7 @@ _ALLOWED_ELEMENTS = frozenset(
         "line",
         "polyline",
         "polygon",
+        "image",  # the hour-of-day heatmap: a PNG of one pixel per cell, see _check_svg
     )
 )
 _ALLOWED_ATTRIBUTES = frozenset(
@@ -637,6 +801,8 @@ _ALLOWED_ATTRIBUTES = frozenset(
     }
 )
 _PROLOGUE = re.compile(r"\A.*?(?=<svg[\s>])", re.S)
+# The only href an <image> may have: an inline PNG (the page's CSP allows data: images only).
+_PNG = re.compile(r"data:image/png;base64,[A-Za-z0-9+/=\s]+")
 
 
 class UnsafeSvg(ValueError):
@@ -651,7 +817,12 @@ def _check_svg(svg: str) -> None:
         for name, value in element.attrib.items():
             if name not in _ALLOWED_ATTRIBUTES:
                 raise UnsafeSvg(f"unexpected attribute {name!r} in a chart")
-            if name == _XLINK_HREF and not value.startswith("#"):
+            if name == _XLINK_HREF and element.tag == _SVG + "image":
+                if not _PNG.fullmatch(value):
+                    raise UnsafeSvg(
+                        f"an image in a chart that is not an inline PNG: {value[:40]!r}"
+                    )
+            elif name == _XLINK_HREF and not value.startswith("#"):
                 raise UnsafeSvg(f"external reference {value!r} in a chart")
             if "url(" in value and not re.fullmatch(r"url\(#[\w-]+\)", value.strip()):
                 raise UnsafeSvg(f"unexpected url() in a chart: {value!r}")

@@ -30,16 +30,17 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from tootlake.analysis import queries
 from tootlake.analysis.lake import check_lake
-from tootlake.errors import MissingDependency, TootlakeError
+from tootlake.errors import ConfigError, MissingDependency, TootlakeError
 
 __all__ = ["HEADERS", "DashboardState", "allowed_hosts", "create_app", "serve"]
 
@@ -199,7 +200,7 @@ def create_app(
         from starlette.responses import HTMLResponse, PlainTextResponse, Response
         from starlette.routing import Route
     except ImportError as exc:
-        raise MissingDependency("starlette", "dashboard") from exc
+        raise MissingDependency("starlette", "report") from exc
 
     check_lake(lake)
 
@@ -256,15 +257,17 @@ def serve(
     cache_seconds: float | None = None,
     log_level: str = "warning",
     allow_hosts: Sequence[str] = (),
+    on_listening: Callable[[int], None] | None = None,
 ) -> None:
-    """Run the dashboard with uvicorn until interrupted."""
+    """Run the dashboard with uvicorn until interrupted. `on_listening` is given the port
+    once it is bound (with `port=0`, the free one the system chose)."""
     app = create_app(
         lake, refresh=refresh, cache_seconds=cache_seconds, host=host, allow_hosts=allow_hosts
     )
     try:
         import uvicorn
     except ImportError as exc:
-        raise MissingDependency("uvicorn", "dashboard") from exc
+        raise MissingDependency("uvicorn", "report") from exc
     config = uvicorn.Config(
         app,
         host=host,
@@ -273,7 +276,28 @@ def serve(
         server_header=False,
         access_log=log_level in {"debug", "info"},
     )
-    uvicorn.Server(config).run()
+    sock = _listen(host, port)
+    if on_listening is not None:
+        on_listening(sock.getsockname()[1])
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A socket listening before uvicorn starts, so that its port can be told (port 0: the
+    system chooses) and a browser sent there at once waits in the backlog, not refused."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host.strip("[]"), port))
+        sock.listen(2048)  # uvicorn's default backlog
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(
+            f"Cannot listen on {host} port {port}: {exc.strerror or exc}. "
+            "Choose another port (0: any free one)."
+        ) from exc
+    return sock
 
 
 # ----------------------------------------------------------------------------------------

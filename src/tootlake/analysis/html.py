@@ -1,7 +1,8 @@
-"""The report as one self-contained HTML page: headline cards, every chart as inline SVG, the
-daily table, the longest post, and how the data was collected. Nothing is fetched when the
-page is opened (no fonts, scripts or images from anywhere), and a Content-Security-Policy
-says so to the browser.
+"""The report as one self-contained HTML page: headline cards, every chart as inline SVG with
+the number of posts it is drawn from, the daily table, the longest post, and how the data was
+collected; its time zone (UTC) is stated at the top. Nothing is fetched when the page is
+opened (no fonts, scripts or images from anywhere: the one bitmap, the hour-of-day heatmap, is
+an inline PNG), and a Content-Security-Policy says so to the browser.
 
 All text from the fediverse is untrusted (post text, names, apps, URLs, hashtags, language
 codes). It reaches the page only through Jinja2 with autoescape on; charts carry it as SVG
@@ -32,9 +33,9 @@ import duckdb
 import pyarrow as pa
 
 from tootlake._version import __version__
-from tootlake.analysis import queries
+from tootlake.analysis import charts, queries
 from tootlake.analysis.lake import open_lake
-from tootlake.analysis.report import as_pylist, build_report
+from tootlake.analysis.report import TOP_TERMS, as_pylist, build_report
 from tootlake.errors import MissingDependency
 from tootlake.sinks.layout import is_remote, join
 
@@ -57,22 +58,29 @@ CSP = (
 )
 STATE_DIR = "_tootlake"
 PREVIEW_CHARACTERS = 280  # queries.longest() returns this much of the text
+TIMEZONE = "UTC"  # of every day and time on the page: the lake's times are UTC
 
 _CAPTIONS = {
     "daily": "Posts per UTC day, by the time they were written (not when they were collected).",
-    "hourly": "Posts per hour of the UTC day. Each line is one day; with many days, the mean "
-    "is drawn over grey lines.",
+    "hourly": "When posts were written, by hour of the UTC day: each hour's share of the "
+    "period's posts. When the posts span three days or more, a heatmap above shows every "
+    "day's hours (darker: more posts; grey: a day without posts), so that one busy day "
+    "stands out instead of bending the shares unseen.",
     "apps": "Client apps of posts by people (accounts not marked as bots). Only the author's "
     "own server knows the app, so only posts collected there count.",
     "languages": "Posts per language, as tagged by the client. Unknown: posts without a tag.",
     "length_by_language": "Post length in characters (plain text of the post) for the most "
-    "used languages, drawn from quartiles computed in DuckDB. The box spans the middle half of "
-    "the posts, the bar is the median, and the whiskers reach the shortest and the longest "
-    "post (they are not 1.5 IQR whiskers, and no outliers are drawn). Logarithmic axis.",
+    f"used languages with at least {charts.LENGTH_MIN_POSTS} posts (fewer make a box of "
+    "noise), drawn from percentiles computed in DuckDB. The box spans the middle half of the "
+    "posts (25th to 75th percentile), the bar is the median, and the whiskers reach the 5th "
+    "and the 95th percentile (not the shortest and longest post; no outliers are drawn). "
+    "Logarithmic axis from 1 character: posts without text are drawn at 1.",
     "instances": "Posts per home server of their authors (from each post's URI), wherever "
     "they were collected.",
     "hashtags": "The most used hashtags (lower case), with the number of people using each.",
-    "terms": "Posts per UTC day that mention each term as a word or hashtag, in any case.",
+    "terms": "Posts per UTC day that mention each term as a word or hashtag, in any case. "
+    "Unless terms are chosen (tootlake report --term WORD, repeatable), the lake's "
+    f"{TOP_TERMS} most used hashtags; the 2023 talk followed {', '.join(queries.TALK_TERMS)}.",
 }
 
 
@@ -158,10 +166,7 @@ def _context(
     daily_rows: int | None,
 ) -> dict[str, Any]:
     """Everything the template shows but the page's own settings."""
-    from tootlake.analysis import charts
-
     if report is None:
-        terms = terms or queries.DEFAULT_TERMS
         report = build_report(con=con, terms=terms, top=top)
     tables = dict(report)
     if "instances" not in tables:
@@ -179,11 +184,19 @@ def _context(
             continue
         options: dict[str, Any] = {}
         if name == "terms":
-            options = {"days": days, "terms": terms}
+            options = {"days": days}  # the words come with the table
         elif name in {"languages", "length_by_language", "instances", "hashtags"}:
             options = {"top": top}
-        svg = charts.figure_to_svg(plot(table, **options), salt=name)
-        rendered.append({"name": name, "svg": _markup(svg), "caption": _CAPTIONS.get(name, "")})
+        figure = plot(table, **options)
+        svg = charts.figure_to_svg(figure, salt=name)
+        rendered.append(
+            {
+                "name": name,
+                "svg": _markup(svg),
+                "posts": charts.posts_behind(figure) or "",
+                "caption": _CAPTIONS.get(name, ""),
+            }
+        )
 
     stats = collection if collection is not None else read_collection_stats(lake)
     health = read_collector_health(lake)
@@ -192,6 +205,7 @@ def _context(
         "lake": lake,
         "version": __version__,
         "csp": CSP,
+        "timezone": TIMEZONE,
         "cards": _cards(summary),
         "charts": rendered,
         "daily": shown_daily,
@@ -304,14 +318,20 @@ def _when(value: Any) -> str:
 def _duration(seconds: float) -> str:
     days, rest = divmod(int(seconds), 86400)
     hours, rest = divmod(rest, 3600)
-    minutes = rest // 60
+    minutes, rest = divmod(rest, 60)
     if days >= 10:
         return f"{days + hours / 24:,.1f} days"
     if days:
         return f"{days} day{'s' if days > 1 else ''} {hours} h"
     if hours:
         return f"{hours} h {minutes} min"
-    return f"{minutes} min"
+    if minutes >= 10:
+        return f"{minutes} min"
+    if minutes:  # a short collection: its seconds still count
+        return f"{minutes} min {rest} s"
+    if seconds < 1:
+        return "under a second"
+    return f"{rest} s"
 
 
 def _span(first: Any, last: Any) -> str:
@@ -472,12 +492,15 @@ def _add_stats(total: dict[str, Any] | None, stats: Mapping[str, Any]) -> dict[s
 
 def _collection(stats: Mapping[str, Any] | None, passed: bool) -> dict[str, Any]:
     if stats is None:
+        # No line rather than "unknown": the run printed its skips, the lake only lacks them.
         return {
-            "opted_out": "unknown",
+            "opted_out": None,
             "other": [],
-            "source": f"No collection record in the lake ({STATE_DIR}/): what was skipped "
-            "while collecting is unknown. Posts of accounts that opted out of indexing "
-            "(noindex, #nobot) are skipped unless collected with --include-opted-out.",
+            "source": f"No record of the collecting runs in the lake ({STATE_DIR}/), so what "
+            "they skipped is not shown: each run printed it when it ended (tootlake collect "
+            f"--stats FILE also writes it to FILE, and a FILE inside {STATE_DIR}/ is read "
+            "here). Posts of accounts that opted out of indexing (noindex, #nobot) are skipped "
+            "unless collected with --include-opted-out.",
         }
     skipped = stats.get("skipped") or {}
     other = [

@@ -7,6 +7,7 @@ Ties are broken by name so that results are the same on every run.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from functools import cache
@@ -16,6 +17,9 @@ import pyarrow as pa
 
 __all__ = [
     "DEFAULT_TERMS",
+    "TALK_TERMS",
+    "TERMS_FROM_KEY",
+    "TERMS_KEY",
     "apps",
     "daily",
     "hashtags",
@@ -30,8 +34,17 @@ __all__ = [
     "terms",
 ]
 
-# The words the talk followed through its ten days (February 2023).
-DEFAULT_TERMS = ("balloon", "earthquake", "superbowl", "chatgpt")
+# The words the talk followed through its ten days (February 2023): news of that week, found
+# in few other lakes. `terms()` still defaults to them, so that a notebook can retrace the talk.
+TALK_TERMS = ("balloon", "earthquake", "superbowl", "chatgpt")
+# No words chosen: the report follows the lake's own most used hashtags instead
+# (`report.build_report()`), so that a lake of any week shows lines that move.
+DEFAULT_TERMS: tuple[str, ...] = ()
+# Schema metadata of a terms() table: the words asked for, as JSON (a word never mentioned has
+# no row, and its chart still draws a flat line for it), and where they came from, when
+# `build_report()` chose them ("hashtags": the lake's most used; "chosen": the caller's).
+TERMS_KEY = b"tootlake.terms"
+TERMS_FROM_KEY = b"tootlake.terms_from"
 
 
 def _table(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object] = ()) -> pa.Table:
@@ -197,16 +210,29 @@ def languages(con: duckdb.DuckDBPyConnection) -> pa.Table:
     )
 
 
-def length_by_language(con: duckdb.DuckDBPyConnection, top: int = 20) -> pa.Table:
+def length_by_language(
+    con: duckdb.DuckDBPyConnection, top: int = 20, *, percentiles: bool = False
+) -> pa.Table:
     """Box-plot figures of post length (characters) for the `top` languages by posts.
 
-    Quartiles are interpolated (as pandas, numpy and seaborn compute them).
+    Quartiles are interpolated (as pandas, numpy and seaborn compute them). With
+    `percentiles`, also the 5th and 95th percentiles (`p5`, `p95`: the chart's whiskers) and
+    `all_languages`, how many languages the lake has in all (the same on every row), so that a
+    chart of the top ones can say how many it leaves out.
     """
     _with_language_names(con)
+    extra, shown = "", "p.q1, p.median, p.q3, p.max"
+    if percentiles:
+        # the window counts the groups before the LIMIT: every language of the lake
+        extra = (
+            "quantile_cont(characters, 0.05) AS p5, quantile_cont(characters, 0.95) AS p95, "
+            "count(*) OVER () AS all_languages,"
+        )
+        shown = "p.p5, p.q1, p.median, p.q3, p.p95, p.max, p.all_languages"
     # One pass: the figures of every language, then the top ones (the tail's are cheap).
     return _table(
         con,
-        """
+        f"""
         WITH per_language AS (
             SELECT language,
                    count(*) AS posts,
@@ -214,6 +240,7 @@ def length_by_language(con: duckdb.DuckDBPyConnection, top: int = 20) -> pa.Tabl
                    quantile_cont(characters, 0.25) AS q1,
                    quantile_cont(characters, 0.5) AS median,
                    quantile_cont(characters, 0.75) AS q3,
+                   {extra}
                    max(characters) AS max
             FROM posts
             WHERE language IS NOT NULL
@@ -223,7 +250,7 @@ def length_by_language(con: duckdb.DuckDBPyConnection, top: int = 20) -> pa.Tabl
         )
         SELECT p.language,
                coalesce(n.name, p.language) AS language_name,
-               p.posts, p.min, p.q1, p.median, p.q3, p.max
+               p.posts, p.min, {shown}
         FROM per_language p
         LEFT JOIN _language_names n ON n.code = lower(split_part(p.language, '-', 1))
         ORDER BY p.posts DESC, p.language
@@ -247,9 +274,11 @@ def longest(con: duckdb.DuckDBPyConnection) -> pa.Table:
     )
 
 
-def terms(con: duckdb.DuckDBPyConnection, words: Sequence[str] = DEFAULT_TERMS) -> pa.Table:
-    """Posts per UTC day that mention each word (case-insensitive, as a word or hashtag)."""
-    words = [w.lower().lstrip("#") for w in words if w.strip()]
+def terms(con: duckdb.DuckDBPyConnection, words: Sequence[str] = TALK_TERMS) -> pa.Table:
+    """Posts per UTC day that mention each word (case-insensitive, as a word or hashtag). The
+    words, as matched, are the table's `TERMS_KEY` metadata."""
+    words = list(dict.fromkeys(w.lower().lstrip("#") for w in words if w.strip()))
+    asked = {TERMS_KEY: json.dumps(words).encode()}
     if not words:
         return pa.table(
             {
@@ -257,7 +286,7 @@ def terms(con: duckdb.DuckDBPyConnection, words: Sequence[str] = DEFAULT_TERMS) 
                 "term": pa.array([], pa.string()),
                 "posts": pa.array([], pa.int64()),
             }
-        )
+        ).replace_schema_metadata(asked)
     # One pass over the posts. A cheap pattern first (no lower(), no word boundaries: one
     # automaton for all the words over the raw text) keeps the posts that may mention a word;
     # only those are lowered and checked exactly, one CASE per word with its pattern as a
@@ -289,7 +318,7 @@ def terms(con: duckdb.DuckDBPyConnection, words: Sequence[str] = DEFAULT_TERMS) 
         ORDER BY day, term
         """,
         params,
-    )
+    ).replace_schema_metadata(asked)
 
 
 def _may_mention(words: Sequence[str]) -> str:

@@ -29,7 +29,7 @@ from tootlake.analysis.lake import open_lake
 from tootlake.errors import ConfigError
 from tootlake.text import for_terminal, json_for_terminal
 
-__all__ = ["FORMATS", "SECTIONS", "build_report", "render_report", "render_table"]
+__all__ = ["FORMATS", "SECTIONS", "TOP_TERMS", "build_report", "render_report", "render_table"]
 
 FORMATS = ("table", "json", "csv", "markdown")
 # Sections that are one row, shown as an object rather than a list.
@@ -46,6 +46,7 @@ SECTIONS = (
     "longest",
     "terms",
     "hashtags",
+    "instances",
 )
 TITLES = {
     "summary": "Headline statistics",
@@ -57,31 +58,48 @@ TITLES = {
     "longest": "The longest post",
     "terms": "Terms per day",
     "hashtags": "Top hashtags",
+    "instances": "Instances sharing the most posts (authors' home servers)",
 }
+
+
+TOP_TERMS = 5  # hashtags followed per day when no terms are given: five lines stay apart
 
 
 def build_report(
     lake: str | None = None,
     *,
     con: duckdb.DuckDBPyConnection | None = None,
-    terms: Sequence[str] = queries.DEFAULT_TERMS,
+    terms: Sequence[str] | None = queries.DEFAULT_TERMS,
     top: int = 20,
 ) -> dict[str, pa.Table]:
-    """Run every analysis over a lake (or an open connection); section name -> table."""
+    """Run every analysis over a lake (or an open connection); section name -> table.
+
+    `terms` are the words followed per day; none (the default) follows the lake's own
+    `TOP_TERMS` most used hashtags. `queries.TALK_TERMS` are the 2023 talk's words.
+    """
     if con is None:
         if lake is None:
             raise ConfigError("build_report needs a lake or a connection")
         con = open_lake(lake)
+    hashtags = queries.hashtags(con, limit=max(top, TOP_TERMS))
+    words, source = [w for w in terms or () if w.strip()], b"chosen"
+    if not words:
+        words, source = hashtags.column("tag").to_pylist()[:TOP_TERMS], b"hashtags"
+    followed = queries.terms(con, words)
+    followed = followed.replace_schema_metadata(
+        {**(followed.schema.metadata or {}), queries.TERMS_FROM_KEY: source}
+    )
     return {
         "summary": queries.summary(con),
         "daily": queries.daily(con),
         "apps": queries.apps(con),
         "hourly": queries.hourly(con),
         "languages": queries.languages(con),
-        "length_by_language": queries.length_by_language(con, top=top),
+        "length_by_language": queries.length_by_language(con, top=top, percentiles=True),
         "longest": queries.longest(con),
-        "terms": queries.terms(con, terms),
-        "hashtags": queries.hashtags(con, limit=top),
+        "terms": followed,
+        "hashtags": hashtags.slice(0, top),
+        "instances": queries.instances(con, limit=top),
     }
 
 
@@ -171,6 +189,9 @@ def render_table(
     columns = table.column_names
     if fmt == "json":
         return _json(rows)
+    if fmt == "jsonl":  # one object a line (`sql --format jsonl`), escaped as JSON is
+        dumps = (json.dumps(row, ensure_ascii=False, default=str) for row in rows)
+        return "".join(json_for_terminal(line) + "\n" for line in dumps)
     if fmt == "csv":
         buffer = io.StringIO()
         if section:

@@ -14,6 +14,7 @@ import click
 
 from tootlake.cli import lake_option, main, run_command, stop_on_signals
 from tootlake.settings import load_settings
+from tootlake.transports.kafka_settings import DEFAULT_TOPIC, kafka_option, parse_options
 
 TIMELINE = click.Choice(["public", "local", "remote"])
 
@@ -72,6 +73,7 @@ def _settings_and_specs(
     token_file: str | None,
     lake: str | None = None,
     include_opted_out: bool | None = None,
+    kafka_options: tuple[str, ...] = (),
 ) -> tuple[Any, list[Any]]:
     from tootlake.collector import (
         parse_token_flags,
@@ -82,7 +84,12 @@ def _settings_and_specs(
 
     given = read_token_file(token_file) if token_file else {}
     given.update(parse_token_flags(tokens))  # --token, the more specific, wins
-    settings = load_settings(lake=lake, include_opted_out=include_opted_out, tokens=given)
+    settings = load_settings(
+        lake=lake,
+        include_opted_out=include_opted_out,
+        tokens=given,
+        kafka=parse_options(kafka_options),
+    )
     names = list(instances)
     if instances_file:
         names += read_instances_file(instances_file)
@@ -146,12 +153,13 @@ def _settings_and_specs(
     envvar="TOOTLAKE_KAFKA",
     help="Send posts to this Kafka cluster instead of the lake (tootlake sink writes it).",
 )
-@click.option("--topic", default="mastodon-posts", show_default=True, help="Kafka topic.")
+@click.option("--topic", default=DEFAULT_TOPIC, show_default=True, help="Kafka topic.")
 @click.option(
     "--schema-registry",
     metavar="URL",
     help="With --kafka: Confluent wire format through this Schema Registry.",
 )
+@kafka_option
 @click.option("--quiet", "-q", is_flag=True, help="No status line, only the final stats.")
 @click.option(
     "--stats",
@@ -180,6 +188,7 @@ def collect(
     kafka: str | None,
     topic: str,
     schema_registry: str | None,
+    kafka_options: tuple[str, ...],
     quiet: bool,
     stats_path: str | None,
 ) -> None:
@@ -195,7 +204,7 @@ def collect(
     from tootlake.sources.fleet import FleetOptions
 
     settings, specs = _settings_and_specs(
-        instances, instances_file, tokens, token_file, lake, include_opted_out
+        instances, instances_file, tokens, token_file, lake, include_opted_out, kafka_options
     )
     stop = threading.Event()
     options = FleetOptions(
@@ -222,6 +231,7 @@ def collect(
             kafka=kafka,
             topic=topic,
             schema_registry=schema_registry,
+            kafka_config=settings.kafka,
         )
     _print_final(result, f"Kafka {kafka} topic {topic}" if kafka else settings.lake)
     if stats_path:

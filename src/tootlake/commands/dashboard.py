@@ -32,7 +32,7 @@ def _is_loopback(host: str) -> bool:
     default=8000,
     show_default=True,
     type=click.IntRange(0, 65535),
-    help="Port to listen on.",
+    help="Port to listen on (0: any free one, shown when the dashboard starts).",
 )
 @click.option(
     "--refresh",
@@ -68,9 +68,19 @@ def dashboard(
             err=True,
         )
     shown = f"[{host}]" if ":" in host else host
-    click.echo(
-        f"Dashboard of {settings.lake} on http://{shown}:{port}/ "
-        f"(refreshes every {refresh} s; Ctrl-C to stop)",
-        err=True,
+
+    def listening(bound: int) -> None:  # the real port: --port 0 lets the system choose
+        click.echo(
+            f"Dashboard of {settings.lake} on http://{shown}:{bound}/ "
+            f"(refreshes every {refresh} s; Ctrl-C to stop)",
+            err=True,
+        )
+
+    serve(
+        settings.lake,
+        host=host,
+        port=port,
+        refresh=refresh,
+        allow_hosts=allow_hosts,
+        on_listening=listening,
     )
-    serve(settings.lake, host=host, port=port, refresh=refresh, allow_hosts=allow_hosts)

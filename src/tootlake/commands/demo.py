@@ -2,16 +2,65 @@
 
 from __future__ import annotations
 
+import logging
 import re
-import tempfile
+import shutil
 import threading
+from pathlib import Path
 from typing import Any
 
 import click
 
 from tootlake.cli import main, run_command
+from tootlake.errors import ConfigError
+
+DEMO_LAKE = "./demo-lake"
+_DEMO_MARK = ("_tootlake", "demo")  # a file in a lake the demo made: it may empty it again
+
+
+def prepare_demo_lake(lake: str, *, keep: bool = False) -> None:
+    """Make `lake` the demo's: a new folder, or one the demo made before, emptied unless
+    `keep`. Any other existing path is refused: the demo must not touch a real lake (or mix
+    simulated posts into one)."""
+    root = Path(lake)
+    mark = root.joinpath(*_DEMO_MARK)
+    if root.exists():
+        if not mark.exists():
+            raise ConfigError(
+                f"{lake} exists and is not a demo lake: the demo writes only to a lake of "
+                f"its own. Give another --lake (the default is {DEMO_LAKE})."
+            )
+        if not keep:
+            shutil.rmtree(root)
+    mark.parent.mkdir(parents=True, exist_ok=True)
+    mark.write_text("made by `tootlake demo`: replaced on each run\n")
+
 
 _MARKER = re.compile(r"tootlake-hostile-\d+-\d+")  # what the simulator puts in each invalid one
+
+
+class AnnouncedCut(logging.Filter):
+    """The demo cuts an instance's stream on purpose, announcing it: the collector's next
+    `failing` line for that instance is the demo at work, not a fault, so it is shown at INFO
+    instead of as a WARNING that reads like a bug. Later failures stay WARNINGs."""
+
+    def __init__(self, host: str) -> None:
+        super().__init__()
+        self.host = host
+        self.armed = False  # set when the cut is announced
+        self.cuts = 0  # connections cut
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        context = getattr(record, "context", {})
+        if (
+            self.armed
+            and record.levelno == logging.WARNING
+            and context.get("instance") == self.host
+            and context.get("status") == "failing"
+        ):
+            self.armed = False
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
 
 
 @main.command()
@@ -40,10 +89,13 @@ _MARKER = re.compile(r"tootlake-hostile-\d+-\d+")  # what the simulator puts in 
 )
 @click.option(
     "--lake",
-    default=None,
+    default=DEMO_LAKE,
+    show_default=True,
     metavar="PATH",
-    help="The lake to fill (default: a new temporary folder).",
+    help="The demo's own lake: emptied first on each run (unless --keep), never mixed with "
+    "a real one (a lake the demo did not make is refused).",
 )
+@click.option("--keep", is_flag=True, help="Add to the demo lake instead of starting afresh.")
 @click.option("--seed", default=1, show_default=True, help="Seed of the simulated workload.")
 @click.option(
     "--hostile",
@@ -60,7 +112,8 @@ def demo(
     duration: float,
     count: int,
     rate: float,
-    lake: str | None,
+    lake: str,
+    keep: bool,
     seed: int,
     hostile: float,
     quiet: bool,
@@ -99,7 +152,7 @@ def demo(
         )
         for kind in (INSTANCE_KINDS if hostile else ())
     ]
-    lake = lake or tempfile.mkdtemp(prefix="tootlake-demo-")
+    prepare_demo_lake(lake, keep=keep)
     with FediverseThread(
         instances=count,
         settings=settings,
@@ -127,6 +180,18 @@ def demo(
                 err=True,
             )
         stop = threading.Event()
+        cut_host = streamed[0].host
+        announced = AnnouncedCut(cut_host)
+
+        def cut() -> None:
+            click.echo(
+                f"Demo: cutting the stream of {cut_host} mid-event, on purpose; the collector "
+                "reconnects and backfills what it missed from its cursor.",
+                err=True,
+            )
+            announced.armed = True
+            announced.cuts += sim.call(fed.cut, [0], mid_event=True)
+
         # Publish once the collector is connected, stop shortly before it does, and cut
         # the first instance's streams midway (mid-event) to show reconnect and backfill.
         quiet_tail = min(3.0, duration / 4)
@@ -134,7 +199,7 @@ def demo(
             threading.Timer(
                 1.0, lambda: sim.call(fed.start_publishing, rate, edits=0.02, deletes=0.01)
             ),
-            threading.Timer(duration / 2, lambda: sim.call(fed.cut, [0], mid_event=True)),
+            threading.Timer(duration / 2, cut),
             threading.Timer(duration - quiet_tail, lambda: sim.call(fed.stop_publishing)),
         ]
         for timer in timers:
@@ -147,21 +212,33 @@ def demo(
             heartbeat_timeout=3 * heartbeat if hostile else 45.0,
             request_timeout=10.0 if hostile else 30.0,
         )
-        with _status_line(quiet) as show:
-            result = collect(
-                specs,
-                lake,
-                options=options,
-                duration=duration,
-                stop=stop,
-                flush_seconds=5.0,
-                on_progress=show,
-            )
+        fleet_log = logging.getLogger("tootlake.sources.fleet")
+        fleet_log.addFilter(announced)
+        try:
+            with _status_line(quiet) as show:
+                result = collect(
+                    specs,
+                    lake,
+                    options=options,
+                    duration=duration,
+                    stop=stop,
+                    flush_seconds=5.0,
+                    on_progress=show,
+                )
+        finally:
+            fleet_log.removeFilter(announced)
         for timer in timers:
             timer.cancel()
         sim.call(fed.stop_publishing)
         truth = sim.call(fed.truth, [spec.host for spec in streamed])
     _print_final(result, lake)
+    if announced.cuts:
+        reconnects = result.health.get(cut_host, {}).get("reconnects", 0)
+        click.echo(
+            f"The stream of {cut_host} was cut on purpose and "
+            + (f"reconnected ({reconnects} reconnects)" if reconnects else "had not reconnected")
+            + "; the ground truth below counts any post it missed."
+        )
     con = open_lake(lake)
     have = {row[0] for row in con.execute("SELECT uri FROM posts").fetchall()}
     click.echo(

@@ -9,20 +9,7 @@ import threading
 import click
 
 from tootlake.cli import lake_option, main, run_command, stop_on_signals
-from tootlake.errors import ConfigError
-
-
-def parse_options(pairs: tuple[str, ...]) -> dict[str, str]:
-    """librdkafka settings from KEY=VALUE pairs."""
-    options = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(
-                f"Invalid Kafka option {pair!r}: use KEY=VALUE, e.g. session.timeout.ms=6000"
-            )
-        options[key.strip()] = value.strip()
-    return options
+from tootlake.transports.kafka_settings import DEFAULT_TOPIC, kafka_option, parse_options
 
 
 @main.command()
@@ -35,7 +22,7 @@ def parse_options(pairs: tuple[str, ...]) -> dict[str, str]:
 )
 @click.option(
     "--topic",
-    default="mastodon-posts",
+    default=DEFAULT_TOPIC,
     show_default=True,
     envvar="TOOTLAKE_TOPIC",
     help="Topic to read (env TOOTLAKE_TOPIC).",
@@ -81,14 +68,7 @@ def parse_options(pairs: tuple[str, ...]) -> dict[str, str]:
     is_flag=True,
     help="Also write each post's own sighting (instance, local id), as `collect` does.",
 )
-@click.option(
-    "--kafka-option",
-    "-X",
-    "kafka_options",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="A librdkafka consumer setting, e.g. -X session.timeout.ms=6000 (repeatable).",
-)
+@kafka_option
 @click.option(
     "--format",
     "fmt",
@@ -122,7 +102,7 @@ def sink(
     from tootlake.sinks.compact import parse_size
     from tootlake.sinks.kafka_sink import KafkaSinkWorker
 
-    settings = load_settings(lake=lake)
+    settings = load_settings(lake=lake, kafka=parse_options(kafka_options))
     stop = threading.Event()
     worker = KafkaSinkWorker(
         settings.lake,
@@ -133,7 +113,7 @@ def sink(
         max_age=max_age,
         until_idle=until_idle,
         schema_registry=schema_registry,
-        config=parse_options(kafka_options),
+        config=settings.kafka,
         stop=stop,
         sightings=sightings,
     )

@@ -65,6 +65,7 @@ from tootlake.sinks.layout import (
 )
 from tootlake.sinks.parquet import table_to_parquet
 from tootlake.sinks.storage import Storage, storage_for
+from tootlake.transports.kafka_settings import LIBRDKAFKA_LOG, ConnectWatch, wait_for_cluster
 
 __all__ = [
     "DEFAULT_GROUP",
@@ -97,20 +98,11 @@ def _confluent_kafka() -> Any:
     return confluent_kafka
 
 
-class _LibrdkafkaLog:
-    """librdkafka's log lines into Python logging at DEBUG; tootlake reports errors itself."""
-
-    def log(self, level: int, msg: str, *args: Any) -> None:
-        logging.getLogger("tootlake.librdkafka").debug(msg, *args)
-
-
-_LIBRDKAFKA_LOG = _LibrdkafkaLog()
-
-
 def consumer_config(
     bootstrap: str, group: str, overrides: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
-    """librdkafka settings of a sink worker."""
+    """librdkafka settings of a sink worker; `overrides` (a user's settings: [kafka] in the
+    config file, TOOTLAKE_KAFKA_*, -X, see tootlake.transports.kafka_settings) go over them."""
     config: dict[str, Any] = {
         "bootstrap.servers": bootstrap,
         "group.id": group,
@@ -126,7 +118,7 @@ def consumer_config(
         "max.partition.fetch.bytes": 8 * 1024 * 1024,
         "fetch.max.bytes": 64 * 1024 * 1024,
         "isolation.level": "read_committed",
-        "logger": _LIBRDKAFKA_LOG,
+        "logger": LIBRDKAFKA_LOG,
     }
     config.update(overrides or {})
     return config
@@ -322,20 +314,26 @@ class KafkaSinkWorker:
 
     def run(self) -> SinkWorkerStats:
         ck = _confluent_kafka()
-        self._config["error_cb"] = self._on_error
+        watch = ConnectWatch()
+        connected = False
+
+        def on_error(err: Any) -> None:
+            if connected:
+                self._on_error(err)
+            else:  # wait_for_cluster says what went wrong, once
+                watch.saw(err)
+
+        self._config["error_cb"] = on_error
         try:
             consumer = ck.Consumer(self._config)
         except ck.KafkaException as exc:
             raise TransportError(f"Invalid Kafka consumer settings: {exc}") from exc
         self._consumer = consumer
         try:
-            try:
-                consumer.list_topics(timeout=self.connect_timeout)
-            except ck.KafkaException as exc:
-                raise TransportError(
-                    f"Cannot reach Kafka at {self.kafka} within {self.connect_timeout:g} s "
-                    f"({exc.args[0]}). Is a broker running there? A local one: make kafka-up"
-                ) from None
+            wait_for_cluster(
+                consumer, self.kafka, self.connect_timeout, watch, serve=lambda: consumer.poll(0)
+            )
+            connected = True
             self._decoder.warm_up()  # imports and parsed schemas now, not in the first flush
             consumer.subscribe(
                 [self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,

@@ -20,6 +20,9 @@ advance the sources' cursors) fire only once every message of it, and of every b
 before it, is delivered. What is buffered but undelivered when the process stops is not
 acknowledged, so the sources send it again: the producer side is at-least-once, and the sink's
 offset-named files make the Kafka -> lake side exactly once (docs/kafka.md).
+
+Settings a user gives ([kafka] in the config file, TOOTLAKE_KAFKA_*, -X: see
+tootlake.transports.kafka_settings) go over these defaults.
 """
 
 from __future__ import annotations
@@ -34,37 +37,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from tootlake.avro import batch_encoder, confluent_encoder, key_of
-from tootlake.errors import MissingDependency, TransportError
+from tootlake.errors import TransportError
 from tootlake.transports import Batch
+from tootlake.transports.kafka_settings import (
+    DEFAULT_TOPIC,
+    LIBRDKAFKA_LOG,
+    ConnectWatch,
+    confluent_kafka,
+    wait_for_cluster,
+)
 
 __all__ = ["DEFAULT_TOPIC", "LIBRDKAFKA_LOG", "KafkaTransport", "producer_config"]
 
 log = logging.getLogger(__name__)
-
-DEFAULT_TOPIC = "mastodon-posts"
-
-
-def confluent_kafka() -> Any:
-    """The confluent_kafka module, or a MissingDependency naming the extra to install."""
-    try:
-        import confluent_kafka as module
-    except ImportError:
-        raise MissingDependency("confluent_kafka", "kafka") from None
-    return module
-
-
-class LibrdkafkaLog:
-    """librdkafka's own log lines, into Python logging at DEBUG (logger `tootlake.librdkafka`):
-    tootlake reports what matters (broker unreachable, reachable again) once, itself."""
-
-    def __init__(self) -> None:
-        self._log = logging.getLogger("tootlake.librdkafka")
-
-    def log(self, level: int, msg: str, *args: Any) -> None:
-        self._log.debug(msg, *args)
-
-
-LIBRDKAFKA_LOG = LibrdkafkaLog()
 
 
 def producer_config(bootstrap: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -142,6 +127,8 @@ class KafkaTransport:
         self.broker_down = False
         self._first_failure: str | None = None
         self._fatal: str | None = None
+        self._connect = ConnectWatch()
+        self._connected = not connect_timeout  # until then, wait_for_broker reports failures
         self._closed = threading.Event()
         self._poller = threading.Thread(
             target=self._poll_loop, name="tootlake-kafka-poll", daemon=True
@@ -173,15 +160,10 @@ class KafkaTransport:
         return f"kafka: {self.delivered:,} delivered, {self.buffered:,} in flight"
 
     def wait_for_broker(self, timeout: float) -> None:
-        """Raise TransportError unless the cluster answers a metadata request within timeout."""
-        ck = confluent_kafka()
-        try:
-            self._producer.list_topics(timeout=timeout)
-        except ck.KafkaException as exc:
-            raise TransportError(
-                f"Cannot reach Kafka at {self.bootstrap} within {timeout:g} s ({exc.args[0]}). "
-                "Is a broker running there? A local one: make kafka-up"
-            ) from None
+        """Raise TransportError unless the cluster answers a metadata request within timeout;
+        at once when it refuses the credentials (or the TLS handshake fails)."""
+        wait_for_cluster(self._producer, self.bootstrap, timeout, self._connect)
+        self._connected = True
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -253,6 +235,9 @@ class KafkaTransport:
         if err.fatal():
             self._fatal = f"fatal Kafka producer error: {err.str()}"
             log.error("%s", self._fatal)
+            return
+        if not self._connected:  # wait_for_broker says what went wrong, once
+            self._connect.saw(err)
             return
         if err.code() in (ck.KafkaError._ALL_BROKERS_DOWN, ck.KafkaError._TRANSPORT):
             if not self.broker_down:
