@@ -6,7 +6,7 @@
                (BeautifulSoup + its value dict)                            target >= 8x
     ingest     `tootlake replay` of an SSE capture, whole process, against the talk's
                listener (Mastodon.py 1.8.0's stream parser + the same transform)
-                                                                           target >= 10x
+                                                                           target >= 20x
     analysis   `tootlake report --format json` on a lake of the talk's size, whole process,
                against the talk's notebook procedure on its 1,000 Kafka Connect files
                                                    target >= 3x, peak RSS < 745.5 MB
@@ -45,7 +45,7 @@ from datasets import (  # noqa: E402
 from harness import BENCH, BIN, DATA, RESULTS, ROOT, log, machine, run_process, summarize  # noqa: E402
 
 TALK_PEAK_MB = 745.5  # "DuckDB memory used to hold 1.6 million toots is just 745.5MB"
-TARGETS = {"records": 8.0, "ingest": 10.0, "analysis": 3.0}
+TARGETS = {"records": 8.0, "ingest": 20.0, "analysis": 3.0}  # issue 14: 8x, 20x
 SIZES: dict[str, dict[str, Any]] = {
     "full": {
         "record_rounds": 7,
