@@ -3,7 +3,7 @@
     real_statuses()               every status in shared/real-data, once per version
     modern_statuses(seed)         the same statuses as a Mastodon 4.5-4.8 server sends them,
                                   with a few words of text each
-    talk_statuses(n, seed)        n statuses of the talk's shape (tootlake.workload)
+    talk_statuses(n, seed)        n statuses of the talk's shape (talkshape.py)
     ingest_capture(n, seed)       an SSE capture of n posts (plus edits, deletes, heartbeats)
     analysis_dataset(n, seed)     n posts twice: a tootlake lake, and the talk's Kafka
                                   Connect files (1,000 small Parquet files)
@@ -271,10 +271,10 @@ def modern_statuses(seed: int = 0) -> list[tuple[str, dict[str, Any]]]:
 
 
 def talk_statuses(n: int, seed: int = 0) -> list[tuple[str, dict[str, Any]]]:
-    """n statuses of the talk's shape (`tootlake.workload`, as the analysis data set is made:
+    """n statuses of the talk's shape (`talkshape`, as the analysis data set is made:
     its observers, its ten days, 151 characters on average), without the 68,991-character
     post (one in 1.6 million: it would be a twentieth of a few thousand posts' parsing)."""
-    from tootlake.workload import generate_statuses
+    from talkshape import generate_statuses
 
     return list(generate_statuses(n, seed=seed, observed_on=TALK_OBSERVERS))
 
@@ -313,7 +313,7 @@ def _building(folder: Path) -> Iterator[Path | None]:
 def ingest_capture(n: int, seed: int) -> tuple[Path, dict[str, Any]]:
     """An SSE capture of mastodon.social's public stream: n posts over one day, 1.5% edited,
     1% deleted, a heartbeat every 15 s of stream time."""
-    from tootlake.workload import write_sse
+    from talkshape import write_sse
 
     folder = DATA / f"ingest-v{DATA_VERSION}-{n}-seed{seed}"
     with _building(folder) as tmp:
@@ -396,9 +396,9 @@ def _build_analysis(data: AnalysisData, n: int, seed: int) -> dict[str, Any]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from talkshape import generate_events
     from tootlake.record import Delete, from_status, skip_reason
     from tootlake.sinks.parquet import ParquetSink
-    from tootlake.workload import generate_events
 
     write_language_csv(data.language_csv)
     data.topics.mkdir(parents=True)

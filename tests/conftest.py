@@ -5,11 +5,18 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+# bench/ holds the talk-shaped generator (talkshape.py), which tests use and the wheel does
+# not ship: importable as `talkshape` here as in the benchmarks, whose script folder it is.
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+if str(BENCH) not in sys.path:
+    sys.path.insert(0, str(BENCH))
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REAL = FIXTURES / "real"

@@ -115,9 +115,9 @@ def test_report_json_and_csv_have_the_instances_section_the_html_has(tmp_path):
 
 
 def _log_lines(fmt, capsys):
-    from tootlake.cli import _setup_logging
+    from tootlake.cli.logs import setup_logging
 
-    _setup_logging("info", fmt)
+    setup_logging("info", fmt)
     logging.getLogger("tootlake.test").warning("a.example: failing (%s)", "timed out")
     return capsys.readouterr().err.splitlines()
 
@@ -224,7 +224,7 @@ def _fleet_record(host, status="failing", level=logging.WARNING):
 
 
 def test_the_demo_shows_its_announced_cut_at_info_once():
-    from tootlake.commands.demo import AnnouncedCut
+    from tootlake.demo import AnnouncedCut
 
     cut = AnnouncedCut("a.example")
     early = _fleet_record("a.example")
@@ -264,7 +264,7 @@ def test_the_demo_announces_its_stream_cut_instead_of_warning(tmp_path):
 def test_the_demo_lake_is_its_own(tmp_path):
     """`make run` twice gave twice the posts, and `make run` then `make replay-real` mixed
     simulated posts with real ones: the demo makes its lake afresh and refuses any other."""
-    from tootlake.commands.demo import prepare_demo_lake
+    from tootlake.demo import prepare_demo_lake
     from tootlake.errors import ConfigError
 
     demo = tmp_path / "demo-lake"
@@ -280,3 +280,17 @@ def test_the_demo_lake_is_its_own(tmp_path):
     with pytest.raises(ConfigError, match="not a demo lake"):
         prepare_demo_lake(str(real))
     assert (real / "posts").exists()
+
+
+def test_report_days_and_hours_in_a_named_time_zone(tmp_path):
+    lake = tmp_path / "lake"
+    runner = CliRunner()
+    assert runner.invoke(main, ["replay", str(REAL / "mastodonsocial.json"), "--lake", str(lake),
+                                "--quiet"]).exit_code == 0  # fmt: skip
+    utc = runner.invoke(main, ["report", "--lake", str(lake), "--format", "json"])
+    tokyo = runner.invoke(main, ["report", "--lake", str(lake), "--format", "json", "--tz",
+                                 "Asia/Tokyo"])  # fmt: skip
+    assert utc.exit_code == 0 and tokyo.exit_code == 0, tokyo.output
+    assert json.loads(utc.stdout)["hourly"] != json.loads(tokyo.stdout)["hourly"]
+    bad = runner.invoke(main, ["report", "--lake", str(lake), "--tz", "Mars/Olympus"])
+    assert bad.exit_code == 2 and "Unknown time zone 'Mars/Olympus'" in bad.output

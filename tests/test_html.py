@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from tootlake.analysis.report import build_report
 from tootlake.pipeline import replay
 
 from . import hostile
-from .smalllake import write_inputs
+from .smalllake import status, write_inputs
 
 # What the page is made of: anything else (script, img, iframe, object, link...) is a leak.
 PAGE_ELEMENTS = {
@@ -215,12 +216,11 @@ def test_report_of_the_small_lake(small_lake, tmp_path):
     assert len([s for s in page.tags("svg") if s.get("class") == "chart"]) == 8
     # the daily table: two days
     assert "2023-02-03" in page.all_text and "2023-02-04" in page.all_text
-    # how the data was collected: one delete, two observers; the skips are not recorded in
-    # the lake, so no line claims a number (nor "unknown"), and the note says where they are
+    # how the data was collected: one delete, two observers; each replay left its counts in
+    # _tootlake/runs/, and the report adds the two up (no "unknown")
     assert re.search(r"<dt>Delete events</dt><dd>1</dd>", html)
-    assert "Skipped as opted out" not in html and "unknown" not in page.all_text
-    assert "No record of the collecting runs in the lake (_tootlake/)" in page.all_text
-    assert "tootlake collect --stats FILE" in page.all_text
+    assert "<dt>Skipped as opted out</dt><dd>0</dd>" in html and "unknown" not in page.all_text
+    assert "recorded by the collecting runs in _tootlake/ (2 files)" in page.all_text
     observed = re.findall(
         r'<tr><td><bdi>([a-z.]+)</bdi></td><td class="num">(\d+)</td>\s*<td class="num">(\d+)</td>',
         html,
@@ -295,7 +295,6 @@ def test_a_duration_shows_seconds_when_they_matter(seconds, shown):
 
 
 def test_a_lake_of_seconds_has_a_time_span_in_seconds(tmp_path, lake):
-    from .smalllake import status
 
     recording = tmp_path / "short.jsonl"
     lines = [
@@ -313,7 +312,8 @@ def test_a_lake_of_seconds_has_a_time_span_in_seconds(tmp_path, lake):
 
 def test_collection_stats_from_the_lake_are_added_up(small_lake):
     state = Path(small_lake) / "_tootlake"
-    (state / "runs").mkdir(parents=True)
+    for made in (state / "runs").glob("*.json"):  # the fixture's replays (0 skipped)
+        made.unlink()
     for n, opted_out in enumerate((5, 7)):
         run = {"events": 10, "posts": 8, "skipped": {"opted_out": opted_out, "reblog": 2}, "bad": 1}
         (state / "runs" / f"run-{n}.json").write_text(json.dumps(run), encoding="utf-8")
@@ -386,3 +386,65 @@ def test_the_report_connection_would_spill_to_a_private_folder(small_lake):
     ((folder,),) = con.sql("SELECT current_setting('temp_directory')").fetchall()
     assert folder.startswith(tempfile.gettempdir()) and "tootlake-report-" in folder
     assert not folder.startswith(small_lake)
+
+
+def test_no_record_of_the_runs_says_where_the_skips_are(small_lake):
+    shutil.rmtree(Path(small_lake) / "_tootlake" / "runs")
+    page = Page(render_html_report(small_lake))
+    assert "Skipped as opted out" not in page.all_text and "unknown" not in page.all_text
+    assert "No record of the collecting runs in the lake (_tootlake/)" in page.all_text
+    assert "tootlake collect --stats FILE" in page.all_text
+
+
+def _midnight_lake(tmp_path: Path) -> str:
+    """Posts at 12:30, 22:30 and 23:30 UTC on 3 December: the last is on 4 December in
+    Berlin (UTC+1 in winter)."""
+    lake, recording = str(tmp_path / "lake"), tmp_path / "midnight.jsonl"
+    lines = [
+        {"observed_on": "a.example", "event": "update",
+         "status": status(n, "alice", "a.example", f"2025-12-03T{hour}:30:00.000Z", "<p>hi</p>")}
+        for n, hour in enumerate(("12", "22", "23"))
+    ]  # fmt: skip
+    recording.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    replay([recording], lake)
+    return lake
+
+
+def test_days_and_hours_follow_the_time_zone_asked_for(tmp_path):
+    from tootlake.analysis import open_lake, queries
+
+    con = open_lake(_midnight_lake(tmp_path))
+    utc = queries.daily(con).select(["day", "posts"]).to_pylist()
+    berlin = queries.daily(con, "Europe/Berlin").select(["day", "posts"]).to_pylist()
+    assert utc == [{"day": "2025-12-03", "posts": 3}]
+    assert berlin == [{"day": "2025-12-03", "posts": 2}, {"day": "2025-12-04", "posts": 1}]
+    hours = queries.hourly(con, "Europe/Berlin").select(["day", "hour"]).to_pylist()
+    assert hours == [
+        {"day": "2025-12-03", "hour": 13},
+        {"day": "2025-12-03", "hour": 23},
+        {"day": "2025-12-04", "hour": 0},
+    ]
+    report = build_report(con=con, tz="Europe/Berlin", terms=["hi"])
+    assert report["terms"].select(["day", "posts"]).to_pylist() == berlin
+
+
+def test_the_page_names_its_time_zone_and_shows_times_in_it(tmp_path):
+    lake = _midnight_lake(tmp_path)
+    html = render_html_report(lake, tz="Europe/Berlin")
+    page = Page(html)
+    assert "Time zone: Europe/Berlin" in page.all_text
+    assert "Daily activity (Europe/Berlin)" in page.all_text
+    assert "Hour of day (Europe/Berlin)" in html and "Day (Europe/Berlin)" in html
+    assert "2025-12-04 00:30:00 to" not in page.all_text  # the span starts at 13:30 Berlin
+    assert "2025-12-03 13:30:00 to 2025-12-04 00:30:00 Europe/Berlin" in page.all_text
+    assert "Time zone: UTC" in Page(render_html_report(lake)).all_text
+
+
+def test_an_unknown_time_zone_is_a_clear_error(small_lake):
+    from tootlake.errors import ConfigError
+
+    for bad in ("Europe/Berlln", "../etc/passwd", ""):
+        with pytest.raises(ConfigError, match="Unknown time zone"):
+            build_report(small_lake, tz=bad)
+    with pytest.raises(ConfigError, match="'Mars/Olympus'"):
+        render_html_report(small_lake, tz="Mars/Olympus")

@@ -8,10 +8,10 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from talkshape import write_jsonl, write_sse
 from tootlake.analysis import lake as lake_module
 from tootlake.analysis.lake import POSTS_VIEW, open_lake
 from tootlake.pipeline import replay
-from tootlake.workload import write_jsonl, write_sse
 
 
 def _posts(con) -> pa.Table:  # type: ignore[no-untyped-def]

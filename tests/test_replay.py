@@ -228,3 +228,24 @@ def test_any_lines_give_events_or_rejects_never_an_error(tmp_path, pieces):
             assert event.reject is not None and len(event.reject.raw) <= 64 * 1024
         elif event.kind != "delete":
             assert event.status is not None
+
+
+def test_a_replay_leaves_its_counts_in_the_lake_and_the_report_shows_them(lake):
+    from tootlake.analysis.html import render_html_report
+
+    replay([REAL / "malformed.json"], lake)
+    (run_file,) = (Path(lake) / "_tootlake" / "runs").glob("*.json")
+    record = json.loads(run_file.read_text(encoding="utf-8"))
+    assert record["kind"] == "replay" and record["stats"]["skipped"]["opted_out"] == 5
+    assert record["started_at"] <= record["ended_at"]
+    assert "<dt>Skipped as opted out</dt><dd>5</dd>" in render_html_report(lake)
+
+
+def test_a_run_file_that_cannot_be_written_does_not_fail_the_replay(lake, caplog):
+    runs = Path(lake) / "_tootlake" / "runs"
+    runs.parent.mkdir(parents=True)
+    runs.write_text("a file where the folder goes", encoding="utf-8")
+    stats = replay([REAL / "malformed.json"], lake)
+    assert stats.skipped["opted_out"] == 5 and count(lake) == 44
+    warnings = [r for r in caplog.records if "Cannot write the run's stats" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].levelname == "WARNING"

@@ -74,7 +74,7 @@ def test_one_bad_line_is_singular(tmp_path):
 
 
 def test_quiet_prints_only_the_final_line(tmp_path, monkeypatch):
-    monkeypatch.setattr("tootlake.cli._stderr_is_terminal", lambda: True)
+    monkeypatch.setattr("tootlake.cli.replay.stderr_is_terminal", lambda: True)
     bad = not_json(tmp_path, "bad.txt", 5)
     result = replay(bad, str(REAL / "mastodonsocial.json"), "-q", "--lake", str(tmp_path / "l"))
     assert result.exit_code == 0, result.output
@@ -83,7 +83,7 @@ def test_quiet_prints_only_the_final_line(tmp_path, monkeypatch):
 
 
 def test_a_terminal_gets_a_progress_line_with_posts_per_second(tmp_path, monkeypatch):
-    monkeypatch.setattr("tootlake.cli._stderr_is_terminal", lambda: True)
+    monkeypatch.setattr("tootlake.cli.replay.stderr_is_terminal", lambda: True)
     result = replay(str(REAL / "mastodonsocial.json"), "--lake", str(tmp_path / "lake"))
     assert result.exit_code == 0, result.output
     size = (REAL / "mastodonsocial.json").stat().st_size

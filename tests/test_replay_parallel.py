@@ -9,10 +9,10 @@ import json
 
 import pytest
 
+from talkshape import write_sse
 from tootlake.analysis import open_lake
 from tootlake.pipeline import replay
 from tootlake.sources.replay import cut
-from tootlake.workload import write_sse
 
 from .conftest import all_real_statuses
 

@@ -142,3 +142,15 @@ def test_cli_says_what_is_wrong_with_an_s3_lake(s3_lake):
     assert done.returncode == 1
     assert "Error: " in done.stderr and "NoSuchBucket" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_run_files_on_s3_are_written_and_added_up_by_the_report(lake_url):
+    from tootlake.analysis.html import read_collection_stats, render_html_report
+
+    replay([REAL / "malformed.json"], lake_url)
+    replay([REAL / "malformed.json"], lake_url)
+    runs = storage_for(lake_url).list(join(lake_url, "_tootlake", "runs"), suffix=".json")
+    assert len(runs) == 2
+    stats = read_collection_stats(lake_url)
+    assert stats is not None and stats["skipped"]["opted_out"] == 10
+    assert "<dt>Skipped as opted out</dt><dd>10</dd>" in render_html_report(lake_url)

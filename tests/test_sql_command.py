@@ -26,7 +26,7 @@ def real_lake(tmp_path_factory):
 
 def sql(*args, terminal=False, monkeypatch=None):
     if monkeypatch is not None:
-        monkeypatch.setattr("tootlake.cli._stdout_is_terminal", lambda: terminal)
+        monkeypatch.setattr("tootlake.cli.sql.stdout_is_terminal", lambda: terminal)
     return CliRunner().invoke(main, ["sql", *args])
 
 

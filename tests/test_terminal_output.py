@@ -261,14 +261,14 @@ def test_instances_check_shows_remote_version_text_safely():
 
 
 def test_log_lines_neutralise_remote_text(capsys):
-    from tootlake.cli import _setup_logging
+    from tootlake.cli.logs import setup_logging
 
     root = logging.getLogger()
     handlers, level, hook = root.handlers[:], root.level, sys.excepthook
     try:
-        _setup_logging("info", "text")
+        setup_logging("info", "text")
         logging.getLogger("tootlake.test").warning("%s: failing (%s)", "host", HOSTILE)
-        _setup_logging("info", "json")
+        setup_logging("info", "json")
         logging.getLogger("tootlake.test").warning(
             "%s", HOSTILE, extra={"context": {"instance": HOSTILE}}
         )

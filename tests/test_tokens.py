@@ -18,7 +18,8 @@ from click.testing import CliRunner
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from tootlake.cli import main, run_command
+from tootlake.cli import main
+from tootlake.cli.command import run_command
 from tootlake.collector import parse_token_flags, read_token_file
 from tootlake.errors import ConfigError
 from tootlake.redact import MASK, RedactingFilter, redact, redact_json, register_secret
@@ -163,10 +164,10 @@ def test_an_empty_token_flag_says_the_token_is_empty():
 
 def test_token_file_and_flag_together_the_flag_wins(tmp_path):
     """Precedence: config < environment < --token-file < --token."""
-    from tootlake.commands.collect import _settings_and_specs
+    from tootlake.cli.options import settings_and_specs
 
     path = write_private(tmp_path / "tokens", "a.example=from-file-token\nb.example=file-b-token\n")
-    settings_, specs = _settings_and_specs(
+    settings_, specs = settings_and_specs(
         ("a.example", "b.example"), None, ("b.example=from-flag-token",), str(path)
     )
     assert {s.host: s.token for s in specs} == {

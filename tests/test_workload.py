@@ -1,4 +1,5 @@
-"""The workload generator makes statuses shaped like the real ones, deterministically."""
+"""The talk-shaped generator (bench/talkshape.py) makes statuses shaped like the real ones,
+deterministically."""
 
 from __future__ import annotations
 
@@ -13,12 +14,8 @@ from typing import Any
 import orjson
 import pytest
 
-from tootlake import workload
-from tootlake.errors import ConfigError
-from tootlake.pipeline import replay
-from tootlake.record import from_status, host_of, skip_reason
-from tootlake.sources.replay import ReplaySource
-from tootlake.workload import (
+import talkshape as workload
+from talkshape import (
     LONGEST_CHARACTERS,
     TALK,
     TALK_START,
@@ -28,6 +25,10 @@ from tootlake.workload import (
     write_jsonl,
     write_sse,
 )
+from tootlake.errors import ConfigError
+from tootlake.pipeline import replay
+from tootlake.record import from_status, host_of, skip_reason
+from tootlake.sources.replay import ReplaySource
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_CANDIDATES = [ROOT / "tests" / "fixtures" / "real", ROOT.parent / "shared" / "real-data"]

@@ -17,12 +17,13 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from tootlake._gc import fewer_collections
 from tootlake.errors import ConfigError, MissingDependency
-from tootlake.pipeline import Recorder, RunStats, run
+from tootlake.pipeline import Recorder, RunStats, run, save_run
 from tootlake.settings import Settings, check_private, token_for
 from tootlake.sinks.layout import is_remote, join
 from tootlake.sinks.parquet import ParquetSink
@@ -261,6 +262,7 @@ def collect(
     state = CollectorState(state_dir)
     stop = stop or threading.Event()
     fleet = FleetSource(instances, state, options=options, stop=stop)
+    started_at = datetime.now(UTC)
     stats = RunStats()
     recorder = Recorder(stats, include_opted_out=include_opted_out, dedupe=True)
     timer = None
@@ -322,7 +324,9 @@ def collect(
             timer.cancel()
         stop.set()
         state.save()
-    return CollectResult(stats, fleet.health(), state_dir, samples)
+    health = fleet.health()
+    save_run(lake, "collect", stats, started_at, instances=health)
+    return CollectResult(stats, health, state_dir, samples)
 
 
 # ----------------------------------------------------------------------------------------

@@ -7,8 +7,11 @@ transport into the sink. The sink makes a batch durable first, then the transpor
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
+import secrets
 import threading
 import time
 from collections import Counter, OrderedDict
@@ -21,12 +24,24 @@ from typing import Any
 from tootlake._gc import fewer_collections
 from tootlake.errors import BadInput
 from tootlake.record import Delete, Post, Reject, Sighting, ValidStatus, skip_reason, to_post
+from tootlake.redact import redact_json
+from tootlake.sinks.layout import join
 from tootlake.sinks.parquet import ParquetSink
+from tootlake.sinks.storage import storage_for
 from tootlake.sources import DELETE, EDIT, REJECT, Event, Source
 from tootlake.transports import Batch, Transport
 from tootlake.transports.memory import MemoryTransport
 
-__all__ = ["Recorder", "RunStats", "produce", "replay", "replay_to_kafka", "run"]
+__all__ = [
+    "RUNS_DIR",
+    "Recorder",
+    "RunStats",
+    "produce",
+    "replay",
+    "replay_to_kafka",
+    "run",
+    "save_run",
+]
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +49,7 @@ log = logging.getLogger(__name__)
 # hostile server's statuses may be 1 MiB each.
 BATCH_BYTES = 8 * 1024 * 1024
 BAD_LINE_EXAMPLES = 3  # bad lines of each replayed file kept for the summary
+RUNS_DIR = ("_tootlake", "runs")  # one JSON file a run: what it did (the report adds them up)
 
 
 @dataclass
@@ -105,6 +121,49 @@ class RunStats:
             "seconds": round(self.elapsed, 3),
             "posts_per_second": round(self.posts_per_second, 1),
         }
+
+
+# what a run file keeps of an instance's health: no URL (it may carry credentials), no cursor
+_RUN_INSTANCE_KEYS = ("mode", "status", "detail", "version", "events", "errors", "reconnects")
+_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")  # user:password@ in a URL of a message
+
+
+def _run_instance(entry: dict[str, Any]) -> dict[str, Any]:
+    kept = {key: entry.get(key) for key in _RUN_INSTANCE_KEYS}
+    if isinstance(kept["detail"], str):
+        kept["detail"] = _USERINFO.sub("***@", kept["detail"])
+    return kept
+
+
+def save_run(
+    lake: str,
+    kind: str,
+    stats: RunStats,
+    started_at: datetime,
+    *,
+    instances: dict[str, dict[str, Any]] | None = None,
+) -> str | None:
+    """Write what a run did to `LAKE/_tootlake/runs/<start>-<random>.json` (the report's
+    collection section adds these up): `stats.as_dict()`, start and end times (UTC) and, for a
+    collect, each instance's final state. Secrets are masked (tootlake.redact). A failure to
+    write is logged as one WARNING and returns None: the run's data is in the lake already."""
+    record: dict[str, Any] = {
+        "kind": kind,
+        "started_at": started_at.isoformat(timespec="seconds"),
+        "ended_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "stats": stats.as_dict(),
+    }
+    if instances is not None:
+        record["instances"] = {host: _run_instance(entry) for host, entry in instances.items()}
+    name = f"{started_at.astimezone(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}.json"
+    path = join(lake, *RUNS_DIR, name)
+    try:
+        data = json.dumps(redact_json(record), indent=1, sort_keys=True).encode()
+        storage_for(lake).write_atomic(path, data)
+    except Exception as exc:  # noqa: BLE001 - any storage failure: the run itself succeeded
+        log.warning("Cannot write the run's stats to %s (the run succeeded): %s", path, exc)
+        return None
+    return path
 
 
 class Recorder:
@@ -361,23 +420,28 @@ def replay(
     the lake's views like any other (docs/lake.md). The workers are started by a fresh
     server process (multiprocessing's forkserver), never forked from the caller, whose
     threads (Kafka clients, DuckDB, a notebook's) a fork would break."""
+    started_at = datetime.now(UTC)
     paths = list(paths)
     events, recorder = _replay_events(paths, observed_on, include_opted_out)
+    stats: RunStats | None = None
     if sink is None and workers != 1:
         from tootlake.sources.replay import cut
 
         pieces = cut(paths, workers or os.cpu_count() or 1)
         if len(pieces) > 1:
-            return _replay_pieces(
+            stats = _replay_pieces(
                 pieces, lake, observed_on, include_opted_out, on_progress, workers
             )
-    with fewer_collections():  # posts live until their file is written: see tootlake._gc
-        return run(
-            events,
-            sink or ParquetSink(lake),
-            recorder=recorder,
-            on_progress=on_progress,
-        )
+    if stats is None:
+        with fewer_collections():  # posts live until their file is written: see tootlake._gc
+            stats = run(
+                events,
+                sink or ParquetSink(lake),
+                recorder=recorder,
+                on_progress=on_progress,
+            )
+    save_run(lake, "replay", stats, started_at)
+    return stats
 
 
 # per piece: events, posts, edits, rejected (the parent's progress line adds them up)

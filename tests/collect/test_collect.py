@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -307,3 +308,26 @@ def test_a_burst_through_a_full_bridge_loses_nothing(fediverse, lake):
     assert sum(e["reconnects"] for e in result.health.values()) == 0
     assert len(truth.uris) > 1500 and truth.deleted
     assert_lake_matches(lake, truth)
+
+
+def test_a_collect_leaves_its_counts_in_the_lake_without_the_token(fediverse, lake):
+    from tootlake.analysis.html import render_html_report
+
+    sim = fediverse(instances=1, seed=3, settings=InstanceSettings(token=TOKEN))
+    fed = sim.fed
+    collector = Running([InstanceSpec(url, TOKEN) for url in fed.urls], lake,
+                        include_opted_out=False)  # fmt: skip
+    wait_for(all_connected(sim), what="the stream")
+    sim.call(fed.publish, 150, rate=300)
+    collector.settle()
+    result = collector.stop()
+    opted_out = result.stats.skipped["opted_out"]
+    assert opted_out > 0
+    (run_file,) = (Path(lake) / "_tootlake" / "runs").glob("*.json")
+    text = run_file.read_text(encoding="utf-8")
+    assert TOKEN not in text and "http" not in text  # no token, no URL that could carry one
+    record = json.loads(text)
+    assert record["kind"] == "collect" and record["stats"]["skipped"]["opted_out"] == opted_out
+    assert {entry["mode"] for entry in record["instances"].values()} == {"stream"}
+    html = render_html_report(lake)
+    assert f"<dt>Skipped as opted out</dt><dd>{opted_out}</dd>" in html

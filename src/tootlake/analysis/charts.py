@@ -14,7 +14,8 @@ into an SVG element to inline in a page.
     plot_terms(build_report(...)["terms"])      posts per day mentioning each term
 
 `posts_behind(fig)` says how many posts a chart was drawn from ("1,234 posts"), for a caption.
-Every time is UTC, and every time axis says so.
+Days and hours are in the time zone their query was asked for (UTC unless `tz=` chose another,
+kept as the table's `queries.TZ_KEY` metadata), and every time axis says which.
 
 Figures are built with the object-oriented API on the Agg canvas, never pyplot: no global
 figure registry, no GUI backend, nothing to close. Style (Okabe-Ito colours, which stay apart
@@ -41,6 +42,7 @@ from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 from xml.etree import ElementTree
 
+from tootlake.analysis.queries import TZ_KEY
 from tootlake.errors import MissingDependency
 
 if TYPE_CHECKING:
@@ -499,14 +501,24 @@ def _date_axis(axis: Any) -> None:
     axis.set_major_formatter(mdates.ConciseDateFormatter(locator, show_offset=True))
 
 
+def _zone(table: pa.Table) -> str:
+    """The time zone of a table's days and hours (`queries.TZ_KEY`), UTC when it has none."""
+    tz = (table.schema.metadata or {}).get(TZ_KEY)
+    return tz.decode() if tz else "UTC"
+
+
 def plot_daily(table: pa.Table) -> Figure:
-    """Posts per UTC day (`queries.daily`) as bars on a calendar axis: gaps stay visible."""
+    """Posts per day (`queries.daily`, in its time zone) as bars on a calendar axis: gaps
+    stay visible."""
     days, posts = _columns(table, "day", "posts")
+    zone = _zone(table)
     with _styled():
         fig = _new_figure(height=4.4)
         _behind(fig, sum(posts))
         ax = fig.subplots()
-        subtitle = "Posts by the day they were written (UTC); the first and last day may be partial"
+        subtitle = (
+            f"Posts by the day they were written ({zone}); the first and last day may be partial"
+        )
         _titled(fig, ax, "Posts per day", subtitle)
         if not days:
             _empty(fig, ax, "No posts yet")
@@ -529,7 +541,7 @@ def plot_daily(table: pa.Table) -> Figure:
             ax.set_xlim(min(x) - 0.5 - pad, max(x) + 0.5 + pad)
         ax.set_ylim(0, max(max(posts), 1) * 1.12)
         _count_axis(ax.yaxis)
-        ax.set_xlabel("Day (UTC)")
+        ax.set_xlabel(f"Day ({zone})")
         ax.set_ylabel("Posts per day")
         return fig
 
@@ -545,13 +557,15 @@ def _period(first: date, last: date) -> str:
 
 
 def plot_hourly(table: pa.Table, *, heatmap_days: int = HEATMAP_DAYS) -> Figure:
-    """When posts were written (`queries.hourly`): each hour of the UTC day's share of the
+    """When posts were written (`queries.hourly`): each hour of the day's share (in the
+    table's time zone) of the
     period's posts, as bars. When the posts span `heatmap_days` calendar days or more, a day x
     hour heatmap above the bars (darker: more posts) shows the days the shares are made of,
     so that one busy day stands out instead of bending the shares unseen. Its colours stop at
     the 98th percentile of the hours (seaborn's "robust" scale): a spike of a few hours does
     not wash out every other day."""
     days, hours, posts = _columns(table, "day", "hour", "posts")
+    zone = _zone(table)
     per_day: dict[date, list[int]] = {}
     for day, hour, n in zip(days, hours, posts, strict=True):
         per_day.setdefault(_to_date(day), [0] * 24)[int(hour)] += n
@@ -564,10 +578,10 @@ def plot_hourly(table: pa.Table, *, heatmap_days: int = HEATMAP_DAYS) -> Figure:
         heat_height = min(5.5, max(1.8, 0.16 * span))
         fig = _new_figure(height=(heat_height + 3.9) if heatmap else 4.6)
         _behind(fig, total)
-        title = "When people post: hour of day (UTC)"
+        title = f"When people post: hour of day ({zone})"
         if not per_day or first is None or last is None:
             ax = fig.subplots()
-            _titled(fig, ax, title, "Each hour's share of the posts (UTC)")
+            _titled(fig, ax, title, f"Each hour's share of the posts ({zone})")
             _empty(fig, ax, "No posts yet")
             return fig
         period = _period(first, last)
@@ -575,7 +589,9 @@ def plot_hourly(table: pa.Table, *, heatmap_days: int = HEATMAP_DAYS) -> Figure:
             grid = fig.add_gridspec(2, 2, width_ratios=[1, 0.022], height_ratios=[heat_height, 2])
             heat_ax = fig.add_subplot(grid[0, 0])
             ax = fig.add_subplot(grid[1, 0], sharex=heat_ax)
-            note = _plot_heatmap(fig, heat_ax, fig.add_subplot(grid[0, 1]), per_day, first, span)
+            note = _plot_heatmap(
+                fig, heat_ax, fig.add_subplot(grid[0, 1]), per_day, first, span, zone
+            )
             subtitle = (
                 f"Top: posts in each hour of {span:,} days, {period} (darker: more; grey: no "
                 f"posts that day{note}). Bottom: each hour's share of all {total:,} posts. "
@@ -583,9 +599,11 @@ def plot_hourly(table: pa.Table, *, heatmap_days: int = HEATMAP_DAYS) -> Figure:
             )
         else:
             ax = fig.subplots()
-            subtitle = f"Each hour's share of the {total:,} posts written on {period} (UTC)"
+            subtitle = f"Each hour's share of the {total:,} posts written on {period} ({zone})"
             if first != last:
-                subtitle = f"Each hour's share of the {total:,} posts written from {period} (UTC)"
+                subtitle = (
+                    f"Each hour's share of the {total:,} posts written from {period} ({zone})"
+                )
         _titled(fig, ax, title, subtitle)
         shares = [100 * n / total for n in per_hour]
         ax.bar([h + 0.5 for h in range(24)], shares, width=0.8, color=_BAR)
@@ -597,13 +615,19 @@ def plot_hourly(table: pa.Table, *, heatmap_days: int = HEATMAP_DAYS) -> Figure:
         ax.yaxis.set_major_locator(MaxNLocator(nbins=5, steps=_STEPS))
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}%"))
         ax.grid(axis="y")  # 24 bars carry no labels: the grid reads them off
-        ax.set_xlabel("Hour of day (UTC)")
+        ax.set_xlabel(f"Hour of day ({zone})")
         ax.set_ylabel("Share of posts")
         return fig
 
 
 def _plot_heatmap(
-    fig: Figure, ax: Axes, cax: Axes, per_day: Mapping[date, list[int]], first: date, span: int
+    fig: Figure,
+    ax: Axes,
+    cax: Axes,
+    per_day: Mapping[date, list[int]],
+    first: date,
+    span: int,
+    zone: str = "UTC",
 ) -> str:
     """Days (rows, the first on top) x hours (columns) of posts, with its colour bar in `cax`;
     returns a note on the colour scale for the subtitle ("" when it is not cut)."""
@@ -636,7 +660,7 @@ def _plot_heatmap(
         ax.yaxis.set_major_locator(mdates.AutoDateLocator(minticks=4, maxticks=12))
         ax.yaxis.set_major_formatter(mdates.DateFormatter("%-d %b"))
     ax.tick_params(axis="x", labelbottom=False)
-    ax.set_ylabel("Day (UTC)")
+    ax.set_ylabel(f"Day ({zone})")
     bar = fig.colorbar(image, cax=cax, extend="max" if cut else "neither")
     _count_axis(bar.ax.yaxis)
     bar.set_label("Posts per hour")
@@ -715,7 +739,7 @@ def plot_terms(
             title="Hashtag" if hashtags else "Term",
             alignment="left",
         )
-        ax.set_xlabel("Day (UTC)")
+        ax.set_xlabel(f"Day ({_zone(table)})")
         ax.set_ylabel("Posts mentioning the term")
         return fig
 

@@ -84,8 +84,10 @@ class DashboardState:
         top: int = 20,
         memory_limit: str | None = None,
         threads: int | None = None,
+        tz: str = "UTC",
     ) -> None:
         self.lake = lake
+        self.tz = queries.check_tz(tz)
         self.refresh = refresh
         self.cache_seconds = min(refresh, 5.0) if cache_seconds is None else cache_seconds
         self.terms = tuple(terms)
@@ -148,7 +150,7 @@ class DashboardState:
             # a fresh in-memory DuckDB each time: the views see the files there are now
             con = open_private(self.lake, memory_limit=self.memory_limit, threads=self.threads)
             try:
-                report = build_report(con=con, terms=self.terms, top=self.top)
+                report = build_report(con=con, terms=self.terms, top=self.top, tz=self.tz)
                 report["instances"] = queries.instances(con, limit=self.top)
                 now = datetime.now(UTC)
                 page = render_html_report(
@@ -160,6 +162,7 @@ class DashboardState:
                     refresh=self.refresh,
                     daily_rows=DAILY_ROWS,
                     now=now,
+                    tz=self.tz,
                 )
                 break
             except TootlakeError:
@@ -188,10 +191,12 @@ def create_app(
     state: DashboardState | None = None,
     host: str = "127.0.0.1",
     allow_hosts: Sequence[str] = (),
+    tz: str = "UTC",
 ) -> Any:
     """The dashboard as a Starlette app (ASGI), to be served on `host`; requests naming
     another host than `allowed_hosts(host, allow_hosts)` get 400. A lake that does not exist
-    is a LakeError (an empty folder is an empty lake)."""
+    is a LakeError (an empty folder is an empty lake). `tz`: the IANA time zone of the page's
+    days and hours."""
     try:
         from starlette.applications import Starlette
         from starlette.concurrency import run_in_threadpool
@@ -205,7 +210,7 @@ def create_app(
     check_lake(lake)
 
     state = state or DashboardState(
-        lake, refresh=refresh, cache_seconds=cache_seconds, terms=terms, top=top
+        lake, refresh=refresh, cache_seconds=cache_seconds, terms=terms, top=top, tz=tz
     )
 
     async def page(request: Request) -> Response:
@@ -258,11 +263,17 @@ def serve(
     log_level: str = "warning",
     allow_hosts: Sequence[str] = (),
     on_listening: Callable[[int], None] | None = None,
+    tz: str = "UTC",
 ) -> None:
     """Run the dashboard with uvicorn until interrupted. `on_listening` is given the port
     once it is bound (with `port=0`, the free one the system chose)."""
     app = create_app(
-        lake, refresh=refresh, cache_seconds=cache_seconds, host=host, allow_hosts=allow_hosts
+        lake,
+        refresh=refresh,
+        cache_seconds=cache_seconds,
+        host=host,
+        allow_hosts=allow_hosts,
+        tz=tz,
     )
     try:
         import uvicorn

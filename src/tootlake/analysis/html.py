@@ -1,8 +1,9 @@
 """The report as one self-contained HTML page: headline cards, every chart as inline SVG with
 the number of posts it is drawn from, the daily table, the longest post, and how the data was
-collected; its time zone (UTC) is stated at the top. Nothing is fetched when the page is
-opened (no fonts, scripts or images from anywhere: the one bitmap, the hour-of-day heatmap, is
-an inline PNG), and a Content-Security-Policy says so to the browser.
+collected; its time zone (UTC unless `tz=` names another) is stated at the top. Nothing is
+fetched when the page is opened (no fonts, scripts or images from anywhere: the one bitmap,
+the hour-of-day heatmap, is an inline PNG), and a Content-Security-Policy says so to the
+browser.
 
 All text from the fediverse is untrusted (post text, names, apps, URLs, hashtags, language
 codes). It reaches the page only through Jinja2 with autoescape on; charts carry it as SVG
@@ -28,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 import duckdb
 import pyarrow as pa
@@ -36,8 +38,9 @@ from tootlake._version import __version__
 from tootlake.analysis import charts, queries
 from tootlake.analysis.lake import open_lake
 from tootlake.analysis.report import TOP_TERMS, as_pylist, build_report
-from tootlake.errors import MissingDependency
+from tootlake.errors import LakeError, MissingDependency
 from tootlake.sinks.layout import is_remote, join
+from tootlake.sinks.storage import storage_for
 
 __all__ = [
     "CSP",
@@ -58,7 +61,7 @@ CSP = (
 )
 STATE_DIR = "_tootlake"
 PREVIEW_CHARACTERS = 280  # queries.longest() returns this much of the text
-TIMEZONE = "UTC"  # of every day and time on the page: the lake's times are UTC
+TIMEZONE = "UTC"  # of every day and time on the page unless tz= names another
 
 _CAPTIONS = {
     "daily": "Posts per UTC day, by the time they were written (not when they were collected).",
@@ -98,15 +101,17 @@ def write_html_report(
     report: Mapping[str, pa.Table] | None = None,
     collection: Mapping[str, Any] | None = None,
     con: duckdb.DuckDBPyConnection | None = None,
+    tz: str = TIMEZONE,
 ) -> None:
     """Write the report of a lake as one self-contained HTML file at `path`.
 
     `report` is `build_report()`'s result when the caller has it already (it is computed
     otherwise); `collection` the stats of the run that collected the lake (`RunStats.as_dict()`
     shape), else they are read from the lake's `_tootlake/` folder when there; `con` an open
-    connection to the lake to query (else one is opened).
+    connection to the lake to query (else one is opened); `tz` the IANA time zone of every
+    day, hour and time on the page (a `report` given should be built with the same).
     """
-    page = render_html_report(lake, report=report, collection=collection, con=con)
+    page = render_html_report(lake, report=report, collection=collection, con=con, tz=tz)
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     # written whole or not at all: a browser never shows half a report
@@ -132,16 +137,19 @@ def render_html_report(
     warning: str | None = None,
     daily_rows: int | None = None,
     now: datetime | None = None,
+    tz: str = TIMEZONE,
 ) -> str:
     """The report page as a string. `refresh` (seconds) makes the browser reload it (the
-    dashboard); `daily_rows` keeps only the latest days of the daily table."""
+    dashboard); `daily_rows` keeps only the latest days of the daily table; `tz` is the IANA
+    time zone (e.g. Europe/Berlin) of every day, hour and time on the page."""
+    queries.check_tz(tz)
     template = _template()  # before any query: a missing extra fails fast
     owned = con is None
     con = con or open_private(lake)
     try:
         context = _context(
             con, lake, report=report, collection=collection, terms=terms, top=top,
-            daily_rows=daily_rows,
+            daily_rows=daily_rows, tz=tz,
         )  # fmt: skip
     finally:
         if owned:
@@ -150,7 +158,7 @@ def render_html_report(
         title="tootlake dashboard" if refresh else "tootlake report",
         refresh=refresh,
         warning=warning,
-        generated_at=_when(now or datetime.now(UTC)),
+        generated_at=_when(now or datetime.now(UTC), tz),
     )
     return str(template.render(**context))
 
@@ -164,10 +172,11 @@ def _context(
     terms: Sequence[str] | None,
     top: int,
     daily_rows: int | None,
+    tz: str = TIMEZONE,
 ) -> dict[str, Any]:
     """Everything the template shows but the page's own settings."""
     if report is None:
-        report = build_report(con=con, terms=terms, top=top)
+        report = build_report(con=con, terms=terms, top=top, tz=tz)
     tables = dict(report)
     if "instances" not in tables:
         tables["instances"] = queries.instances(con, limit=top)
@@ -194,7 +203,7 @@ def _context(
                 "name": name,
                 "svg": _markup(svg),
                 "posts": charts.posts_behind(figure) or "",
-                "caption": _CAPTIONS.get(name, ""),
+                "caption": _CAPTIONS.get(name, "").replace("UTC day", f"day ({tz})"),
             }
         )
 
@@ -205,23 +214,23 @@ def _context(
         "lake": lake,
         "version": __version__,
         "csp": CSP,
-        "timezone": TIMEZONE,
-        "cards": _cards(summary),
+        "timezone": tz,
+        "cards": _cards(summary, tz),
         "charts": rendered,
         "daily": shown_daily,
         "daily_hidden": len(daily) - len(shown_daily),
-        "longest": _longest(con, _first(tables.get("longest"))),
+        "longest": _longest(con, _first(tables.get("longest")), tz),
         "span": {
-            "written": _span(summary.get("first_post_at"), summary.get("last_post_at")),
-            "received": _span(facts.get("first_ingested_at"), facts.get("last_ingested_at")),
+            "written": _span(summary.get("first_post_at"), summary.get("last_post_at"), tz),
+            "received": _span(facts.get("first_ingested_at"), facts.get("last_ingested_at"), tz),
         },
         "facts": facts,
         "collection": _collection(stats, collection is not None),
         "observers": [
             {
                 **row,
-                "first_ingested_at": _when(row["first_ingested_at"]),
-                "last_ingested_at": _when(row["last_ingested_at"]),
+                "first_ingested_at": _when(row["first_ingested_at"], tz),
+                "last_ingested_at": _when(row["last_ingested_at"], tz),
                 "mode": _health_text(health.get(row["observed_on"] or "")),
             }
             for row in observers
@@ -305,12 +314,14 @@ def _first(table: pa.Table | None) -> dict[str, Any]:
     return rows[0] if rows else {}
 
 
-def _when(value: Any) -> str:
+def _when(value: Any, tz: str = TIMEZONE) -> str:
+    """A time as shown in time zone `tz` (a naive one is UTC, as every time in the lake)."""
     if value is None:
         return "unknown"
     if isinstance(value, datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone(UTC)
+        value = (value if value.tzinfo is not None else value.replace(tzinfo=UTC)).astimezone(
+            ZoneInfo(tz)
+        )
         return value.strftime("%Y-%m-%d %H:%M:%S")
     return str(value)
 
@@ -334,16 +345,16 @@ def _duration(seconds: float) -> str:
     return f"{rest} s"
 
 
-def _span(first: Any, last: Any) -> str:
+def _span(first: Any, last: Any, tz: str = TIMEZONE) -> str:
     if first is None or last is None:
         return "no posts yet"
-    text = f"{_when(first)} to {_when(last)} UTC"
+    text = f"{_when(first, tz)} to {_when(last, tz)} {tz}"
     if isinstance(first, datetime) and isinstance(last, datetime):
         text += f" ({_duration((last - first).total_seconds())})"
     return text
 
 
-def _cards(summary: Mapping[str, Any]) -> list[Card]:
+def _cards(summary: Mapping[str, Any], tz: str = TIMEZONE) -> list[Card]:
     if not summary or not summary.get("posts"):
         return [Card("Posts", "0", "The lake has no posts yet")]
     first, last = summary.get("first_post_at"), summary.get("last_post_at")
@@ -362,7 +373,7 @@ def _cards(summary: Mapping[str, Any]) -> list[Card]:
         ),
         Card("Longest post", _thousands(summary.get("longest")), "characters"),
         Card("All posts", _thousands(summary.get("total_characters")), "characters in total"),
-        Card("Time span", span_value, f"{_when(first)} to {_when(last)} UTC"),
+        Card("Time span", span_value, f"{_when(first, tz)} to {_when(last, tz)} {tz}"),
     ]
 
 
@@ -380,7 +391,9 @@ def safe_url(url: Any) -> str | None:
     return url
 
 
-def _longest(con: duckdb.DuckDBPyConnection, row: Mapping[str, Any]) -> dict[str, Any] | None:
+def _longest(
+    con: duckdb.DuckDBPyConnection, row: Mapping[str, Any], tz: str = TIMEZONE
+) -> dict[str, Any] | None:
     if not row:
         return None
     found = con.execute(
@@ -392,7 +405,7 @@ def _longest(con: duckdb.DuckDBPyConnection, row: Mapping[str, Any]) -> dict[str
         "acct": row.get("acct") or "",
         "display_name": (found[0][0] if found else "") or row.get("acct") or "",
         "characters": row.get("characters") or 0,
-        "created_at": _when(row.get("created_at")),
+        "created_at": _when(row.get("created_at"), tz),
         "url": safe_url(raw_url),
         "raw_url": raw_url,
         "preview": row.get("preview") or "",
@@ -432,9 +445,9 @@ def read_collection_stats(lake: str) -> dict[str, Any] | None:
     """What the runs that filled the lake recorded about themselves, when they left it in the
     lake's `_tootlake/` folder as JSON in the shape of `RunStats.as_dict()` (at least a
     `skipped` mapping of reason -> count). Several files (one per run) are added up.
-    None when there is no such record (or the lake is remote)."""
+    None when there is no such record."""
     if is_remote(lake):
-        return None
+        return _read_remote_stats(lake)
     folder = Path(join(lake, STATE_DIR))
     if not folder.is_dir():
         return None
@@ -451,6 +464,26 @@ def read_collection_stats(lake: str) -> dict[str, Any] | None:
             continue
         merged = _add_stats(merged, data)
         merged.setdefault("files", []).append(str(path.relative_to(folder)))
+    return merged
+
+
+def _read_remote_stats(lake: str) -> dict[str, Any] | None:
+    """`read_collection_stats()` of a lake on S3: the JSON objects under `_tootlake/`."""
+    storage = storage_for(lake)
+    folder = join(lake, STATE_DIR)
+    merged: dict[str, Any] | None = None
+    for path in storage.list(folder, suffix=".json"):
+        try:
+            data = json.loads(storage.read(path))
+        except (OSError, ValueError, LakeError) as exc:
+            log.warning("Cannot read collection stats %s: %s", path, exc)
+            continue
+        if isinstance(data, dict) and isinstance(data.get("stats"), dict):
+            data = data["stats"]
+        if not isinstance(data, dict) or not isinstance(data.get("skipped"), dict):
+            continue
+        merged = _add_stats(merged, data)
+        merged.setdefault("files", []).append(path.removeprefix(folder + "/"))
     return merged
 
 

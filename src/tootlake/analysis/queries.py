@@ -11,15 +11,19 @@ import json
 import re
 from collections.abc import Sequence
 from functools import cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import duckdb
 import pyarrow as pa
+
+from tootlake.errors import ConfigError
 
 __all__ = [
     "DEFAULT_TERMS",
     "TALK_TERMS",
     "TERMS_FROM_KEY",
     "TERMS_KEY",
+    "TZ_KEY",
     "apps",
     "daily",
     "hashtags",
@@ -32,6 +36,7 @@ __all__ = [
     "observers",
     "summary",
     "terms",
+    "check_tz",
 ]
 
 # The words the talk followed through its ten days (February 2023): news of that week, found
@@ -45,6 +50,25 @@ DEFAULT_TERMS: tuple[str, ...] = ()
 # `build_report()` chose them ("hashtags": the lake's most used; "chosen": the caller's).
 TERMS_KEY = b"tootlake.terms"
 TERMS_FROM_KEY = b"tootlake.terms_from"
+# Schema metadata of the tables bucketed by day or hour (daily, hourly, terms): the IANA time
+# zone of their days and hours, so that a chart can say it.
+TZ_KEY = b"tootlake.tz"
+
+
+def check_tz(tz: str) -> str:
+    """`tz` if it is an IANA time zone name (UTC, Europe/Berlin...), else a ConfigError."""
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        raise ConfigError(
+            f"Unknown time zone {tz!r}: give an IANA name such as UTC, Europe/Berlin or "
+            "America/New_York."
+        ) from None
+    return tz
+
+
+def _zoned(table: pa.Table, tz: str) -> pa.Table:
+    return table.replace_schema_metadata({**(table.schema.metadata or {}), TZ_KEY: tz.encode()})
 
 
 def _table(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object] = ()) -> pa.Table:
@@ -71,14 +95,15 @@ def summary(con: duckdb.DuckDBPyConnection) -> pa.Table:
     )
 
 
-def daily(con: duckdb.DuckDBPyConnection) -> pa.Table:
-    """Per UTC day: posts, users, instances, and the most frequent user, bot and observer."""
+def daily(con: duckdb.DuckDBPyConnection, tz: str = "UTC") -> pa.Table:
+    """Per day in time zone `tz` (an IANA name): posts, users, instances, and the most
+    frequent user, bot and observer."""
     # Posts and users per day come from the per-user counts, not from another pass over posts.
-    return _table(
+    table = _table(
         con,
         """
         WITH p AS (
-            SELECT CAST(timezone('UTC', created_at) AS DATE) AS day, acct, origin, bot, observed_on
+            SELECT CAST(timezone(?, created_at) AS DATE) AS day, acct, origin, bot, observed_on
             FROM posts
         ),
         per_user AS (
@@ -109,7 +134,9 @@ def daily(con: duckdb.DuckDBPyConnection) -> pa.Table:
         LEFT JOIN top_observer o USING (day)
         ORDER BY d.day
         """,
+        [check_tz(tz)],
     )
+    return _zoned(table, tz)
 
 
 def apps(con: duckdb.DuckDBPyConnection, limit: int | None = None) -> pa.Table:
@@ -126,23 +153,25 @@ def apps(con: duckdb.DuckDBPyConnection, limit: int | None = None) -> pa.Table:
     return _table(con, sql)
 
 
-def hourly(con: duckdb.DuckDBPyConnection) -> pa.Table:
-    """Posts per UTC day and hour of day."""
+def hourly(con: duckdb.DuckDBPyConnection, tz: str = "UTC") -> pa.Table:
+    """Posts per day and hour of day in time zone `tz` (an IANA name)."""
     # Count per hour first: the text of the day is made once per hour, not once per post.
-    return _table(
+    table = _table(
         con,
         """
         SELECT strftime(hour_start, '%Y-%m-%d') AS day,
                CAST(hour(hour_start) AS INTEGER) AS hour,
                posts
         FROM (
-            SELECT date_trunc('hour', timezone('UTC', created_at)) AS hour_start, count(*) AS posts
+            SELECT date_trunc('hour', timezone(?, created_at)) AS hour_start, count(*) AS posts
             FROM posts
             GROUP BY ALL
         )
         ORDER BY day, hour
         """,
+        [check_tz(tz)],
     )
+    return _zoned(table, tz)
 
 
 @cache
@@ -274,11 +303,13 @@ def longest(con: duckdb.DuckDBPyConnection) -> pa.Table:
     )
 
 
-def terms(con: duckdb.DuckDBPyConnection, words: Sequence[str] = TALK_TERMS) -> pa.Table:
-    """Posts per UTC day that mention each word (case-insensitive, as a word or hashtag). The
-    words, as matched, are the table's `TERMS_KEY` metadata."""
+def terms(
+    con: duckdb.DuckDBPyConnection, words: Sequence[str] = TALK_TERMS, tz: str = "UTC"
+) -> pa.Table:
+    """Posts per day (in time zone `tz`) that mention each word (case-insensitive, as a word
+    or hashtag). The words, as matched, are the table's `TERMS_KEY` metadata."""
     words = list(dict.fromkeys(w.lower().lstrip("#") for w in words if w.strip()))
-    asked = {TERMS_KEY: json.dumps(words).encode()}
+    asked = {TERMS_KEY: json.dumps(words).encode(), TZ_KEY: check_tz(tz).encode()}
     if not words:
         return pa.table(
             {
@@ -294,7 +325,7 @@ def terms(con: duckdb.DuckDBPyConnection, words: Sequence[str] = TALK_TERMS) -> 
     # slower). The word is a literal in its pattern (escaped), so the word-boundary match
     # implies contains(), which is checked first.
     cases: list[str] = []
-    params: list[object] = []
+    params: list[object] = [tz]
     for word in words:
         found = "(contains(lower_text, ?) AND regexp_matches(lower_text, ?))"
         cases.append(f"CASE WHEN {found} OR list_contains(tags, ?) THEN ? END")
@@ -305,7 +336,7 @@ def terms(con: duckdb.DuckDBPyConnection, words: Sequence[str] = TALK_TERMS) -> 
         f"""
         SELECT day, term, count(*) AS posts
         FROM (
-            SELECT strftime(timezone('UTC', created_at), '%Y-%m-%d') AS day,
+            SELECT strftime(timezone(?, created_at), '%Y-%m-%d') AS day,
                    unnest([{", ".join(cases)}]) AS term
             FROM (
                 SELECT created_at, tags, lower(text) AS lower_text

@@ -71,12 +71,15 @@ def build_report(
     con: duckdb.DuckDBPyConnection | None = None,
     terms: Sequence[str] | None = queries.DEFAULT_TERMS,
     top: int = 20,
+    tz: str = "UTC",
 ) -> dict[str, pa.Table]:
     """Run every analysis over a lake (or an open connection); section name -> table.
 
     `terms` are the words followed per day; none (the default) follows the lake's own
-    `TOP_TERMS` most used hashtags. `queries.TALK_TERMS` are the 2023 talk's words.
+    `TOP_TERMS` most used hashtags. `queries.TALK_TERMS` are the 2023 talk's words. `tz` (an
+    IANA name such as Europe/Berlin) is the time zone of the days and hours.
     """
+    queries.check_tz(tz)  # before opening the lake: a typo fails fast
     if con is None:
         if lake is None:
             raise ConfigError("build_report needs a lake or a connection")
@@ -85,15 +88,15 @@ def build_report(
     words, source = [w for w in terms or () if w.strip()], b"chosen"
     if not words:
         words, source = hashtags.column("tag").to_pylist()[:TOP_TERMS], b"hashtags"
-    followed = queries.terms(con, words)
+    followed = queries.terms(con, words, tz)
     followed = followed.replace_schema_metadata(
         {**(followed.schema.metadata or {}), queries.TERMS_FROM_KEY: source}
     )
     return {
         "summary": queries.summary(con),
-        "daily": queries.daily(con),
+        "daily": queries.daily(con, tz),
         "apps": queries.apps(con),
-        "hourly": queries.hourly(con),
+        "hourly": queries.hourly(con, tz),
         "languages": queries.languages(con),
         "length_by_language": queries.length_by_language(con, top=top, percentiles=True),
         "longest": queries.longest(con),
@@ -149,6 +152,13 @@ def _json(value: Any) -> str:
     return json_for_terminal(json.dumps(value, indent=2, ensure_ascii=False, default=str))
 
 
+def _title(name: str, table: pa.Table) -> str:
+    """The section's title, naming the time zone of its days and hours."""
+    title = TITLES.get(name, name)
+    tz = (table.schema.metadata or {}).get(queries.TZ_KEY)
+    return title.replace("(UTC)", f"({tz.decode()})") if tz else title
+
+
 def render_report(
     report: dict[str, pa.Table], fmt: str = "table", *, terminal: bool = False
 ) -> str:
@@ -175,7 +185,7 @@ def render_report(
                 else table
             )
         parts.append(
-            render_table(table, fmt, title=TITLES.get(name, name), section=name, terminal=terminal)
+            render_table(table, fmt, title=_title(name, table), section=name, terminal=terminal)
         )
     return "\n".join(parts)
 

@@ -15,10 +15,7 @@ What "shaped like real data" means here, each number read off public timelines:
   * bots, a few opted-out accounts (`noindex`, or #nobot in the bio), and statuses public feeds
     must never show: unlisted/private/direct, boosts, replies to other people;
   * a share of posts (`real_share`) borrow content, tags, media and cards from real recorded
-    statuses (data/statuses.jsonl), so real-world HTML reaches the collector;
-  * `texts="talk"` takes the other posts' text from `tootlake.workload`, the talk-shaped
-    generator of benchmarks (131 languages, the talk's terms and lengths), at about twice
-    the cost per post of the built-in texts (`texts="own"`, the default).
+    statuses (data/statuses.jsonl), so real-world HTML reaches the collector.
 
 Everything is a pure function of (seed, number of simulated instances): hosts only name things,
 so the same seed gives the same workload whatever ports the servers got.
@@ -30,7 +27,7 @@ import bisect
 import itertools
 import random
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import cache
 from importlib import resources
@@ -308,7 +305,6 @@ class Workload:
         bot_share: float = 0.06,
         noindex_share: float = 0.03,
         nobot_share: float = 0.01,
-        texts: str = "own",
     ) -> None:
         self.hosts = list(hosts)
         self.seed = seed
@@ -319,11 +315,6 @@ class Workload:
         if not self.hosts and not self.virtual_hosts:
             raise ValueError("A workload needs at least one host.")
         self.real_share = real_share
-        if texts not in ("own", "talk"):
-            raise ValueError(f"Invalid texts: {texts!r}. Allowed values: own, talk.")
-        self.texts = texts
-        self._talk: Iterator[tuple[str, dict[str, Any]]] | None = None
-        self._talk_chunk = 0
         self.authors_per_host = max(1, authors_per_host)
         self.bot_share = bot_share
         self.noindex_share = noindex_share
@@ -429,8 +420,6 @@ class Workload:
         reply = None if reblog or roll > 0.25 else ("self" if roll < 0.16 else "other")
         if rng.random() < self.real_share:
             draft = self._borrowed_draft(author, rng.choice(real_statuses()))
-        elif self.texts == "talk":
-            draft = self._borrowed_draft(author, self._talk_status())
         elif author.bot:
             draft = self._bot_draft(author)
         else:
@@ -546,20 +535,8 @@ class Workload:
             card=_card(url, text, author.language) if rng.random() < 0.5 else None,
         )  # fmt: skip
 
-    def _talk_status(self) -> dict[str, Any]:
-        """The next status of tootlake.workload (the talk-shaped generator), in chunks."""
-        while True:
-            if self._talk is None:
-                from tootlake.workload import generate_statuses
-
-                self._talk_chunk += 1
-                self._talk = generate_statuses(10_000, seed=self.seed * 100_003 + self._talk_chunk)
-            for _, status in self._talk:
-                return status
-            self._talk = None
-
     def _borrowed_draft(self, author: Author, status: dict[str, Any]) -> Draft:
-        """A draft with the content of another status: a real recorded one, or a talk-shaped one."""
+        """A draft with the content of another status (a real recorded one)."""
         mentions = tuple(
             (m.get("username") or "", urlsplit(m.get("url") or "").netloc)
             for m in status.get("mentions") or ()

@@ -167,11 +167,12 @@ class S3Storage:
         with self._errors("write", path):
             self.client.put_object(Bucket=bucket, Key=key, Body=data)
 
-    def list(self, prefix: str) -> list[str]:
-        return [info.path for info in self.list_info(prefix)]
+    def list(self, prefix: str, *, suffix: str = ".parquet") -> list[str]:
+        return [info.path for info in self.list_info(prefix, suffix=suffix)]
 
-    def list_info(self, prefix: str) -> builtins.list[FileInfo]:
-        """Every `.parquet` object under `prefix/` (not hidden ones), with size and ETag."""
+    def list_info(self, prefix: str, *, suffix: str = ".parquet") -> builtins.list[FileInfo]:
+        """Every object under `prefix/` whose name ends with `suffix` (not hidden ones), with
+        size and ETag."""
         bucket, key = split_url(prefix)
         start = f"{key}/" if key else ""
         infos = []
@@ -182,7 +183,7 @@ class S3Storage:
             for page in pages:
                 for obj in page.get("Contents", ()):
                     name = obj["Key"].rsplit("/", 1)[-1]
-                    if name.endswith(".parquet") and not name.startswith("."):
+                    if name.endswith(suffix) and not name.startswith("."):
                         infos.append(
                             FileInfo(
                                 f"s3://{bucket}/{obj['Key']}",

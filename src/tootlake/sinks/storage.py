@@ -30,7 +30,7 @@ class Storage(Protocol):
 
     def write_atomic(self, path: str, data: bytes) -> None: ...
 
-    def list(self, prefix: str) -> list[str]: ...
+    def list(self, prefix: str, *, suffix: str = ".parquet") -> list[str]: ...
 
     def delete(self, path: str) -> None: ...
 
@@ -69,11 +69,12 @@ class LocalStorage:
                 tmp.unlink(missing_ok=True)
             raise LakeError(f"Cannot write {target}: {exc.strerror or exc}") from exc
 
-    def list(self, prefix: str) -> list[str]:
+    def list(self, prefix: str, *, suffix: str = ".parquet") -> list[str]:
+        """The files under `prefix` whose names end with `suffix` (not hidden ones), sorted."""
         base = Path(prefix)
         if not base.exists():
             return []
-        return sorted(str(p) for p in base.rglob("*.parquet") if not p.name.startswith("."))
+        return sorted(str(p) for p in base.rglob(f"*{suffix}") if not p.name.startswith("."))
 
     def list_info(self, prefix: str) -> builtins.list[FileInfo]:
         infos = []

@@ -5,7 +5,7 @@ and the consumer (`sink`). Later wins:
     2. the config file     its [kafka] section (tootlake.settings reads the file)
     3. the environment     TOOTLAKE_KAFKA_<KEY>: the key upper-cased, dots as underscores,
                            e.g. TOOTLAKE_KAFKA_SASL_PASSWORD -> sasl.password
-    4. flags               -X KEY=VALUE (repeatable)
+    4. flags               -X KEY=VALUE (repeatable; `tootlake.cli.options.kafka_option`)
 
 Keys are librdkafka's own (its CONFIGURATION.md), so a managed cluster's client settings
 (Confluent Cloud, Aiven, MSK, Redpanda Cloud: security.protocol=SASL_SSL, sasl.mechanism,
@@ -41,7 +41,6 @@ __all__ = [
     "confluent_kafka",
     "file_settings",
     "is_secret",
-    "kafka_option",
     "masked",
     "parse_options",
     "wait_for_cluster",
@@ -173,23 +172,6 @@ def client_settings(
                 MIN_SECRET_LENGTH,
             )
     return merged
-
-
-def kafka_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    """`-X/--kafka-option KEY=VALUE` (repeatable) for every command that talks to Kafka; the
-    command passes the pairs to `load_settings(kafka=parse_options(...))`."""
-    import click
-
-    return click.option(
-        "--kafka-option",
-        "-X",
-        "kafka_options",
-        multiple=True,
-        metavar="KEY=VALUE",
-        help="A librdkafka setting, e.g. -X security.protocol=SASL_SSL (repeatable). Wins over "
-        "TOOTLAKE_KAFKA_<KEY> (dots as _) and the config file's [kafka] section; put passwords "
-        "there: other local users can read a command line (ps).",
-    )(func)
 
 
 # -- clients ---------------------------------------------------------------------------------

@@ -1,4 +1,12 @@
-"""`tootlake demo`: the collector against a simulated fediverse on loopback, then the report."""
+"""The demo as a library call: the collector against a simulated fediverse on loopback, a
+stream cut on purpose, the lake checked against the simulator's ground truth, and the report.
+
+    from tootlake.demo import run_demo
+    result = run_demo("./demo-lake", duration=10)
+    result.missing, result.report["languages"]
+
+`tootlake demo` parses its options, calls `run_demo` and prints the result.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +14,28 @@ import logging
 import re
 import shutil
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import click
-
-from tootlake.cli import main, run_command
 from tootlake.errors import ConfigError
+
+__all__ = [
+    "DEMO_LAKE",
+    "AnnouncedCut",
+    "DemoResult",
+    "HostileCheck",
+    "prepare_demo_lake",
+    "run_demo",
+]
+
+log = logging.getLogger(__name__)
 
 DEMO_LAKE = "./demo-lake"
 _DEMO_MARK = ("_tootlake", "demo")  # a file in a lake the demo made: it may empty it again
+_MARKER = re.compile(r"tootlake-hostile-\d+-\d+")  # what the simulator puts in each invalid one
+_TOKEN = "demo-token"
 
 
 def prepare_demo_lake(lake: str, *, keep: bool = False) -> None:
@@ -34,9 +54,6 @@ def prepare_demo_lake(lake: str, *, keep: bool = False) -> None:
             shutil.rmtree(root)
     mark.parent.mkdir(parents=True, exist_ok=True)
     mark.write_text("made by `tootlake demo`: replaced on each run\n")
-
-
-_MARKER = re.compile(r"tootlake-hostile-\d+-\d+")  # what the simulator puts in each invalid one
 
 
 class AnnouncedCut(logging.Filter):
@@ -63,98 +80,85 @@ class AnnouncedCut(logging.Filter):
         return True
 
 
-@main.command()
-@click.option(
-    "--duration",
-    default=20.0,
-    show_default=True,
-    type=float,
-    metavar="SECONDS",
-    help="How long to collect.",
-)
-@click.option(
-    "--instances",
-    "count",
-    default=4,
-    show_default=True,
-    type=click.IntRange(3, 200),
-    help="Simulated instances (one without a token polls, one needs a token).",
-)
-@click.option(
-    "--rate",
-    default=100.0,
-    show_default=True,
-    type=float,
-    help="Posts per second the simulated fediverse publishes.",
-)
-@click.option(
-    "--lake",
-    default=DEMO_LAKE,
-    show_default=True,
-    metavar="PATH",
-    help="The demo's own lake: emptied first on each run (unless --keep), never mixed with "
-    "a real one (a lake the demo did not make is refused).",
-)
-@click.option("--keep", is_flag=True, help="Add to the demo lake instead of starting afresh.")
-@click.option("--seed", default=1, show_default=True, help="Seed of the simulated workload.")
-@click.option(
-    "--hostile",
-    default=0.0,
-    show_default=True,
-    type=click.FloatRange(0, 1),
-    metavar="RATE",
-    help="Share of public statuses served mutated (to reject, or with fields to coerce), plus "
-    "instances that flood, stall, send huge bodies or a bad instance document.",
-)
-@click.option("--quiet", "-q", is_flag=True, help="No status line.")
-@run_command
-def demo(
-    duration: float,
-    count: int,
-    rate: float,
-    lake: str,
-    keep: bool,
-    seed: int,
-    hostile: float,
-    quiet: bool,
-) -> None:
-    """Collect from a simulated fediverse (no internet needed), then print the report.
+@dataclass
+class HostileCheck:
+    """The hostile statuses (`hostile` > 0) against the truth: invalid ones rejected, odd
+    but good ones kept."""
 
-    Starts COUNT simulated Mastodon instances on 127.0.0.1 that publish, edit and delete posts;
-    the collector streams from those it has a token for (WebSocket and SSE), polls an open one,
-    and reports the one whose live feeds need a token. Cuts one stream midway to show the
-    backfill. Then the lake is checked against the simulator's ground truth and analysed.
-    With --hostile, the rejected and coerced statuses are checked against the truth too.
+    invalid: int  # statuses served invalid
+    invalid_rejected: int  # of them, found in the rejects table
+    rejects: int  # rejects in all
+    kept: int  # statuses served odd but good
+    kept_missing: int  # of them, missing from the lake
+    coerced: list[tuple[str, int]]  # fields coerced, most often first
+
+
+@dataclass
+class DemoResult:
+    """What a demo run did and found."""
+
+    lake: str
+    collected: Any  # tootlake.collector.CollectResult
+    cut_host: str  # the instance whose stream was cut on purpose
+    cuts: int  # connections cut (0: the cut found none open)
+    reconnects: int  # of the cut instance
+    expected: int  # posts of the streamed instances, per the simulator's ground truth
+    missing: int  # of them, not in the lake
+    deleted_kept: int  # deleted posts still in the lake
+    hostile: HostileCheck | None
+    report: dict[str, Any]  # section name -> table, as `build_report` gives
+
+
+def run_demo(
+    lake: str = DEMO_LAKE,
+    *,
+    duration: float = 20.0,
+    instances: int = 4,
+    rate: float = 100.0,
+    keep: bool = False,
+    seed: int = 1,
+    hostile: float = 0.0,
+    on_progress: Callable[[Any], None] | None = None,
+    on_note: Callable[[str], None] | None = None,
+) -> DemoResult:
+    """Collect for `duration` seconds from `instances` simulated Mastodon instances on
+    127.0.0.1 publishing `rate` posts/s into `lake` (the demo's own, see `prepare_demo_lake`),
+    then check the lake against the simulator's ground truth and build the report.
+
+    The collector streams from the instances it has a token for (WebSocket and SSE), polls
+    an open one, and reports the one whose live feeds need a token; the first stream is cut
+    midway to show the backfill. `hostile` is the share of statuses served mutated, plus
+    instances that misbehave. `on_progress` gets the collector's progress, `on_note` each
+    line that says what the demo is doing (default: logged at INFO).
     """
     from tootlake.analysis.lake import open_lake
-    from tootlake.analysis.report import build_report, render_report
+    from tootlake.analysis.report import build_report
     from tootlake.collector import collect
-    from tootlake.commands.collect import _print_final, _status_line
     from tootlake.simulate import FediverseThread, InstanceSettings
     from tootlake.simulate.hostile import INSTANCE_KINDS
     from tootlake.sources.fleet import FleetOptions, InstanceSpec
 
-    token = "demo-token"
+    note = on_note or log.info
     # Hostile: heartbeats every 5 s, so a stream silent for 15 s (the stalling instance) is
     # seen as dead within the demo.
     heartbeat = 5.0 if hostile else 15.0
     settings = [
-        InstanceSettings(token=token, heartbeat_frame=b":thump\n\n", heartbeat=heartbeat)
-        for _ in range(count)
+        InstanceSettings(token=_TOKEN, heartbeat_frame=b":thump\n\n", heartbeat=heartbeat)
+        for _ in range(instances)
     ]
     settings[-1] = InstanceSettings(
-        token=token, live_feeds={"local": "authenticated", "remote": "authenticated"}
+        token=_TOKEN, live_feeds={"local": "authenticated", "remote": "authenticated"}
     )
     # The flood is capped: the collector shares this process (and its GIL) with the simulator.
     misbehaving = [
         InstanceSettings(
-            token=token, heartbeat=heartbeat, misbehave=kind, flood_rate=max(2 * rate, 200.0)
+            token=_TOKEN, heartbeat=heartbeat, misbehave=kind, flood_rate=max(2 * rate, 200.0)
         )
         for kind in (INSTANCE_KINDS if hostile else ())
     ]
     prepare_demo_lake(lake, keep=keep)
     with FediverseThread(
-        instances=count,
+        instances=instances,
         settings=settings,
         seed=seed,
         hostile=hostile,
@@ -165,29 +169,26 @@ def demo(
         # A token for all but the last two ordinary instances: the second to last is polled
         # without one, the last one's live feeds need a token it is not given. The hostile
         # instances are streamed with a token.
-        streamed = [InstanceSpec(u, token) for u in urls[:-2]]
-        streamed += [InstanceSpec(inst.url, token) for inst in fed.misbehaving]
+        streamed = [InstanceSpec(u, _TOKEN) for u in urls[:-2]]
+        streamed += [InstanceSpec(inst.url, _TOKEN) for inst in fed.misbehaving]
         specs = [*streamed, InstanceSpec(urls[-2]), InstanceSpec(urls[-1])]
-        click.echo(
-            f"Simulated fediverse: {count} instances on 127.0.0.1 publishing {rate:g} "
-            f"posts/s for {duration:g}s; lake {lake}",
-            err=True,
+        note(
+            f"Simulated fediverse: {instances} instances on 127.0.0.1 publishing {rate:g} "
+            f"posts/s for {duration:g}s; lake {lake}"
         )
         if hostile:
-            click.echo(
+            note(
                 f"Hostile: {hostile:.0%} of public statuses mutated; instances that "
-                + ", ".join(f"{i.settings.misbehave} ({i.host})" for i in fed.misbehaving),
-                err=True,
+                + ", ".join(f"{i.settings.misbehave} ({i.host})" for i in fed.misbehaving)
             )
         stop = threading.Event()
         cut_host = streamed[0].host
         announced = AnnouncedCut(cut_host)
 
         def cut() -> None:
-            click.echo(
+            note(
                 f"Demo: cutting the stream of {cut_host} mid-event, on purpose; the collector "
-                "reconnects and backfills what it missed from its cursor.",
-                err=True,
+                "reconnects and backfills what it missed from its cursor."
             )
             announced.armed = True
             announced.cuts += sim.call(fed.cut, [0], mid_event=True)
@@ -215,44 +216,42 @@ def demo(
         fleet_log = logging.getLogger("tootlake.sources.fleet")
         fleet_log.addFilter(announced)
         try:
-            with _status_line(quiet) as show:
-                result = collect(
-                    specs,
-                    lake,
-                    options=options,
-                    duration=duration,
-                    stop=stop,
-                    flush_seconds=5.0,
-                    on_progress=show,
-                )
+            result = collect(
+                specs,
+                lake,
+                options=options,
+                duration=duration,
+                stop=stop,
+                flush_seconds=5.0,
+                on_progress=on_progress,
+            )
         finally:
             fleet_log.removeFilter(announced)
         for timer in timers:
             timer.cancel()
         sim.call(fed.stop_publishing)
         truth = sim.call(fed.truth, [spec.host for spec in streamed])
-    _print_final(result, lake)
-    if announced.cuts:
-        reconnects = result.health.get(cut_host, {}).get("reconnects", 0)
-        click.echo(
-            f"The stream of {cut_host} was cut on purpose and "
-            + (f"reconnected ({reconnects} reconnects)" if reconnects else "had not reconnected")
-            + "; the ground truth below counts any post it missed."
-        )
     con = open_lake(lake)
-    have = {row[0] for row in con.execute("SELECT uri FROM posts").fetchall()}
-    click.echo(
-        f"Ground truth of the streamed instances: {len(truth.uris):,} posts expected, "
-        f"{len(truth.uris - have):,} missing, {len(truth.deleted & have):,} deleted posts "
-        f"still in the lake. (The polled instance gets 40 posts per request within Mastodon's "
-        f"paging budget, and polling cannot see edits or deletes.)"
+    try:
+        have = {row[0] for row in con.execute("SELECT uri FROM posts").fetchall()}
+        checked = _check_hostile(result.stats, truth, con, have) if hostile else None
+    finally:
+        con.close()
+    return DemoResult(
+        lake=lake,
+        collected=result,
+        cut_host=cut_host,
+        cuts=announced.cuts,
+        reconnects=result.health.get(cut_host, {}).get("reconnects", 0),
+        expected=len(truth.uris),
+        missing=len(truth.uris - have),
+        deleted_kept=len(truth.deleted & have),
+        hostile=checked,
+        report=build_report(lake),
     )
-    if hostile:
-        _print_hostile(result.stats, truth, con, have)
-    click.echo(render_report(build_report(lake), "table"))
 
 
-def _print_hostile(stats: Any, truth: Any, con: Any, have: set[str]) -> None:
+def _check_hostile(stats: Any, truth: Any, con: Any, have: set[str]) -> HostileCheck:
     """The hostile statuses against the truth: the invalid ones rejected, the others kept."""
     import duckdb
 
@@ -263,10 +262,11 @@ def _print_hostile(stats: Any, truth: Any, con: Any, have: set[str]) -> None:
     markers = {m for raw in raws for m in _MARKER.findall(raw)}
     invalid = set(truth.invalid.values())
     kept = set(truth.coerced) | set(truth.shaped)
-    coerced = ", ".join(f"{field} {n:,}" for field, n in stats.coerced.most_common(8)) or "none"
-    click.echo(
-        f"Hostile statuses: {len(invalid):,} served invalid, {len(invalid & markers):,} of them "
-        f"in the rejects table ({stats.rejected:,} rejects in all); "
-        f"{len(kept):,} odd but good, {len(kept - have):,} of them missing from the lake. "
-        f"Fields coerced: {coerced}."
+    return HostileCheck(
+        invalid=len(invalid),
+        invalid_rejected=len(invalid & markers),
+        rejects=stats.rejected,
+        kept=len(kept),
+        kept_missing=len(kept - have),
+        coerced=stats.coerced.most_common(8),
     )

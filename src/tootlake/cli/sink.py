@@ -8,25 +8,23 @@ import threading
 
 import click
 
-from tootlake.cli import lake_option, main, run_command, stop_on_signals
-from tootlake.transports.kafka_settings import DEFAULT_TOPIC, kafka_option, parse_options
+from tootlake.cli.command import run_command, stop_on_signals
+from tootlake.cli.options import (
+    format_option,
+    kafka_brokers_option,
+    kafka_option,
+    lake_option,
+    schema_registry_option,
+    topic_option,
+)
+from tootlake.transports.kafka_settings import parse_options
 
 
-@main.command()
-@click.option(
-    "--kafka",
-    required=True,
-    envvar="TOOTLAKE_KAFKA",
-    metavar="HOST:PORT",
-    help="Kafka bootstrap servers, comma-separated (env TOOTLAKE_KAFKA).",
+@click.command()
+@kafka_brokers_option(
+    "Kafka bootstrap servers, comma-separated (env TOOTLAKE_KAFKA).", required=True
 )
-@click.option(
-    "--topic",
-    default=DEFAULT_TOPIC,
-    show_default=True,
-    envvar="TOOTLAKE_TOPIC",
-    help="Topic to read (env TOOTLAKE_TOPIC).",
-)
+@topic_option("Topic to read (env TOOTLAKE_TOPIC).")
 @click.option(
     "--group",
     default="tootlake-sink",
@@ -57,25 +55,14 @@ from tootlake.transports.kafka_settings import DEFAULT_TOPIC, kafka_option, pars
     metavar="SECONDS",
     help="Flush a partition when its oldest message is this old.",
 )
-@click.option(
-    "--schema-registry",
-    envvar="TOOTLAKE_SCHEMA_REGISTRY",
-    metavar="URL",
-    help="Schema registry for messages in the Confluent wire format.",
-)
+@schema_registry_option("Schema registry for messages in the Confluent wire format.")
 @click.option(
     "--sightings",
     is_flag=True,
     help="Also write each post's own sighting (instance, local id), as `collect` does.",
 )
 @kafka_option
-@click.option(
-    "--format",
-    "fmt",
-    default="text",
-    type=click.Choice(["text", "json"]),
-    help="Format of the final summary.",
-)
+@format_option(["text", "json"], default="text", help="Format of the final summary.")
 @run_command
 def sink(
     kafka: str,

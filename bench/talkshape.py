@@ -29,6 +29,11 @@ Shape (all deterministic by `seed`; sizes scale with `n` at the talk's ratios):
 
 Nothing here does I/O besides the two `write_*` helpers, and nothing touches the network.
 Generated statuses share no mutable state with the generator: each is a fresh dict.
+
+Not shipped in the wheel: it lives in bench/ (formerly `tootlake.workload`), imported as
+`talkshape` by the benchmarks (bench/ is their script folder) and by the tests (tests/conftest.py
+puts bench/ on sys.path). Its random streams keep their old `tootlake-workload/...` names, so a
+seed gives the same statuses as before the move.
 """
 
 from __future__ import annotations

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
-from tootlake.cli import main, run_command
+from tootlake.cli.command import run_command
 
 
-@main.command()
+@click.command()
 @click.option(
     "--instances", "-n", default=3, show_default=True, type=click.IntRange(1, 5000),
     help="Simulated Mastodon instances, each on its own 127.0.0.1 port.",

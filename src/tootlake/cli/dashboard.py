@@ -6,7 +6,8 @@ import ipaddress
 
 import click
 
-from tootlake.cli import lake_option, main, run_command
+from tootlake.cli.command import run_command
+from tootlake.cli.options import lake_option, tz_option
 from tootlake.settings import load_settings
 
 
@@ -19,7 +20,7 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-@main.command()
+@click.command()
 @lake_option
 @click.option(
     "--host",
@@ -51,9 +52,15 @@ def _is_loopback(host: str) -> bool:
     help="Also answer requests for this host name (repeatable), e.g. the machine's name when "
     "--host is 0.0.0.0. Others get 400 (DNS rebinding).",
 )
+@tz_option
 @run_command
 def dashboard(
-    lake: str | None, host: str, port: int, refresh: int, allow_hosts: tuple[str, ...]
+    lake: str | None,
+    host: str,
+    port: int,
+    refresh: int,
+    allow_hosts: tuple[str, ...],
+    tz: str,
 ) -> None:
     """Serve a live page of the report's figures and charts (read-only)."""
     from tootlake.analysis.dashboard import serve
@@ -83,4 +90,5 @@ def dashboard(
         refresh=refresh,
         allow_hosts=allow_hosts,
         on_listening=listening,
+        tz=tz,
     )

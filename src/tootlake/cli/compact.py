@@ -6,10 +6,11 @@ import json
 
 import click
 
-from tootlake.cli import lake_option, main, run_command
+from tootlake.cli.command import run_command
+from tootlake.cli.options import format_option, lake_option
 
 
-@main.command()
+@click.command()
 @lake_option
 @click.option(
     "--target-size",
@@ -42,9 +43,7 @@ from tootlake.cli import lake_option, main, run_command
     is_flag=True,
     help="Take over the lock of a compaction that died on another host.",
 )
-@click.option(
-    "--format", "fmt", default="text", type=click.Choice(["text", "json"]), help="Output format."
-)
+@format_option(["text", "json"], default="text", help="Output format.")
 @run_command
 def compact(
     lake: str | None,

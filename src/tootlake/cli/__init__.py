@@ -1,0 +1,65 @@
+"""The `tootlake` command line: a thin click layer. Each command parses its flags, loads
+settings and calls one library function that a notebook could call too.
+
+One module a command (or group of commands), listed below; options more than one command
+takes are in `options`, shared printing in `output`, error handling and signals in `command`.
+"""
+
+from __future__ import annotations
+
+import click
+
+from tootlake._version import __version__
+from tootlake.cli import (  # the modules: `tootlake.cli.sql` stays the module, not the command
+    collect,
+    compact,
+    dashboard,
+    demo,
+    instances,
+    replay,
+    report,
+    simulate,
+    sink,
+    sql,
+)
+from tootlake.cli.logs import setup_logging
+
+__all__ = ["main"]
+
+COMMANDS: list[click.Command] = [
+    collect.collect,
+    compact.compact,
+    dashboard.dashboard,
+    demo.demo,
+    instances.instances,
+    replay.replay,
+    report.report,
+    simulate.simulate,
+    sink.sink,
+    sql.sql,
+]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="tootlake")
+@click.option(
+    "--log-level",
+    default="warning",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    envvar="TOOTLAKE_LOG_LEVEL",
+    help="How much to log (stderr).",
+)
+@click.option(
+    "--log-format",
+    default="text",
+    type=click.Choice(["text", "json"]),
+    envvar="TOOTLAKE_LOG_FORMAT",
+    help="Log lines as text, or JSON lines for services.",
+)
+def main(log_level: str, log_format: str) -> None:
+    """Collect public Mastodon posts into a Parquet lake and study them with DuckDB."""
+    setup_logging(log_level, log_format)
+
+
+for _command in COMMANDS:
+    main.add_command(_command)

@@ -1,0 +1,215 @@
+"""Options more than one command takes, each defined once (sqlite-utils' decorator bundles).
+
+A command names what differs (its help text, its default) and gets the same flag, the same
+parameter name and the same environment variable as every other command with that option.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import click
+
+from tootlake.settings import load_settings
+from tootlake.transports.kafka_settings import DEFAULT_TOPIC, parse_options
+
+__all__ = [
+    "TIMELINE",
+    "format_option",
+    "include_opted_out_option",
+    "instances_options",
+    "kafka_brokers_option",
+    "kafka_option",
+    "lake_option",
+    "quiet_option",
+    "schema_registry_option",
+    "settings_and_specs",
+    "skip_corrupt_option",
+    "topic_option",
+]
+
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+TIMELINE = click.Choice(["public", "local", "remote"])
+
+
+def lake_option(
+    func: Callable[..., Any] | None = None,
+    *,
+    default: str | None = None,
+    metavar: str = "PATH|s3://BUCKET/PREFIX",
+    help: str = "The lake (default ./lake; env TOOTLAKE_LAKE).",
+) -> Any:
+    """`--lake PATH|s3://...`, also from TOOTLAKE_LAKE and the config file (`load_settings`).
+    Bare (`@lake_option`) or with a command's own default and help (`@lake_option(...)`)."""
+    option = click.option(
+        "--lake", default=default, show_default=default is not None, metavar=metavar, help=help
+    )
+    return option if func is None else option(func)
+
+
+def skip_corrupt_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """`--skip-corrupt`: read the rest of a lake with corrupt Parquet files."""
+    return click.option(
+        "--skip-corrupt",
+        is_flag=True,
+        help="Leave out corrupt or truncated Parquet files (a warning names each) instead of "
+        "stopping at the first.",
+    )(func)
+
+
+def format_option(
+    choices: Sequence[str],
+    *,
+    default: str,
+    help: str | None = None,
+    show_default: bool = False,
+) -> Decorator:
+    """`--format` (the parameter `fmt`) with the formats this command can write."""
+    return click.option(
+        "--format",
+        "fmt",
+        default=default,
+        show_default=show_default,
+        type=click.Choice(list(choices)),
+        help=help,
+    )
+
+
+def quiet_option(help: str) -> Decorator:
+    """`--quiet/-q`: no progress or status line."""
+    return click.option("--quiet", "-q", is_flag=True, help=help)
+
+
+def include_opted_out_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """`--include-opted-out`; unset (None) lets the config file decide."""
+    return click.option(
+        "--include-opted-out",
+        is_flag=True,
+        default=None,
+        help="Keep posts of accounts that opted out of indexing (noindex, #nobot...).",
+    )(func)
+
+
+# -- Kafka: the brokers, the topic, the schema registry, and librdkafka's own settings -------
+
+
+def kafka_brokers_option(help: str, *, required: bool = False) -> Decorator:
+    """`--kafka HOST:PORT` (env TOOTLAKE_KAFKA)."""
+    return click.option(
+        "--kafka", required=required, envvar="TOOTLAKE_KAFKA", metavar="HOST:PORT", help=help
+    )
+
+
+def topic_option(help: str) -> Decorator:
+    """`--topic` (env TOOTLAKE_TOPIC), `mastodon-posts` unless given."""
+    return click.option(
+        "--topic", default=DEFAULT_TOPIC, show_default=True, envvar="TOOTLAKE_TOPIC", help=help
+    )
+
+
+def schema_registry_option(help: str) -> Decorator:
+    """`--schema-registry URL` (env TOOTLAKE_SCHEMA_REGISTRY)."""
+    return click.option(
+        "--schema-registry", envvar="TOOTLAKE_SCHEMA_REGISTRY", metavar="URL", help=help
+    )
+
+
+def kafka_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """`-X/--kafka-option KEY=VALUE` (repeatable) for every command that talks to Kafka; the
+    command passes the pairs to `load_settings(kafka=parse_options(...))`
+    (`tootlake.transports.kafka_settings` checks them)."""
+    return click.option(
+        "--kafka-option",
+        "-X",
+        "kafka_options",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="A librdkafka setting, e.g. -X security.protocol=SASL_SSL (repeatable). Wins over "
+        "TOOTLAKE_KAFKA_<KEY> (dots as _) and the config file's [kafka] section; put passwords "
+        "there: other local users can read a command line (ps).",
+    )(func)
+
+
+# -- instances and their tokens (collect, instances check) -----------------------------------
+
+
+def instances_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """`--token`, `--token-file` and `--timeline`."""
+    func = click.option(
+        "--token",
+        "tokens",
+        multiple=True,
+        metavar="INSTANCE=TOKEN",
+        help="A user token for an instance (repeatable). Other local users can read a command "
+        "line (ps): prefer --token-file or TOOTLAKE_TOKEN_<HOST>. Never logged or stored.",
+    )(func)
+    func = click.option(
+        "--token-file",
+        type=click.Path(dir_okay=False),
+        metavar="FILE",
+        help="User tokens, one INSTANCE=TOKEN a line (# comments); keep it chmod 600. Also "
+        "TOOTLAKE_TOKEN_<HOST> and the config file's [tokens] table.",
+    )(func)
+    func = click.option(
+        "--timeline",
+        default="public",
+        show_default=True,
+        type=TIMELINE,
+        help="Which public timeline: all, the instance's own posts, or the federated rest.",
+    )(func)
+    return func
+
+
+def settings_and_specs(
+    instances: tuple[str, ...],
+    instances_file: str | None,
+    tokens: tuple[str, ...],
+    token_file: str | None,
+    lake: str | None = None,
+    include_opted_out: bool | None = None,
+    kafka_options: tuple[str, ...] = (),
+) -> tuple[Any, list[Any]]:
+    """The values of the instance, token, lake and Kafka options -> (settings, instance
+    specs). Token precedence: config < environment < --token-file < --token."""
+    from tootlake.collector import (
+        parse_token_flags,
+        read_instances,
+        read_instances_file,
+        read_token_file,
+    )
+
+    given = read_token_file(token_file) if token_file else {}
+    given.update(parse_token_flags(tokens))  # --token, the more specific, wins
+    settings = load_settings(
+        lake=lake,
+        include_opted_out=include_opted_out,
+        tokens=given,
+        kafka=parse_options(kafka_options),
+    )
+    names = list(instances)
+    if instances_file:
+        names += read_instances_file(instances_file)
+    return settings, read_instances(names, settings)
+
+
+def _check_tz(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    from tootlake.analysis.queries import check_tz
+    from tootlake.errors import ConfigError
+
+    try:
+        return check_tz(value)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+tz_option = click.option(
+    "--tz",
+    default="UTC",
+    show_default=True,
+    envvar="TOOTLAKE_TZ",
+    metavar="ZONE",
+    callback=_check_tz,
+    help="IANA time zone of days and hours (e.g. Europe/Berlin). Env TOOTLAKE_TZ.",
+)
