@@ -49,6 +49,7 @@ replay-real: $(RUN_STAMP)
 	$(BIN)/tootlake report --lake ./real-lake
 
 test: $(DEV_STAMP)
+	scripts/spark.sh
 	scripts/test.sh
 
 lint: $(DEV_STAMP)
@@ -60,9 +61,9 @@ bench: $(DEV_STAMP)
 	$(BIN)/python bench/vendor.py
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/report_bench.py
-	$(BIN)/python bench/layout_bench.py
 	$(BIN)/python bench/kafka_bench.py
 	$(BIN)/python bench/collect_bench.py
+	$(BIN)/python bench/lake_bench.py
 
 kafka-up:  ## a local single-node Kafka 4 broker (KRaft) on 127.0.0.1:$${KAFKA_PORT:-9092}
 	scripts/kafka.sh up

@@ -35,7 +35,7 @@ import orjson
 
 from harness import DATA, ROOT, log
 
-DATA_VERSION = 2
+DATA_VERSION = 3  # 3: the lake is Delta tables
 REAL_DATA_CANDIDATES = (ROOT.parent / "shared" / "real-data", ROOT / "tests" / "fixtures" / "real")
 # The talk's listeners ran on these instances (its blog: mastodon.social, universeodon.com,
 # hachyderm.io), mastodon.social the most frequent `base_url`.
@@ -344,7 +344,7 @@ def analysis_dataset(n: int, seed: int) -> AnalysisData:
     """n seed-shaped posts (the talk's shape: ten days, its user, instance and language
     counts, the 68,991-character post), written twice from the same posts:
 
-      lake/     through tootlake's real path: `from_status()` builds each post, `ParquetSink`
+      lake/     through tootlake's real path: `from_status()` builds each post, `LakeWriter`
                 batches and writes them (posts the Recorder would skip, opted-out accounts,
                 are left out of both copies);
       lake-edited/  the same files (hard links) plus the stream's edits (1.5% of posts, a
@@ -397,12 +397,13 @@ def _build_analysis(data: AnalysisData, n: int, seed: int) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
     from talkshape import generate_events
+    from tootlake.lake.maintenance import merge_posts
+    from tootlake.lake.writer import LakeWriter
     from tootlake.record import Delete, from_status, skip_reason
-    from tootlake.sinks.parquet import ParquetSink
 
     write_language_csv(data.language_csv)
     data.topics.mkdir(parents=True)
-    sink = ParquetSink(str(data.lake))
+    sink = LakeWriter(str(data.lake))
     talk_schema = pa.schema(
         [
             ("m_id", pa.int64()),
@@ -481,13 +482,23 @@ def _build_analysis(data: AnalysisData, n: int, seed: int) -> dict[str, Any]:
     sink.add(batch)
     sink.flush()
     keep_talk_rows()
-    for path in data.lake.rglob("*.parquet"):  # lake-edited/: the same files, and more
+    # lake-edited/: the same data files (hard links) and a copy of the Delta logs (which
+    # name the files by relative path), then more commits
+    for path in data.lake.rglob("*"):
+        if path.is_dir():
+            continue
         target = data.edited_lake / path.relative_to(data.lake)
         target.parent.mkdir(parents=True, exist_ok=True)
-        os.link(path, target)
-    edited_sink = ParquetSink(str(data.edited_lake))
+        if "_delta_log" in path.parts:
+            shutil.copy2(path, target)
+        else:
+            os.link(path, target)
+    edited_sink = LakeWriter(str(data.edited_lake))
     edited_sink.add(extra)
     edited_sink.flush()
+    # as `replay` leaves a lake: `posts` merged (the edited lake's after its edits)
+    merge_posts(str(data.lake))
+    merge_posts(str(data.edited_lake))
     # Kafka Connect's flush.size: files of (nearly) the same number of records, in order.
     talk = pa.Table.from_batches(talk_batches, schema=talk_schema)
     talk_batches.clear()
@@ -505,7 +516,7 @@ def _build_analysis(data: AnalysisData, n: int, seed: int) -> dict[str, Any]:
         "skipped_opted_out": skipped,
         "seed": seed,
         "observers": TALK_OBSERVERS,
-        "lake_files": sink.stats.files,
+        "lake_commits": sink.stats.commits,
         "edited_lake_extra": {
             "edits": edited_sink.stats.posts,
             "deletes": edited_sink.stats.deletes,

@@ -8,16 +8,19 @@ same broker, with the same posts, in the same run.
                Both send the same Post records with the same Avro encoder (single-object
                envelopes), so only the way of producing differs.        target >= 20x
     sinking    `tootlake sink --until-idle 1` as a whole process, over a topic pre-filled
-               with 500,000 posts (created over 10 days, like the talk's), into a fresh lake:
-               posts/s = posts / (wall time - the 1 s idle wait).     target >= 50,000/s
+               with 500,000 posts (created over 10 days, like the talk's), into a fresh lake
+               (Delta tables, the offsets committed with the rows):
+               posts/s = posts / (wall time - the 1 s idle wait).    target >= 100,000/s
                Baselines, whole processes too: the talk's Kafka Connect S3 sink pattern
                (bench/talk_sink.py: each message decoded on its own, a Parquet file every
                1,000 messages, a commit per file), and tootlake's own worker with its bulk
                decoder turned off (fastavro message by message), which shows what the bulk
-               decoder buys.
+               decoder buys. With --baseline REV, also the `tootlake sink` of that revision
+               (its src/ taken with `git archive`, run with PYTHONPATH), same topic, same run.
 
     python bench/kafka_bench.py              full sizes; bench/results/kafka.json and .md
     python bench/kafka_bench.py --quick      small sizes; bench/data/quick/kafka.*
+    python bench/kafka_bench.py --only sinking --baseline HEAD
 
 The broker is `$BENCH_KAFKA_BOOTSTRAP`, or one started with scripts/kafka.sh on free ports
 (stopped and purged at the end). Runs alternate between the sides; figures are medians. Wall
@@ -47,7 +50,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import (  # noqa: E402
     BENCH,
-    BIN,
     DATA,
     RESULTS,
     ROOT,
@@ -58,7 +60,7 @@ from harness import (  # noqa: E402
     summarize,
 )
 
-TARGETS = {"producing": 20.0, "sinking": 50_000.0}
+TARGETS = {"producing": 20.0, "sinking": 100_000.0}
 SIZES: dict[str, dict[str, int]] = {
     "full": {"ours_posts": 200_000, "talk_posts": 2_000, "sink_posts": 500_000, "repeat": 3},
     "quick": {"ours_posts": 20_000, "talk_posts": 300, "sink_posts": 50_000, "repeat": 1},
@@ -230,11 +232,16 @@ def fill(broker: Broker, n: int) -> tuple[str, dict[str, float]]:
     return topic, result
 
 
-def sink_ours(broker: Broker, topic: str, lake: Path, *, bulk: bool = True) -> dict[str, Any]:
+def sink_ours(
+    broker: Broker, topic: str, lake: Path, *, bulk: bool = True, src: Path | None = None
+) -> dict[str, Any]:
+    """`tootlake sink` (of `src`, another revision's src/, when given)."""
     group = f"bench-{uuid.uuid4().hex[:8]}"
     if bulk:
         cmd: list[Any] = [
-            BIN / "tootlake",
+            sys.executable,
+            "-m",
+            "tootlake",
             "sink",
             "--kafka",
             broker.bootstrap,
@@ -259,9 +266,10 @@ def sink_ours(broker: Broker, topic: str, lake: Path, *, bulk: bool = True) -> d
             group,
             lake,
         ]
-    run = run_process(cmd)
+    run = run_process(cmd, env={"PYTHONPATH": str(src)} if src else None)
     stats = json.loads(run.stdout)
-    return _sink_figures(run, stats["messages"], stats.get("files", 0))
+    # Delta commits now; a revision before Delta wrote files (and its "commits" were offsets)
+    return _sink_figures(run, stats["messages"], stats["files" if "files" in stats else "commits"])
 
 
 def sink_talk(broker: Broker, topic: str, folder: Path) -> dict[str, Any]:
@@ -282,10 +290,11 @@ def sink_talk(broker: Broker, topic: str, folder: Path) -> dict[str, Any]:
     return _sink_figures(run, stats["messages"], stats["files"])
 
 
-def _sink_figures(run: Any, messages: int, files: int) -> dict[str, Any]:
+def _sink_figures(run: Any, messages: int, writes: int) -> dict[str, Any]:
+    """`writes`: files written, or Delta commits made."""
     return {
         "messages": messages,
-        "files": files,
+        "writes": writes,
         "seconds": run.seconds,
         "cpu_seconds": run.cpu_seconds,
         "peak_rss_mb": run.peak_rss_mb,
@@ -307,29 +316,59 @@ def _child_sink_fastavro(bootstrap: str, topic: str, group: str, lake: str) -> N
     print(json.dumps(worker.run().as_dict()))
 
 
-def bench_sinking(broker: Broker, size: dict[str, int], work: Path) -> dict[str, Any]:
+def baseline_source(rev: str) -> Path:
+    """src/ of revision `rev`, from `git archive` (git's state is left alone), made once."""
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", rev], cwd=ROOT, check=True, capture_output=True,
+        text=True,
+    ).stdout.strip()  # fmt: skip
+    tree = DATA / f"archive-{commit}"
+    if not (tree / "src").exists():
+        tree.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(
+            ["git", "archive", commit, "src"], cwd=ROOT, check=True, capture_output=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    return tree / "src"
+
+
+def bench_sinking(
+    broker: Broker, size: dict[str, int], work: Path, baseline: str | None = None
+) -> dict[str, Any]:
     topic, filled = fill(broker, size["sink_posts"])
     sides: dict[str, list[dict[str, Any]]] = {"ours": [], "ours_fastavro": [], "talk": []}
+    src = baseline_source(baseline) if baseline else None
+    if src is not None:
+        sides["baseline"] = []
     for run in range(size["repeat"]):
         for side in sides:
             folder = work / f"{side}-{run}"
             if side == "talk":
                 result = sink_talk(broker, topic, folder)
+            elif side == "baseline":
+                result = sink_ours(broker, topic, folder, src=src)
             else:
                 result = sink_ours(broker, topic, folder, bulk=side == "ours")
             assert result["messages"] == size["sink_posts"], (side, result)
+            if side in ("ours", "ours_fastavro"):  # every post is in the Delta table, once
+                from tootlake.lake import tables
+
+                written = tables.load(str(folder), "posts_all").count()
+                assert written == size["sink_posts"], (side, written)
             sides[side].append(result)
             shutil.rmtree(folder, ignore_errors=True)
             log(
                 f"sinking run {run + 1} {side}: {result['posts_per_second']:,.0f} posts/s "
                 f"({result['seconds']:.1f} s wall, {result['cpu_seconds']:.1f} s CPU, "
-                f"{result['peak_rss_mb']:.0f} MB, {result['files']} files)"
+                f"{result['peak_rss_mb']:.0f} MB, {result['writes']} files or commits)"
             )
     out: dict[str, Any] = {"posts": size["sink_posts"], "fill": filled, "until_idle": UNTIL_IDLE}
+    if baseline:
+        out["baseline_rev"] = baseline
     for side, results in sides.items():
         out[side] = {
             key: summarize([r[key] for r in results])
-            for key in ("posts_per_second", "seconds", "cpu_seconds", "peak_rss_mb", "files")
+            for key in ("posts_per_second", "seconds", "cpu_seconds", "peak_rss_mb", "writes")
         }
         out[side]["cpu_us_per_post"] = summarize(
             [r["cpu_seconds"] / r["messages"] * 1e6 for r in results]
@@ -381,20 +420,23 @@ def render(results: dict[str, Any]) -> str:
         "posts/s = posts / (wall time − the 1 s `--until-idle` wait); start-up, group join and the "
         "final flush are included.",
         "",
-        "| | posts/s | wall s | CPU s | CPU µs/post | peak RSS MB | files |",
+        "| | posts/s | wall s | CPU s | CPU µs/post | peak RSS MB | files / Delta commits |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     names = {
         "ours": "`tootlake sink` (bulk Avro decoding with polars)",
         "ours_fastavro": "`tootlake sink` worker, bulk decoding off (fastavro per message)",
         "talk": "the talk's Kafka Connect S3 sink pattern (bench/talk_sink.py)",
+        "baseline": f"`tootlake sink` of {s.get('baseline_rev')}",
     }
     for side, name in names.items():
+        if side not in s:
+            continue
         r = s[side]
         lines.append(
             f"| {name} | {r['posts_per_second']['median']:,.0f} | {r['seconds']['median']:.1f} | "
             f"{r['cpu_seconds']['median']:.1f} | {r['cpu_us_per_post']['median']:.1f} | "
-            f"{r['peak_rss_mb']['median']:.0f} | {r['files']['median']:.0f} |"
+            f"{r['peak_rss_mb']['median']:.0f} | {r['writes']['median']:.0f} |"
         )
     lines += [
         "",
@@ -404,6 +446,13 @@ def render(results: dict[str, Any]) -> str:
         f"{s['ours']['posts_per_cpu_second_on_2_cores']:,.0f} posts/s.",
         "",
     ]
+    if "baseline" in s:
+        before = s["baseline"]["posts_per_second"]["median"]
+        lines += [
+            f"Against the sink of {s['baseline_rev']} in the same run: "
+            f"{s['ours']['posts_per_second']['median'] / before:.2f}x its posts/s.",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -412,6 +461,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--repeat", type=int)
     parser.add_argument("--only", choices=["producing", "sinking"])
+    parser.add_argument("--baseline", metavar="REV", help="also sink with this revision's code")
     parser.add_argument(
         "--child-sink-fastavro",
         nargs=4,
@@ -438,12 +488,14 @@ def main() -> None:
             if args.only in (None, "producing"):
                 results["producing"] = bench_producing(broker, size)
             if args.only in (None, "sinking"):
-                results["sinking"] = bench_sinking(broker, size, work)
+                results["sinking"] = bench_sinking(broker, size, work, args.baseline)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     results["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "kafka.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    # a partial run (--only) does not replace the full run's results
+    name = f"kafka-{args.only}" if args.only else "kafka"
+    (out_dir / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     if "producing" in results and "sinking" in results:
         (out_dir / "kafka.md").write_text(render(results), encoding="utf-8")
         print(render(results))

@@ -70,8 +70,8 @@ def run_ours(lake: str, out: str) -> dict[str, Any]:
     phases: dict[str, float] = {}
     t = time.perf_counter()
     from tootlake.analysis.html import render_html_report
-    from tootlake.analysis.lake import open_lake
     from tootlake.analysis.report import build_report
+    from tootlake.lake.reader import open_lake
 
     phases["import"] = time.perf_counter() - t
     t = time.perf_counter()

@@ -27,6 +27,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -141,3 +142,19 @@ def lake_url(
         yield str(tmp_path / "lake")
     else:
         yield from _s3_lake(request, monkeypatch)
+
+
+def delta_roundtrip(records: list, table: str = "posts_all") -> Any:
+    """Records written to a Delta table of a fresh lake the way the lake writer does it, and
+    read back with delta-rs alone (an Arrow table)."""
+    import tempfile
+
+    from deltalake import DeltaTable
+
+    from tootlake.lake import tables
+    from tootlake.lake.writer import records_to_table
+
+    with tempfile.TemporaryDirectory() as lake:
+        data = records_to_table(records, tables.RECORD_SCHEMAS[table]())
+        tables.append(lake, table, tables.with_date(table, data))
+        return DeltaTable(tables.table_uri(lake, table)).to_pyarrow_table()

@@ -4,7 +4,6 @@ No broker needed; tests/kafka/ has the end-to-end suites."""
 import copy
 import io
 import json
-import random
 from datetime import UTC, datetime
 
 import fastavro
@@ -22,6 +21,7 @@ from tootlake.avro import (
     shipped_schemas,
     single_object_encoder,
 )
+from tootlake.lake.writer import records_to_table
 from tootlake.record import (
     RAW_LIMIT,
     Delete,
@@ -33,8 +33,6 @@ from tootlake.record import (
     from_status,
     validate_status,
 )
-from tootlake.sinks.kafka_sink import first_offsets
-from tootlake.sinks.parquet import records_to_table
 from tootlake.sources import reject_event
 
 from .conftest import all_real_statuses
@@ -374,7 +372,7 @@ def test_rejects_have_no_key_so_a_flooding_instance_spreads_over_the_partitions(
 
 
 def test_every_envelope_kind_has_a_lake_table_in_the_sink():
-    from tootlake.sinks import layout
+    from tootlake.lake import layout
     from tootlake.sinks.kafka_sink import KIND_TABLES
 
     assert set(KIND_TABLES) == set(avro.KINDS)
@@ -396,52 +394,6 @@ def test_dead_letter_lines_carry_the_message_in_base64():
 # (after any subset of a batch's files), and replays from the commit with other boundaries.
 
 
-def _simulate(seed: int, name_of) -> dict:  # type: ignore[no-untyped-def]
-    rng = random.Random(seed)
-    groups = [rng.choice("abcd") if rng.random() < 0.3 else "a" for _ in range(rng.randint(1, 300))]
-    files: dict[tuple[str, int], list[int]] = {}
-    committed = 0
-    while committed < len(groups):
-        start = committed
-        end = min(len(groups), start + rng.randint(1, 40))
-        batch = list(range(start, end))
-        names = name_of([groups[o] for o in batch], batch)  # {group: name}
-        written = list(names.items())
-        crash = rng.random() < 0.3
-        if crash:
-            written = rng.sample(written, rng.randint(0, len(written)))
-        for group, name in written:
-            files[(group, name)] = [o for o in batch if groups[o] == group]  # overwrite
-        if not crash:
-            committed = end
-    return files
-
-
-def _by_first_row(groups: list[str], offsets: list[int]) -> dict[str, int]:
-    codes = {g: ord(g) for g in groups}
-    firsts = first_offsets([codes[g] for g in groups], offsets)
-    return {g: firsts[codes[g]] for g in groups}
-
-
-def test_files_named_by_their_first_row_make_every_replay_overwrite():
-    for seed in range(500):
-        files = _simulate(seed, _by_first_row)
-        rows = sorted(o for offsets in files.values() for o in offsets)
-        assert rows == sorted(set(rows)), f"seed {seed}: a row is in two files"
-        assert rows == list(range(len(rows))), f"seed {seed}: a row is missing"
-
-
-def test_files_named_by_the_batch_start_would_duplicate():
-    def by_batch_start(groups: list[str], offsets: list[int]) -> dict[str, int]:
-        return dict.fromkeys(groups, offsets[0])
-
-    duplicated = 0
-    for seed in range(500):
-        rows = [o for offsets in _simulate(seed, by_batch_start).values() for o in offsets]
-        duplicated += len(rows) != len(set(rows))
-    assert duplicated > 0  # why the sink names a file by its own first row
-
-
 def test_the_batch_encoder_writes_exactly_what_fastavro_writes():
 
     posts = real_posts()
@@ -456,19 +408,3 @@ def test_the_batch_encoder_writes_exactly_what_fastavro_writes():
     assert avro.batch_encoder()(records) == [encode(r) for r in records]
     assert avro.batch_encoder()([records[40]]) == [encode(records[40])]  # one kind, one record
     assert avro.batch_encoder()([]) == []
-
-
-def test_first_offsets_over_arrow_agree_with_the_rule():
-    import pyarrow as pa
-
-    from tootlake.sinks.kafka_sink import first_offsets_of
-
-    rng = random.Random(7)
-    for _ in range(50):
-        n = rng.randint(1, 200)
-        days = [rng.choice([19000, 19001, 19005, -3]) for _ in range(n)]
-        offsets = sorted(rng.sample(range(10_000), n))
-        expected = first_offsets(days, offsets)
-        assert (
-            first_offsets_of(pa.array(days, pa.int32()), pa.array(offsets, pa.int64())) == expected
-        )

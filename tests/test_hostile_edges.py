@@ -6,23 +6,21 @@ case gives a post or a rejection (never an exception), and every post writes to 
 
 from __future__ import annotations
 
-import io
 import json
 import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.lakes import delta_roundtrip
 from tootlake.analysis import open_lake
 from tootlake.pipeline import replay
 from tootlake.record import (
     Rejection,
     ValidStatus,
-    arrow_schema,
     decode_status,
     is_opted_out,
     skip_reason,
@@ -30,7 +28,6 @@ from tootlake.record import (
     usable_id,
     validate_status,
 )
-from tootlake.sinks.parquet import records_to_table, table_to_parquet
 from tootlake.sources.mastodon import advance, parse_ws_frame, split_page
 
 from .conftest import real_status
@@ -52,10 +49,9 @@ def _text_with(status: dict[str, Any], raw: str) -> str:
 
 
 def _parquet_texts(statuses: list[ValidStatus]) -> list[str]:
-    """The posts of `statuses` written to Parquet and read back: their text column."""
+    """The posts of `statuses` written to the lake's Delta table and read back: their text."""
     posts = [to_post(s, "mastodon.social", NOW) for s in statuses]
-    data = table_to_parquet(records_to_table(posts, arrow_schema()))
-    return pq.read_table(io.BytesIO(data)).column("text").to_pylist()
+    return delta_roundtrip(posts).column("text").to_pylist()
 
 
 # -- nesting thousands deep ---------------------------------------------------------------

@@ -1,11 +1,12 @@
-"""Lake faults: a missing lake, a file given as the lake, a corrupt or truncated Parquet file,
-a read-only lake and a full disk each give one clear line naming the path and exit 1;
-`--skip-corrupt` reads the rest; the `rejects` view; the dashboard answers only its own Host
-and its error pages show no paths.
+"""Lake faults: a missing lake, a file given as the lake, a corrupt or truncated Parquet file of
+a Delta table, a read-only lake and a full disk each give one clear line naming the path and
+exit 1, when reading, writing and compacting; `--skip-corrupt` reads the rest; the `rejects`
+view; the dashboard answers only its own Host and its error pages show no paths.
 
-Everything is real: files damaged on disk, a read-only bind mount and a small tmpfs in a
-private mount namespace (`unshare --mount`: root, as here and in CI, sees a chmod'ed folder as
-writable), a file size limit (RLIMIT_FSIZE), and `tootlake dashboard` over HTTP.
+Everything is real: files the Delta logs list damaged on disk, a read-only bind mount and a
+small tmpfs in a private mount namespace (`unshare --mount`: root, as here and in CI, sees a
+chmod'ed folder as writable), a file size limit (RLIMIT_FSIZE), and `tootlake dashboard` over
+HTTP.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import http.client
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -24,18 +26,21 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
+from deltalake import DeltaTable, write_deltalake
 
 from tootlake.analysis.dashboard import HEADERS, allowed_hosts
-from tootlake.analysis.lake import check_lake, open_lake, read_lake
 from tootlake.cli import main
 from tootlake.errors import LakeError
+from tootlake.lake.maintenance import merge_posts
+from tootlake.lake.reader import check_lake, open_lake, read_lake
+from tootlake.lake.storage import storage_for
+from tootlake.lake.writer import LakeWriter
 from tootlake.pipeline import replay
 from tootlake.record import Reject, reject_arrow_schema
-from tootlake.sinks.parquet import ParquetSink, table_to_parquet
-from tootlake.sinks.storage import storage_for
 
 from . import lakes
 from .conftest import REAL
@@ -44,6 +49,7 @@ from .ports import free_port
 s3_lake = lakes.s3_lake  # the fixture, for this module
 
 COUNT = "SELECT count(*) AS n FROM posts"
+TABLES = ("posts_all", "posts", "deletes", "sightings", "rejects")
 
 
 # ----------------------------------------------------------------------------------------
@@ -52,7 +58,8 @@ COUNT = "SELECT count(*) AS n FROM posts"
 
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A lake of real statuses (many partitions, edits, sightings), made once."""
+    """A lake of real statuses (many partitions, edits), made once: `posts_all` and the
+    merged `posts` hold a file per day."""
     lake = tmp_path_factory.mktemp("pristine") / "lake"
     replay([REAL / "mastodonsocial.json"], str(lake))
     replay([REAL / "timelines.jsonl"], str(lake))
@@ -61,26 +68,49 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def lake(pristine: Path, tmp_path: Path) -> Path:
-    """A copy of the pristine lake, for a test to damage."""
+    """A copy of the pristine lake, for a test to damage (Delta logs name files relative to
+    their table, so a copy is the same lake)."""
     copy = tmp_path / "lake"
     shutil.copytree(pristine, copy)
     return copy
 
 
-def posts_files(lake: Path) -> list[Path]:
-    return sorted(lake.glob("posts/*/*.parquet"))
+def data_files(lake: Path, table: str = "posts_all") -> list[Path]:
+    """The data files the table's Delta log lists (its current version), sorted."""
+    return sorted(Path(uri) for uri in DeltaTable(str(lake / table)).file_uris())
+
+
+def delta_state(lake: Path) -> dict[str, tuple[int, list[Path]]]:
+    """Each table's version and live files: what a reader reads."""
+    return {
+        table: (DeltaTable(str(lake / table)).version(), data_files(lake, table))
+        for table in TABLES
+        if (lake / table / "_delta_log").is_dir()
+    }
 
 
 def without(lake: Path, damaged: list[Path], tmp_path: Path) -> Path:
-    """The lake as it would be with the damaged files moved out: the expected answers."""
+    """The lake as it would be with the damaged files taken out of their tables (a Delta
+    commit removing them, as Delta's own tools do): the expected answers."""
     rest = tmp_path / "without"
     shutil.copytree(lake, rest)
     for path in damaged:
-        (rest / path.relative_to(lake)).unlink()
+        table = path.relative_to(lake).parts[0]
+        dt = DeltaTable(str(rest / table))
+        listed = dt.get_add_actions(flatten=True).column("path").to_pylist()
+        target = rest / path.relative_to(lake)
+        (relative,) = [p for p in listed if rest / table / p == target]
+        now = int(time.time() * 1000)
+        actions = [
+            {"commitInfo": {"timestamp": now, "operation": "DELETE", "operationParameters": {}}},
+            {"remove": {"path": relative, "deletionTimestamp": now, "dataChange": True}},
+        ]
+        log = rest / table / "_delta_log" / f"{dt.version() + 1:020d}.json"
+        log.write_text("".join(json.dumps(a) + "\n" for a in actions), encoding="utf-8")
     return rest
 
 
-def cli(*args: str) -> object:
+def cli(*args: str) -> Any:
     return CliRunner().invoke(main, list(args))
 
 
@@ -91,8 +121,28 @@ def one_line(text: str) -> str:
     return lines[0]
 
 
+# When a write fails (read-only, full disk, EFBIG), object_store's buffered writer panics in
+# delta-rs' worker threads ("Already shut down", apache/arrow-rs-object-store#810), and Rust
+# prints the report on stderr itself, past tootlake: a full disk gives one per file being
+# written. Those reports aside, the command's output is one line.
+RUST_PANIC = re.compile(
+    r"^thread '[^']*' \(\d+\) panicked at .*/object_store-[\d.]+/src/buffered\.rs:\d+:\d+:$"
+    r"|^Already shut down$"
+    r"|^note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace$"
+)
+
+
+def error_line(stderr: str) -> str:
+    """The one line a failed write prints (see RUST_PANIC)."""
+    return one_line("\n".join(line for line in stderr.splitlines() if not RUST_PANIC.match(line)))
+
+
 def clean_env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TOOTLAKE_", "AWS_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("TOOTLAKE_", "AWS_")) and k != "RUST_BACKTRACE"
+    }
     env["TOOTLAKE_CONFIG"] = str(tmp_path / "none.toml")
     return env
 
@@ -112,17 +162,18 @@ def tootlake(
 
 
 def write_rejects(lake: Path) -> Path:
-    """A rejects file as the Parquet sink writes it; its path."""
+    """A rejects file as the lake writer writes it; its path (the one file of `rejects`)."""
     at = datetime(2024, 5, 1, 12, 30, tzinfo=UTC)
-    sink = ParquetSink(str(lake))
+    sink = LakeWriter(str(lake))
     sink.add(
         [
             Reject(at, "replay", "a.example", "in.jsonl:7", "no uri", "uri", '{"id": "1"}'),
             Reject(at, "stream", None, None, "created_at out of range", "created_at", "{}"),
         ]
     )
-    (path,) = sink.flush()
-    return Path(path)
+    assert sink.flush() == ["rejects"]
+    (path,) = data_files(lake, "rejects")
+    return path
 
 
 def damage(path: Path, kind: str) -> None:
@@ -139,9 +190,10 @@ def damage(path: Path, kind: str) -> None:
 
 def damage_column(path: Path, column: str) -> None:
     """Flip bytes inside one column's pages; the footer stays intact."""
+    metadata = pq.read_metadata(path).row_group(0)
     chunk = next(
         chunk
-        for chunk in (pq.read_metadata(path).row_group(0).column(i) for i in range(100))
+        for chunk in (metadata.column(i) for i in range(metadata.num_columns))
         if chunk.path_in_schema == column
     )
     start = chunk.dictionary_page_offset or chunk.data_page_offset
@@ -159,8 +211,8 @@ def damage_column(path: Path, column: str) -> None:
 
 @pytest.mark.parametrize(
     "command",
-    [["report"], ["sql", "SELECT 1"], ["dashboard", "--port", "0"]],
-    ids=["report", "sql", "dashboard"],
+    [["report"], ["sql", "SELECT 1"], ["dashboard", "--port", "0"], ["compact"]],
+    ids=["report", "sql", "dashboard", "compact"],
 )
 def test_a_missing_lake_is_an_error_naming_it_and_is_not_created(tmp_path, command):
     missing = tmp_path / "nowhere"
@@ -188,13 +240,13 @@ def test_commands_that_create_the_lake_still_do(tmp_path):
     new = tmp_path / "new" / "lake"
     result = cli("replay", str(REAL / "mastodonsocial.json"), "--lake", str(new))
     assert result.exit_code == 0, result.output
-    assert posts_files(new)
+    assert data_files(new) and data_files(new, "posts")
 
 
 @pytest.mark.parametrize(
     "command",
-    [["report"], ["sql", "SELECT 1"], ["dashboard", "--port", "0"]],
-    ids=["report", "sql", "dashboard"],
+    [["report"], ["sql", "SELECT 1"], ["dashboard", "--port", "0"], ["compact"]],
+    ids=["report", "sql", "dashboard", "compact"],
 )
 def test_a_file_given_as_the_lake_is_a_clear_error(tmp_path, command):
     readme = tmp_path / "README.md"
@@ -221,9 +273,10 @@ def test_an_empty_lake_folder_reports_empty_with_a_note(tmp_path):
 # corrupt and truncated files
 
 
+@pytest.mark.parametrize("table", ["posts_all", "posts"])
 @pytest.mark.parametrize("kind", ["garbage", "truncated", "empty"])
-def test_a_corrupt_file_is_one_line_naming_it_and_exit_1(lake, kind):
-    bad = posts_files(lake)[3]
+def test_a_corrupt_file_is_one_line_naming_it_and_exit_1(lake, kind, table):
+    bad = data_files(lake, table)[3]
     damage(bad, kind)
     for command in (["report"], ["sql", COUNT]):
         result = cli(*command, "--lake", str(lake))
@@ -236,9 +289,9 @@ def test_a_corrupt_file_is_one_line_naming_it_and_exit_1(lake, kind):
 
 
 def test_skip_corrupt_reads_the_rest_and_names_each_skipped_file(lake, tmp_path):
-    files = posts_files(lake)
-    bad = [files[0], files[7], write_rejects(lake)]
+    bad = [data_files(lake)[0], data_files(lake, "posts")[7], write_rejects(lake)]
     expected = without(lake, bad, tmp_path)
+    intact = open_lake(str(lake)).execute(COUNT).fetchone()[0]
     for path, kind in zip(bad, ["garbage", "truncated", "empty"], strict=True):
         damage(path, kind)
 
@@ -246,6 +299,7 @@ def test_skip_corrupt_reads_the_rest_and_names_each_skipped_file(lake, tmp_path)
     assert result.exit_code == 0, result.output
     want = cli("sql", COUNT, "--lake", str(expected), "--format", "json")
     assert json.loads(result.stdout) == json.loads(want.stdout)
+    assert json.loads(result.stdout)[0]["n"] < intact  # the skipped file of posts held some
     warnings = [line.split(" ", 1)[1] for line in result.stderr.splitlines()]  # (after the time)
     assert sorted(warnings) == sorted(
         f"WARNING Skipped corrupt Parquet file {path}: {reason}"
@@ -268,51 +322,69 @@ def test_skip_corrupt_reads_the_rest_and_names_each_skipped_file(lake, tmp_path)
 
 
 def test_open_lake_skip_corrupt_logs_a_warning_per_file(lake, tmp_path, caplog):
-    bad = posts_files(lake)[2]
+    bad = data_files(lake, "posts")[2]
+    rows = pq.read_metadata(bad).num_rows
+    total = open_lake(str(lake)).execute(COUNT).fetchone()[0]
     expected = without(lake, [bad], tmp_path)
     damage(bad, "truncated")
-    with caplog.at_level(logging.WARNING, logger="tootlake.analysis.lake"):
+    with caplog.at_level(logging.WARNING, logger="tootlake.lake.reader"):
         con = open_lake(str(lake), skip_corrupt=True)
     assert con.execute(COUNT).fetchone() == open_lake(str(expected)).execute(COUNT).fetchone()
+    assert con.execute(COUNT).fetchone() == (total - rows,)
     assert [r.getMessage() for r in caplog.records] == [
         f"Skipped corrupt Parquet file {bad}: Parquet magic bytes not found in footer"
     ]
 
 
 def test_a_corrupt_object_on_s3_is_named_then_skipped(s3_lake, caplog):
+    """On S3 the views read objects lazily (a registered pyarrow dataset): the damage is found
+    by the first query that reads the object, which `read_lake` (what the commands use) names
+    or skips."""
     replay([REAL / "mastodonsocial.json"], s3_lake)
     replay([REAL / "timelines.jsonl"], s3_lake)
     storage = storage_for(s3_lake)
-    bad = storage.list(f"{s3_lake}/posts")[5]
-    total = open_lake(s3_lake).execute("SELECT count(*) FROM posts_all").fetchone()[0]
+    options = {
+        "AWS_ENDPOINT_URL": os.environ["AWS_ENDPOINT_URL"],
+        "AWS_ALLOW_HTTP": "true",
+        "AWS_REGION": os.environ["AWS_REGION"],
+    }
+    bad = sorted(DeltaTable(f"{s3_lake}/posts_all", storage_options=options).file_uris())[5]
+
+    def count(con: Any) -> int:
+        return con.execute("SELECT count(*) FROM posts_all").fetchone()[0]
+
+    total = read_lake(s3_lake, count)
     rows = pq.read_metadata(pa.BufferReader(storage.read(bad))).num_rows
     storage.write_atomic(bad, storage.read(bad)[:-100])  # truncated
     with pytest.raises(LakeError, match=f"^Corrupt Parquet file {bad} \\(Parquet magic bytes"):
-        open_lake(s3_lake)
-    with caplog.at_level(logging.WARNING, logger="tootlake.analysis.lake"):
-        con = open_lake(s3_lake, skip_corrupt=True)
-    assert con.execute("SELECT count(*) FROM posts_all").fetchone() == (total - rows,)
+        read_lake(s3_lake, count)
+    with caplog.at_level(logging.WARNING, logger="tootlake.lake.reader"):
+        assert read_lake(s3_lake, count, skip_corrupt=True) == total - rows
     assert [r.getMessage() for r in caplog.records] == [
         f"Skipped corrupt Parquet file {bad}: Parquet magic bytes not found in footer"
     ]
+    result = cli("sql", "SELECT count(*) AS n FROM posts_all", "--lake", s3_lake)
+    assert result.exit_code == 1
+    assert one_line(result.output).startswith(f"Error: Corrupt Parquet file {bad} (")
 
 
 @pytest.fixture
 def unique_lake(tmp_path: Path) -> Path:
-    """Two posts files with no uri in common: opening reads only their `uri` columns."""
+    """The merged `posts` (one file) and a tail of `posts_all` (one file) with no uri in
+    common: opening reads only their `uri` columns."""
     lake = tmp_path / "unique"
     replay([REAL / "mastodonsocial.json"], str(lake))
-    (first,) = posts_files(lake)
-    table = pq.read_table(first)
-    uris = pa.array([f"{uri}#copy" for uri in table.column("uri").to_pylist()], pa.string())
+    table = DeltaTable(str(lake / "posts_all")).to_pyarrow_table()
+    uris = pc.binary_join_element_wise(table.column("uri"), "#copy", "")
     index = table.schema.get_field_index("uri")
     copy = table.set_column(index, table.schema.field(index), uris)
-    (first.parent / "part-copy.parquet").write_bytes(table_to_parquet(copy))
+    write_deltalake(str(lake / "posts_all"), copy, mode="append", partition_by=["date"])
+    assert len(data_files(lake, "posts")) == 1 and len(data_files(lake)) == 2
     return lake
 
 
 def test_a_damaged_page_found_by_a_query_is_named_then_skipped(unique_lake):
-    damaged = posts_files(unique_lake)[0]
+    (damaged,) = data_files(unique_lake, "posts")
     damage_column(damaged, "text")
     query = "SELECT count(*) AS n, sum(characters) AS c FROM posts WHERE length(text) >= 0"
     open_lake(str(unique_lake)).close()  # the footers are fine: opening reads no text
@@ -325,7 +397,7 @@ def test_a_damaged_page_found_by_a_query_is_named_then_skipped(unique_lake):
 
     skipped = cli("sql", query, "--lake", str(unique_lake), "--format", "json", "--skip-corrupt")
     assert skipped.exit_code == 0, skipped.output
-    assert json.loads(skipped.stdout)[0]["n"] == 48  # the other file
+    assert json.loads(skipped.stdout)[0]["n"] == 48  # the tail's copies
     message = skipped.stderr.split(" ", 1)[1]  # (after the time)
     assert message.startswith(f"WARNING Skipped corrupt Parquet file {damaged}: ")
 
@@ -337,6 +409,30 @@ def test_read_lake_passes_sql_errors_through_untouched(unique_lake):
         read_lake(str(unique_lake), lambda con: con.sql("SELECT nope FROM posts").fetchall())
     bad = cli("sql", "SELECT nope FROM posts", "--lake", str(unique_lake), "--skip-corrupt")
     assert bad.exit_code == 1 and "SQL error" in bad.output and "WARNING" not in bad.output
+
+
+@pytest.mark.parametrize("merged", [True, False], ids=["optimize", "merge"])
+def test_compaction_of_a_lake_with_a_corrupt_file_is_one_line_and_changes_nothing(lake, merged):
+    """The corrupt file is one OPTIMIZE rewrites (a day with two files), or one of the tail
+    that the merge of `posts` reads first."""
+    replay([REAL / "mastodonsocial.json"], str(lake), merge=merged)  # a 2nd file in its days
+    days = {}
+    for path in data_files(lake):
+        days.setdefault(path.parent, []).append(path)
+    bad = next(files for files in days.values() if len(files) >= 2)[-1]
+    damage(bad, "truncated")
+    before = delta_state(lake)
+    result = cli("compact", "--lake", str(lake))
+    assert result.exit_code == 1
+    assert one_line(result.output) == (
+        f"Error: Cannot compact {lake}: corrupt Parquet file {bad} (Parquet magic bytes not "
+        "found in footer): move it out of the lake (`tootlake sql --skip-corrupt` reads the "
+        "rest meanwhile)"
+    )
+    assert delta_state(lake) == before  # nothing committed
+    if not merged:  # what a replay's merge at its end meets too (it warns and goes on)
+        with pytest.raises(LakeError, match=f"^Cannot merge the posts table of {lake}: corrupt"):
+            merge_posts(str(lake))
 
 
 # ----------------------------------------------------------------------------------------
@@ -374,9 +470,17 @@ def in_private_mounts(tmp_path: Path, script: str, *args: str) -> subprocess.Com
     )
 
 
+def with_a_tail(lake: Path) -> int:
+    """Give the lake work for compaction (a second, unmerged file in each day of
+    mastodonsocial.json); the number of posts it reads."""
+    replay([REAL / "mastodonsocial.json"], str(lake), merge=False)
+    return open_lake(str(lake)).execute(COUNT).fetchone()[0]
+
+
 @needs_mounts
-def test_writing_to_a_read_only_lake_is_one_line_naming_the_file(lake, tmp_path):
-    before = sorted(p.relative_to(lake) for p in lake.rglob("*"))
+def test_writing_to_or_compacting_a_read_only_lake_is_one_line_naming_the_file(lake, tmp_path):
+    posts = with_a_tail(lake)
+    before = delta_state(lake)
     script = """
 mount --bind -o ro "$1" "$1"
 set +e
@@ -388,44 +492,63 @@ echo $? > compact.rc
     done = in_private_mounts(tmp_path, script, str(lake), str(REAL / "mastodonsocial.json"))
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "replay.rc").read_text().strip() == "1"
-    line = one_line((tmp_path / "replay.err").read_text())
-    assert line.startswith(f"Error: Cannot write {lake}/posts/date=2022-11-21/part-")
+    line = error_line((tmp_path / "replay.err").read_text())
+    assert line.startswith(
+        f"Error: Cannot write to the Delta table {lake}/posts_all: Unable to open file "
+        f"{lake}/posts_all/date=2022-11-21/part-"
+    )
     assert line.endswith(".parquet: Read-only file system")
     assert (tmp_path / "compact.rc").read_text().strip() == "1"
-    assert one_line((tmp_path / "compact.err").read_text()) == (
-        f"Error: Cannot create {lake}/_tootlake/compact.lock: Read-only file system"
+    line = error_line((tmp_path / "compact.err").read_text())
+    assert line.startswith(
+        f"Error: Cannot merge into the posts table of {lake}: Unable to open file {lake}/posts/"
     )
-    assert sorted(p.relative_to(lake) for p in lake.rglob("*")) == before
+    assert line.endswith(".parquet: Read-only file system")
+    assert delta_state(lake) == before
+    assert open_lake(str(lake)).execute(COUNT).fetchone()[0] == posts
 
 
 @needs_mounts
-def test_a_full_disk_is_one_line_and_leaves_no_half_file(tmp_path):
-    lake = tmp_path / "small-disk"
-    lake.mkdir()
+def test_a_full_disk_is_one_line_and_the_lake_reads_as_before(lake, tmp_path):
+    posts, versions = (
+        open_lake(str(lake))
+        .execute("SELECT (SELECT count(*) FROM posts), (SELECT count(*) FROM posts_all)")
+        .fetchone()
+    )
+    before = delta_state(lake)
     script = """
-mount -t tmpfs -o size=64k tmpfs "$1"
+copy=$(mktemp -d)
+cp -a "$1/." "$copy"
+mount -t tmpfs -o size=64m tmpfs "$1"
+cp -a "$copy/." "$1"
+used=$(df -k --output=used "$1" | tail -1)
+mount -o remount,size=$((used + 32))k "$1"
 set +e
 "$PY" -m tootlake replay "$2" --lake "$1" 2> replay.err
 echo $? > replay.rc
-find "$1" -type f > files.txt
-"$PY" -m tootlake sql "SELECT count(*) AS n FROM posts_all" --lake "$1" --format json > after.json
+"$PY" -m tootlake sql "SELECT (SELECT count(*) FROM posts) AS posts,
+    (SELECT count(*) FROM posts_all) AS versions" --lake "$1" --format json > after.json
+find "$1" -name '.*' > hidden.txt
+rm -rf "$copy"
 """
     done = in_private_mounts(tmp_path, script, str(lake), str(REAL / "timelines.jsonl"))
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "replay.rc").read_text().strip() == "1"
-    line = one_line((tmp_path / "replay.err").read_text())
-    assert line.startswith(f"Error: Cannot write {lake}/")
-    assert line.endswith(".parquet: No space left on device")
-    written = (tmp_path / "files.txt").read_text().split()
-    assert written, "some files fit before the disk was full"
-    assert not [f for f in written if Path(f).name.startswith(".")]  # no temporary left
-    assert json.loads((tmp_path / "after.json").read_text())[0]["n"] > 0  # the rest reads
+    assert error_line((tmp_path / "replay.err").read_text()) == (
+        f"Error: Cannot write to the Delta table {lake}/posts_all: Unable to copy data to "
+        "file: No space left on device"
+    )
+    # nothing committed: the lake (on the tmpfs) reads as it did; no temporary is left
+    after = json.loads((tmp_path / "after.json").read_text())
+    assert after == [{"posts": posts, "versions": versions}]
+    assert (tmp_path / "hidden.txt").read_text() == ""
+    assert delta_state(lake) == before  # (the folder under the tmpfs, untouched)
 
 
 @needs_mounts
 def test_compaction_on_a_full_disk_is_one_line_and_the_lake_reads_as_before(tmp_path):
     lake = tmp_path / "lake"
-    for _ in range(2):  # every post twice: compaction has work to do
+    for _ in range(2):  # every post twice, two files a day: compaction has work to do
         replay([REAL / "mastodonsocial.json"], str(lake))
         replay([REAL / "timelines.jsonl"], str(lake))
     before = open_lake(str(lake)).execute(COUNT).fetchone()[0]
@@ -437,20 +560,19 @@ cp -a "$copy/." "$1"
 used=$(df -k --output=used "$1" | tail -1)
 mount -o remount,size=$((used + 32))k "$1"
 set +e
-"$PY" -m tootlake compact --lake "$1" --grace 0 2> compact.err
+"$PY" -m tootlake compact --lake "$1" --retain-files 0 2> compact.err
 echo $? > compact.rc
 "$PY" -m tootlake sql "SELECT count(*) AS n FROM posts" --lake "$1" --format json > after.json
-ls -a "$1/_tootlake" > state.txt
 rm -rf "$copy"
 """
     done = in_private_mounts(tmp_path, script, str(lake))
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "compact.rc").read_text().strip() == "1"
-    line = one_line((tmp_path / "compact.err").read_text())
-    assert line.startswith(f"Error: Cannot write {lake}/")
-    assert line.endswith(".parquet: No space left on device")
+    assert error_line((tmp_path / "compact.err").read_text()) == (
+        f"Error: Cannot optimize {lake}/posts_all: Unable to copy data to file: No space left "
+        "on device"
+    )
     assert json.loads((tmp_path / "after.json").read_text()) == [{"n": before}]
-    assert "compact.lock" not in (tmp_path / "state.txt").read_text().split()
 
 
 def file_size_limit(limit: int) -> tuple[str, ...]:
@@ -465,7 +587,7 @@ def file_size_limit(limit: int) -> tuple[str, ...]:
     return (sys.executable, "-c", wrapper)
 
 
-def test_a_file_size_limit_is_one_line_naming_the_file(tmp_path):
+def test_a_file_size_limit_is_one_line_naming_the_table(tmp_path):
     """EFBIG, without privileges."""
     lake = tmp_path / "limited"
     done = tootlake(
@@ -477,19 +599,25 @@ def test_a_file_size_limit_is_one_line_naming_the_file(tmp_path):
         prefix=file_size_limit(16 * 1024),
     )
     assert done.returncode == 1
-    line = one_line(done.stderr)
-    assert line.startswith(f"Error: Cannot write {lake}/posts/date=2022-11-21/part-")
-    assert line.endswith(".parquet: File too large")
-    assert not [p for p in lake.rglob("*") if p.is_file()]  # no half file, no temporary
-
-
-def test_a_compaction_lock_that_cannot_be_written_is_not_left_half_written(lake, tmp_path):
-    done = tootlake(tmp_path, "compact", "--lake", str(lake), prefix=file_size_limit(16))
-    assert done.returncode == 1
-    assert one_line(done.stderr) == (
-        f"Error: Cannot write {lake}/_tootlake/compact.lock: File too large"
+    assert error_line(done.stderr) == (
+        f"Error: Cannot write to the Delta table {lake}/posts_all: Unable to copy data to "
+        "file: File too large"
     )
-    assert not (lake / "_tootlake" / "compact.lock").exists()  # the next run is not blocked
+    assert not [p for p in lake.rglob("*") if p.is_file()]  # no half file, no log entry
+
+
+def test_compaction_past_a_file_size_limit_is_one_line_and_changes_nothing(lake, tmp_path):
+    posts = with_a_tail(lake)
+    before = delta_state(lake)
+    done = tootlake(tmp_path, "compact", "--lake", str(lake), prefix=file_size_limit(1024))
+    assert done.returncode == 1
+    line = error_line(done.stderr)
+    assert line.startswith(f"Error: Cannot merge into the posts table of {lake}: ")
+    assert line.endswith("File too large")
+    assert delta_state(lake) == before
+    assert open_lake(str(lake)).execute(COUNT).fetchone()[0] == posts
+    assert cli("compact", "--lake", str(lake)).exit_code == 0  # without the limit: done
+    assert open_lake(str(lake)).execute(COUNT).fetchone()[0] == posts
 
 
 # ----------------------------------------------------------------------------------------
@@ -504,6 +632,7 @@ REJECT_COLUMNS = [
     ("reason", "VARCHAR"),
     ("field", "VARCHAR"),
     ("raw", "VARCHAR"),
+    ("date", "DATE"),  # the Delta partition: the day of rejected_at
 ]
 
 
@@ -638,7 +767,7 @@ def test_allowed_hosts_of_each_bind_address():
 
 
 def test_dashboard_error_page_shows_no_path(dashboard, lake):
-    bad = posts_files(lake)[0]
+    bad = data_files(lake, "posts")[0]
     server = dashboard(lake)
     damage(bad, "garbage")  # after start: the first computation meets it
     status, headers, body = server.get("/")
@@ -648,22 +777,3 @@ def test_dashboard_error_page_shows_no_path(dashboard, lake):
     assert str(lake) not in body and bad.name not in body
     time.sleep(0.2)
     assert str(bad) in server.log.read_text()  # the operator finds it in the log
-
-
-def test_compaction_of_a_lake_with_a_corrupt_file_is_one_line_and_changes_nothing(lake):
-    replay([REAL / "mastodonsocial.json"], str(lake))  # a second file in each of its days
-    # a file of a day that has two: compaction rewrites that day, so it must read it
-    bad = next(p for p in posts_files(lake) if len(list(p.parent.glob("*.parquet"))) >= 2)
-    damage(bad, "truncated")
-    before = sorted(p.relative_to(lake) for p in lake.rglob("*.parquet"))
-    result = cli("compact", "--lake", str(lake))
-    assert result.exit_code == 1
-    line = one_line(result.output)
-    assert line.startswith("Error: Compaction cannot read the lake (") and str(bad) in line
-    # nothing swapped in: the lake's files are the ones it had (new ones were orphans, gone)
-    manifest = lake / "_tootlake" / "manifest.json"
-    assert not manifest.exists() or "compact@" not in manifest.read_text()
-    assert (
-        sorted(p.relative_to(lake) for p in lake.rglob("*.parquet") if "compact@" not in p.name)
-        == before
-    )

@@ -1,5 +1,7 @@
-"""The `posts` view gives POSTS_VIEW's rows whichever plan open_lake() picks for a snapshot:
-the plain table (nothing to resolve), versions resolved once in memory, or the window view."""
+"""The `posts` view gives the same rows whichever plan open_lake() picks (the plain table,
+versions resolved once in memory, or the window view) and however much of the lake the
+Delta table `posts` has merged (nothing, part, all): always those of a window over every
+version in `posts_all`, written here independently of the reader."""
 
 from __future__ import annotations
 
@@ -9,9 +11,26 @@ import pyarrow as pa
 import pytest
 
 from talkshape import write_jsonl, write_sse
-from tootlake.analysis import lake as lake_module
-from tootlake.analysis.lake import POSTS_VIEW, open_lake
+from tootlake.lake import reader as lake_module
+from tootlake.lake.maintenance import merge_posts
+from tootlake.lake.reader import POSTS_VIEW, open_lake
 from tootlake.pipeline import replay
+
+# Independent of the reader: every version ever written, the latest per uri, deleted ones out.
+REFERENCE = """
+SELECT * EXCLUDE (k) FROM (
+    SELECT *, row_number() OVER (
+        PARTITION BY uri ORDER BY date_trunc('second', edited_at) DESC NULLS LAST, local DESC,
+            edited_at DESC NULLS LAST, ingested_at DESC
+    ) AS k
+    FROM posts_all
+    WHERE uri NOT IN (
+        SELECT uri FROM deletes WHERE uri IS NOT NULL
+        UNION SELECT a.uri FROM posts_all a JOIN deletes d USING (observed_on, id)
+        UNION SELECT s.uri FROM sightings s JOIN deletes d USING (observed_on, id)
+    )
+) WHERE k = 1 ORDER BY uri, ingested_at
+"""
 
 
 def _posts(con) -> pa.Table:  # type: ignore[no-untyped-def]
@@ -21,7 +40,9 @@ def _posts(con) -> pa.Table:  # type: ignore[no-untyped-def]
 def _by_window_view(lake: str) -> pa.Table:
     con = open_lake(lake)
     con.execute(POSTS_VIEW)
-    return _posts(con)
+    window = _posts(con)
+    assert window.equals(con.sql(REFERENCE).to_arrow_table())
+    return window
 
 
 def _resolved(con) -> int:  # type: ignore[no-untyped-def]
@@ -35,8 +56,8 @@ def edited_lake(tmp_path_factory: pytest.TempPathFactory) -> str:
     capture = folder / "public.sse"
     write_sse(capture, 500, seed=21, days=0.3, edits=0.06, deletes=0.06)
     lake = str(folder / "lake")
-    replay([capture], lake, observed_on="mastodon.social")
-    replay([capture], lake, observed_on="mastodon.social")
+    replay([capture], lake, observed_on="mastodon.social")  # merged at its end
+    replay([capture], lake, observed_on="mastodon.social", merge=False)  # a tail to resolve
     return lake
 
 
@@ -79,3 +100,25 @@ def test_reopening_a_connection_sees_the_new_plan(tmp_path: Path, edited_lake: s
     open_lake(other, connection=con)
     assert _resolved(con) == 0
     assert _posts(con).equals(_by_window_view(other))
+
+
+@pytest.mark.parametrize("merges", ["none", "first", "both"])
+def test_posts_are_the_same_merged_or_not(tmp_path: Path, merges: str) -> None:
+    """Edits and deletes spread over two replays: the view's rows do not depend on what the
+    `posts` table has merged, and once merged, delta-rs alone reads the same uris."""
+    first, second = tmp_path / "a.sse", tmp_path / "b.sse"
+    write_sse(first, 300, seed=31, days=0.3, edits=0.1, deletes=0.1)
+    write_sse(second, 300, seed=32, days=0.3, edits=0.1, deletes=0.1)
+    lake = str(tmp_path / "lake")
+    replay([first], lake, observed_on="a.example", merge=merges != "none")
+    replay([first, second], lake, observed_on="b.example", merge=merges == "both")
+    con = open_lake(lake)
+    posts = _posts(con)
+    assert posts.equals(con.sql(REFERENCE).to_arrow_table())
+    assert posts.num_rows == len(set(posts["uri"].to_pylist()))
+    if merges == "both":
+        from deltalake import DeltaTable
+
+        table = DeltaTable(str(Path(lake) / "posts")).to_pyarrow_table()
+        assert sorted(table["uri"].to_pylist()) == sorted(posts["uri"].to_pylist())
+        assert merge_posts(lake).commits == 0  # nothing new: no commit

@@ -113,17 +113,26 @@ def test_missing_file_is_a_clear_error(tmp_path):
         ReplaySource([tmp_path / "nope.jsonl"])
 
 
-def test_lake_layout_is_hive_partitioned_zstd_with_no_temporary_files(lake):
+def test_lake_layout_is_delta_tables_hive_partitioned_zstd(lake):
     import pyarrow.parquet as pq
+    from deltalake import DeltaTable
 
     replay([REAL / "mastodonsocial.json"], lake)
-    files = sorted(Path(lake).rglob("*"))
-    assert not [f for f in files if f.name.startswith(".")]
-    parquet = [f for f in files if f.suffix == ".parquet"]
-    assert {f.parent.name for f in parquet} == {"date=2022-11-21"}
-    assert all(f.parent.parent.name == "posts" for f in parquet)
-    meta = pq.ParquetFile(parquet[0]).metadata
-    assert meta.row_group(0).column(0).compression == "ZSTD"
+    assert sorted(p.name for p in Path(lake).iterdir()) == ["_tootlake", "posts", "posts_all"]
+    for table in ("posts_all", "posts"):
+        dt = DeltaTable(str(Path(lake) / table))
+        assert dt.metadata().partition_columns == ["date"]
+        assert dt.protocol().min_reader_version == 1  # no table features: every reader opens it
+        files = [Path(uri) for uri in dt.file_uris()]
+        assert {f.parent.name for f in files} == {"date=2022-11-21"}
+        assert all(f.parent.parent.name == table for f in files)
+        meta = pq.ParquetFile(files[0]).metadata
+        assert meta.row_group(0).column(0).compression == "ZSTD"
+    # no file outside the Delta logs' lists, no temporary file
+    listed = {
+        Path(uri) for t in ("posts_all", "posts") for uri in DeltaTable(f"{lake}/{t}").file_uris()
+    }
+    assert {p for p in Path(lake).rglob("*.parquet")} == listed
 
 
 def test_replay_command_in_a_real_process(tmp_path):

@@ -13,9 +13,9 @@ import pytest
 from tootlake.analysis import open_lake
 from tootlake.analysis.report import build_report, report_as_dict
 from tootlake.errors import LakeError, MissingDependency
+from tootlake.lake.layout import join
+from tootlake.lake.storage import create_new, file_infos, storage_for
 from tootlake.pipeline import replay
-from tootlake.sinks.layout import join
-from tootlake.sinks.storage import create_new, file_infos, storage_for
 
 from . import lakes
 from .conftest import REAL

@@ -8,8 +8,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from tootlake.analysis.lake import open_lake
 from tootlake.cli import main
+from tootlake.lake.reader import open_lake
 from tootlake.pipeline import replay
 
 from .conftest import REAL

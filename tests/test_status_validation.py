@@ -6,28 +6,25 @@ plain-Python statement of the rules (`reference` below) on real statuses with ho
 from __future__ import annotations
 
 import copy
-import io
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
-import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.lakes import delta_roundtrip
 from tootlake.errors import BadStatus
 from tootlake.record import (
     Rejection,
     ValidStatus,
-    arrow_schema,
     decode_status,
     from_status,
     to_post,
     validate_status,
 )
-from tootlake.sinks.parquet import records_to_table, table_to_parquet
 
 from .conftest import all_real_statuses, real_status
 
@@ -271,15 +268,14 @@ def test_any_bytes_are_a_post_or_a_rejection(data):
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(hostile_statuses(), min_size=1, max_size=8))
-def test_every_valid_status_writes_to_parquet(statuses):
+def test_every_valid_status_writes_to_the_lake(statuses):
     posts = []
     for status in statuses:
         got = decode_status(msgspec.json.encode(status), NOW)
         if isinstance(got, ValidStatus):
             posts.append(to_post(got, "observer.example", NOW))
     if posts:
-        data = table_to_parquet(records_to_table(posts, arrow_schema()))
-        assert pq.read_table(io.BytesIO(data)).num_rows == len(posts)
+        assert delta_roundtrip(posts).num_rows == len(posts)
 
 
 def test_valid_status_is_unchanged_by_the_fast_path():

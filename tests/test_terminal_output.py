@@ -282,3 +282,19 @@ def test_log_lines_neutralise_remote_text(capsys):
     assert "\\nsecond line\\nthird\ttab" in text_line
     assert not UNSAFE.search(err), repr(err)
     assert json.loads(json_line)["instance"] == for_terminal(HOSTILE)
+
+
+def test_compact_on_a_terminal_shows_its_steps_then_only_the_result(hostile_lake, tmp_path):
+    lake, _ = hostile_lake
+    out = _run_in_terminal(
+        [sys.executable, "-m", "tootlake", "compact", "--lake", lake], _env(tmp_path)
+    )
+    text = out.decode("utf-8")
+    steps = [line for line in text.split("\r") if "Compacting" in line]  # the progress line
+    assert any("merging posts" in line for line in steps), steps
+    assert any("OPTIMIZE posts_all" in line for line in steps), steps
+    assert f"Compacted {lake}:" in text.rstrip().splitlines()[-1]  # after the line is cleared
+    quiet = _run_in_terminal(
+        [sys.executable, "-m", "tootlake", "compact", "--lake", lake, "-q"], _env(tmp_path)
+    )
+    assert b"Compacting" not in quiet and b"Compacted" in quiet

@@ -1,4 +1,4 @@
-"""tootlake: collect public Mastodon posts into a Parquet lake and study them with DuckDB.
+"""tootlake: collect public Mastodon posts into a lake of Delta tables and study them with DuckDB.
 
 from tootlake import from_status, open_lake, replay
 replay(["statuses.jsonl"], "./lake")
@@ -22,7 +22,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(record, name)
     if name == "open_lake":
-        from tootlake.analysis.lake import open_lake
+        from tootlake.lake.reader import open_lake
 
         return open_lake
     if name == "replay":

@@ -23,10 +23,10 @@ from typing import Any
 
 from tootlake._gc import fewer_collections
 from tootlake.errors import ConfigError, MissingDependency
-from tootlake.pipeline import Recorder, RunStats, run, save_run
+from tootlake.lake.layout import is_remote, join
+from tootlake.lake.writer import LakeWriter
+from tootlake.pipeline import PeriodicMerge, Recorder, RunStats, merge_lake, run, save_run
 from tootlake.settings import Settings, check_private, token_for
-from tootlake.sinks.layout import is_remote, join
-from tootlake.sinks.parquet import ParquetSink
 from tootlake.sources.fleet import FleetOptions, FleetSource, InstanceSpec
 from tootlake.sources.mastodon import (
     USER_AGENT,
@@ -243,11 +243,12 @@ def collect(
     flush_seconds: float = 60.0,
     stop: threading.Event | None = None,
     on_progress: Callable[[Progress], None] | None = None,
-    sink: ParquetSink | None = None,
+    sink: LakeWriter | None = None,
     kafka: str | None = None,
     topic: str | None = None,
     schema_registry: str | None = None,
     kafka_config: dict[str, Any] | None = None,
+    merge_every: float | None = 300.0,
 ) -> CollectResult:
     """Collect from `instances` until `duration` passes or `stop` is set; drain, flush,
     commit the cursors and return what happened.
@@ -255,6 +256,8 @@ def collect(
     With `kafka` (bootstrap servers) the posts go to a Kafka topic instead of the lake (the
     `tootlake sink` workers write it); cursors then advance once Kafka acknowledged delivery.
     `kafka_config`: librdkafka settings over the producer's (`Settings.kafka`: SASL, TLS...).
+    `merge_every`: seconds between merges of the `posts` table while collecting into the lake
+    (None: only at the end); readers of tootlake's views never wait for it (docs/lake.md).
     """
     if not instances:
         raise ConfigError("No instance to collect from: give --instance or --instances-file.")
@@ -313,12 +316,13 @@ def collect(
             else:
                 run(
                     fleet.events(),
-                    sink or ParquetSink(lake, max_age=flush_seconds, sightings=True),
+                    sink or LakeWriter(lake, max_age=flush_seconds, sightings=True),
                     recorder=recorder,
                     linger=0.25,
-                    on_commit=state.save,
+                    on_commit=PeriodicMerge(lake, merge_every, then=state.save),
                     on_progress=tick,
                 )
+                merge_lake(lake, isolated=True)
     finally:
         if timer is not None:
             timer.cancel()

@@ -131,9 +131,9 @@ def run_demo(
     instances that misbehave. `on_progress` gets the collector's progress, `on_note` each
     line that says what the demo is doing (default: logged at INFO).
     """
-    from tootlake.analysis.lake import open_lake
     from tootlake.analysis.report import build_report
     from tootlake.collector import collect
+    from tootlake.lake.reader import open_lake
     from tootlake.simulate import FediverseThread, InstanceSettings
     from tootlake.simulate.hostile import INSTANCE_KINDS
     from tootlake.sources.fleet import FleetOptions, InstanceSpec

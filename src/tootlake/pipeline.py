@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from tootlake._gc import fewer_collections
-from tootlake.errors import BadInput
+from tootlake.errors import BadInput, TootlakeError
+from tootlake.lake.layout import join
+from tootlake.lake.storage import storage_for
+from tootlake.lake.writer import LakeWriter
 from tootlake.record import Delete, Post, Reject, Sighting, ValidStatus, skip_reason, to_post
 from tootlake.redact import redact_json
-from tootlake.sinks.layout import join
-from tootlake.sinks.parquet import ParquetSink
-from tootlake.sinks.storage import storage_for
 from tootlake.sources import DELETE, EDIT, REJECT, Event, Source
 from tootlake.transports import Batch, Transport
 from tootlake.transports.memory import MemoryTransport
@@ -75,7 +75,7 @@ class RunStats:
     bad_line_examples: dict[str, list[str]] = field(default_factory=dict)
     rejected: int = 0
     coerced: Counter[str] = field(default_factory=Counter)
-    files: int = 0
+    commits: int = 0
     transport: str = ""  # the transport's state for a progress line, e.g. "kafka: buffering ..."
     started: float = field(default_factory=time.monotonic)
     elapsed: float = 0.0
@@ -117,7 +117,7 @@ class RunStats:
             "bad_examples": self.bad_examples,
             "rejected": self.rejected,
             "coerced": dict(self.coerced),
-            "files": self.files,
+            "commits": self.commits,
             "seconds": round(self.elapsed, 3),
             "posts_per_second": round(self.posts_per_second, 1),
         }
@@ -289,6 +289,61 @@ class Recorder:
         return Sighting(uri, event.observed_on, status.id, datetime.now(UTC))
 
 
+def merge_lake(lake: str, *, isolated: bool = False) -> None:
+    """Bring the lake's `posts` table up to date (`tootlake.lake.maintenance.merge_posts`)
+    after a run wrote to it. A failure is logged, not raised: the run's rows are committed,
+    the views resolve what is not merged yet, and the next merge or compaction catches up.
+
+    `isolated`: merge in a fresh child process (spawned, never forked: see `replay`). A
+    long-running collector uses it so that the merge's transient memory (DuckDB's window and
+    delta-rs' writer: about 300 MB for 200k posts) goes back to the system when it is done,
+    and a crash inside delta-rs cannot take the collector down."""
+    from tootlake.lake.maintenance import merge_posts
+
+    try:
+        if isolated:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(1, mp_context=context) as pool:
+                stats = pool.submit(merge_posts, lake).result()
+        else:
+            stats = merge_posts(lake)
+    except TootlakeError as exc:
+        log.warning("Could not merge the posts table of %s (the next run will): %s", lake, exc)
+        return
+    except Exception as exc:  # a child that died: the lake is as it was
+        log.warning("Could not merge the posts table of %s (the next run will): %r", lake, exc)
+        return
+    if stats.commits:
+        log.info(
+            "posts merged: %d rows read, %d upserted, %d deleted in %.2f s",
+            stats.tail_rows,
+            stats.upserted,
+            stats.deleted,
+            stats.seconds,
+        )
+
+
+class PeriodicMerge:
+    """An `on_commit` hook that merges `posts` at most every `every` seconds, so a long
+    collection keeps the table that other engines read fresh."""
+
+    def __init__(self, lake: str, every: float | None, then: Callable[[], None] | None = None):
+        self.lake = lake
+        self.every = every
+        self.then = then
+        self._last = time.monotonic()
+
+    def __call__(self) -> None:
+        if self.then is not None:
+            self.then()
+        if self.every is not None and time.monotonic() - self._last >= self.every:
+            merge_lake(self.lake, isolated=True)
+            self._last = time.monotonic()
+
+
 def batches(
     events: Iterable[Event | None],
     recorder: Recorder,
@@ -330,7 +385,7 @@ def batches(
 
 def run(
     events: Iterable[Event | None],
-    sink: ParquetSink,
+    sink: LakeWriter,
     *,
     recorder: Recorder,
     transport: Transport | None = None,
@@ -374,7 +429,7 @@ def run(
                 on_commit()
         if on_progress is not None and time.monotonic() - last_progress > 0.5:
             stats.elapsed = time.monotonic() - stats.started
-            stats.files = sink.stats.files
+            stats.commits = sink.stats.commits
             on_progress(stats)
             last_progress = time.monotonic()
         if batch is None and not producer.is_alive():
@@ -384,7 +439,7 @@ def run(
     queue.commit()
     if on_commit is not None:
         on_commit()
-    stats.files = sink.stats.files
+    stats.commits = sink.stats.commits
     stats.elapsed = time.monotonic() - stats.started
     if failure:
         raise failure[0]
@@ -409,8 +464,9 @@ def replay(
     observed_on: str | None = None,
     include_opted_out: bool = False,
     on_progress: Callable[[RunStats], None] | None = None,
-    sink: ParquetSink | None = None,
+    sink: LakeWriter | None = None,
     workers: int | None = 1,
+    merge: bool = True,
 ) -> RunStats:
     """Replay recorded statuses (JSON lines or SSE captures) into the lake.
 
@@ -419,7 +475,9 @@ def replay(
     writes files of its own; a post whose versions or delete land in two pieces is folded by
     the lake's views like any other (docs/lake.md). The workers are started by a fresh
     server process (multiprocessing's forkserver), never forked from the caller, whose
-    threads (Kafka clients, DuckDB, a notebook's) a fork would break."""
+    threads (Kafka clients, DuckDB, a notebook's) a fork would break.
+
+    `merge`: bring the `posts` table up to date at the end (`merge_lake`)."""
     started_at = datetime.now(UTC)
     paths = list(paths)
     events, recorder = _replay_events(paths, observed_on, include_opted_out)
@@ -436,10 +494,12 @@ def replay(
         with fewer_collections():  # posts live until their file is written: see tootlake._gc
             stats = run(
                 events,
-                sink or ParquetSink(lake),
+                sink or LakeWriter(lake),
                 recorder=recorder,
                 on_progress=on_progress,
             )
+    if merge:
+        merge_lake(lake)
     save_run(lake, "replay", stats, started_at)
     return stats
 
@@ -519,7 +579,7 @@ def _replay_piece(
 
     with fewer_collections():
         stats = run(
-            source.piece_events(piece), ParquetSink(lake), recorder=recorder, on_progress=progress
+            source.piece_events(piece), LakeWriter(lake), recorder=recorder, on_progress=progress
         )
     progress(stats)
     return stats

@@ -25,7 +25,7 @@ from typing import Any
 from tootlake.errors import ConfigError
 from tootlake.redact import MIN_SECRET_LENGTH, register_secret
 
-__all__ = ["Settings", "check_private", "config_path", "load_settings"]
+__all__ = ["Settings", "check_private", "config_path", "load_settings", "parse_size"]
 
 log = logging.getLogger(__name__)
 
@@ -164,3 +164,22 @@ def token_for(settings: Settings, host: str) -> str | None:
     return settings.tokens.get(host) or settings.tokens.get(
         host.replace(".", "_").replace(":", "_")
     )
+
+
+def parse_size(text: str | int) -> int:
+    """Bytes of `128MB`, `1.5GiB`, `512k`, `1000` (MB = MiB here: file sizes, not disks)."""
+    if isinstance(text, int):
+        return text
+    units = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+    raw = text.strip().lower().replace(" ", "")
+    number = raw.rstrip("bikmgt")
+    unit = raw[len(number) :].replace("ib", "").replace("b", "")
+    try:
+        value = float(number) * units[unit]
+    except (ValueError, KeyError):
+        raise ConfigError(
+            f"Invalid size {text!r}: use a number of bytes or units, such as 128MB or 1GiB"
+        ) from None
+    if value < 1024:
+        raise ConfigError(f"Invalid size {text!r}: at least 1KB")
+    return int(value)

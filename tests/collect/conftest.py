@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from tootlake.analysis.lake import open_lake
 from tootlake.collector import CollectResult, collect
+from tootlake.lake.reader import open_lake
 from tootlake.simulate import FediverseThread
 from tootlake.sources.fleet import FleetOptions, FleetSource, InstanceSpec
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tootlake.analysis.lake import open_lake
+from tootlake.lake.reader import open_lake
 from tootlake.simulate import InstanceSettings
 from tootlake.sources.fleet import FleetOptions, InstanceSpec
 
@@ -281,10 +281,10 @@ def test_sightings_record_every_instance_a_post_was_seen_on(fediverse, lake):
     )
     from datetime import UTC, datetime
 
+    from tootlake.lake.writer import LakeWriter
     from tootlake.record import Delete
-    from tootlake.sinks.parquet import ParquetSink
 
-    sink = ParquetSink(lake)
+    sink = LakeWriter(lake)
     sink.add([Delete(other, sim.call(fed.copies, post)[other], None, datetime.now(UTC))])
     sink.flush()
     assert post.uri not in {

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tootlake.analysis.lake import open_lake
+from tootlake.lake.reader import open_lake
 from tootlake.simulate import InstanceSettings
 from tootlake.simulate.hostile import INSTANCE_KINDS
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-from tootlake.analysis.lake import open_lake
+from tootlake.lake.reader import open_lake
+from tootlake.lake.writer import LakeWriter
 from tootlake.pipeline import Recorder, RunStats, run
 from tootlake.record import Delete, Post, Sighting, validate_status
-from tootlake.sinks.parquet import ParquetSink
 from tootlake.sources import DELETE, EDIT, UPDATE, Event
 
 from ..conftest import real_status
@@ -61,7 +61,7 @@ def test_same_uri_on_three_instances_is_one_post_and_three_sightings(lake):
 
     run(
         iter(events[:-1]),
-        ParquetSink(lake, sightings=True),
+        LakeWriter(lake, sightings=True),
         recorder=Recorder(RunStats(), include_opted_out=True, dedupe=True),
     )
     con = open_lake(lake)
@@ -78,7 +78,7 @@ def test_delete_of_an_instance_that_only_sighted_the_post_applies(lake):
     from datetime import UTC, datetime
 
     status = real_status("mastodonsocial.json", 2)
-    sink = ParquetSink(lake, sightings=True)
+    sink = LakeWriter(lake, sightings=True)
     now = datetime.now(UTC)
     recorder = Recorder(RunStats(), include_opted_out=True)
     post = recorder.record(_copy(status, "a.example", "1"))

@@ -18,8 +18,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from tootlake.analysis.lake import open_lake
 from tootlake.collector import collect
+from tootlake.lake.reader import open_lake
 from tootlake.sources import REJECT, UPDATE, Event
 from tootlake.sources import fleet as fleet_module
 from tootlake.sources.fleet import FleetOptions, InstanceSpec, InstanceWorker

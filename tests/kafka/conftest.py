@@ -28,7 +28,7 @@ import msgspec
 import pytest
 
 from tests.conftest import all_real_statuses
-from tests.lakes import lake_url  # noqa: F401  (the fixture: local and S3 lakes)
+from tests.lakes import lake_url, s3_lake  # noqa: F401  (fixtures: local and S3 lakes)
 from tests.ports import free_port, free_port_pair
 from tootlake.sources import UPDATE, Event
 
@@ -267,6 +267,26 @@ def real_rejects(n: int) -> list[Any]:
     return out
 
 
+def mixed_records(n: int, tag: str) -> list[Any]:
+    """n posts with sightings (every 3rd post), deletes (every 7th) and rejects (one per 20
+    posts) among them: the producer keys a post's sighting and delete like the post, so they
+    share its partition and most batches have rows for every table."""
+    from tootlake.record import Delete, Sighting
+
+    rejects = iter(real_rejects(n // 20 + 1))
+    records: list[Any] = []
+    for k, post in enumerate(unique_posts(n, tag=tag)):
+        records.append(post)
+        if k % 3 == 0:
+            records.append(Sighting(post.uri, "elsewhere.example", f"9{k}", post.ingested_at))
+        if k % 7 == 0:
+            observed_on = post.observed_on or "mastodon.social"
+            records.append(Delete(observed_on, post.id, post.uri, post.ingested_at))
+        if k % 20 == 0:
+            records.append(next(rejects))
+    return records
+
+
 def version_counts(lake: str) -> list[tuple[Any, ...]]:
     """(uri, observed_on, id, edited_at, rows) of every post version in posts_all: what "every
     post exactly once" is checked on (posts_all, not the deduplicating posts view)."""
@@ -287,6 +307,22 @@ def assert_each_post_once(lake: str, expected: int) -> None:
     twice = [row for row in counts if row[-1] != 1]
     assert not twice, f"{len(twice)} post versions written more than once, e.g. {twice[:3]}"
     assert len(counts) == expected, f"{len(counts)} post versions in the lake, expected {expected}"
+
+
+def assert_each_record_once(lake: str, records: list[Any]) -> None:
+    """posts_all, deletes, sightings and rejects hold each record sent exactly once."""
+    from tootlake.analysis import open_lake
+    from tootlake.record import Delete, Post, Reject, Sighting
+
+    assert_each_post_once(lake, sum(isinstance(r, Post) for r in records))
+    lake_db = open_lake(lake)
+    for query, kind, key in (
+        ("SELECT uri, observed_on, id FROM deletes", Delete, ("uri", "observed_on", "id")),
+        ("SELECT uri, observed_on, id FROM sightings_all", Sighting, ("uri", "observed_on", "id")),
+        ('SELECT "where", reason FROM rejects', Reject, ("where", "reason")),
+    ):
+        expected = sorted(tuple(getattr(r, k) for k in key) for r in records if type(r) is kind)
+        assert sorted(lake_db.execute(query).fetchall()) == expected, query
 
 
 def end_offsets(kafka: str, topic: str) -> dict[int, int]:
@@ -323,15 +359,36 @@ def sink_command(kafka: str, topic: str, group: str, lake: str, *extra: str) -> 
     ]  # fmt: skip
 
 
-def lake_files(lake: str) -> dict[str, str | None]:
-    """path -> version (local: mtime ns; S3: ETag) of every data file."""
-    from tootlake.sinks.storage import file_infos, storage_for
+def lake_marks(lake: str, topic: str) -> dict[str, dict[int, int | None]]:
+    """{table: {partition: the sink's Delta mark (app transaction) for it}}."""
+    from tootlake.lake import tables
+    from tootlake.lake.layout import TABLES
+    from tootlake.sinks.kafka_sink import app_id
 
-    storage = storage_for(lake)
-    out: dict[str, str | None] = {}
-    for table in ("posts", "deletes", "sightings", "rejects"):
-        from tootlake.sinks.layout import join
-
-        for info in file_infos(storage, join(lake, table)):
-            out[info.path] = info.version
+    out: dict[str, dict[int, int | None]] = {}
+    for table in TABLES:
+        delta = tables.load(lake, table)
+        out[table] = {
+            p: None if delta is None else delta.transaction_version(app_id(topic, p))
+            for p in range(PARTITIONS)
+        }
     return out
+
+
+def table_versions(lake: str) -> dict[str, int | None]:
+    """{table: its Delta version, None when it does not exist}."""
+    from tootlake.lake import tables
+    from tootlake.lake.layout import TABLES
+
+    versions = {}
+    for table in TABLES:
+        delta = tables.load(lake, table)
+        versions[table] = None if delta is None else delta.version()
+    return versions
+
+
+def assert_lake_at_end(lake: str, kafka: str, topic: str) -> None:
+    """Every partition's posts_all mark is its last offset: the lake holds the whole topic."""
+    ends = end_offsets(kafka, topic)
+    marks = lake_marks(lake, topic)["posts_all"]
+    assert marks == {p: (end - 1 if end else None) for p, end in ends.items()}, (marks, ends)

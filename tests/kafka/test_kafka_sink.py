@@ -1,12 +1,15 @@
 """Sink workers against a real broker, on a local and an S3 lake: the same lake as the embedded
 path (posts, deletes, sightings and rejects), exactly once through crashes (SIGKILL, a crash
-between write and commit), SIGTERM, a rebalance from one worker to two, and dead letters."""
+between a batch's Delta commits, a crash between the Delta commits and the group offsets),
+SIGTERM, a rebalance from one worker to two, four workers committing to one S3 lake at once,
+and dead letters."""
 
 from __future__ import annotations
 
 import base64
 import dataclasses
-import io
+import datetime as dt
+import itertools
 import json
 import signal
 import subprocess
@@ -18,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import REAL
@@ -26,22 +28,29 @@ from tests.smalllake import write_inputs
 from tootlake.analysis import open_lake
 from tootlake.analysis.report import build_report, report_as_dict
 from tootlake.avro import single_object_encoder
+from tootlake.lake import tables
+from tootlake.lake.layout import REJECTS
+from tootlake.lake.storage import storage_for
+from tootlake.lake.writer import LakeWriter
 from tootlake.pipeline import Recorder, RunStats, produce, replay, replay_to_kafka, run
 from tootlake.record import Delete, Sighting, reject_arrow_schema
 from tootlake.sinks.kafka_sink import KafkaSinkWorker, SinkWorkerStats
-from tootlake.sinks.parquet import ParquetSink
-from tootlake.sinks.storage import storage_for
 from tootlake.transports import Batch
 from tootlake.transports.kafka import KafkaTransport
 
 from .conftest import (
+    PARTITIONS,
     REAL_FILES,
     assert_each_post_once,
+    assert_each_record_once,
+    assert_lake_at_end,
     committed_offsets,
     end_offsets,
-    lake_files,
+    lake_marks,
+    mixed_records,
     real_rejects,
     sink_command,
+    table_versions,
     unique_events,
     unique_posts,
     version_counts,
@@ -69,6 +78,13 @@ def report_of(lake: str) -> dict:
     return report_as_dict(build_report(lake))
 
 
+def send(kafka: str, topic: str, records: list[Any]) -> None:
+    transport = KafkaTransport(kafka, topic)
+    for k in range(0, len(records), 500):
+        transport.send(Batch(records[k : k + 500]))
+    transport.close(timeout=60)
+
+
 def test_replaying_through_kafka_gives_the_embedded_lake(kafka, topic, group, lake_url, tmp_path):
     files = [REAL / name for name in REAL_FILES]
     embedded = str(tmp_path / "embedded")
@@ -85,8 +101,9 @@ def test_replaying_through_kafka_gives_the_embedded_lake(kafka, topic, group, la
         open_lake(embedded).execute(query).fetchall()
     )
     assert committed_offsets(kafka, group, topic) == end_offsets(kafka, topic)
-    names = [Path(p).name for p in stats.paths]
-    assert all(n.startswith(f"{topic}+") and n.endswith(".parquet") for n in names)
+    # the offsets are in the lake: each partition's last offset is posts_all's mark
+    assert_lake_at_end(lake_url, kafka, topic)
+    assert stats.commits >= 4 and stats.skipped == 0
 
 
 def test_deletes_and_sightings_reach_their_tables_as_in_the_embedded_lake(
@@ -95,7 +112,7 @@ def test_deletes_and_sightings_reach_their_tables_as_in_the_embedded_lake(
     # deletes: the small lake's recording, with an SSE capture deleting one post
     inputs = write_inputs(tmp_path / "inputs")
     embedded, through_kafka = str(tmp_path / "embedded"), str(tmp_path / "kafka")
-    replay(inputs, embedded, sink=ParquetSink(embedded, sightings=True))
+    replay(inputs, embedded, sink=LakeWriter(embedded, sightings=True))
     replay_to_kafka(inputs, kafka=kafka, topic=topic)
     # sightings: the collector's dedupe, the same posts seen again on another instance
     seen_twice = list(unique_events(30, tag="s"))
@@ -104,7 +121,7 @@ def test_deletes_and_sightings_reach_their_tables_as_in_the_embedded_lake(
         seen_twice.append(type(event)(event.kind, "elsewhere.example", status=again, where="again"))
     run(
         seen_twice,
-        ParquetSink(embedded, sightings=True),
+        LakeWriter(embedded, sightings=True),
         recorder=Recorder(RunStats(), dedupe=True),
     )
     stats = produce(
@@ -146,38 +163,82 @@ def test_sink_killed_with_sigkill_mid_stream_then_restarted_writes_each_post_onc
     )
     assert second.returncode == 0, second.stderr
     assert_each_post_once(lake_url, n)
+    assert_lake_at_end(lake_url, kafka, topic)
+    assert committed_offsets(kafka, group, topic) == end_offsets(kafka, topic)
+
+
+def crash(kafka: str, topic: str, group: str, lake: str, member: str, where: str) -> Any:
+    """Run tests/kafka/crashing_sink.py (200 KB batches) until it dies at `where` in its third
+    such flush; what it printed."""
+    crashed = subprocess.run(
+        [sys.executable, str(HERE / "crashing_sink.py"), kafka, topic, group, lake,
+         str(200 * 1024), "3", where, "session.timeout.ms=6000", member],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert crashed.returncode == 137, crashed.stdout + crashed.stderr
+    return json.loads(crashed.stdout)
+
+
+def _next(mark: int | None) -> int:
+    """The offset after a mark (0 for no mark)."""
+    return 0 if mark is None else mark + 1
+
+
+def restart(kafka: str, topic: str, group: str, lake: str, member: str) -> dict[str, Any]:
+    """A normal `tootlake sink` after the crash, with other batch sizes; its JSON summary."""
+    restarted = subprocess.run(
+        [*sink_command(kafka, topic, group, lake, "--max-bytes", "300KB", "-X", member,
+                       "--format", "json"), "--until-idle", "2"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert restarted.returncode == 0, restarted.stderr
+    return dict(json.loads(restarted.stdout))
+
+
+@pytest.mark.slow
+def test_a_crash_between_a_batchs_delta_commits_writes_no_row_twice_and_skips_none(
+    kafka, topic, group, lake_url
+):
+    records = mixed_records(2000, "c")
+    send(kafka, topic, records)
+    member = f"group.instance.id=crasher-{uuid.uuid4().hex[:6]}"
+    crashed = crash(kafka, topic, group, lake_url, member, "before-posts_all")
+    assert crashed, "no batch had rows for deletes, sightings or rejects"
+    # The crashed batch is partly in the lake: some tables have it, posts_all does not.
+    partition, last = crashed["partition"], crashed["last"]
+    marks = lake_marks(lake_url, topic)
+    assert marks["posts_all"][partition] is None or marks["posts_all"][partition] < last
+    assert crashed["tables"] and all(marks[t][partition] == last for t in crashed["tables"])
+    stats = restart(kafka, topic, group, lake_url, member)
+    assert stats["skipped_rows"] > 0  # the rows of the crashed batch its tables held already
+    assert_each_record_once(lake_url, records)
+    assert_lake_at_end(lake_url, kafka, topic)
     assert committed_offsets(kafka, group, topic) == end_offsets(kafka, topic)
 
 
 @pytest.mark.slow
-def test_a_crash_between_writing_and_committing_rewrites_the_same_files(
+def test_a_crash_between_the_delta_commit_and_the_group_offsets_resumes_from_the_lake(
     kafka, topic, group, lake_url
 ):
-    n = 6000
-    produce_unique(kafka, topic, n)
+    records = mixed_records(2000, "o")
+    send(kafka, topic, records)
     member = f"group.instance.id=crasher-{uuid.uuid4().hex[:6]}"
-    crashed = subprocess.run(
-        [sys.executable, str(HERE / "crashing_sink.py"), kafka, topic, group, lake_url,
-         str(40 * 1024), "5", "session.timeout.ms=6000", member],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert crashed.returncode == 137, crashed.stderr
-    uncommitted = json.loads(crashed.stdout)
-    assert uncommitted, "the crashed flush wrote no file"
-    before = lake_files(lake_url)
-    assert set(uncommitted) <= set(before)
-    # Restart with other batch boundaries: the replay from the last commit must still line up.
-    restarted = subprocess.run(
-        [*sink_command(kafka, topic, group, lake_url, "--max-bytes", "100KB", "-X", member),
-         "--until-idle", "2"],
-        capture_output=True, text=True, timeout=180,
-    )  # fmt: skip
-    assert restarted.returncode == 0, restarted.stderr
-    after = lake_files(lake_url)
-    assert set(uncommitted) <= set(after), "a crashed file was not rewritten under its name"
-    if not lake_url.startswith("s3://"):  # S3's version is the ETag: equal for equal content
-        assert all(after[p] != before[p] for p in uncommitted), "a crashed file was left as it was"
-    assert_each_post_once(lake_url, n)
+    crashed = crash(kafka, topic, group, lake_url, member, "before-offsets")
+    assert crashed, "the crashing worker finished first"
+    # The lake is ahead of the group: resuming from the group's offsets would write it twice.
+    marks = lake_marks(lake_url, topic)["posts_all"]
+    group_offsets = committed_offsets(kafka, group, topic)
+    for partition, offset in crashed["offsets"].items():
+        assert marks[int(partition)] == offset - 1
+        assert group_offsets[int(partition)] < offset
+    stats = restart(kafka, topic, group, lake_url, member)
+    # It read exactly what posts_all did not have: each partition from its mark on. (Rows may
+    # still be skipped: the other flush thread may have been between commits at the crash.)
+    ends = end_offsets(kafka, topic)
+    unread = sum(end - _next(marks[p]) for p, end in ends.items())
+    assert stats["messages"] == unread
+    assert_each_record_once(lake_url, records)
+    assert_lake_at_end(lake_url, kafka, topic)
     assert committed_offsets(kafka, group, topic) == end_offsets(kafka, topic)
 
 
@@ -252,13 +313,13 @@ def test_garbage_goes_to_the_dead_letter_file_and_the_sink_goes_on(
     assert (stats.posts, stats.dead) == (200, 4)
     assert_each_post_once(lake_url, 200)
     storage = storage_for(lake_url)
-    letters = [json.loads(line) for p in stats.paths if p.endswith(".jsonl")
+    letters = [json.loads(line) for p in stats.dead_letter_files
                for line in storage.read(p).decode().splitlines()]  # fmt: skip
     assert sorted(base64.b64decode(d["value"]) for d in letters) == sorted(garbage)
     assert {(d["topic"], d["partition"]) for d in letters} == {(topic, 1)}
     assert all(d["error"] and isinstance(d["offset"], int) for d in letters)
-    (path,) = {p for p in stats.paths if p.endswith(".jsonl")}
-    assert f"/_tootlake/dead-letter/{topic}+1+" in path
+    (path,) = stats.dead_letter_files
+    assert f"/_tootlake/dead-letter/{topic}+1+" in path and path.endswith(".jsonl")
     warnings = [r for r in caplog.records if "not tootlake Avro" in r.getMessage()]
     assert len(warnings) == 1  # logged once per flush, not once per message
     assert committed_offsets(kafka, group, topic) == end_offsets(kafka, topic)
@@ -300,32 +361,74 @@ def test_rejects_sent_through_kafka_land_in_the_rejects_table_once(kafka, topic,
         60, 1, 1, 40, 0,
     )  # fmt: skip
     assert committed_offsets(kafka, group, topic) == end_offsets(kafka, topic)
-    # the files: LAKE/rejects/date=D/<topic>+<partition>+<first offset:020d>.parquet
-    storage = storage_for(lake_url)
-    files = sorted(p for p in stats.paths if "/rejects/" in p)
-    assert {p.split("/rejects/")[1].split("/")[0] for p in files} == {
-        "date=2024-05-01", "date=2024-05-02",
-    }  # fmt: skip
-    for path in files:
-        _topic, _partition, offset = Path(path).name.removesuffix(".parquet").split("+")
-        assert (_topic, len(offset)) == (topic, 20) and int(_partition) in range(4)
-    tables = [pq.read_table(io.BytesIO(storage.read(p))) for p in files]
-    assert all(t.schema.equals(reject_arrow_schema()) for t in tables)
-    rows = [row for t in tables for row in t.to_pylist()]
+    # the Delta table: the reject schema plus `date`, partitioned by the UTC day of rejected_at
+    delta = tables.load(lake_url, REJECTS)
+    assert delta.metadata().partition_columns == ["date"]
+    data = delta.to_pyarrow_table()
+    assert data.schema.remove(data.schema.get_field_index("date")).equals(reject_arrow_schema())
+    assert set(data.column("date").to_pylist()) == {dt.date(2024, 5, 1), dt.date(2024, 5, 2)}
+    rows = data.drop_columns(["date"]).to_pylist()
     assert sorted(rows, key=_reject_order) == sorted(
         (msgspec.structs.asdict(r) for r in rejects), key=_reject_order
     )
     # and through the lake's view, as analysts read them
     assert open_lake(lake_url).execute("SELECT count(*) FROM rejects").fetchone() == (40,)
 
-    # Read again by another group with the same batches (one per partition): the replay writes
-    # files of the same names over the old ones, never a second copy of a row.
-    before = lake_files(lake_url)
+    # Read by another group: the app ids name the topic and partition, not the group, so the
+    # new group starts where the lake ends and writes nothing again.
+    before = table_versions(lake_url)
     again = sink_once(kafka, topic, f"{group}-again", lake_url)
-    assert again.rejects == 40 and set(lake_files(lake_url)) == set(before)
+    assert (again.messages, again.commits) == (0, 0) and table_versions(lake_url) == before
     assert open_lake(lake_url).execute("SELECT count(*) FROM rejects").fetchone() == (40,)
     assert_each_post_once(lake_url, 60)
 
 
 def _reject_order(row: dict[str, Any]) -> tuple[str, str]:
     return (row["where"], row["rejected_at"].isoformat())
+
+
+@pytest.mark.slow
+def test_four_workers_commit_to_one_s3_lake_at_once_each_record_once(kafka, topic, group, s3_lake):
+    records = mixed_records(2400, "w")
+    half = len(records) // 2
+    send(kafka, topic, records[:half])
+    command = [
+        *sink_command(kafka, topic, group, s3_lake, "--max-bytes", "100KB", "--format", "json"),
+        "--until-idle",
+        "8",
+    ]
+    workers = [
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(PARTITIONS)
+    ]
+    logs: list[list[str]] = [[] for _ in workers]
+    readers = [
+        threading.Thread(target=lambda w=w, lines=lines: lines.extend(w.stderr), daemon=True)
+        for w, lines in zip(workers, logs, strict=True)
+    ]
+    for reader in readers:
+        reader.start()
+    # Once each worker owns a partition, the rest, so that all four have rows to commit.
+    deadline = time.monotonic() + 120
+    while not all(any(f"assigned {topic}[" in ln and "[]" not in ln for ln in lines)
+                  for lines in logs):  # fmt: skip
+        assert time.monotonic() < deadline, "the group did not give each worker a partition"
+        time.sleep(0.2)
+    rest = records[half:]
+    for k in range(4):
+        send(kafka, topic, rest[k * len(rest) // 4 : (k + 1) * len(rest) // 4])
+        time.sleep(0.5)
+    outputs = [w.communicate(timeout=600)[0] for w in workers]
+    for reader in readers:
+        reader.join(timeout=10)
+    assert all(w.returncode == 0 for w in workers), "".join(ln for lines in logs for ln in lines)
+    stats = [json.loads(out) for out in outputs]
+    assert all(s["commits"] > 0 for s in stats), stats  # all four wrote to the lake
+    # ...at the same time: posts_all's commits of the four partitions interleave
+    history = sorted(tables.load(s3_lake, "posts_all").history(), key=lambda c: c["version"])
+    partitions = [c["tootlake.partition"] for c in history]
+    switches = sum(a != b for a, b in itertools.pairwise(partitions))
+    assert set(partitions) == {"0", "1", "2", "3"} and switches > 3, partitions
+    assert_each_record_once(s3_lake, records)
+    assert_lake_at_end(s3_lake, kafka, topic)
+    assert committed_offsets(kafka, group, topic) == end_offsets(kafka, topic)

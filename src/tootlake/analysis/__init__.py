@@ -1,6 +1,5 @@
 """Analyses of the lake with DuckDB: `open_lake()` and one function per question."""
 
-from tootlake.analysis.lake import open_lake
 from tootlake.analysis.queries import (
     DEFAULT_TERMS,
     apps,
@@ -14,6 +13,7 @@ from tootlake.analysis.queries import (
     terms,
 )
 from tootlake.analysis.report import build_report, render_report
+from tootlake.lake.reader import open_lake
 
 __all__ = [
     "DEFAULT_TERMS",

@@ -39,8 +39,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tootlake.analysis import queries
-from tootlake.analysis.lake import check_lake
 from tootlake.errors import ConfigError, MissingDependency, TootlakeError
+from tootlake.lake.reader import check_lake
 
 __all__ = ["HEADERS", "DashboardState", "allowed_hosts", "create_app", "serve"]
 

@@ -36,11 +36,11 @@ import pyarrow as pa
 
 from tootlake._version import __version__
 from tootlake.analysis import charts, queries
-from tootlake.analysis.lake import open_lake
 from tootlake.analysis.report import TOP_TERMS, as_pylist, build_report
 from tootlake.errors import LakeError, MissingDependency
-from tootlake.sinks.layout import is_remote, join
-from tootlake.sinks.storage import storage_for
+from tootlake.lake.layout import is_remote, join
+from tootlake.lake.reader import open_lake
+from tootlake.lake.storage import storage_for
 
 __all__ = [
     "CSP",

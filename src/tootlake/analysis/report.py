@@ -25,8 +25,8 @@ import duckdb
 import pyarrow as pa
 
 from tootlake.analysis import queries
-from tootlake.analysis.lake import open_lake
 from tootlake.errors import ConfigError
+from tootlake.lake.reader import open_lake
 from tootlake.text import for_terminal, json_for_terminal
 
 __all__ = ["FORMATS", "SECTIONS", "TOP_TERMS", "build_report", "render_report", "render_table"]

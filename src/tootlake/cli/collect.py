@@ -137,7 +137,7 @@ def collect(
     cleanly: what was received is written and the cursors saved.
     """
     from tootlake.collector import collect as run_collect
-    from tootlake.sinks.compact import parse_size
+    from tootlake.settings import parse_size
     from tootlake.sources.fleet import FleetOptions
 
     settings, specs = settings_and_specs(

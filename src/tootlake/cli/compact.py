@@ -1,4 +1,5 @@
-"""`tootlake compact`: rewrite small files into large ones, swapped in atomically."""
+"""`tootlake compact`: Delta maintenance of the lake (merge, remove deleted posts, OPTIMIZE,
+checkpoint, VACUUM)."""
 
 from __future__ import annotations
 
@@ -7,91 +8,68 @@ import json
 import click
 
 from tootlake.cli.command import run_command
-from tootlake.cli.options import format_option, lake_option
+from tootlake.cli.options import format_option, lake_option, quiet_option
+from tootlake.cli.output import step_line
 
 
 @click.command()
 @lake_option
 @click.option(
+    "--retain-files",
+    default="7d",
+    show_default=True,
+    metavar="DURATION",
+    help="Keep files that compaction replaced this long (7d, 12h, 0 for none) for readers "
+    "and time travel; older ones are deleted (VACUUM).",
+)
+@click.option(
     "--target-size",
     default="128MB",
     show_default=True,
     metavar="SIZE",
-    help="Size of the files to write (and below which a file counts as small): "
-    "bytes, or with a unit such as 64MB or 1GiB.",
+    help="Size of the files to write: bytes, or with a unit such as 64MB or 1GiB.",
 )
 @click.option(
-    "--date",
-    "dates",
-    multiple=True,
-    metavar="YYYY-MM-DD",
-    help="Compact only this day's partitions, every file of them (repeatable). "
-    "Default: every partition with two or more small files.",
+    "--memory-limit",
+    default=None,
+    metavar="SIZE",
+    help="DuckDB's memory limit while merging (e.g. 1GB); it spills to disk beyond it.",
 )
-@click.option("--dry-run", is_flag=True, help="Only say what would be rewritten.")
-@click.option(
-    "--grace",
-    default=3600.0,
-    show_default=True,
-    type=click.FloatRange(min=0),
-    metavar="SECONDS",
-    help="Keep replaced files this long for readers that opened the lake before the "
-    "swap; a later run deletes them (0: delete them now).",
-)
-@click.option(
-    "--break-lock",
-    is_flag=True,
-    help="Take over the lock of a compaction that died on another host.",
-)
+@quiet_option("No progress line, only the result.")
 @format_option(["text", "json"], default="text", help="Output format.")
 @run_command
 def compact(
     lake: str | None,
+    retain_files: str,
     target_size: str,
-    dates: tuple[str, ...],
-    dry_run: bool,
-    grace: float,
-    break_lock: bool,
+    memory_limit: str | None,
+    quiet: bool,
     fmt: str,
 ) -> None:
-    """Compact the lake: each date partition's small files become a few large ones.
-
-    Keeps the latest version of each post (other copies of it are kept as sightings), drops
-    deleted posts, keeps every delete, and swaps the new files in with one atomic manifest
-    write, so readers see the old files or the new ones. Safe to rerun after a crash.
-    """
-    from tootlake.settings import load_settings
-    from tootlake.sinks.compact import compact as compact_lake
-    from tootlake.sinks.compact import parse_size
+    """Compact the lake: merge `posts`, remove deleted posts from every table, bin-pack small
+    files into large ones (OPTIMIZE), checkpoint the Delta logs and delete replaced files
+    older than --retain-files (VACUUM). Readers see each table's old version or its new one,
+    never a mix; safe to rerun after a crash."""
+    from tootlake.lake.maintenance import compact as compact_lake
+    from tootlake.settings import load_settings, parse_size
 
     settings = load_settings(lake=lake)
-    stats = compact_lake(
-        settings.lake,
-        target_bytes=parse_size(target_size),
-        dates=dates or None,
-        dry_run=dry_run,
-        grace=grace,
-        break_lock=break_lock,
-    )
+    with step_line(quiet, "Compacting") as show:
+        stats = compact_lake(
+            settings.lake,
+            retain_files=retain_files,
+            target_bytes=parse_size(target_size),
+            memory_limit=memory_limit,
+            on_step=show,
+        )
     if fmt == "json":
         click.echo(json.dumps(stats.as_dict(), indent=2))
         return
-    if dry_run:
-        for plan in stats.plans:
-            click.echo(
-                f"would rewrite {plan.partition}: {len(plan.files)} files, "
-                f"{plan.bytes / 1e6:,.1f} MB"
-            )
-        click.echo(
-            f"Dry run: {stats.partitions} partitions, {stats.files_before} files, "
-            f"{stats.bytes_before / 1e6:,.1f} MB would be rewritten in {settings.lake}."
-        )
-        return
+    before = sum(stats.files_before.values())
+    after = sum(stats.files_after.values())
     click.echo(
-        f"Compacted {settings.lake}: {stats.partitions} partitions, {stats.files_before} files "
-        f"({stats.bytes_before / 1e6:,.1f} MB) -> {stats.files_after} files "
-        f"({stats.bytes_after / 1e6:,.1f} MB); posts rows {stats.posts_before:,} -> "
-        f"{stats.posts_after:,}; {stats.sightings_added:,} copies kept as sightings; "
-        f"{stats.deleted_files} replaced files deleted, {stats.orphans_deleted} left by a "
-        f"crashed run; {stats.seconds:.1f} s."
+        f"Compacted {settings.lake}: {before:,} files -> {after:,}; "
+        f"posts merged ({stats.merge.upserted:,} upserted, {stats.merge.deleted:,} deleted); "
+        f"{stats.posts_removed:,} rows of deleted posts removed; "
+        f"{stats.files_vacuumed:,} replaced files deleted; {stats.seconds:.1f} s."
     )

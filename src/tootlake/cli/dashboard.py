@@ -64,7 +64,7 @@ def dashboard(
 ) -> None:
     """Serve a live page of the report's figures and charts (read-only)."""
     from tootlake.analysis.dashboard import serve
-    from tootlake.analysis.lake import check_lake
+    from tootlake.lake.reader import check_lake
 
     settings = load_settings(lake=lake)
     check_lake(settings.lake)  # before announcing anything: a missing lake is an error

@@ -17,6 +17,7 @@ __all__ = [
     "one_line",
     "print_collect_summary",
     "status_line",
+    "step_line",
     "stderr_is_terminal",
     "stdout_is_terminal",
 ]
@@ -48,6 +49,33 @@ def echo_output(text: str) -> None:
     """Rendered output as is: made safe for a terminal already, and lossless (CSV) to a file,
     where click would otherwise strip what looks like colour codes."""
     click.echo(text, nl=not text.endswith("\n"), color=True)
+
+
+@contextmanager
+def step_line(quiet: bool, title: str) -> Iterator[Callable[[str], None] | None]:
+    """A spinner with the elapsed time and the step running ("compacting lake: OPTIMIZE
+    posts_all") on stderr when it is a terminal (and not --quiet); it goes when the work
+    ends. Yields the callback that names the current step, or None."""
+    if quiet or not stderr_is_terminal():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True, force_terminal=True)  # stderr is a terminal: said above
+    with Progress(
+        SpinnerColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task(title, total=None)
+
+        def show(step: str) -> None:
+            progress.update(task, description=f"{title}: {clean(step)}", refresh=True)
+
+        yield show
 
 
 @contextmanager
@@ -90,7 +118,7 @@ def status_line(quiet: bool) -> Iterator[Callable[[Any], None] | None]:
         )
         if counts.get("starting"):
             text.append(f" · {counts['starting']} starting", style="dim")
-        text.append(f" · {stats.deletes:,} deletes · {stats.files} files", style="dim")
+        text.append(f" · {stats.deletes:,} deletes · {stats.commits} commits", style="dim")
         if stats.rejected:
             text.append(f" · {stats.rejected:,} rejected", style="yellow")
         return text
@@ -113,7 +141,7 @@ def print_collect_summary(result: Any, lake: str) -> None:
         f"{stats.sightings:,} sightings of posts already written, {stats.duplicates:,} "
         f"duplicates dropped; skipped {skipped}; {stats.rejected:,} rejected (in the rejects "
         f"table); {sum(stats.coerced.values()):,} odd fields stored as null or default; "
-        f"{stats.files} files. Instances: {modes}. State: {result.state_dir}"
+        f"{stats.commits} commits. Instances: {modes}. State: {result.state_dir}"
     )
     if len(result.health) <= 30:
         for host, entry in sorted(result.health.items()):

@@ -108,7 +108,7 @@ def replay(
         f"{stats.edits:,} edits, {stats.deletes:,} deletes; skipped {skipped}; "
         f"{stats.rejected:,} rejected (in the rejects table); "
         f"{coerced:,} odd fields stored as null or default{f' ({fields})' if fields else ''}; "
-        f"{stats.files} files; {stats.posts_per_second:,.0f} posts/s."
+        f"{stats.commits} commits; {stats.posts_per_second:,.0f} posts/s."
     )
     if stats.bad and not quiet:
         for line in _bad_lines_summary(stats):

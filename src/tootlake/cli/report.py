@@ -38,9 +38,9 @@ def report(
     skip_corrupt: bool,
 ) -> None:
     """Print every analysis of the lake."""
-    from tootlake.analysis.lake import check_lake, read_lake
     from tootlake.analysis.queries import DEFAULT_TERMS
     from tootlake.analysis.report import build_report, render_report
+    from tootlake.lake.reader import check_lake, read_lake
 
     settings = load_settings(lake=lake)
     if not check_lake(settings.lake):

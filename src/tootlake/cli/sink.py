@@ -14,9 +14,11 @@ from tootlake.cli.options import (
     kafka_brokers_option,
     kafka_option,
     lake_option,
+    quiet_option,
     schema_registry_option,
     topic_option,
 )
+from tootlake.cli.output import step_line
 from tootlake.transports.kafka_settings import parse_options
 
 
@@ -62,6 +64,7 @@ from tootlake.transports.kafka_settings import parse_options
     help="Also write each post's own sighting (instance, local id), as `collect` does.",
 )
 @kafka_option
+@quiet_option("No progress line, only the final summary.")
 @format_option(["text", "json"], default="text", help="Format of the final summary.")
 @run_command
 def sink(
@@ -75,18 +78,18 @@ def sink(
     schema_registry: str | None,
     sightings: bool,
     kafka_options: tuple[str, ...],
+    quiet: bool,
     fmt: str,
 ) -> None:
     """Write a Kafka topic into the lake, as one member of a consumer group.
 
-    Batches each partition by size and age, writes Parquet files named
-    <topic>+<partition>+<first offset> into the lake's layout, and commits offsets only once the
-    files are durable, so a crash or a rebalance rewrites the same files instead of duplicating
-    rows. Messages that are not tootlake Avro go to LAKE/_tootlake/dead-letter/. SIGTERM or
-    Ctrl-C: flush, commit, exit.
+    Batches each partition by size and age and appends each batch to the lake's Delta tables,
+    with the partition's offsets committed in the same Delta commits (app transactions), so a
+    crash or a rebalance resumes where the lake ends instead of duplicating rows. Messages that
+    are not tootlake Avro go to LAKE/_tootlake/dead-letter/. SIGTERM or Ctrl-C: flush, commit,
+    exit.
     """
-    from tootlake.settings import load_settings
-    from tootlake.sinks.compact import parse_size
+    from tootlake.settings import load_settings, parse_size
     from tootlake.sinks.kafka_sink import KafkaSinkWorker
 
     settings = load_settings(lake=lake, kafka=parse_options(kafka_options))
@@ -110,7 +113,15 @@ def sink(
     # a moment later, and frequent collections kept walking (and promoting) them.
     gc.freeze()
     gc.set_threshold(100_000, 50, 100)
-    with stop_on_signals(stop, "Stopping: writing and committing what was received..."):
+    with (
+        step_line(quiet, f"Sinking {topic}") as show,
+        stop_on_signals(stop, "Stopping: writing and committing what was received..."),
+    ):
+        if show is not None:
+            worker.on_progress = lambda now: show(
+                f"{now.messages:,} messages, {now.posts:,} posts, {now.commits:,} Delta "
+                f"commits, {now.messages_per_second:,.0f} messages/s"
+            )
         stats = worker.run()
     if fmt == "json":
         click.echo(json.dumps(stats.as_dict(), indent=2))
@@ -118,6 +129,6 @@ def sink(
     click.echo(
         f"Sank {stats.messages:,} messages of {topic} into {settings.lake}: {stats.posts:,} posts, "
         f"{stats.deletes:,} deletes, {stats.rejects:,} rejects, {stats.dead:,} dead letters; "
-        f"{stats.files} files, "
-        f"{stats.commits} commits; {stats.messages_per_second:,.0f} messages/s."
+        f"{stats.flushes} flushes, {stats.commits} Delta commits; "
+        f"{stats.messages_per_second:,.0f} messages/s."
     )

@@ -69,8 +69,8 @@ def sql(
     """
     import duckdb
 
-    from tootlake.analysis.lake import read_lake
     from tootlake.analysis.report import render_table
+    from tootlake.lake.reader import read_lake
 
     values = _sql_params(params)
     terminal = stdout_is_terminal()

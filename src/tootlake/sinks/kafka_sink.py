@@ -1,42 +1,39 @@
-"""Sink workers: Kafka consumer-group members that write a topic into the lake exactly once.
+"""Sink workers: Kafka consumer-group members that write a topic into the lake's Delta tables
+exactly once.
 
     tootlake sink --kafka HOST:PORT --lake PATH|s3://... [--topic mastodon-posts]
                   [--group tootlake-sink] [--until-idle SECONDS] [--max-bytes N] [--max-age S]
 
 Each worker buffers messages per partition and flushes a partition when its buffered values
 reach `max_bytes` or its oldest message `max_age` seconds. A flush decodes the messages
-(tootlake.avro), splits them by table (posts by created_at, deletes by deleted_at, sightings
-by seen_at, rejects by rejected_at) and date, and writes one Parquet file per (table, date)
-into the same layout as the embedded path:
+(tootlake.avro), splits them by table (posts to posts_all, deletes, sightings, rejects; each row
+keeps its message's offset) and appends each table's rows in one Delta commit
+(`tootlake.lake.tables.append`; delta-rs partitions them by date and names the files).
+Messages that are not valid envelopes go to
+LAKE/_tootlake/dead-letter/<topic>+<partition>+<first dead offset:020d>.jsonl and are counted;
+the sink goes on.
 
-    LAKE/posts/date=D/<topic>+<partition>+<offset:020d>.parquet
+Exactly once, per partition, as kafka-delta-ingest does it (docs/kafka.md has the long form):
+each commit carries a Delta app transaction, app id `tootlake-sink/<topic>/<partition>` and
+version the batch's last offset, in the same atomic commit as the rows. A table's mark M thus
+means "this table holds the partition's rows of offsets <= M, once". A batch commits deletes,
+sightings and rejects (those it has rows for), then always posts_all, possibly with no rows:
+posts_all's mark means "every batch up to M is fully in". Whoever gets the partition (start,
+restart, rebalance) seeks to posts_all's mark + 1. Before each commit the table's mark is read
+afresh and rows at or below it are dropped, so a batch re-read after a crash between its
+commits writes each row once; a batch that ends at or below the mark commits nothing. Group
+offsets are committed after the Delta commits for monitoring (lag); they only say where to
+start a partition that has no mark yet.
 
-where offset is the first offset *among that file's rows* (not the flush's first offset), then,
-once every file is durable, commits the partition's next offset synchronously. Messages that
-are not valid envelopes go to LAKE/_tootlake/dead-letter/<topic>+<partition>+<offset>.jsonl
-(named the same way) and are counted; the sink goes on.
-
-Why this is exactly once, per partition (docs/kafka.md has the long form): files are
-written only by batches that start at the committed offset C or after a flush the worker
-committed. A crash leaves at most one uncommitted batch [C, Y) on storage. After a restart
-(or rebalance) the next owner reads from C again, with batch boundaries that may differ. For
-each (table, date) group g the crashed file is named by o, the first g-row at or after C; no
-g-row exists in [C, o), so whichever replayed batch holds o has o as its first g-row and writes
-a file of the same name, replacing the old one before any other file holds its rows. Committed
-files are never touched again: later batches start past them, so their names are larger.
-Rows therefore appear once each; Kafka -> lake is exactly once. (Rewinding a group's offsets
-by hand below what it committed is a different thing: the re-read batches need not line up
-with the files already written, so that can duplicate rows.)
-
-Flushes run on a thread pool while the worker goes on reading (decoding, Parquet encoding and
-file I/O release the GIL); the worker commits each one when it is done. A partition has at
-most one flush in flight: its next batch waits until the previous one is committed, which is
-what keeps "at most one uncommitted batch per partition" true.
+Flushes run on a thread pool while the worker goes on reading (decoding and delta-rs do most
+of their work outside the GIL); a partition has at most one flush in flight, so its commits
+stay in offset order. Several workers append to the same tables at once: delta-rs retries
+appends that race; a race it cannot resolve (two first commits creating a table, two writers
+with the same app id) fails the commit, which is retried here with fresh marks.
 
 Rebalances: partitions that are revoked are flushed and committed before they move; lost
-partitions (the group evicted this worker) are dropped unwritten. A commit that fails (the
-generation moved on) rewinds the partition to its last commit, so again the next batch starts
-at the committed offset.
+partitions (the group evicted this worker) are dropped, and an in-flight flush of theirs makes
+no further commit.
 """
 
 from __future__ import annotations
@@ -44,50 +41,48 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import date, timedelta
 from typing import Any
 
 from tootlake.avro import EnvelopeDecoder, dead_letter_line
-from tootlake.errors import MissingDependency, TransportError
-from tootlake.sinks.layout import (
-    DELETES,
-    POSTS,
-    REJECTS,
-    SIGHTINGS,
-    file_name,
-    join,
-    partition_dir,
-)
-from tootlake.sinks.parquet import table_to_parquet
-from tootlake.sinks.storage import Storage, storage_for
+from tootlake.errors import LakeError, MissingDependency, TransportError
+from tootlake.lake import tables
+from tootlake.lake.layout import DELETES, META, POSTS_ALL, REJECTS, SIGHTINGS, join
+from tootlake.lake.storage import Storage, storage_for
 from tootlake.transports.kafka_settings import LIBRDKAFKA_LOG, ConnectWatch, wait_for_cluster
 
 __all__ = [
+    "COMMIT_ORDER",
     "DEFAULT_GROUP",
+    "KIND_TABLES",
     "KafkaSinkWorker",
     "SinkWorkerStats",
+    "app_id",
     "consumer_config",
     "dead_letter_dir",
-    "first_offsets",
+    "rows_after",
 ]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_GROUP = "tootlake-sink"
-DEAD_LETTER = ("_tootlake", "dead-letter")
+DEAD_LETTER = (META, "dead-letter")
 # envelope kind -> (lake table, the time column whose UTC date partitions it)
 KIND_TABLES = {
-    "post": (POSTS, "created_at"),
+    "post": (POSTS_ALL, "created_at"),
     "delete": (DELETES, "deleted_at"),
     "sighting": (SIGHTINGS, "seen_at"),
     "reject": (REJECTS, "rejected_at"),
 }
-_EPOCH = date(1970, 1, 1)
+# The order of a batch's commits: posts_all last (always), so its mark means "batch done".
+COMMIT_ORDER = ("delete", "sighting", "reject", "post")
+# Attempts of one table's commit when a race makes delta-rs give up (see _commit_table).
+_COMMIT_ATTEMPTS = 8
 
 
 def _confluent_kafka() -> Any:
@@ -107,7 +102,7 @@ def consumer_config(
         "bootstrap.servers": bootstrap,
         "group.id": group,
         "client.id": "tootlake-sink",
-        "enable.auto.commit": False,  # offsets are committed after the files are durable
+        "enable.auto.commit": False,  # offsets are committed after the Delta commits
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
         # Incremental rebalancing: a joining worker takes partitions without the others
@@ -124,31 +119,23 @@ def consumer_config(
     return config
 
 
+def app_id(topic: str, partition: int) -> str:
+    """The Delta app id under which a partition's offsets are committed with its rows."""
+    return f"tootlake-sink/{topic}/{partition}"
+
+
 def dead_letter_dir(lake: str) -> str:
     return join(lake, *DEAD_LETTER)
 
 
-def first_offsets(days: list[int], offsets: list[int]) -> dict[int, int]:
-    """{day: first offset among the rows of that day}: the name of each day's file."""
-    firsts: dict[int, int] = {}
-    for day, offset in zip(days, offsets, strict=True):
-        if day not in firsts or offset < firsts[day]:
-            firsts[day] = offset
-    return firsts
+def rows_after(table: Any, offsets: Any, mark: int | None) -> tuple[Any, Any]:
+    """The rows of `table` (and their `offsets`) past a table's mark: those not in it yet."""
+    import pyarrow.compute as pc
 
-
-def first_offsets_of(days: Any, offsets: Any) -> dict[int, int]:
-    """`first_offsets` over Arrow arrays (a group-by instead of a Python loop)."""
-    import pyarrow as pa
-
-    grouped = (
-        pa.table({"day": days, "offset": offsets}).group_by("day").aggregate([("offset", "min")])
-    )
-    return dict(
-        zip(
-            grouped.column("day").to_pylist(), grouped.column("offset_min").to_pylist(), strict=True
-        )
-    )
+    if mark is None or not len(offsets) or pc.min(offsets).as_py() > mark:
+        return table, offsets
+    keep = pc.greater(offsets, mark)
+    return table.filter(keep), offsets.filter(keep)
 
 
 @dataclass
@@ -156,11 +143,11 @@ class SinkWorkerStats:
     messages: int = 0
     rows: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KIND_TABLES, 0))
     dead: int = 0
-    files: int = 0
-    bytes: int = 0
+    commits: int = 0  # Delta commits
     flushes: int = 0
-    commits: int = 0
-    failed_commits: int = 0
+    skipped: int = 0  # rows read again that their table already held (after a crash)
+    offset_commits: int = 0  # group offsets (monitoring)
+    failed_offset_commits: int = 0
     assigned: int = 0
     revoked: int = 0
     lost: int = 0
@@ -168,7 +155,7 @@ class SinkWorkerStats:
     first_message: float | None = None
     last_commit: float | None = None
     elapsed: float = 0.0
-    paths: list[str] = field(default_factory=list)
+    dead_letter_files: list[str] = field(default_factory=list)
 
     @property
     def posts(self) -> int:
@@ -205,11 +192,11 @@ class SinkWorkerStats:
             "sightings": self.sightings,
             "rejects": self.rejects,
             "dead_letters": self.dead,
-            "files": self.files,
-            "bytes": self.bytes,
-            "flushes": self.flushes,
             "commits": self.commits,
-            "failed_commits": self.failed_commits,
+            "flushes": self.flushes,
+            "skipped_rows": self.skipped,
+            "offset_commits": self.offset_commits,
+            "failed_offset_commits": self.failed_offset_commits,
             "assigned": self.assigned,
             "revoked": self.revoked,
             "lost": self.lost,
@@ -227,9 +214,7 @@ class _PartitionBuffer:
     offsets: list[int] = field(default_factory=list)
     bytes: int = 0
     since: float = 0.0  # monotonic time the oldest buffered message arrived
-    resume: int | None = None  # offset to rewind to: the last commit, or where reading began
-    stale_after: int | None = None  # after a rewind: later offsets still in flight are dropped
-    last: int = -1  # the last offset read
+    mark: int | None = None  # posts_all's mark as this worker last knew it
 
     def clear(self) -> None:
         self.values = []
@@ -238,21 +223,55 @@ class _PartitionBuffer:
 
 
 @dataclass
-class _Plan:
-    """What one partition's flush writes: (path, table or bytes) per file, and counts."""
+class _Flushed:
+    """What one partition's flush did: rows decoded and committed per kind, and more."""
 
-    files: list[tuple[str, Any]] = field(default_factory=list)
-    rows: dict[str, int] = field(default_factory=dict)
+    rows: dict[str, int] = field(default_factory=dict)  # decoded, per kind
+    skipped: int = 0  # rows their table held already
+    commits: int = 0
+    mark: int | None = None  # posts_all's mark after the flush
+    foreign: int | None = None  # posts_all's mark when another writer had moved it
     dead: int = 0
+    dead_path: str | None = None
     dead_summary: str = ""
-    sizes: list[int] = field(default_factory=list)  # bytes of each file, once written
 
 
 @dataclass
 class _InFlight:
-    future: Future[_Plan]
-    next_offset: int  # to commit once the flush is done
+    future: Future[_Flushed]
+    last: int
     reason: str
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
+class _Cancelled(Exception):
+    """A lost partition's flush stops before its next commit."""
+
+
+class _Marks:
+    """The tables' app-transaction marks, read afresh: each Delta table is loaded once, then
+    brought up to date (`update_incremental`, which reads only the new commits)."""
+
+    def __init__(self, lake: str) -> None:
+        self.lake = lake
+        self._tables: dict[str, Any] = {}
+        self._locks = {table: threading.Lock() for table, _ in KIND_TABLES.values()}
+
+    def read(self, table: str, apps: list[str]) -> dict[str, int | None]:
+        with self._locks[table]:
+            delta = self._tables.get(table)
+            if delta is not None:
+                try:
+                    delta.update_incremental()
+                except Exception as exc:  # e.g. the commits after its version were cleaned up
+                    log.info("reloading the Delta table %s (%s)", table, exc)
+                    delta = None
+            if delta is None:
+                delta = tables.load(self.lake, table)  # a LakeError when it cannot
+                if delta is None:  # no table yet: no marks
+                    return dict.fromkeys(apps)
+                self._tables[table] = delta
+            return {app: delta.transaction_version(app) for app in apps}
 
 
 class KafkaSinkWorker:
@@ -263,7 +282,7 @@ class KafkaSinkWorker:
     librdkafka consumer settings; `schema_registry` (URL or client) is needed only for messages
     in the Confluent wire format. `sightings`: also write every post's own sighting (its
     instance, local id and ingest time), as the collector's embedded sink does
-    (`ParquetSink(sightings=True)`), so a topic fed by collectors gives the same lake.
+    (`LakeWriter(sightings=True)`), so a topic fed by collectors gives the same lake.
     """
 
     def __init__(
@@ -299,13 +318,14 @@ class KafkaSinkWorker:
         self.stats = SinkWorkerStats()
         self._decoder = EnvelopeDecoder(schema_registry)
         self._config = consumer_config(kafka, group, config)
+        self._marks = _Marks(lake)
         self._buffers: dict[int, _PartitionBuffer] = {}
         self._consumer: Any = None
         self._inflight: dict[int, _InFlight] = {}
-        # Flushes (decode, split: CPU) and file writes (I/O) on separate pools, so a flush
-        # waiting for its writes never holds a writer's place.
+        # group offsets to commit (monitoring only), and when that was last tried
+        self._pending_offsets: dict[int, int] = {}
+        self._offsets_tried = 0.0
         self._flushers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tootlake-flush")
-        self._writers = ThreadPoolExecutor(max_workers=8, thread_name_prefix="tootlake-write")
         self._last_activity = time.monotonic()
         self._ever_assigned = False
         self._reported_errors: set[Any] = set()
@@ -342,15 +362,14 @@ class KafkaSinkWorker:
             self._loop(consumer)
             self._flush(list(self._buffers), "shutdown")
         except BaseException:
-            # Leave uncommitted what was not written: closing must not flush it (the revoke
-            # callback would); the next owner reads it again from the last commit.
+            # Leave uncommitted what was not committed: closing must not flush it (the revoke
+            # callback would); the next owner reads it again from the marks.
             self._buffers.clear()
             self._abandon(list(self._inflight))
             raise
         finally:
             self._close(consumer)
             self._flushers.shutdown()
-            self._writers.shutdown()
         self.stats.elapsed = time.monotonic() - self.stats.started
         return self.stats
 
@@ -367,6 +386,8 @@ class KafkaSinkWorker:
                 self._add(messages, now)
                 now = self._last_activity = time.monotonic()  # _add may have waited for a flush
             self._reap(wait=False)
+            if self._pending_offsets and now - self._offsets_tried >= 1.0:
+                self._commit_offsets("a failed commit")
             for partition, buffer in list(self._buffers.items()):
                 old = buffer.offsets and now - buffer.since >= self.max_age
                 if old and partition not in self._inflight:
@@ -393,25 +414,12 @@ class KafkaSinkWorker:
                     self._message_error(m)
             messages = [m for m in messages if m.error() is None]
         for partition, group in itertools.groupby(messages, key=_partition_of):
-            buffer = self._buffers.get(partition)
-            if buffer is None:
-                continue  # from a partition revoked meanwhile: its new owner reads it
             run = list(group)
-            if buffer.stale_after is not None:  # rewound after a failed commit
-                # Messages fetched before the rewind come first (offsets past stale_after):
-                # dropped, they come again. The re-read starts at the last commit, below.
-                first = next(
-                    (k for k, m in enumerate(run) if m.offset() <= buffer.stale_after), None
-                )
-                if first is None:
-                    continue
-                run = run[first:]
-                buffer.stale_after = None
             while run:
-                run = self._add_run(partition, buffer, run, now)
                 buffer = self._buffers.get(partition)
                 if buffer is None:
-                    break
+                    break  # from a partition revoked meanwhile: its new owner reads it
+                run = self._add_run(partition, buffer, run, now)
 
     def _add_run(
         self, partition: int, buffer: _PartitionBuffer, run: list[Any], now: float
@@ -419,8 +427,6 @@ class KafkaSinkWorker:
         """Add a run of one partition's messages, up to max_bytes; the rest of the run."""
         if not buffer.offsets:
             buffer.since = now
-            if buffer.resume is None:
-                buffer.resume = run[0].offset()
         size = sum(map(len, run))
         rest: list[Any] = []
         if buffer.bytes + size >= self.max_bytes:
@@ -436,13 +442,12 @@ class KafkaSinkWorker:
         buffer.values.extend([m.value() for m in run])
         buffer.offsets.extend([m.offset() for m in run])
         buffer.bytes += size
-        buffer.last = run[-1].offset()
         self.stats.messages += len(run)
         if buffer.bytes >= self.max_bytes:
             if partition in self._inflight:  # one flush per partition at a time
                 self._reap(wait=True, partitions=[partition])
-                if partition not in self._buffers or buffer.stale_after is not None:
-                    return []  # rewound meanwhile: the rest comes again
+                if partition not in self._buffers:
+                    return []  # revoked or lost meanwhile: its new owner reads the rest
             self._submit(partition, "size")
         return rest
 
@@ -453,45 +458,50 @@ class KafkaSinkWorker:
         buffer = self._buffers[partition]
         values, offsets = buffer.values, buffer.offsets
         buffer.clear()
-        future = self._flushers.submit(self._flush_partition, partition, values, offsets)
-        self._inflight[partition] = _InFlight(future, offsets[-1] + 1, reason)
-
-    def _flush_partition(self, partition: int, values: list[Any], offsets: list[int]) -> _Plan:
-        """Decode, split, encode and write one partition's batch (on the pool)."""
-        plan = self._plan_partition(partition, values, offsets)
-        plan.sizes = list(self._writers.map(self._write_file, plan.files))
-        return plan
+        cancel = threading.Event()
+        future = self._flushers.submit(
+            self._flush_partition, partition, values, offsets, buffer.mark, cancel
+        )
+        self._inflight[partition] = _InFlight(future, offsets[-1], reason, cancel)
 
     def _reap(self, *, wait: bool, partitions: list[int] | None = None) -> None:
-        """Commit the flushes that are done (with `wait`: wait for those of `partitions`,
-        every one when None). A flush that failed raises here, uncommitted."""
-        ck = _confluent_kafka()
+        """Take the flushes that are done (with `wait`: wait for those of `partitions`, every
+        one when None) and commit their group offsets. A flush that failed raises here."""
         chosen = list(self._inflight) if partitions is None else partitions
-        done = []
+        reason = ""
         for partition in chosen:
             flight = self._inflight.get(partition)
             if flight is None or not (wait or flight.future.done()):
                 continue
-            plan = flight.future.result()  # LakeError and friends propagate: nothing committed
+            flushed = flight.future.result()  # LakeError and friends propagate
             del self._inflight[partition]
-            for (path, _), size in zip(plan.files, plan.sizes, strict=True):
-                self.stats.files += 1
-                self.stats.bytes += size
-                self.stats.paths.append(path)
-            for kind, rows in plan.rows.items():
+            for kind, rows in flushed.rows.items():
                 self.stats.rows[kind] += rows
-            if plan.dead:
-                self.stats.dead += plan.dead
-                log.warning("%s", plan.dead_summary)
+            self.stats.skipped += flushed.skipped
+            self.stats.commits += flushed.commits
             self.stats.flushes += 1
-            done.append(
-                (ck.TopicPartition(self.topic, partition, flight.next_offset), flight.reason)
-            )
-        if done:
-            self._commit([tp for tp, _ in done], done[0][1])
+            self.stats.last_commit = time.monotonic()
+            if flushed.dead:
+                self.stats.dead += flushed.dead
+                if flushed.dead_path:
+                    self.stats.dead_letter_files.append(flushed.dead_path)
+                log.warning("%s", flushed.dead_summary)
+            if flushed.foreign is not None:
+                log.warning(
+                    "%s[%d]: another writer had committed offsets up to %s to the lake "
+                    "(this worker knew %s); rows it already wrote were skipped",
+                    self.topic, partition, flushed.foreign, _known(partition, self._buffers),
+                )  # fmt: skip
+            buffer = self._buffers.get(partition)
+            if buffer is not None and flushed.mark is not None:
+                buffer.mark = flushed.mark
+            self._pending_offsets[partition] = flight.last + 1
+            reason = flight.reason
+        if reason:
+            self._commit_offsets(reason)
 
     def _flush(self, partitions: list[int], reason: str) -> None:
-        """Write everything buffered for `partitions` and commit it, waiting until it is done."""
+        """Commit everything buffered for `partitions`, waiting until it is done."""
         self._reap(wait=True, partitions=partitions)
         for partition in partitions:
             buffer = self._buffers.get(partition)
@@ -500,131 +510,206 @@ class KafkaSinkWorker:
         self._reap(wait=True, partitions=partitions)
 
     def _abandon(self, partitions: list[int]) -> None:
-        """Wait for in-flight flushes of `partitions` to end (a write cannot be called back),
-        without committing them: their batches are read again from the last commit."""
+        """Stop the in-flight flushes of `partitions` before their next commit and wait for
+        them (a commit under way cannot be called back); their batches are not taken."""
         for partition in partitions:
             flight = self._inflight.pop(partition, None)
             if flight is not None:
+                flight.cancel.set()
                 try:
                     flight.future.result()
+                except _Cancelled:
+                    pass
                 except Exception as exc:  # the error that matters is being raised already
                     log.debug("abandoned flush of partition %d: %s", partition, exc)
 
-    def _plan_partition(self, partition: int, values: list[Any], offset_list: list[int]) -> _Plan:
-        """Decode one partition's messages into the files to write (runs on the pool)."""
+    def _flush_partition(
+        self,
+        partition: int,
+        values: list[Any],
+        offset_list: list[int],
+        known: int | None,
+        cancel: threading.Event,
+    ) -> _Flushed:
+        """Decode one partition's batch and commit it, table by table (runs on the pool).
+        `known` is posts_all's mark as the worker knows it (to notice another writer)."""
         import pyarrow as pa
-        import pyarrow.compute as pc
 
-        plan = _Plan()
+        out = _Flushed()
         offsets = pa.array(offset_list, type=pa.int64())
         decoded = self._decoder.decode(values)
-        tables = dict(decoded.tables)
+        split = dict(decoded.tables)
         if self.sightings:
-            tables["sighting"] = _with_own_sightings(tables["post"], tables["sighting"])
-        prefix = f"{self.topic}+{partition}"
-        for kind, (table, index) in tables.items():
-            plan.rows[kind] = table.num_rows
-            if not table.num_rows:
-                continue
-            table_name, column = KIND_TABLES[kind]
-            days = table.column(column).cast(pa.date32()).cast(pa.int32())  # UTC dates
-            firsts = first_offsets_of(days, offsets.take(index))
-            for day, first in sorted(firsts.items()):
-                part = table if len(firsts) == 1 else table.filter(pc.equal(days, day))
-                path = join(
-                    partition_dir(self.lake, table_name, _EPOCH + timedelta(days=day)),
-                    file_name(prefix, offset=first),
-                )
-                plan.files.append((path, part))
+            split["sighting"] = _with_own_sightings(split["post"], split["sighting"])
         if decoded.errors:
-            self._plan_dead_letters(plan, partition, values, offset_list, decoded.errors)
-        return plan
+            self._write_dead_letters(out, partition, values, offset_list, decoded.errors)
+        first, last = offset_list[0], offset_list[-1]
+        app = app_id(self.topic, partition)
+        metadata = tables.commit_metadata(
+            writer="tootlake-sink", topic=self.topic, partition=partition,
+            offsets=f"{first}-{last}",
+        )  # fmt: skip
+        for kind in COMMIT_ORDER:
+            rows, index = split[kind]
+            out.rows[kind] = rows.num_rows
+            if kind != "post" and not rows.num_rows:
+                continue
+            table = KIND_TABLES[kind][0]
+            before, after = self._commit_table(
+                table, app, rows, offsets.take(index), last, metadata, cancel, out
+            )
+            if kind == "post":
+                out.mark = after
+                if before != known:
+                    out.foreign = before
+        return out
 
-    def _plan_dead_letters(
+    def _commit_table(
         self,
-        plan: _Plan,
+        table: str,
+        app: str,
+        rows: Any,
+        row_offsets: Any,
+        last: int,
+        metadata: Mapping[str, str],
+        cancel: threading.Event,
+        out: _Flushed,
+    ) -> tuple[int | None, int | None]:
+        """Append the rows past the table's mark with the mark `last`, in one commit; the
+        table's mark before and after. Nothing is committed when the mark covers the batch
+        already, or (except for posts_all, whose mark ends every batch) when no row is left."""
+        for attempt in itertools.count(1):
+            if cancel.is_set():
+                raise _Cancelled
+            mark = self._marks.read(table, [app])[app]
+            if mark is not None and mark >= last:
+                out.skipped += rows.num_rows
+                return mark, mark
+            new, _ = rows_after(rows, row_offsets, mark)
+            if not new.num_rows and table != POSTS_ALL:
+                out.skipped += rows.num_rows
+                return mark, mark
+            self._before_commit(table, app, last)
+            try:
+                tables.append(
+                    self.lake, table, tables.with_date(table, new),
+                    transactions=[(app, last)], metadata=metadata,
+                )  # fmt: skip
+            except LakeError as exc:
+                if attempt >= _COMMIT_ATTEMPTS or not _is_conflict(exc):
+                    raise
+                log.info("%s; trying again (%d)", exc, attempt)
+                time.sleep(random.uniform(0.05, 0.2) * attempt)
+                continue
+            out.skipped += rows.num_rows - new.num_rows
+            out.commits += 1
+            return mark, last
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _before_commit(self, table: str, app: str, last: int) -> None:
+        """Called right before each Delta commit (tests crash here)."""
+
+    def _write_dead_letters(
+        self,
+        out: _Flushed,
         partition: int,
         values: list[Any],
         offsets: list[int],
         errors: list[tuple[int, str]],
     ) -> None:
-        lines = []
-        for i, error in errors:
-            lines.append(dead_letter_line(self.topic, partition, offsets[i], error, values[i]))
+        """One file per flush, named by its first dead offset: a batch re-read after a crash
+        writes the same name (its first dead message is the same), replacing the old file."""
+        lines = [
+            dead_letter_line(self.topic, partition, offsets[i], error, values[i])
+            for i, error in errors
+        ]
         first = lines[0]
-        name = file_name(f"{self.topic}+{partition}", offset=first["offset"])
-        path = join(dead_letter_dir(self.lake), name.removesuffix(".parquet") + ".jsonl")
-        plan.files.append((path, "".join(json.dumps(line) + "\n" for line in lines).encode()))
-        plan.dead = len(lines)
-        plan.dead_summary = (
+        path = join(
+            dead_letter_dir(self.lake), f"{self.topic}+{partition}+{first['offset']:020d}.jsonl"
+        )
+        self.storage.write_atomic(path, "".join(json.dumps(line) + "\n" for line in lines).encode())
+        out.dead = len(lines)
+        out.dead_path = path
+        out.dead_summary = (
             f"{len(lines)} message(s) of {self.topic}[{partition}] are not tootlake Avro "
             f"(first: offset {first['offset']}, {first['error']}); written to {path}"
         )
 
-    def _write_file(self, file: tuple[str, Any]) -> int:
-        """Encode (a table as Parquet) and write one file atomically; its size (on the pool)."""
-        path, content = file
-        data = content if isinstance(content, bytes) else table_to_parquet(content)
-        self.storage.write_atomic(path, data)
-        return len(data)
-
-    def _commit(self, offsets: list[Any], reason: str) -> None:
+    def _commit_offsets(self, reason: str, partitions: list[int] | None = None) -> None:
+        """Commit the pending group offsets (of `partitions`, else all): for monitoring
+        (consumer lag) only, the marks are the truth. One that fails stays pending: the loop
+        tries again, and so does a revoke."""
         ck = _confluent_kafka()
+        chosen = [
+            p for p in (self._pending_offsets if partitions is None else partitions)
+            if p in self._pending_offsets and p in self._buffers
+        ]  # fmt: skip
+        if not chosen:
+            return
+        offsets = [ck.TopicPartition(self.topic, p, self._pending_offsets[p]) for p in chosen]
+        self._offsets_tried = time.monotonic()
         try:
             self._consumer.commit(offsets=offsets, asynchronous=False)
         except ck.KafkaException as exc:
-            # The group moved on (rebalance, eviction). Whoever reads these partitions next
-            # starts at their last commit and rewrites the same files; if that is us, rewind.
-            self.stats.failed_commits += 1
-            log.warning(
-                "commit after %s flush failed (%s): partitions %s are read again from their "
-                "last commit", reason, exc.args[0], [tp.partition for tp in offsets],
+            # A rebalance under way, an eviction: the rows are in the lake all the same.
+            self.stats.failed_offset_commits += 1
+            log.info(
+                "committing group offsets after %s failed (%s); trying again later",
+                reason, exc.args[0],
             )  # fmt: skip
-            for tp in offsets:
-                buffer = self._buffers.get(tp.partition)
-                if buffer is not None and buffer.resume is not None:
-                    buffer.clear()
-                    buffer.stale_after = max(buffer.last, tp.offset - 1)
-                    try:
-                        self._consumer.seek(
-                            ck.TopicPartition(self.topic, tp.partition, buffer.resume)
-                        )
-                    except ck.KafkaException:
-                        self._buffers.pop(tp.partition, None)  # no longer ours
             return
-        self.stats.commits += 1
-        self.stats.last_commit = time.monotonic()
-        for tp in offsets:
-            buffer = self._buffers.get(tp.partition)
-            if buffer is not None:
-                buffer.resume = tp.offset
+        for p, tp in zip(chosen, offsets, strict=True):
+            if self._pending_offsets.get(p) == tp.offset:
+                del self._pending_offsets[p]
+        self.stats.offset_commits += 1
 
     # -- rebalancing -----------------------------------------------------------------------
 
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
+        """Start each partition at posts_all's mark + 1 (the offsets the lake has), or where
+        the group's offsets say when it has none."""
+        apps = [app_id(self.topic, tp.partition) for tp in partitions]
+        marks = self._marks.read(POSTS_ALL, apps) if apps else {}
+        resumed = []
         for tp in partitions:
-            self._buffers[tp.partition] = _PartitionBuffer()
+            mark = marks[app_id(self.topic, tp.partition)]
+            self._buffers[tp.partition] = _PartitionBuffer(mark=mark)
+            if mark is not None:
+                tp.offset = mark + 1
+                resumed.append(f"{tp.partition}@{mark + 1}")
+                # the group's offsets may be behind the lake (a crash before they were
+                # committed): bring them up, for the lag the group shows
+                self._pending_offsets[tp.partition] = mark + 1
+        if "cooperative" in str(self._config.get("partition.assignment.strategy", "")):
+            consumer.incremental_assign(partitions)
+        else:
+            consumer.assign(partitions)
         self.stats.assigned += len(partitions)
         self._ever_assigned = self._ever_assigned or bool(partitions)
         self._last_activity = time.monotonic()
         log.info("assigned %s[%s]", self.topic, _numbers(partitions))
+        if resumed:
+            log.info("resuming from the lake's marks: %s", ", ".join(resumed))
 
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
         mine = [tp.partition for tp in partitions if tp.partition in self._buffers]
         try:
             self._flush(mine, "revoke")
+            self._commit_offsets("revoke", mine)  # those that failed before, if any
         finally:
             for partition in mine:
                 self._buffers.pop(partition, None)
+                self._pending_offsets.pop(partition, None)
         self.stats.revoked += len(partitions)
         self._last_activity = time.monotonic()
         log.info("revoked %s[%s]", self.topic, _numbers(partitions))
 
     def _on_lost(self, consumer: Any, partitions: list[Any]) -> None:
-        # Another worker owns them already: writing now could race it. Drop, unwritten.
+        # Another worker owns them already: committing now would race it. Drop, uncommitted.
         self._abandon([tp.partition for tp in partitions])
         for tp in partitions:
             self._buffers.pop(tp.partition, None)
+            self._pending_offsets.pop(tp.partition, None)
         self.stats.lost += len(partitions)
         log.warning(
             "lost %s[%s] to the group: their buffers are dropped", self.topic, _numbers(partitions)
@@ -657,6 +742,20 @@ class KafkaSinkWorker:
         except Exception as exc:  # closing must not hide the error that got us here
             log.warning("closing the Kafka consumer: %s", exc)
         self._consumer = None
+
+
+def _is_conflict(exc: LakeError) -> bool:
+    """A commit delta-rs gave up on because of a concurrent one (nothing of it is visible)."""
+    try:
+        from deltalake.exceptions import CommitFailedError
+    except ImportError:  # pragma: no cover - a core dependency
+        return False
+    return isinstance(exc.__cause__, CommitFailedError)
+
+
+def _known(partition: int, buffers: Mapping[int, _PartitionBuffer]) -> str:
+    buffer = buffers.get(partition)
+    return "no mark" if buffer is None or buffer.mark is None else str(buffer.mark)
 
 
 def _partition_of(message: Any) -> int:

@@ -1,4 +1,4 @@
-"""Where lake files are stored: a local folder, or S3 (see `tootlake.sinks.s3`).
+"""Where lake files are stored: a local folder, or S3 (see `tootlake.lake.s3`).
 
 Every write is atomic for a reader: a local file is written under a hidden temporary name,
 fsynced and renamed; an S3 object appears whole when its PUT completes.
@@ -166,7 +166,7 @@ def create_new(storage: Storage, path: str, data: bytes) -> bool:
 def storage_for(lake: str) -> Storage:
     """The storage of a lake given as a path or URL (`s3://bucket/prefix`)."""
     if lake.startswith("s3://"):
-        from tootlake.sinks.s3 import S3Storage
+        from tootlake.lake.s3 import S3Storage
 
         return S3Storage(lake)
     if "://" in lake and not lake.startswith("file://"):

@@ -1,0 +1,696 @@
+"""Keeping the lake's tables in shape: the `posts` merge and `tootlake compact`.
+
+`merge_posts()` brings the Delta table `posts` (one row per uri, its latest version, deleted
+posts absent) up to date with the source tables by one Delta MERGE: the rows of `posts_all`
+it does not cover yet are resolved with the merged rows of the same uris in DuckDB (the
+version order of `tootlake.lake.reader.VERSION_ORDER`), winners are upserted, and merged
+posts that a delete now removes are deleted. The commit records the versions of `posts_all`,
+`deletes` and `sightings` it covers as app transactions, which readers use to find the tail
+still to resolve (docs/lake.md).
+
+`compact()` is Delta maintenance: merge, write the uri into delete events that named only a
+local id (so a copy of a deleted post that turns up later is still removed), remove deleted
+posts physically from `posts_all` and `sightings`, OPTIMIZE (bin-packing) every table,
+checkpoint the logs, and VACUUM files no version younger than `retain_files` needs.
+
+One merging writer at a time: delta-rs does not retry a MERGE that lost a race, so it is run
+again on the fresh table (`MERGE_ATTEMPTS`); appends by sink workers meanwhile are fine.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import secrets
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+from typing import Any, TypeVar
+
+import pyarrow as pa
+
+from tootlake.errors import ConfigError, LakeError
+from tootlake.lake import tables
+from tootlake.lake.layout import DELETES, POSTS, POSTS_ALL, REJECTS, SIGHTINGS
+from tootlake.lake.reader import (
+    COVERS,
+    DELETED_URIS,
+    VERSION_ORDER,
+    LakeFiles,
+    check_lake,
+    create_view,
+    read_files,
+)
+from tootlake.lake.storage import storage_for
+
+__all__ = [
+    "DEFAULT_RETAIN_FILES",
+    "CompactStats",
+    "MergeStats",
+    "compact",
+    "merge_posts",
+    "parse_duration",
+]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+DEFAULT_RETAIN_FILES = timedelta(days=7)
+MERGE_ATTEMPTS = 5
+# Compressed bytes of the tail merged per commit: each slice's rows are ranked and written in
+# memory (DuckDB's window, delta-rs' writer), so slices keep a merge's memory bounded.
+MERGE_SLICE_BYTES = 8 * 1024 * 1024
+DEFAULT_MERGE_MEMORY = "256MB"
+# delta-rs holds a file's rows until it reaches its target size: small files keep a merge's
+# memory small (compaction bin-packs them later).
+MERGE_FILE_BYTES = 16 * 1024 * 1024
+
+
+@dataclass
+class MergeStats:
+    """What one `merge_posts()` did."""
+
+    tail_rows: int = 0  # rows of posts_all read that `posts` did not cover
+    upserted: int = 0  # uris inserted or updated
+    deleted: int = 0  # merged posts removed by a delete
+    commits: int = 0
+    covers: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class CompactStats:
+    """What one `compact()` did."""
+
+    merge: MergeStats = field(default_factory=MergeStats)
+    deletes_resolved: int = 0  # delete events given the uri they remove
+    posts_removed: int = 0  # rows of posts_all removed because their post was deleted
+    sightings_removed: int = 0
+    files_before: dict[str, int] = field(default_factory=dict)
+    files_after: dict[str, int] = field(default_factory=dict)
+    files_vacuumed: int = 0
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def parse_duration(text: str | float | timedelta) -> timedelta:
+    """`7d`, `12h`, `30m`, `90s` or a number of seconds, as a timedelta."""
+    if isinstance(text, timedelta):
+        return text
+    if isinstance(text, int | float):
+        return timedelta(seconds=float(text))
+    raw = text.strip().lower()
+    units = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+    unit = raw[-1:] if raw[-1:] in units else "s"
+    number = raw[:-1] if raw[-1:] in units else raw
+    try:
+        seconds = float(number) * units[unit]
+    except ValueError:
+        raise ConfigError(
+            f"Invalid duration {text!r}: use a number with d, h, m or s, such as 7d or 12h"
+        ) from None
+    if seconds < 0:
+        raise ConfigError(f"Invalid duration {text!r}: it cannot be negative")
+    return timedelta(seconds=seconds)
+
+
+# ----------------------------------------------------------------------------------------
+# corrupt files
+
+
+def _naming_corrupt_files(what: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """A decorator: `run(lake, ...)`, with a failure that comes from a corrupt Parquet file
+    of the lake (DuckDB reading the tail, delta-rs rewriting a file) turned into one
+    LakeError ("Cannot {what} LAKE: corrupt Parquet file ..."); other failures pass through
+    as they are."""
+    return functools.partial(_with_corrupt_files_named, what)
+
+
+def _with_corrupt_files_named(what: str, run: Callable[..., T]) -> Callable[..., T]:
+    @functools.wraps(run)
+    def wrapper(lake: str, *args: Any, **kwargs: Any) -> T:
+        try:
+            return run(lake, *args, **kwargs)
+        except Exception as exc:
+            found = _corrupt_files(lake, exc)
+            if not found:
+                raise
+            paths = list(found)
+            more = f" (and {len(paths) - 1} more)" if len(paths) > 1 else ""
+            raise LakeError(
+                f"Cannot {what} {lake}: corrupt Parquet file {paths[0]} ({found[paths[0]]})"
+                f"{more}: move it out of the lake (`tootlake sql --skip-corrupt` reads the "
+                "rest meanwhile)"
+            ) from exc
+
+    return wrapper
+
+
+# Errors that a damaged file gives: DuckDB's, delta-rs' (its Parquet reader, or its object
+# store asked for a footer beyond the end of a truncated file).
+_DAMAGE_WORDS = ("parquet error", "magic bytes", "range was invalid", "corrupt", "decompress")
+
+
+def _corrupt_files(lake: str, exc: BaseException) -> dict[str, str]:
+    """The live files of the lake that `exc` shows to be damaged, each with what is wrong:
+    those the error names are read whole, and only when none is, every footer (once, on a
+    failure that reads like damage)."""
+    import duckdb
+
+    from tootlake.lake.reader import _damage
+
+    text = str(exc).lower()
+    if not (
+        isinstance(exc, duckdb.InvalidInputException | duckdb.IOException)
+        or any(word in text for word in _DAMAGE_WORDS)
+    ):
+        return {}
+    try:
+        paths = read_files(lake).all_paths()
+        storage = storage_for(lake)
+    except Exception:  # the lake cannot be listed: that is the error to show
+        return {}
+    message = str(exc)
+    named = [p for p in paths if p.lstrip("/") in message or p.removeprefix("s3://") in message]
+    found = {p: why for p in named if (why := _damage(storage, p, whole=True))}
+    if not found:
+        found = {p: why for p in paths if (why := _damage(storage, p, whole=False))}
+    return found
+
+
+# ----------------------------------------------------------------------------------------
+# the posts merge
+
+
+@_naming_corrupt_files("merge the posts table of")
+def merge_posts(lake: str, *, memory_limit: str | None = None) -> MergeStats:
+    """Bring `posts` up to date with the source tables (see the module docstring). Safe to
+    run at any time and to rerun; with nothing new it commits nothing."""
+    started = time.monotonic()
+    for attempt in range(MERGE_ATTEMPTS):
+        try:
+            stats = _merge_once(lake, memory_limit=memory_limit)
+            stats.seconds = time.monotonic() - started
+            return stats
+        except _Conflict as exc:
+            if attempt == MERGE_ATTEMPTS - 1:
+                raise LakeError(
+                    f"Cannot merge posts in {lake}: another writer changed the table "
+                    f"{MERGE_ATTEMPTS} times in a row ({exc}); run one merge at a time"
+                ) from exc
+            log.info("posts merge lost a race with another writer; merging again")
+            time.sleep(0.1 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+class _Conflict(Exception):
+    pass
+
+
+def _is_conflict(exc: BaseException) -> bool:
+    from deltalake.exceptions import CommitFailedError
+
+    return isinstance(exc, CommitFailedError)
+
+
+def _merge_once(lake: str, *, memory_limit: str | None) -> MergeStats:
+    check_lake(lake)
+    files = read_files(lake)
+    covers = {table: files.tables[table].version for table in COVERS}
+    target = {table: -1 if version is None else version for table, version in covers.items()}
+    stats = MergeStats(covers=target)
+    if target == files.covers:
+        return stats  # nothing new since the last merge
+    con = _connect(lake, files, memory_limit)
+    try:
+        (tail,) = con.execute("SELECT count(*) FROM _posts_fresh").fetchall()[0]
+        stats.tail_rows = int(tail)
+        con.execute(f"CREATE TEMP TABLE _deleted AS {DELETED_URIS}")
+        marks = [(COVERS[table], version) for table, version in target.items()]
+        metadata = tables.commit_metadata(
+            operation="merge posts", covers=",".join(f"{t}@{v}" for t, v in target.items())
+        )
+        metadata["userMetadata"] = f"tootlake posts merge covering {metadata['tootlake.covers']}"
+        if files.tables[POSTS].version is None:
+            _create_posts(lake, con, files, stats, marks, metadata)
+        else:
+            _merge_into_posts(lake, con, files, stats, marks, metadata)
+    finally:
+        con.close()
+    return stats
+
+
+def _connect(lake: str, files: LakeFiles, memory_limit: str | None) -> Any:
+    import duckdb
+
+    from tootlake.lake.reader import SIGHTINGS_VIEW, _configure_remote
+
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    # A merge runs inside collectors and sinks: bounded memory, spilling beyond it (the window
+    # over the tail holds whole rows), in order only where a query says so.
+    con.execute(f"SET memory_limit = '{memory_limit or DEFAULT_MERGE_MEMORY}'")
+    con.execute("SET preserve_insertion_order = false")
+    con.execute("SET temp_directory = ?", [tempfile.gettempdir() + "/tootlake-duckdb"])
+    if tables.storage_options(lake) is not None:
+        _configure_remote(con, lake)
+    storage = storage_for(lake)
+    views = {POSTS_ALL: "posts_all", DELETES: "deletes", SIGHTINGS: "sightings_all"}
+    for table, view in views.items():
+        create_view(con, view, files.tables[table], storage, tables.table_schema(table))
+    con.execute(SIGHTINGS_VIEW)
+    schema = tables.table_schema(POSTS_ALL)
+    create_view(con, "_posts_merged", files.tables[POSTS], storage, schema)
+    create_view(con, "_posts_fresh", files.fresh, storage, schema)
+    return con
+
+
+# Winners among the tail's rows and the merged rows of the same uris; on a tie the merged row
+# wins (so an unchanged post is not rewritten), and only winners from the tail are upserted.
+_WINNERS = f"""
+SELECT * EXCLUDE (version_rank, merged) FROM (
+    SELECT *, row_number() OVER (
+        PARTITION BY uri ORDER BY {VERSION_ORDER}, merged DESC
+    ) AS version_rank
+    FROM (
+        SELECT *, false AS merged FROM _posts_fresh {{slice}}
+        UNION ALL
+        SELECT *, true AS merged FROM _posts_merged
+        WHERE uri IN (SELECT uri FROM _posts_fresh {{slice}})
+    )
+    WHERE uri NOT IN (SELECT uri FROM _deleted)
+)
+WHERE version_rank = 1 AND NOT merged
+"""
+
+
+def _create_posts(
+    lake: str,
+    con: Any,
+    files: LakeFiles,
+    stats: MergeStats,
+    marks: list[tuple[str, int]],
+    metadata: dict[str, str],
+) -> None:
+    """The first merge: `posts` does not exist; the winners of the whole tail become it,
+    slice by slice (a lake being migrated may hold millions of posts). Slices hold disjoint
+    uris, so each is a plain append; the last one records what is covered."""
+    import deltalake
+
+    schema = tables.table_schema(POSTS)
+    slices = _slices(files)
+    for k in range(slices):
+        where = f"WHERE hash(uri) % {slices} = {k}" if slices > 1 else ""
+        winners = con.sql(_WINNERS.format(slice=where)).to_arrow_table()
+        winners = pa.Table.from_batches(
+            [_conform(b, schema) for b in winners.to_batches()], schema=schema
+        )
+        last = k == slices - 1
+        if not winners.num_rows and not last:
+            continue
+        try:
+            deltalake.write_deltalake(
+                tables.table_uri(lake, POSTS),
+                winners,
+                mode="append",
+                partition_by=["date"],
+                schema_mode="merge",
+                storage_options=tables.storage_options(lake),
+                target_file_size=MERGE_FILE_BYTES,
+                writer_properties=tables.writer_properties(),
+                commit_properties=deltalake.CommitProperties(
+                    app_transactions=[deltalake.Transaction(app_id=a, version=v) for a, v in marks]
+                    if last
+                    else None,
+                    custom_metadata=metadata,
+                ),
+            )
+        except Exception as exc:
+            if _is_conflict(exc):
+                raise _Conflict(str(exc)) from exc
+            raise LakeError(
+                f"Cannot write the posts table of {lake}: {tables.error_text(exc)}"
+            ) from exc
+        stats.upserted += winners.num_rows
+        stats.commits += 1
+
+
+def _slices(files: LakeFiles) -> int:
+    return max(1, -(-files.fresh.bytes // MERGE_SLICE_BYTES))
+
+
+def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """DuckDB's batch in the table's exact schema (list item names, nullability)."""
+    arrays = [batch.column(f.name).cast(f.type) for f in schema]
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def _merge_into_posts(
+    lake: str,
+    con: Any,
+    files: LakeFiles,
+    stats: MergeStats,
+    marks: list[tuple[str, int]],
+    metadata: dict[str, str],
+) -> None:
+    """Upsert the tail's winners and delete newly deleted posts, in slices of uris (by hash)
+    so that one MERGE's source stays small; only the last commit records what is covered (a
+    reader meanwhile sees a longer tail, which it resolves the same)."""
+    schema = tables.table_schema(POSTS)
+    slices = _slices(files)
+    gone = con.sql(
+        "SELECT DISTINCT uri FROM _posts_merged WHERE uri IN (SELECT uri FROM _deleted)"
+    ).to_arrow_table()
+    for k in range(slices):
+        where = f"WHERE hash(uri) % {slices} = {k}" if slices > 1 else ""
+        winners = con.sql(_WINNERS.format(slice=where)).to_arrow_table()
+        winners = pa.Table.from_batches(
+            [_conform(b, schema) for b in winners.to_batches()], schema=schema
+        )
+        last = k == slices - 1
+        source = _with_flag(winners, False)
+        if last and gone.num_rows:
+            source = pa.concat_tables([source, _deleted_rows(gone, schema)])
+        if source.num_rows:
+            _merge(lake, source, schema, marks if last else [], metadata)
+            stats.commits += 1
+        elif last:
+            tables.append(lake, POSTS, schema.empty_table(), transactions=marks, metadata=metadata)
+            stats.commits += 1
+        stats.upserted += winners.num_rows
+    stats.deleted = gone.num_rows
+
+
+_FLAG = "tootlake_deleted"
+
+
+def _with_flag(data: pa.Table, deleted: bool) -> pa.Table:
+    return data.append_column(_FLAG, pa.array([deleted] * data.num_rows, pa.bool_()))
+
+
+def _deleted_rows(uris: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Rows that only carry a uri to delete (every other column null or a filler)."""
+    n = uris.num_rows
+    columns = []
+    for f in schema:
+        if f.name == "uri":
+            columns.append(uris.column("uri").cast(f.type))
+        elif f.nullable:
+            columns.append(pa.nulls(n, f.type))
+        else:
+            columns.append(_filler(f.type, n))
+    return _with_flag(pa.Table.from_arrays(columns, schema=schema), True)
+
+
+def _filler(arrow_type: pa.DataType, n: int) -> pa.Array:
+    import datetime as dt
+
+    if pa.types.is_list(arrow_type):
+        return pa.array([[]] * n, arrow_type)
+    if pa.types.is_string(arrow_type):
+        return pa.array([""] * n, arrow_type)
+    if pa.types.is_boolean(arrow_type):
+        return pa.array([False] * n, arrow_type)
+    if pa.types.is_integer(arrow_type):
+        return pa.array([0] * n, arrow_type)
+    if pa.types.is_timestamp(arrow_type):
+        return pa.array([dt.datetime(1970, 1, 1, tzinfo=dt.UTC)] * n, arrow_type)
+    if pa.types.is_date(arrow_type):
+        return pa.array([dt.date(1970, 1, 1)] * n, arrow_type)
+    raise TypeError(f"no filler for {arrow_type}")
+
+
+def _merge(
+    lake: str,
+    source: pa.Table,
+    schema: pa.Schema,
+    marks: list[tuple[str, int]],
+    metadata: dict[str, str],
+) -> None:
+    import deltalake
+
+    dt = tables.load(lake, POSTS)
+    columns = {f"`{f.name}`": f"s.`{f.name}`" for f in schema}
+    try:
+        (
+            dt.merge(
+                source,
+                predicate="t.uri = s.uri",
+                source_alias="s",
+                target_alias="t",
+                writer_properties=tables.writer_properties(),
+                commit_properties=deltalake.CommitProperties(
+                    app_transactions=[deltalake.Transaction(app_id=a, version=v) for a, v in marks]
+                    or None,
+                    custom_metadata=metadata,
+                ),
+            )
+            .when_matched_delete(predicate=f"s.{_FLAG}")
+            .when_matched_update(updates=columns, predicate=f"NOT s.{_FLAG}")
+            .when_not_matched_insert(updates=columns, predicate=f"NOT s.{_FLAG}")
+            .execute()
+        )
+    except Exception as exc:
+        if _is_conflict(exc):
+            raise _Conflict(str(exc)) from exc
+        raise LakeError(
+            f"Cannot merge into the posts table of {lake}: {tables.error_text(exc)}"
+        ) from exc
+
+
+# ----------------------------------------------------------------------------------------
+# compaction
+
+
+@_naming_corrupt_files("compact")
+def compact(
+    lake: str,
+    *,
+    retain_files: timedelta | str | float = DEFAULT_RETAIN_FILES,
+    target_bytes: int = tables.TARGET_FILE_BYTES,
+    memory_limit: str | None = None,
+    on_step: Callable[[str], None] | None = None,
+) -> CompactStats:
+    """Delta maintenance of every table (see the module docstring); safe to rerun, and a
+    crash at any step leaves every table at a committed version. `on_step` is told each
+    step as it starts ("OPTIMIZE posts_all"), for a progress line."""
+    started = time.monotonic()
+
+    def step(name: str) -> None:
+        log.debug("compact %s: %s", lake, name)
+        if on_step is not None:
+            on_step(name)
+
+    retain = parse_duration(retain_files)
+    check_lake(lake)
+    stats = CompactStats()
+    run = secrets.token_hex(4)
+    metadata = tables.commit_metadata(operation="compact", run=run)
+    stats.files_before = _file_counts(lake)
+    step("merging posts")
+    stats.merge = merge_posts(lake, memory_limit=memory_limit)
+    merged_at = {t: v for t, v in stats.merge.covers.items()}
+    step("removing deleted posts")
+    _resolve_and_remove_deleted(lake, stats, metadata, memory_limit)
+    for table in (POSTS_ALL, DELETES, SIGHTINGS, REJECTS, POSTS):
+        step(f"OPTIMIZE {table}")
+        _retrying(
+            lake,
+            table,
+            "optimize",
+            lambda dt: dt.optimize.compact(
+                target_size=target_bytes,
+                writer_properties=tables.writer_properties(),
+                commit_properties=_commit(metadata),
+            ),
+        )
+    _advance_covers(lake, merged_at, run)
+    # delta-rs takes whole hours: round up, so that a file is never deleted before its time
+    # (30m rounded down was 0: every replaced file deleted at once, open readers broken)
+    retention_hours = math.ceil(retain.total_seconds() / 3600)
+    for table in (POSTS_ALL, DELETES, SIGHTINGS, REJECTS, POSTS):
+        step(f"checkpoint and VACUUM {table}")
+        if _retrying(lake, table, "checkpoint", lambda dt: dt.create_checkpoint()) is _MISSING:
+            continue
+        removed = _retrying(
+            lake,
+            table,
+            "vacuum",
+            lambda dt: dt.vacuum(
+                retention_hours=retention_hours,
+                dry_run=False,
+                enforce_retention_duration=False,
+            ),
+        )
+        _retrying(lake, table, "clean up the log of", lambda dt: dt.cleanup_metadata())
+        stats.files_vacuumed += len(removed)
+    stats.files_after = _file_counts(lake)
+    stats.seconds = time.monotonic() - started
+    return stats
+
+
+_MISSING = object()  # what `_retrying` returns for a table that does not exist
+
+
+def _retrying(lake: str, table: str, what: str, step: Callable[[Any], Any]) -> Any:
+    """`step(dt)` on the latest version of `table` (`_MISSING` when there is no such table).
+    A sink appending meanwhile makes a MERGE (and an OPTIMIZE that a merge of `posts` raced)
+    fail to commit, which delta-rs does not retry: run it again on the fresh table, a few
+    times. Every other failure is a LakeError naming the step and the table, in one line."""
+    from deltalake.exceptions import CommitFailedError, DeltaError
+
+    uri = tables.table_uri(lake, table)
+    for attempt in range(MERGE_ATTEMPTS):
+        dt = tables.load(lake, table)
+        if dt is None:
+            return _MISSING
+        try:
+            return step(dt)
+        except CommitFailedError as exc:
+            if attempt == MERGE_ATTEMPTS - 1:
+                raise LakeError(
+                    f"Cannot {what} {uri}: other writers committed to it {MERGE_ATTEMPTS} "
+                    f"times while it ran ({tables.error_text(exc)}); run tootlake compact again"
+                ) from exc
+            log.info("%s %s lost a race with another writer; again", what, uri)
+            time.sleep(0.1 * (attempt + 1))
+        except (OSError, DeltaError) as exc:
+            raise LakeError(f"Cannot {what} {uri}: {tables.error_text(exc)}") from exc
+    raise AssertionError("unreachable")
+
+
+def _commit(metadata: dict[str, str]) -> Any:
+    import deltalake
+
+    return deltalake.CommitProperties(custom_metadata=metadata)
+
+
+def _file_counts(lake: str) -> dict[str, int]:
+    counts = {}
+    for table in (POSTS_ALL, POSTS, DELETES, SIGHTINGS, REJECTS):
+        dt = tables.load(lake, table)
+        if dt is not None:
+            counts[table] = len(dt.file_uris())
+    return counts
+
+
+def _resolve_and_remove_deleted(
+    lake: str, stats: CompactStats, metadata: dict[str, str], memory_limit: str | None
+) -> None:
+    """Give delete events that named only (instance, local id) the uri they remove, then
+    remove every row of a deleted post from posts_all and sightings."""
+    import deltalake
+
+    files = read_files(lake)
+    if not files.tables[DELETES].paths:
+        return
+    con = _connect(lake, files, memory_limit)
+    try:
+        resolved = con.sql(
+            """
+            SELECT observed_on, id, min(uri) AS uri FROM (
+                SELECT d.observed_on, d.id, a.uri FROM deletes d
+                JOIN posts_all a ON a.observed_on = d.observed_on AND a.id = d.id
+                WHERE d.uri IS NULL
+                UNION ALL
+                SELECT d.observed_on, d.id, s.uri FROM deletes d
+                JOIN sightings s ON s.observed_on = d.observed_on AND s.id = d.id
+                WHERE d.uri IS NULL
+            ) GROUP BY observed_on, id
+            """
+        ).to_arrow_table()
+        deleted = con.sql(f"SELECT DISTINCT uri FROM ({DELETED_URIS})").to_arrow_table()
+    finally:
+        con.close()
+    if resolved.num_rows:
+        result = _retrying(
+            lake,
+            DELETES,
+            "write the uri of deleted posts into",
+            lambda dt: (
+                dt.merge(
+                    resolved,
+                    predicate="t.observed_on = s.observed_on AND t.id = s.id AND t.uri IS NULL",
+                    source_alias="s",
+                    target_alias="t",
+                    writer_properties=tables.writer_properties(),
+                    commit_properties=deltalake.CommitProperties(custom_metadata=metadata),
+                )
+                .when_matched_update(updates={"uri": "s.uri"})
+                .execute()
+            ),
+        )
+        stats.deletes_resolved = int(result.get("num_target_rows_updated", 0))
+    if not deleted.num_rows:
+        return
+    for table, attr in ((POSTS_ALL, "posts_removed"), (SIGHTINGS, "sightings_removed")):
+        result = _retrying(
+            lake,
+            table,
+            "remove deleted posts from",
+            lambda dt: (
+                dt.merge(
+                    deleted,
+                    predicate="t.uri = s.uri",
+                    source_alias="s",
+                    target_alias="t",
+                    writer_properties=tables.writer_properties(),
+                    commit_properties=deltalake.CommitProperties(custom_metadata=metadata),
+                )
+                .when_matched_delete()
+                .execute()
+            ),
+        )
+        if result is not _MISSING:
+            setattr(stats, attr, int(result.get("num_target_rows_deleted", 0)))
+
+
+def _advance_covers(lake: str, merged_at: dict[str, int], run: str) -> None:
+    """After compaction rewrote files of the source tables, the tail a reader computes
+    (files now less files at the covered version) would hold every rewritten file again.
+    When every commit since the merge is this run's own (it removed only posts the merge had
+    already deleted, and rewrote the rest unchanged), `posts` covers the new versions too:
+    record them in an empty commit. A writer's commit meanwhile leaves the covers as they
+    are; the next merge resolves the longer tail, correct either way."""
+    posts = tables.load(lake, POSTS)
+    if posts is None:
+        return
+    advanced = {}
+    for table, covered in merged_at.items():
+        dt = tables.load(lake, table)
+        if dt is None:  # not there when merged, nor now: nothing to advance (no empty commit)
+            advanced[table] = covered
+            continue
+        now = dt.version()
+        if now == covered:
+            advanced[table] = now
+            continue
+        for entry in dt.history(now - covered):
+            if int(entry.get("version", -1)) <= covered:
+                continue
+            if entry.get("tootlake.run") != run:
+                log.info(
+                    "%s changed during compaction (version %s); the next merge reads it",
+                    table,
+                    entry.get("version"),
+                )
+                return
+        advanced[table] = now
+    if advanced == merged_at:
+        return
+    marks = [(COVERS[table], version) for table, version in advanced.items()]
+    tables.append(
+        lake,
+        POSTS,
+        tables.table_schema(POSTS).empty_table(),
+        transactions=marks,
+        metadata=tables.commit_metadata(operation="compact covers", run=run),
+    )
