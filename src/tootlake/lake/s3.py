@@ -12,9 +12,8 @@ registered as Arrow datasets, so projections and filters are pushed down and not
 before a query asks for it. DuckDB's own httpfs extension is not used: it is downloaded from
 DuckDB's servers, which this project cannot reach, and PyPI has no build of it for DuckDB 2.x.
 
-An object appears whole when its PUT completes, so `write_atomic` is a plain PUT; `create`
-is a PUT with `If-None-Match: *`, `delete_if` a DELETE with `If-Match: <ETag>` (S3 and moto
-honour both).
+An object appears whole when its PUT completes, so `write_atomic` is a plain PUT. Commits of
+the Delta tables are delta-rs' own (conditional PUTs of the log: docs/s3.md).
 """
 
 from __future__ import annotations
@@ -199,42 +198,11 @@ class S3Storage:
         with self._errors("delete", path):
             self.client.delete_object(Bucket=bucket, Key=key)
 
-    def delete_if(self, path: str, version: str) -> bool:
-        """Delete the object only if its ETag is still `version` (`If-Match`); True if deleted.
-        A server that ignores the condition deletes it anyway, as `delete` would."""
-        from botocore.exceptions import ClientError
-
-        bucket, key = split_url(path)
-        with self._errors("delete", path):
-            try:
-                self.client.delete_object(Bucket=bucket, Key=key, IfMatch=f'"{version}"')
-            except ClientError as exc:
-                status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-                if status in (404, 412):  # gone, or rewritten since
-                    return False
-                raise
-        return True
-
     def read(self, path: str) -> bytes:
         bucket, key = split_url(path)
         with self._errors("read", path):
             body: bytes = self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
             return body
-
-    def create(self, path: str, data: bytes) -> bool:
-        """PUT only if the object does not exist yet; False if it does."""
-        from botocore.exceptions import ClientError
-
-        bucket, key = split_url(path)
-        with self._errors("create", path):
-            try:
-                self.client.put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
-            except ClientError as exc:
-                status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-                if status in (409, 412):  # it exists, or a racing conditional PUT won
-                    return False
-                raise
-        return True
 
     # -- reading with pyarrow ------------------------------------------------------------
 

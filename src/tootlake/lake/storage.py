@@ -3,12 +3,13 @@
 Every write is atomic for a reader: a local file is written under a hidden temporary name,
 fsynced and renamed; an S3 object appears whole when its PUT completes.
 
-Beyond the `Storage` protocol, both storages offer `list_info()` (paths with size and a
-version tag, so a rewritten file is told apart from the one it replaced), `delete_if()` (delete
-only that version) and `create()` (write only if absent: the compaction lock). `file_infos()`
-and `create_new()` fall back to the protocol for storages without them. A missing file reads
-as `FileNotFoundError`; any other failure (a read-only lake, a full disk) is a LakeError that
-names the file.
+The lake's tables are Delta tables written by delta-rs (`tootlake.lake.tables`); this module
+stores what tootlake keeps beside them (run statistics, dead letters) and reads the files of
+a lake of the old layout for `tootlake migrate`. Beyond the `Storage` protocol, both storages
+offer `list_info()` (paths with size and a version tag, so a rewritten file is told apart from
+the one it replaced); `file_infos()` falls back to the protocol for storages without it. A
+missing file reads as `FileNotFoundError`; any other failure (a read-only lake, a full disk) is
+a LakeError that names the file.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Protocol
 
 from tootlake.errors import LakeError
 
-__all__ = ["FileInfo", "LocalStorage", "Storage", "create_new", "file_infos", "storage_for"]
+__all__ = ["FileInfo", "LocalStorage", "Storage", "file_infos", "storage_for"]
 
 
 class Storage(Protocol):
@@ -86,42 +87,11 @@ class LocalStorage:
             infos.append(FileInfo(path, st.st_size, str(st.st_mtime_ns)))
         return infos
 
-    def create(self, path: str, data: bytes) -> bool:
-        """Write `path` only if it does not exist; False if it does."""
-        target = Path(path)
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            return False
-        except OSError as exc:
-            raise LakeError(f"Cannot create {target}: {exc.strerror or exc}") from exc
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-        except OSError as exc:  # a full disk: leave no half-written file behind
-            with contextlib.suppress(OSError):
-                target.unlink()
-            raise LakeError(f"Cannot write {target}: {exc.strerror or exc}") from exc
-        return True
-
     def delete(self, path: str) -> None:
         try:
             Path(path).unlink(missing_ok=True)
         except OSError as exc:
             raise LakeError(f"Cannot delete {path}: {exc.strerror or exc}") from exc
-
-    def delete_if(self, path: str, version: str) -> bool:
-        """Delete `path` only if it is still that version (see FileInfo); True if deleted."""
-        try:
-            if str(os.stat(path).st_mtime_ns) != version:
-                return False
-        except FileNotFoundError:
-            return False
-        self.delete(path)
-        return True
 
     def read(self, path: str) -> bytes:
         try:
@@ -147,20 +117,6 @@ def file_infos(storage: Storage, prefix: str) -> list[FileInfo]:
     if list_info is not None:
         return list(list_info(prefix))
     return [FileInfo(path) for path in storage.list(prefix)]
-
-
-def create_new(storage: Storage, path: str, data: bytes) -> bool:
-    """Write `path` only if absent (False if present). Atomic where the storage has `create`;
-    otherwise a read-then-write that two racing callers can both win."""
-    create = getattr(storage, "create", None)
-    if create is not None:
-        return bool(create(path, data))
-    try:
-        storage.read(path)
-        return False
-    except FileNotFoundError:
-        storage.write_atomic(path, data)
-        return True
 
 
 def storage_for(lake: str) -> Storage:
