@@ -294,3 +294,23 @@ def test_report_days_and_hours_in_a_named_time_zone(tmp_path):
     assert json.loads(utc.stdout)["hourly"] != json.loads(tokyo.stdout)["hourly"]
     bad = runner.invoke(main, ["report", "--lake", str(lake), "--tz", "Mars/Olympus"])
     assert bad.exit_code == 2 and "Unknown time zone 'Mars/Olympus'" in bad.output
+
+
+def test_report_with_a_memory_limit_spills_and_gives_the_same_answers(tmp_path):
+    lake, spill = str(tmp_path / "lake"), tmp_path / "spill"
+    runner = CliRunner()
+    assert (
+        runner.invoke(main, ["replay", str(REAL / "timelines.jsonl"), "--lake", lake]).exit_code
+        == 0
+    )
+    plain = runner.invoke(main, ["report", "--lake", lake, "--format", "json"])
+    limited = runner.invoke(
+        main,
+        ["report", "--lake", lake, "--format", "json", "--memory-limit", "64MB",
+         "--temp-directory", str(spill)],
+    )  # fmt: skip
+    assert limited.exit_code == 0, limited.output
+    assert json.loads(limited.output) == json.loads(plain.output)
+    bad = runner.invoke(main, ["report", "--lake", lake, "--memory-limit", "lots"])
+    assert bad.exit_code == 1
+    assert bad.output.startswith("Error: Invalid memory limit 'lots': use a size such as")

@@ -27,6 +27,17 @@ from tootlake.settings import load_settings
 @click.option("--top", default=20, show_default=True, help="Rows of the top-N sections.")
 @tz_option
 @skip_corrupt_option
+@click.option(
+    "--memory-limit",
+    metavar="SIZE",
+    help="DuckDB's memory limit (e.g. 1GB); beyond it, queries spill to --temp-directory. "
+    "Default: 80% of the machine's memory.",
+)
+@click.option(
+    "--temp-directory",
+    type=click.Path(file_okay=False),
+    help="Where DuckDB spills (default: .tmp in the working folder, when it needs one).",
+)
 @run_command
 def report(
     lake: str | None,
@@ -36,6 +47,8 @@ def report(
     top: int,
     tz: str,
     skip_corrupt: bool,
+    memory_limit: str | None,
+    temp_directory: str | None,
 ) -> None:
     """Print every analysis of the lake."""
     from tootlake.analysis.queries import DEFAULT_TERMS
@@ -58,7 +71,13 @@ def report(
                 raise click.ClickException(message) from exc
         return tables
 
-    tables = read_lake(settings.lake, build, skip_corrupt=skip_corrupt)
+    tables = read_lake(
+        settings.lake,
+        build,
+        skip_corrupt=skip_corrupt,
+        memory_limit=memory_limit,
+        temp_directory=temp_directory,
+    )
     if html_path:
         click.echo(f"Wrote {html_path}", err=True)
     echo_output(render_report(tables, fmt, terminal=stdout_is_terminal()))

@@ -43,6 +43,7 @@ from tootlake.lake.reader import (
     check_lake,
     create_view,
     read_files,
+    set_memory_limit,
 )
 from tootlake.lake.storage import storage_for
 
@@ -257,7 +258,7 @@ def _connect(lake: str, files: LakeFiles, memory_limit: str | None) -> Any:
     con.execute("SET TimeZone = 'UTC'")
     # A merge runs inside collectors and sinks: bounded memory, spilling beyond it (the window
     # over the tail holds whole rows), in order only where a query says so.
-    con.execute(f"SET memory_limit = '{memory_limit or DEFAULT_MERGE_MEMORY}'")
+    set_memory_limit(con, memory_limit or DEFAULT_MERGE_MEMORY)
     con.execute("SET preserve_insertion_order = false")
     con.execute("SET temp_directory = ?", [tempfile.gettempdir() + "/tootlake-duckdb"])
     if tables.storage_options(lake) is not None:

@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 
 import duckdb
 
-from tootlake.errors import LakeError, TootlakeError
+from tootlake.errors import ConfigError, LakeError, TootlakeError
 from tootlake.lake import tables
 from tootlake.lake.layout import DELETES, POSTS, POSTS_ALL, REJECTS, SIGHTINGS, is_remote, join
 from tootlake.lake.storage import Storage, storage_for
@@ -377,7 +377,7 @@ def _open(
     # rewrites a file in place).
     con.execute("SET parquet_metadata_cache = true")
     if memory_limit:
-        con.execute(f"SET memory_limit = '{memory_limit}'")
+        set_memory_limit(con, memory_limit)
     if temp_directory:
         con.execute("SET temp_directory = ?", [temp_directory])
     if threads:
@@ -474,6 +474,16 @@ def create_view(con: Any, name: str, files: TableFiles, storage: Storage, schema
         for f in schema
     )
     con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT {cols} FROM {source}")
+
+
+def set_memory_limit(con: Any, limit: str) -> None:
+    """DuckDB's memory limit, or a ConfigError that says what a limit looks like."""
+    try:
+        con.execute("SET memory_limit = ?", [limit])
+    except duckdb.Error as exc:
+        raise ConfigError(
+            f"Invalid memory limit {limit!r}: use a size such as 700MB or 2GB ({exc})"
+        ) from None
 
 
 def _sql_type(arrow_type: Any) -> str:
