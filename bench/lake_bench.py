@@ -16,8 +16,8 @@ Parts (`--only`, comma-separated):
            (current), each on a fresh copy of its lake: wall, CPU, peak RSS;
   after    `before` again on the compacted copies;
   scale    the Delta lake replicated 1x, 4x, 10x under new uris (1.6M, 6.4M, 16.1M posts):
-           the report through the library with `open_lake(memory_limit="700MB",
-           temp_directory=...)` (`tootlake report` has no --memory-limit), and the plain
+           `tootlake report --memory-limit 700MB --temp-directory SPILL` (through the library,
+           `read_lake(memory_limit=...)`, when the CLI lacks the option), and the plain
            `tootlake report`, written (not merged), merged (as `replay` and `collect`
            leave a lake) and compacted; the merge and the compaction themselves.
 
@@ -648,6 +648,7 @@ def measure_scale(bench: Bench, delta: Path, posts_1x: int) -> dict[str, Any]:
     args = bench.args
     out: dict[str, Any] = {
         "memory_limit": args.memory_limit,
+        "repeat": args.scale_repeat,
         "report_memory_limit_option": report_has_memory_limit(),
         "sizes": [],
     }
@@ -718,6 +719,7 @@ def measure_scale_size(
     }
     repeat = args.scale_repeat
     reports: dict[str, Any] = {}
+    limit_option = report_has_memory_limit()
 
     def report_runs(lake: Path, state: str) -> dict[str, Any]:
         lib, cli = [], []
@@ -726,14 +728,20 @@ def measure_scale_size(
             shutil.rmtree(spill, ignore_errors=True)
             spill.mkdir(parents=True)
             out_json = bench.work / f"scale-report-{factor}-{state}.json"
+            out_json.unlink(missing_ok=True)
+            if limit_option:  # `tootlake report --memory-limit ... --temp-directory ...`
+                cmd = bench.tootlake(
+                    "report", "--lake", lake, "--format", "json",
+                    "--memory-limit", args.memory_limit, "--temp-directory", spill,
+                )  # fmt: skip
+            else:  # the library, as the CLI would do it
+                cmd = bench.child("report-lib", lake, out_json, args.memory_limit, spill)
             lib.append(
-                bench.run(
-                    "current",
-                    bench.child("report-lib", lake, out_json, args.memory_limit, spill),
-                    what=f"report x{factor} {state} (library, {args.memory_limit})",
-                )
+                bench.run("current", cmd, what=f"report x{factor} {state} ({args.memory_limit})")
             )
-            log(f"    x{factor} {state} report (library): {_brief(lib[-1])}")
+            if "output" in lib[-1] and limit_option:
+                out_json.write_text(json.dumps(lib[-1].pop("output")))
+            log(f"    x{factor} {state} report ({args.memory_limit}): {_brief(lib[-1])}")
             if args.scale_cli:
                 cli.append(
                     bench.run(
@@ -832,14 +840,27 @@ def keep_earlier(results: dict[str, Any], path: Path) -> None:
     if earlier.get("dataset", {}).get("generated") != results["dataset"].get("generated"):
         return
     kept = dict(earlier.get("kept", {}))
+    commands = dict(earlier.get("kept_commands", {}))
     for name in PARTS:
         if name not in results and name in earlier:
             results[name] = earlier[name]
             kept.setdefault(name, earlier.get("made_at"))
+            commands.setdefault(name, earlier.get("command"))
         else:
             kept.pop(name, None)
+            commands.pop(name, None)
     if kept:
         results["kept"] = kept
+        results["kept_commands"] = commands
+
+
+def _kept(results: dict[str, Any], part: str) -> str:
+    """` (kept from TIME, by `COMMAND`)` for a part an earlier run made, else ''."""
+    when = results.get("kept", {}).get(part)
+    if not when:
+        return ""
+    command = results.get("kept_commands", {}).get(part)
+    return f" (kept from {when}" + (f", made by `{command}`)" if command else ")")
 
 
 def _n(value: float | None, digits: int = 2) -> str:
@@ -924,8 +945,12 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
         part = results.get(state)
         if not part:
             continue
-        kept = results.get("kept", {}).get(state)
-        lines += [f"## {title}" + (f" (kept from {kept})" if kept else ""), ""]
+        lines += [
+            f"## {title}" + _kept(results, state),
+            "",
+            f"Load average (1 min) before its runs: {_load_range(part)}.",
+            "",
+        ]
         eq = part["reports_equal"]
         if eq.get("equal"):
             lines.append(
@@ -953,7 +978,7 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
             "|---|---:|---:|---|---:|---:|---:|---:|---|",
         ]
         for what, label in (
-            ("open", "`open_lake()` (process)"),
+            ("open", "`open_lake()` x5 (process)"),
             ("report", "`report --format json`"),
             ("report_html", "`report --format json --html`"),
         ):
@@ -986,9 +1011,10 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
         lines.append("")
     comp = results.get("compact")
     if comp:
-        kept = results.get("kept", {}).get("compact")
         lines += [
-            "## Compaction" + (f" (kept from {kept})" if kept else ""),
+            "## Compaction" + _kept(results, "compact"),
+            "",
+            f"Load average (1 min) before its runs: {_load_range(comp)}.",
             "",
             "| | s | CPU s | peak RSS MB | files before -> after | MB before -> after |",
             "|---|---:|---:|---:|---|---|",
@@ -1027,14 +1053,67 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
     lines += ["## Figures more than 10% worse than the baseline", ""]
     lines += [f"* {w}" for w in worse] or ["None."]
     lines.append("")
-    failures = results.get("failures") or []
     lines += ["## Failures", ""]
-    lines += [
-        f"* {f['what']} ({f['side']}): `{f['command']}`: {error_summary(f['error'])}"
-        for f in failures
-    ] or ["None."]
+    lines += [f"* {where}: {error_summary(error)}" for where, error in part_failures(results)] or [
+        "None."
+    ]
+    if results.get("failures"):
+        lines += ["", "Commands of this run that failed (stderr in lake.json):", ""]
+        lines += [f"* {f['what']} ({f['side']}): `{f['command']}`" for f in results["failures"]]
     lines += ["", "See bench/lake_bench.py and bench/README.md for what each figure is."]
     path.write_text("\n".join(lines) + "\n")
+
+
+def _load_range(part: Any) -> str:
+    """min-max of every `load_1min` recorded under `part`."""
+    loads: list[float] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                if key == "load_1min":
+                    loads.extend(inner if isinstance(inner, list) else [inner])
+                else:
+                    walk(inner)
+        elif isinstance(value, list):
+            for inner in value:
+                walk(inner)
+
+    walk(part)
+    return f"{min(loads)}-{max(loads)}" if loads else "?"
+
+
+def part_failures(results: dict[str, Any]) -> list[tuple[str, str]]:
+    """Every failed measurement kept in the results (this run's and kept parts'): where, and
+    the error of its first failed run."""
+    found: list[tuple[str, str]] = []
+
+    def check(where: str, entry: Any) -> None:
+        if isinstance(entry, dict) and entry.get("failed"):
+            found.append(
+                (f"{where} ({entry['failed']} of {entry['runs']} runs)", entry["errors"][0])
+            )
+
+    for state in ("before", "after"):
+        for what, sides in (results.get(state) or {}).items():
+            if what in ("open", "report", "report_html"):
+                for side, entry in sides.items():
+                    check(f"{state} {what} {side}", entry)
+    for side, entry in (results.get("compact") or {}).items():
+        if side in ("baseline", "current"):
+            check(f"compact {side}", entry)
+    scale = results.get("scale") or {}
+    for size in scale.get("sizes", []):
+        x = f"scale x{size['factor']}"
+        if "error" in size:
+            found.append((x, size["error"]))
+        for state in ("written", "merged", "compacted"):
+            for how in ("library", "cli"):
+                label = {"library": scale.get("memory_limit"), "cli": "plain CLI"}[how]
+                check(f"{x} {state} report ({label})", (size.get(state) or {}).get(how))
+        for step in ("merge", "compact"):
+            check(f"{x} {step}", size.get(step))
+    return found
 
 
 def error_summary(error: str) -> str:
@@ -1055,14 +1134,15 @@ def _facts_text(facts: dict[str, Any]) -> str:
 
 
 def _scale_markdown(scale: dict[str, Any], results: dict[str, Any]) -> list[str]:
-    kept = results.get("kept", {}).get("scale")
     limit = scale["memory_limit"]
     lines = [
-        "## Scale" + (f" (kept from {kept})" if kept else ""),
+        "## Scale" + _kept(results, "scale"),
         "",
-        "`tootlake report` has "
+        "When this part ran, `tootlake report` had "
         + (
-            "a --memory-limit option."
+            f"a --memory-limit option: the limited report is `tootlake report --format json "
+            f"--memory-limit {limit} --temp-directory SPILL`, and the plain CLI is beside it "
+            "(DuckDB's default limit: 80% of RAM)."
             if scale["report_memory_limit_option"]
             else "**no --memory-limit option**: the report is measured through the library "
             f'in a fresh process (`read_lake(lake, build_report, memory_limit="{limit}", '
@@ -1074,10 +1154,11 @@ def _scale_markdown(scale: dict[str, Any], results: dict[str, Any]) -> list[str]
         "(one commit per source file and copy); *written*: as appended; *merged*: after "
         "`merge_posts()` (what `replay` and `collect` run after writing); *compacted*: after "
         "`tootlake compact --retain-files 0`. Medians of "
-        f"{results.get('scale_repeat', 1)} run(s).",
+        f"{scale.get('repeat', 1)} run(s); load average (1 min) before its runs "
+        f"{_load_range(scale)}.",
         "",
-        "| posts | state | files (posts_all/posts) | report s (lib) | s per M posts | "
-        "peak RSS MB (lib) | CLI s | CLI s per M | CLI MB |",
+        f"| posts | state | files (posts_all/posts) | report s ({limit}) | s per M posts | "
+        f"peak RSS MB ({limit}) | plain CLI s | CLI s per M | CLI MB |",
         "|---:|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     per_million: dict[str, list[tuple[int, float]]] = {}
@@ -1104,7 +1185,7 @@ def _scale_markdown(scale: dict[str, Any], results: dict[str, Any]) -> list[str]
             cli_per = cli_s / (posts / 1e6) if cli_s else None
             if cli_per:
                 per_million.setdefault(f"{state} (CLI)", []).append((posts, cli_per))
-            failed = " (library FAILED)" if lib.get("failed") else ""
+            failed = f" ({limit} FAILED)" if lib.get("failed") else ""
             lines.append(
                 f"| {posts:,} | {state}{failed} | {files} | {_n(s)} | {_n(per)} | "
                 f"{_n(median(lib, 'peak_rss_mb'), 0)} | {_n(cli_s)} | {_n(cli_per)} | "
@@ -1143,7 +1224,7 @@ def _scale_markdown(scale: dict[str, Any], results: dict[str, Any]) -> list[str]
         for state in ("written", "merged", "compacted"):
             check = (size.get(state) or {}).get("cli_report_equals_library")
             if check is not None:
-                checks[f"{state}: CLI vs library"] = check
+                checks[f"{state}: plain CLI vs limited"] = check
         if checks:
             said = [
                 f"{name} {'equal' if c.get('equal') else 'DIFFER: ' + json.dumps(c)[:600]}"
@@ -1176,11 +1257,21 @@ def main() -> None:
     parser.add_argument("--memory-limit", default=SCALE_MEMORY_LIMIT)
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per process")
     parser.add_argument("--results", default=None, help="folder (default: see the docstring)")
+    parser.add_argument(
+        "--markdown-only", action="store_true", help="only write lake.md again from lake.json"
+    )
     parser.add_argument("--child", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         mode, *rest = args.child
         CHILDREN[mode](*rest)
+        return
+    if args.markdown_only:
+        folder = Path(args.results) if args.results else (
+            RESULTS if args.posts == TALK_POSTS else DATA / f"lake-{args.posts}-seed{args.seed}"
+            / "results"
+        )  # fmt: skip
+        write_markdown(json.loads((folder / "lake.json").read_text()), folder / "lake.md")
         return
     only = [p.strip() for p in args.only.split(",") if p.strip()]
     unknown = set(only) - set(PARTS)
