@@ -314,3 +314,16 @@ def test_report_with_a_memory_limit_spills_and_gives_the_same_answers(tmp_path):
     bad = runner.invoke(main, ["report", "--lake", lake, "--memory-limit", "lots"])
     assert bad.exit_code == 1
     assert bad.output.startswith("Error: Invalid memory limit 'lots': use a size such as")
+
+
+def test_report_out_of_memory_is_one_line_that_says_what_to_change(tmp_path):
+    lake = str(tmp_path / "lake")
+    runner = CliRunner()
+    assert (
+        runner.invoke(main, ["replay", str(REAL / "timelines.jsonl"), "--lake", lake]).exit_code
+        == 0
+    )
+    result = runner.invoke(main, ["report", "--lake", lake, "--memory-limit", "1KB"])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: DuckDB ran out of the limit 1KB reading"), result.output
+    assert "--memory-limit" in result.output and "Traceback" not in result.output

@@ -250,14 +250,14 @@ def length_by_language(
     chart of the top ones can say how many it leaves out.
     """
     _with_language_names(con)
-    extra, shown = "", "p.q1, p.median, p.q3, p.max"
+    extra, shown = "", "p.qs[2] AS q1, p.qs[3] AS median, p.qs[4] AS q3, p.max"
     if percentiles:
         # the window counts the groups before the LIMIT: every language of the lake
-        extra = (
-            "quantile_cont(characters, 0.05) AS p5, quantile_cont(characters, 0.95) AS p95, "
-            "count(*) OVER () AS all_languages,"
+        extra = "count(*) OVER () AS all_languages,"
+        shown = (
+            "p.qs[1] AS p5, p.qs[2] AS q1, p.qs[3] AS median, p.qs[4] AS q3, p.qs[5] AS p95, "
+            "p.max, p.all_languages"
         )
-        shown = "p.p5, p.q1, p.median, p.q3, p.p95, p.max, p.all_languages"
     # One pass: the figures of every language, then the top ones (the tail's are cheap).
     return _table(
         con,
@@ -266,9 +266,9 @@ def length_by_language(
             SELECT language,
                    count(*) AS posts,
                    min(characters) AS min,
-                   quantile_cont(characters, 0.25) AS q1,
-                   quantile_cont(characters, 0.5) AS median,
-                   quantile_cont(characters, 0.75) AS q3,
+                   -- one sorted state for every percentile: five separate aggregates
+                   -- each kept their own (the 16M-post report ran out of 700 MB here)
+                   quantile_cont(characters, [0.05, 0.25, 0.5, 0.75, 0.95]) AS qs,
                    {extra}
                    max(characters) AS max
             FROM posts

@@ -281,23 +281,30 @@ def read_lake(
     too, or, with `skip_corrupt=True`, left out: the lake is opened again without it and `read`
     runs again. Other errors (a typo in SQL) pass through unchanged."""
     corrupt = _CorruptFiles(skip=skip_corrupt)
-    while True:
-        con = _open(
-            lake,
-            memory_limit=memory_limit,
-            threads=threads,
-            temp_directory=temp_directory,
-            corrupt=corrupt,
-        )
-        try:
-            return read(con)
-        except TootlakeError:
-            raise
-        except Exception as exc:
-            if not corrupt.handle(exc):
+    try:
+        while True:
+            con = _open(
+                lake,
+                memory_limit=memory_limit,
+                threads=threads,
+                temp_directory=temp_directory,
+                corrupt=corrupt,
+            )
+            try:
+                return read(con)
+            except TootlakeError:
                 raise
-        finally:
-            con.close()
+            except Exception as exc:
+                if isinstance(exc, duckdb.OutOfMemoryException) or not corrupt.handle(exc):
+                    raise
+            finally:
+                con.close()
+    except duckdb.OutOfMemoryException as exc:
+        limit = f"the limit {memory_limit}" if memory_limit else "its memory"
+        raise LakeError(
+            f"DuckDB ran out of {limit} reading {lake}: give it more (--memory-limit) "
+            "or a folder to spill to (--temp-directory)"
+        ) from exc
 
 
 def old_layout(lake: str) -> bool:
@@ -419,11 +426,37 @@ def _create_views(
     create_view(con, "_posts_merged", merged, storage, posts_schema)
     create_view(con, "_posts_fresh", kept(files.fresh), storage, posts_schema)
     con.execute(_BASE_VIEW)
+    if _merged_is_current(files) and not skip:
+        # Nothing written since the merge: the merged table is the answer. (Resolving the
+        # deletes again, joining posts_all to them, was most of opening a merged lake.)
+        con.execute(_NOTHING_TO_RESOLVE)
+        con.execute(_MERGED_VIEW)
+        con.execute("DROP TABLE IF EXISTS _posts_latest")
+        return
     if not merged.paths:
         versions = _VERSIONS_TAIL_ONLY
     else:
         versions = _VERSIONS_FRESH if files.fresh.paths else _VERSIONS_NONE
     _create_posts_view(con, versions)
+
+
+_NOTHING_TO_RESOLVE = """
+CREATE OR REPLACE TEMP TABLE _posts_resolve AS
+SELECT CAST(NULL AS VARCHAR) AS uri, false AS deleted WHERE false
+"""
+_MERGED_VIEW = "CREATE OR REPLACE VIEW posts AS SELECT * FROM _posts_merged"
+
+
+def _merged_is_current(files: LakeFiles) -> bool:
+    """True when `posts` covers every source table at its current version (no tail, no new
+    delete or sighting), so that it alone is exact."""
+    if files.tables[POSTS].version is None or files.fresh.paths:
+        return False
+    return all(
+        files.covers[table]
+        == (-1 if files.tables[table].version is None else files.tables[table].version)
+        for table in (POSTS_ALL, DELETES, SIGHTINGS)
+    )
 
 
 def _create_posts_view(con: duckdb.DuckDBPyConnection, versions: str) -> None:

@@ -361,6 +361,7 @@ class KafkaSinkWorker:
             )  # fmt: skip
             self._loop(consumer)
             self._flush(list(self._buffers), "shutdown")
+            self._offsets_to_marks()
         except BaseException:
             # Leave uncommitted what was not committed: closing must not flush it (the revoke
             # callback would); the next owner reads it again from the marks.
@@ -664,6 +665,25 @@ class KafkaSinkWorker:
         self.stats.offset_commits += 1
 
     # -- rebalancing -----------------------------------------------------------------------
+
+    def _offsets_to_marks(self) -> None:
+        """On the way out: bring the group's offsets of the partitions this worker holds up to
+        the lake's marks, for the lag the group shows. A rebalance can leave them behind (the
+        previous owner's last commit landed after this worker read the mark at assignment);
+        the marks, not these offsets, say where the next owner starts."""
+        partitions = list(self._buffers)
+        if not partitions:
+            return
+        apps = [app_id(self.topic, p) for p in partitions]
+        marks = self._marks.read(POSTS_ALL, apps)
+        for partition in partitions:
+            mark = marks.get(app_id(self.topic, partition))
+            if mark is not None:
+                self._pending_offsets[partition] = max(
+                    mark + 1, self._pending_offsets.get(partition, 0)
+                )
+        if self._pending_offsets:
+            self._commit_offsets("shutdown")
 
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
         """Start each partition at posts_all's mark + 1 (the offsets the lake has), or where
