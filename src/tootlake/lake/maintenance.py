@@ -309,11 +309,7 @@ def _create_posts(
     schema = tables.table_schema(POSTS)
     slices = _slices(files)
     for k in range(slices):
-        where = f"WHERE hash(uri) % {slices} = {k}" if slices > 1 else ""
-        winners = con.sql(_WINNERS.format(slice=where)).to_arrow_table()
-        winners = pa.Table.from_batches(
-            [_conform(b, schema) for b in winners.to_batches()], schema=schema
-        )
+        winners = _winners(con, schema, k, slices)
         last = k == slices - 1
         if not winners.num_rows and not last:
             continue
@@ -344,6 +340,13 @@ def _create_posts(
         stats.commits += 1
 
 
+def _winners(con: Any, schema: pa.Schema, k: int, slices: int) -> pa.Table:
+    """The winners among the uris of slice `k` of `slices` (by uri hash), in `schema`."""
+    where = f"WHERE hash(uri) % {slices} = {k}" if slices > 1 else ""
+    winners = con.sql(_WINNERS.format(slice=where)).to_arrow_table()
+    return pa.Table.from_batches([_conform(b, schema) for b in winners.to_batches()], schema=schema)
+
+
 def _slices(files: LakeFiles) -> int:
     return max(1, -(-files.fresh.bytes // MERGE_SLICE_BYTES))
 
@@ -371,11 +374,7 @@ def _merge_into_posts(
         "SELECT DISTINCT uri FROM _posts_merged WHERE uri IN (SELECT uri FROM _deleted)"
     ).to_arrow_table()
     for k in range(slices):
-        where = f"WHERE hash(uri) % {slices} = {k}" if slices > 1 else ""
-        winners = con.sql(_WINNERS.format(slice=where)).to_arrow_table()
-        winners = pa.Table.from_batches(
-            [_conform(b, schema) for b in winners.to_batches()], schema=schema
-        )
+        winners = _winners(con, schema, k, slices)
         last = k == slices - 1
         source = _with_flag(winners, False)
         if last and gone.num_rows:
