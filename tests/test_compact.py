@@ -28,7 +28,7 @@ from tootlake.cli import main
 from tootlake.errors import ConfigError
 from tootlake.lake.layout import DELETES, POSTS, POSTS_ALL, REJECTS, SIGHTINGS, join
 from tootlake.lake.maintenance import compact, merge_posts, parse_duration
-from tootlake.lake.reader import open_lake, read_files
+from tootlake.lake.reader import _merged_is_current, open_lake, read_files
 from tootlake.lake.storage import storage_for
 from tootlake.lake.writer import LakeWriter
 from tootlake.pipeline import replay
@@ -236,8 +236,10 @@ def test_compaction_keeps_the_answers_and_cuts_the_files(lake_url, tmp_path):
         assert files_before[table] <= stored_files(lake_url, table), table
         assert checkpoints(lake_url, table), table
     assert_plain_delta(lake_url)
-    # Nothing left for the next merge: `posts` covers the compacted tables.
+    # Nothing left for the next merge: `posts` covers the compacted tables, VACUUM's commits
+    # included, so readers take the merged table alone.
     assert read_files(lake_url).fresh.paths == []
+    assert _merged_is_current(read_files(lake_url))
 
     again = compact(lake_url, retain_files=0)  # rerun: nothing to do but VACUUM
     assert answers(lake_url) == want
@@ -245,6 +247,7 @@ def test_compaction_keeps_the_answers_and_cuts_the_files(lake_url, tmp_path):
     assert again.files_before == again.files_after == stats.files_after
     replaced = sum(len(files_before[t] - live_files(lake_url, t)) for t in TABLES)
     assert replaced and again.files_vacuumed >= replaced
+    assert _merged_is_current(read_files(lake_url))  # after a VACUUM that removed files
     for table in TABLES:
         assert stored_files(lake_url, table) == live_files(lake_url, table), table
     assert_plain_delta(lake_url)
@@ -377,16 +380,18 @@ def test_appends_during_compaction_are_kept_and_merged_later(filled, tmp_path, m
 def test_a_sink_committing_during_a_merge_of_compaction_does_not_fail_it(
     filled, tmp_path, monkeypatch, table
 ):
-    """delta-rs does not retry a MERGE that another writer's append raced (it fails with
-    "a concurrent transaction added new data"); compaction runs it again on the fresh table:
-    the removal of deleted posts from posts_all, and the resolving of deletes' uris."""
+    """delta-rs does not retry a MERGE or DELETE that another writer's append raced (it
+    fails with "a concurrent transaction added new data"); compaction runs it again on the
+    fresh table: the removal of deleted posts from posts_all (a DELETE per partition), and
+    the resolving of deletes' uris (a MERGE)."""
     newcomer = status(901, "zed", "z.example", "2023-02-04T10:00:00.000Z", "<p>racing</p>",
                       observed_on="z.example")  # fmt: skip
     uri = "https://z.example/users/zed/statuses/901"
-    real = DeltaTable.merge
+    method = "delete" if table == POSTS_ALL else "merge"
+    real = getattr(DeltaTable, method)
     raced = []
 
-    def merge_after_an_append(self, *args, **kwargs):
+    def after_an_append(self, *args, **kwargs):
         if not raced and self.table_uri.rstrip("/").endswith(f"/{table}"):
             raced.append(1)  # the table was loaded; another writer commits before the merge
             line = json.dumps({"observed_on": "z.example", "status": newcomer})
@@ -396,9 +401,9 @@ def test_a_sink_committing_during_a_merge_of_compaction_does_not_fail_it(
             replay([path], filled, observed_on="a.example", merge=False)
         return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(DeltaTable, "merge", merge_after_an_append)
+    monkeypatch.setattr(DeltaTable, method, after_an_append)
     stats = compact(filled)
-    monkeypatch.setattr(DeltaTable, "merge", real)
+    monkeypatch.setattr(DeltaTable, method, real)
     assert raced
     assert stats.posts_removed >= 2  # bob's rows (and those of the post deleted meanwhile)
     assert _count(filled, f"SELECT count(*) FROM posts WHERE uri = '{uri}'") == 1
@@ -503,10 +508,10 @@ def _crash_when(cls: type, name: str, table: str):  # type: ignore[no-untyped-de
 
 CRASHES = {
     # after the merge and the resolved deletes, posts_all lost bob's rows, sightings did not
-    "removing": (DeltaTable, "merge", SIGHTINGS),
+    "removing": (DeltaTable, "delete", SIGHTINGS),
     # posts_all and deletes are optimized, the rest is not; the covers are not advanced
     "optimizing": (TableOptimizer, "compact", SIGHTINGS),
-    # every table optimized, covers advanced; posts_all checkpointed and vacuumed
+    # every table optimized; posts_all checkpointed and vacuumed; the covers not advanced
     "checkpointing": (DeltaTable, "create_checkpoint", DELETES),
     "vacuuming": (DeltaTable, "vacuum", POSTS),
 }

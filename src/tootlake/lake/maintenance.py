@@ -25,12 +25,13 @@ import math
 import secrets
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import Any, TypeVar
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from tootlake.errors import ConfigError, LakeError
 from tootlake.lake import tables
@@ -61,13 +62,18 @@ T = TypeVar("T")
 
 DEFAULT_RETAIN_FILES = timedelta(days=7)
 MERGE_ATTEMPTS = 5
-# Compressed bytes of the tail merged per commit: each slice's rows are ranked and written in
-# memory (DuckDB's window, delta-rs' writer), so slices keep a merge's memory bounded.
-MERGE_SLICE_BYTES = 8 * 1024 * 1024
+# Winners committed per commit (Arrow bytes): what a merge holds in memory beside DuckDB.
+MERGE_CHUNK_BYTES = 32 * 1024 * 1024
+MERGE_BATCH_ROWS = 32 * 1024
+# Compressed bytes of the tail ranked by one query (the 1.6M-post tail, 176 MB, ranks in
+# DuckDB's default merge memory, spilling).
+MERGE_SLICE_BYTES = 256 * 1024 * 1024
 DEFAULT_MERGE_MEMORY = "256MB"
-# delta-rs holds a file's rows until it reaches its target size: small files keep a merge's
-# memory small (compaction bin-packs them later).
-MERGE_FILE_BYTES = 16 * 1024 * 1024
+# A merge that made this many commits checkpoints `posts` (delta-rs does it every 100).
+CHECKPOINT_AFTER_COMMITS = 5
+# OPTIMIZE rewrites bins in parallel, each held in memory: one at a time keeps compaction's
+# peak near one bin (target size) on the 2-core machines it runs on beside a collector.
+OPTIMIZE_TASKS = 1
 
 
 @dataclass
@@ -199,6 +205,8 @@ def merge_posts(lake: str, *, memory_limit: str | None = None) -> MergeStats:
     for attempt in range(MERGE_ATTEMPTS):
         try:
             stats = _merge_once(lake, memory_limit=memory_limit)
+            if stats.commits >= CHECKPOINT_AFTER_COMMITS:
+                _checkpoint(lake, POSTS)
             stats.seconds = time.monotonic() - started
             return stats
         except _Conflict as exc:
@@ -210,6 +218,18 @@ def merge_posts(lake: str, *, memory_limit: str | None = None) -> MergeStats:
             log.info("posts merge lost a race with another writer; merging again")
             time.sleep(0.1 * (attempt + 1))
     raise AssertionError("unreachable")
+
+
+def _checkpoint(lake: str, table: str) -> None:
+    """A checkpoint of `table`'s log, so that readers replay one Parquet file instead of the
+    many commits a big merge made (a reader's time to open the table). A failure only costs
+    that time: logged, not raised."""
+    try:
+        dt = tables.load(lake, table)
+        if dt is not None:
+            dt.create_checkpoint()
+    except Exception as exc:  # the merge itself is committed
+        log.warning("Cannot checkpoint %s of %s: %s", table, lake, tables.error_text(exc))
 
 
 class _Conflict(Exception):
@@ -276,11 +296,14 @@ def _connect(lake: str, files: LakeFiles, memory_limit: str | None) -> Any:
 
 # Winners among the tail's rows and the merged rows of the same uris; on a tie the merged row
 # wins (so an unchanged post is not rewritten), and only winners from the tail are upserted.
+# `known`: `posts` already holds the uri (an edit, a copy from another instance), so the
+# winner is an update; the others are new posts, plain appends.
 _WINNERS = f"""
 SELECT * EXCLUDE (version_rank, merged) FROM (
-    SELECT *, row_number() OVER (
-        PARTITION BY uri ORDER BY {VERSION_ORDER}, merged DESC
-    ) AS version_rank
+    SELECT *,
+        row_number() OVER (PARTITION BY uri ORDER BY {VERSION_ORDER}, merged DESC)
+            AS version_rank,
+        bool_or(merged) OVER (PARTITION BY uri) AS known
     FROM (
         SELECT *, false AS merged FROM _posts_fresh {{slice}}
         UNION ALL
@@ -293,6 +316,53 @@ WHERE version_rank = 1 AND NOT merged
 """
 
 
+def _slices(files: LakeFiles) -> int:
+    return max(1, -(-files.fresh.bytes // MERGE_SLICE_BYTES))
+
+
+@dataclass
+class _Chunk:
+    rows: pa.Table
+    known: bool  # every uri is in `posts` already (a MERGE), or none is (an append)
+
+
+def _winner_chunks(con: Any, schema: pa.Schema, slices: int) -> Iterator[_Chunk]:
+    """The winners, streamed from DuckDB in chunks of about MERGE_CHUNK_BYTES, each all new
+    uris or all known ones. The ranking spills beyond DuckDB's memory limit; a tail too big
+    for that is ranked in `slices` (by uri hash), each filtering the whole tail: few, as
+    every slice reads it all again (8 MB slices made a 16M-post merge quadratic, 1,447 s)."""
+    pending: dict[bool, list[pa.RecordBatch]] = {False: [], True: []}
+    size = {False: 0, True: 0}
+    batches = (
+        batch
+        for k in range(slices)
+        for batch in con.sql(
+            _WINNERS.format(slice=f"WHERE hash(uri) % {slices} = {k}" if slices > 1 else "")
+        ).to_arrow_reader(MERGE_BATCH_ROWS)
+    )
+    for batch in batches:
+        known = batch.column("known")
+        rows = batch.drop_columns(["known"])
+        for flag, mask in ((False, pc.invert(known)), (True, known)):
+            part = rows.filter(mask)
+            if not part.num_rows:
+                continue
+            pending[flag].append(_conform(part, schema))
+            size[flag] += part.nbytes
+            if size[flag] >= MERGE_CHUNK_BYTES:
+                yield _Chunk(pa.Table.from_batches(pending[flag], schema=schema), flag)
+                pending[flag], size[flag] = [], 0
+    for flag in (False, True):
+        if pending[flag]:
+            yield _Chunk(pa.Table.from_batches(pending[flag], schema=schema), flag)
+
+
+def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """DuckDB's batch in the table's exact schema (list item names, nullability)."""
+    arrays = [batch.column(f.name).cast(f.type) for f in schema]
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
 def _create_posts(
     lake: str,
     con: Any,
@@ -301,60 +371,48 @@ def _create_posts(
     marks: list[tuple[str, int]],
     metadata: dict[str, str],
 ) -> None:
-    """The first merge: `posts` does not exist; the winners of the whole tail become it,
-    slice by slice (a lake being migrated may hold millions of posts). Slices hold disjoint
-    uris, so each is a plain append; the last one records what is covered."""
+    """The first merge: `posts` does not exist; the winners of the whole tail become it, a
+    chunk per commit (a lake being migrated may hold millions of posts). Chunks hold
+    disjoint uris, so each is a plain append; the last one records what is covered."""
+    schema = tables.table_schema(POSTS)
+    held: pa.Table | None = None
+    for chunk in _winner_chunks(con, schema, _slices(files)):
+        if held is not None:
+            _append_posts(lake, held, [], metadata)
+            stats.commits += 1
+        held = chunk.rows
+        stats.upserted += chunk.rows.num_rows
+    _append_posts(lake, schema.empty_table() if held is None else held, marks, metadata)
+    stats.commits += 1
+
+
+def _append_posts(
+    lake: str, rows: pa.Table, marks: list[tuple[str, int]], metadata: dict[str, str]
+) -> None:
     import deltalake
 
-    schema = tables.table_schema(POSTS)
-    slices = _slices(files)
-    for k in range(slices):
-        winners = _winners(con, schema, k, slices)
-        last = k == slices - 1
-        if not winners.num_rows and not last:
-            continue
-        try:
-            deltalake.write_deltalake(
-                tables.table_uri(lake, POSTS),
-                winners,
-                mode="append",
-                partition_by=["date"],
-                schema_mode="merge",
-                storage_options=tables.storage_options(lake),
-                target_file_size=MERGE_FILE_BYTES,
-                writer_properties=tables.writer_properties(),
-                commit_properties=deltalake.CommitProperties(
-                    app_transactions=[deltalake.Transaction(app_id=a, version=v) for a, v in marks]
-                    if last
-                    else None,
-                    custom_metadata=metadata,
-                ),
-            )
-        except Exception as exc:
-            if _is_conflict(exc):
-                raise _Conflict(str(exc)) from exc
-            raise LakeError(
-                f"Cannot write the posts table of {lake}: {tables.error_text(exc)}"
-            ) from exc
-        stats.upserted += winners.num_rows
-        stats.commits += 1
-
-
-def _winners(con: Any, schema: pa.Schema, k: int, slices: int) -> pa.Table:
-    """The winners among the uris of slice `k` of `slices` (by uri hash), in `schema`."""
-    where = f"WHERE hash(uri) % {slices} = {k}" if slices > 1 else ""
-    winners = con.sql(_WINNERS.format(slice=where)).to_arrow_table()
-    return pa.Table.from_batches([_conform(b, schema) for b in winners.to_batches()], schema=schema)
-
-
-def _slices(files: LakeFiles) -> int:
-    return max(1, -(-files.fresh.bytes // MERGE_SLICE_BYTES))
-
-
-def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
-    """DuckDB's batch in the table's exact schema (list item names, nullability)."""
-    arrays = [batch.column(f.name).cast(f.type) for f in schema]
-    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+    try:
+        deltalake.write_deltalake(
+            tables.table_uri(lake, POSTS),
+            rows,
+            mode="append",
+            partition_by=["date"],
+            schema_mode="merge",
+            storage_options=tables.storage_options(lake),
+            target_file_size=tables.TARGET_FILE_BYTES,
+            writer_properties=tables.writer_properties(),
+            commit_properties=deltalake.CommitProperties(
+                app_transactions=[deltalake.Transaction(app_id=a, version=v) for a, v in marks]
+                or None,
+                custom_metadata=metadata,
+            ),
+        )
+    except Exception as exc:
+        if _is_conflict(exc):
+            raise _Conflict(str(exc)) from exc
+        raise LakeError(
+            f"Cannot write the posts table of {lake}: {tables.error_text(exc)}"
+        ) from exc
 
 
 def _merge_into_posts(
@@ -365,28 +423,46 @@ def _merge_into_posts(
     marks: list[tuple[str, int]],
     metadata: dict[str, str],
 ) -> None:
-    """Upsert the tail's winners and delete newly deleted posts, in slices of uris (by hash)
-    so that one MERGE's source stays small; only the last commit records what is covered (a
-    reader meanwhile sees a longer tail, which it resolves the same)."""
+    """Append the tail's new posts, upsert the winners of uris `posts` holds already (MERGE)
+    and delete newly deleted posts, a chunk per commit; only the last commit records what is
+    covered (a reader meanwhile sees a longer tail, which it resolves the same)."""
     schema = tables.table_schema(POSTS)
-    slices = _slices(files)
     gone = con.sql(
         "SELECT DISTINCT uri FROM _posts_merged WHERE uri IN (SELECT uri FROM _deleted)"
     ).to_arrow_table()
-    for k in range(slices):
-        winners = _winners(con, schema, k, slices)
-        last = k == slices - 1
-        source = _with_flag(winners, False)
-        if last and gone.num_rows:
-            source = pa.concat_tables([source, _deleted_rows(gone, schema)])
-        if source.num_rows:
-            _merge(lake, source, schema, marks if last else [], metadata)
+    held: _Chunk | None = None
+    for chunk in _winner_chunks(con, schema, _slices(files)):
+        if held is not None:
+            _commit_chunk(lake, held, schema, [], metadata)
             stats.commits += 1
-        elif last:
-            tables.append(lake, POSTS, schema.empty_table(), transactions=marks, metadata=metadata)
+        held = chunk
+        stats.upserted += chunk.rows.num_rows
+    if gone.num_rows:
+        # The deletes ride in the last MERGE, with the held chunk when it is one.
+        source = _deleted_rows(gone, schema)
+        if held is not None and held.known:
+            source = pa.concat_tables([_with_flag(held.rows, False), source])
+        elif held is not None:
+            _commit_chunk(lake, held, schema, [], metadata)
             stats.commits += 1
-        stats.upserted += winners.num_rows
+        _merge(lake, source, schema, marks, metadata)
+    else:
+        _commit_chunk(lake, held or _Chunk(schema.empty_table(), False), schema, marks, metadata)
+    stats.commits += 1
     stats.deleted = gone.num_rows
+
+
+def _commit_chunk(
+    lake: str,
+    chunk: _Chunk,
+    schema: pa.Schema,
+    marks: list[tuple[str, int]],
+    metadata: dict[str, str],
+) -> None:
+    if chunk.known:
+        _merge(lake, _with_flag(chunk.rows, False), schema, marks, metadata)
+    else:
+        _append_posts(lake, chunk.rows, marks, metadata)
 
 
 _FLAG = "tootlake_deleted"
@@ -510,9 +586,9 @@ def compact(
                 target_size=target_bytes,
                 writer_properties=tables.writer_properties(),
                 commit_properties=_commit(metadata),
+                max_concurrent_tasks=OPTIMIZE_TASKS,
             ),
         )
-    _advance_covers(lake, merged_at, run)
     # delta-rs takes whole hours: round up, so that a file is never deleted before its time
     # (30m rounded down was 0: every replaced file deleted at once, open readers broken)
     retention_hours = math.ceil(retain.total_seconds() / 3600)
@@ -528,10 +604,14 @@ def compact(
                 retention_hours=retention_hours,
                 dry_run=False,
                 enforce_retention_duration=False,
+                commit_properties=_commit(metadata),
             ),
         )
         _retrying(lake, table, "clean up the log of", lambda dt: dt.cleanup_metadata())
         stats.files_vacuumed += len(removed)
+    # After VACUUM: its commits (VACUUM START/END) are this run's too, so that a compacted lake
+    # ends with `posts` covering every source table's latest version (open_lake's fast path).
+    _advance_covers(lake, merged_at, run)
     stats.files_after = _file_counts(lake)
     stats.seconds = time.monotonic() - started
     return stats
@@ -607,7 +687,15 @@ def _resolve_and_remove_deleted(
             ) GROUP BY observed_on, id
             """
         ).to_arrow_table()
-        deleted = con.sql(f"SELECT DISTINCT uri FROM ({DELETED_URIS})").to_arrow_table()
+        con.execute(f"CREATE TEMP TABLE _deleted AS {DELETED_URIS}")
+        # Where the deleted posts' rows are: (date, uri) per table, so that each partition is
+        # rewritten on its own (below).
+        where = {
+            table: con.sql(
+                f"SELECT DISTINCT date, uri FROM {view} WHERE uri IN (SELECT uri FROM _deleted)"
+            ).fetchall()
+            for table, view in ((POSTS_ALL, "posts_all"), (SIGHTINGS, "sightings_all"))
+        }
     finally:
         con.close()
     if resolved.num_rows:
@@ -629,28 +717,46 @@ def _resolve_and_remove_deleted(
             ),
         )
         stats.deletes_resolved = int(result.get("num_target_rows_updated", 0))
-    if not deleted.num_rows:
-        return
     for table, attr in ((POSTS_ALL, "posts_removed"), (SIGHTINGS, "sightings_removed")):
-        result = _retrying(
-            lake,
-            table,
-            "remove deleted posts from",
-            lambda dt: (
-                dt.merge(
-                    deleted,
-                    predicate="t.uri = s.uri",
-                    source_alias="s",
-                    target_alias="t",
-                    writer_properties=tables.writer_properties(),
-                    commit_properties=deltalake.CommitProperties(custom_metadata=metadata),
-                )
-                .when_matched_delete()
-                .execute()
-            ),
-        )
-        if result is not _MISSING:
-            setattr(stats, attr, int(result.get("num_target_rows_deleted", 0)))
+        removed = 0
+        for predicate in _partition_deletes(where[table]):
+            delete = functools.partial(
+                _delete,
+                predicate,
+                writer_properties=tables.writer_properties(),
+                commit_properties=deltalake.CommitProperties(custom_metadata=metadata),
+            )
+            result = _retrying(lake, table, "remove deleted posts from", delete)
+            if result is not _MISSING:
+                removed += int(result.get("num_deleted_rows", 0))
+        setattr(stats, attr, removed)
+
+
+def _delete(predicate: str, dt: Any, **options: Any) -> Any:
+    return dt.delete(predicate, **options)
+
+
+# uris per DELETE: a partition with more deleted posts is rewritten once per this many.
+DELETE_URIS_AT_MOST = 50_000
+
+
+def _partition_deletes(rows: list[tuple[Any, str]]) -> list[str]:
+    """DELETE predicates for (date, uri) pairs: one per date partition (and per
+    DELETE_URIS_AT_MOST uris), so each rewrites one partition's files. A MERGE of the deleted
+    uris against the whole table held every partition's writer open at once (1.4 GB on the
+    1.6M-post lake; a partition at a time: 0.56 GB, and 8 s against 16 s). The uris go in as
+    SQL literals: delta-rs' parser takes no backslash escapes, a quote is doubled."""
+    by_date: dict[Any, list[str]] = {}
+    for day, uri in rows:
+        by_date.setdefault(day, []).append(uri)
+    predicates = []
+    for day, uris in sorted(by_date.items(), key=lambda item: str(item[0])):
+        partition = "date IS NULL" if day is None else f"date = '{day.isoformat()}'"
+        for start in range(0, len(uris), DELETE_URIS_AT_MOST):
+            chunk = uris[start : start + DELETE_URIS_AT_MOST]
+            listed = ", ".join("'" + uri.replace("'", "''") + "'" for uri in chunk)
+            predicates.append(f"{partition} AND uri IN ({listed})")
+    return predicates
 
 
 def _advance_covers(lake: str, merged_at: dict[str, int], run: str) -> None:

@@ -227,7 +227,9 @@ def read_files(lake: str) -> LakeFiles:
     now = {table: table_files(lake, table) for table in _VIEWS}
     now[POSTS] = merged
     fresh = now[POSTS_ALL]
-    if covers[POSTS_ALL] >= 0:
+    if covers[POSTS_ALL] == fresh.version:
+        fresh = TableFiles(POSTS_ALL, fresh.version)  # all covered: no older log to replay
+    elif covers[POSTS_ALL] >= 0:
         fresh = fresh.without(table_files(lake, POSTS_ALL, covers[POSTS_ALL]))
     return LakeFiles(lake, now, fresh, covers)
 
@@ -423,16 +425,19 @@ def _create_views(
     con.execute(SIGHTINGS_VIEW)
     posts_schema = tables.table_schema(POSTS_ALL)
     merged = kept(files.tables[POSTS])
+    if _merged_is_current(files) and not skip:
+        # Nothing written since the merge: the merged table is the answer. (Resolving the
+        # deletes again, joining posts_all to them, was most of opening a merged lake; and
+        # `posts` is bound once: binding a view reads every file's footer, union_by_name.)
+        create_view(con, "posts", merged, storage, posts_schema)
+        con.execute(_NOTHING_TO_RESOLVE)
+        con.execute("DROP TABLE IF EXISTS _posts_latest")
+        for stale in ("_posts_base", "_posts_merged", "_posts_fresh"):  # an earlier open's
+            con.execute(f"DROP VIEW IF EXISTS {stale}")
+        return
     create_view(con, "_posts_merged", merged, storage, posts_schema)
     create_view(con, "_posts_fresh", kept(files.fresh), storage, posts_schema)
     con.execute(_BASE_VIEW)
-    if _merged_is_current(files) and not skip:
-        # Nothing written since the merge: the merged table is the answer. (Resolving the
-        # deletes again, joining posts_all to them, was most of opening a merged lake.)
-        con.execute(_NOTHING_TO_RESOLVE)
-        con.execute(_MERGED_VIEW)
-        con.execute("DROP TABLE IF EXISTS _posts_latest")
-        return
     if not merged.paths:
         versions = _VERSIONS_TAIL_ONLY
     else:
@@ -444,7 +449,6 @@ _NOTHING_TO_RESOLVE = """
 CREATE OR REPLACE TEMP TABLE _posts_resolve AS
 SELECT CAST(NULL AS VARCHAR) AS uri, false AS deleted WHERE false
 """
-_MERGED_VIEW = "CREATE OR REPLACE VIEW posts AS SELECT * FROM _posts_merged"
 
 
 def _merged_is_current(files: LakeFiles) -> bool:
