@@ -604,6 +604,23 @@ def test_vacuum_keeps_replaced_files_for_the_retention_and_deletes_them_after(fi
     assert answers(filled) == before
 
 
+def test_vacuum_removes_files_no_commit_lists_once_a_day_old(filled, before):
+    """A write killed between its files and its commit leaves Parquet files no version lists:
+    VACUUM removes them after a day (younger ones may be a running sink's, about to be
+    committed), whatever --retain-files says."""
+    folder = Path(filled) / POSTS_ALL / "date=2023-02-03"
+    folder.mkdir(parents=True, exist_ok=True)
+    stale, fresh = folder / "part-killed-write-old.parquet", folder / "part-in-flight.parquet"
+    for path in (stale, fresh):
+        path.write_bytes(b"PAR1 not committed PAR1")
+    day_and_more = time.time() - 25 * 3600
+    os.utime(stale, (day_and_more, day_and_more))
+    stats = compact(filled, retain_files=0)
+    assert not stale.exists() and fresh.exists()
+    assert stats.files_vacuumed >= 1
+    assert answers(filled) == before
+
+
 def test_compacting_a_compact_lake_commits_nothing(tmp_path):
     """A lake with no deletes and no sightings yet, one file a day: nothing to merge, remove
     or bin-pack, so no table gets a commit (the tables that do not exist keep the version

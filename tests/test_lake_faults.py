@@ -288,6 +288,31 @@ def test_a_corrupt_file_is_one_line_naming_it_and_exit_1(lake, kind, table):
         open_lake(str(lake))
 
 
+@pytest.mark.parametrize("table", ["posts_all", "posts"])
+def test_a_listed_file_that_is_gone_is_one_line_naming_it(lake, table):
+    gone = data_files(lake, table)[2]
+    gone.unlink()
+    for command in (["report"], ["sql", COUNT]):
+        result = cli(*command, "--lake", str(lake))
+        assert result.exit_code == 1
+        line = one_line(result.output)
+        assert line.startswith(f"Error: The Delta log lists {gone}, but the file is gone: ")
+
+
+@pytest.mark.parametrize("how", ["truncated", "garbage"])
+def test_a_damaged_delta_log_is_one_line_naming_the_table(lake, how):
+    """A commit file cut short or overwritten (a disk fault, a hand edit): delta-rs' error
+    in one line, without the Rust backtrace it carries."""
+    commit = sorted((lake / "posts_all" / "_delta_log").glob("*.json"))[-1]
+    commit.write_text('{"add": {"path": "x' if how == "truncated" else "garbage\n")
+    for command in (["report"], ["sql", COUNT]):
+        result = cli(*command, "--lake", str(lake))
+        assert result.exit_code == 1
+        line = one_line(result.output)
+        assert line.startswith(f"Error: Cannot read the Delta table {lake / 'posts_all'}: Json ")
+        assert "<unknown>" not in line and "pthread" not in line
+
+
 def test_skip_corrupt_reads_the_rest_and_names_each_skipped_file(lake, tmp_path):
     bad = [data_files(lake)[0], data_files(lake, "posts")[7], write_rejects(lake)]
     expected = without(lake, bad, tmp_path)

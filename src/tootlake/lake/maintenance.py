@@ -74,6 +74,10 @@ CHECKPOINT_AFTER_COMMITS = 5
 # OPTIMIZE rewrites bins in parallel, each held in memory: one at a time keeps compaction's
 # peak near one bin (target size) on the 2-core machines it runs on beside a collector.
 OPTIMIZE_TASKS = 1
+# Files no commit lists (a write that failed or was killed before its commit) are removed by
+# VACUUM once this old, whatever --retain-files says: a younger one may be a running sink's,
+# written and about to be committed.
+ORPHAN_HOURS = 24
 
 
 @dataclass
@@ -596,25 +600,32 @@ def compact(
         step(f"checkpoint and VACUUM {table}")
         if _retrying(lake, table, "checkpoint", lambda dt: dt.create_checkpoint()) is _MISSING:
             continue
-        removed = _retrying(
-            lake,
-            table,
-            "vacuum",
-            lambda dt: dt.vacuum(
-                retention_hours=retention_hours,
-                dry_run=False,
-                enforce_retention_duration=False,
-                commit_properties=_commit(metadata),
-            ),
-        )
+        for hours, full in ((retention_hours, False), (max(retention_hours, ORPHAN_HOURS), True)):
+            removed = _retrying(
+                lake,
+                table,
+                "vacuum",
+                functools.partial(
+                    _vacuum,
+                    retention_hours=hours,
+                    full=full,
+                    commit_properties=_commit(metadata),
+                ),
+            )
+            stats.files_vacuumed += len(removed)
         _retrying(lake, table, "clean up the log of", lambda dt: dt.cleanup_metadata())
-        stats.files_vacuumed += len(removed)
     # After VACUUM: its commits (VACUUM START/END) are this run's too, so that a compacted lake
     # ends with `posts` covering every source table's latest version (open_lake's fast path).
     _advance_covers(lake, merged_at, run)
     stats.files_after = _file_counts(lake)
     stats.seconds = time.monotonic() - started
     return stats
+
+
+def _vacuum(dt: Any, **options: Any) -> list[str]:
+    """VACUUM: the files replaced (`full=False`) or every file the log does not list (`full`:
+    also what a failed or killed write left), older than the retention."""
+    return list(dt.vacuum(dry_run=False, enforce_retention_duration=False, **options))
 
 
 _MISSING = object()  # what `_retrying` returns for a table that does not exist

@@ -578,6 +578,13 @@ class _CorruptFiles:
         found: dict[str, str] = {}
         for path in candidates:
             if path in message or path.removeprefix("s3://") in message:
+                if _missing(storage, path):
+                    raise LakeError(
+                        f"The Delta log lists {path}, but the file is gone: removed by hand, "
+                        "or by a VACUUM with a retention (--retain-files) shorter than this "
+                        "read. Run the command again; if the file is still listed, the table "
+                        "lost data, and only a backup of the file can bring its rows back"
+                    ) from exc
                 reason = _damage(storage, path, whole=True)
                 if reason is not None:
                     found[path] = reason
@@ -643,6 +650,12 @@ def _damage(storage: Storage, path: str, *, whole: bool) -> str | None:
         text = " ".join(str(exc).split()).split(". ", 1)[0].rstrip(".")
         return text or type(exc).__name__
     return None
+
+
+def _missing(storage: Storage, path: str) -> bool:
+    arrow_filesystem = getattr(storage, "arrow_filesystem", None)
+    filesystem = arrow_filesystem() if arrow_filesystem is not None else None
+    return _gone(filesystem, path.removeprefix("s3://") if filesystem is not None else path)
 
 
 def _gone(filesystem: Any, source: str) -> bool:

@@ -207,6 +207,7 @@ def writer_properties() -> Any:
 # one in another ("Failed to parse parquet: External: Generic LocalFileSystem error: ..."),
 # a chain of causes on lines of their own ("\n  ↳ cause", with ANSI colours), object_store's
 # "#1" after the path of a file being written, and the errno ("(os error 30)").
+_BACKTRACE = re.compile(r"\n\s*(?:Stack backtrace:|0: )")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _WRAPPERS = re.compile(
     r"^(?:Failed to parse parquet|External|Generic \w* ?error|Kernel error|Arrow error"
@@ -223,6 +224,8 @@ def error_text(exc: BaseException) -> str:
     without the kinds of error wrapped around it, colours, or delta-rs' "Help:" advice
     (`Unable to open file /lake/posts_all/date=.../part-....parquet: Read-only file system`)."""
     text = _ANSI.sub("", str(exc))
+    # a Rust backtrace after the message (delta-rs' kernel errors): frames, then "at file:line"
+    text = _BACKTRACE.split(text, 1)[0]
     parts = [line.strip().lstrip("↳").strip() for line in text.splitlines()]
     text = ": ".join(part for part in parts if part and not part.startswith("Help:"))
     while match := _WRAPPERS.match(text):
