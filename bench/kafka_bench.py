@@ -151,8 +151,8 @@ def _cpu() -> float:
 
 
 def produce_ours(bootstrap: str, topic: str, posts: list[Any]) -> dict[str, float]:
+    from tootlake.kafka.producer import KafkaTransport
     from tootlake.transports import Batch
-    from tootlake.transports.kafka import KafkaTransport
 
     transport = KafkaTransport(bootstrap, topic)
     started, cpu = time.perf_counter(), _cpu()
@@ -177,7 +177,7 @@ def produce_talk(bootstrap: str, topic: str, posts: list[Any]) -> dict[str, floa
     """The talk's pattern: `producer.produce(topic=..., value=...)` then `producer.flush()`."""
     from confluent_kafka import Producer
 
-    from tootlake.avro import single_object_encoder
+    from tootlake.kafka.encode import single_object_encoder
 
     encode = single_object_encoder()
     producer = Producer({"bootstrap.servers": bootstrap})
@@ -306,8 +306,8 @@ def _child_sink_fastavro(bootstrap: str, topic: str, group: str, lake: str) -> N
     """tootlake's sink worker with its bulk decoder off: fastavro, message by message."""
     import gc
 
-    from tootlake.avro import EnvelopeDecoder
-    from tootlake.sinks.kafka_sink import KafkaSinkWorker
+    from tootlake.kafka.decode import EnvelopeDecoder
+    from tootlake.kafka.sink import KafkaSinkWorker
 
     worker = KafkaSinkWorker(lake, kafka=bootstrap, topic=topic, group=group, until_idle=UNTIL_IDLE)
     worker._decoder = EnvelopeDecoder(bulk=False)  # the one difference

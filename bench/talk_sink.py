@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from confluent_kafka import Consumer, TopicPartition
 
-from tootlake.avro import envelope_schema, single_object_header
+from tootlake.kafka.schema import envelope_schema, single_object_header
 from tootlake.record import arrow_schema
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Ship the code's Avro envelope schema: src/tootlake/data/avro/envelope-vN.avsc.
+"""Ship the code's Avro envelope schema: src/tootlake/kafka/schemas/envelope-vN.avsc.
 
 Run it after changing `Post` or `Delete` (tests/test_avro.py fails until you have):
   * when the schema's fingerprint is new, it writes the next version, envelope-v(N+1).avsc;
@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from tootlake.avro import (
+from tootlake.kafka.schema import (
     SCHEMA_FILE_PREFIX,
     envelope_schema,
     fingerprint,
@@ -20,7 +20,7 @@ from tootlake.avro import (
     shipped_schemas,
 )
 
-FOLDER = Path(__file__).resolve().parent.parent / "src" / "tootlake" / "data" / "avro"
+FOLDER = Path(__file__).resolve().parent.parent / "src" / "tootlake" / "kafka" / "schemas"
 
 
 def main() -> int:

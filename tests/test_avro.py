@@ -10,17 +10,12 @@ import fastavro
 import msgspec
 import pytest
 
-import tootlake.avro as avro
-from tootlake.avro import (
-    EnvelopeDecoder,
-    canonical_form,
-    envelope_of,
-    envelope_schema,
-    fingerprint,
-    key_of,
-    shipped_schemas,
-    single_object_encoder,
-)
+import tootlake.kafka.decode as avro_decode
+import tootlake.kafka.encode as avro_encode
+import tootlake.kafka.schema as avro_schema
+from tootlake.kafka.decode import EnvelopeDecoder
+from tootlake.kafka.encode import envelope_of, key_of, single_object_encoder
+from tootlake.kafka.schema import canonical_form, envelope_schema, fingerprint, shipped_schemas
 from tootlake.lake.writer import records_to_table
 from tootlake.record import (
     RAW_LIMIT,
@@ -116,7 +111,7 @@ def test_single_object_encoding_is_magic_fingerprint_then_body():
 
 def test_the_code_schema_is_shipped_as_the_newest_avsc():
     shipped = shipped_schemas()
-    assert shipped, "src/tootlake/data/avro/ has no envelope-vN.avsc"
+    assert shipped, "src/tootlake/kafka/schemas/ has no envelope-vN.avsc"
     newest = shipped[-1]
     hint = "the Avro schema derived from tootlake.record changed: run scripts/gen_avro_schema.py"
     assert newest.fingerprint == fingerprint(envelope_schema()), hint
@@ -167,8 +162,8 @@ def test_messages_of_an_older_schema_are_read_by_the_new_reader(monkeypatch, bul
     buffer = io.BytesIO()
     buffer.write(b"\xc3\x01" + fingerprint(old).to_bytes(8, "little"))
     fastavro.schemaless_writer(buffer, fastavro.parse_schema(old), datum)
-    known = {**avro.writer_schemas(), fingerprint(old): old}
-    monkeypatch.setattr(avro, "writer_schemas", lambda: known)
+    known = {**avro_schema.writer_schemas(), fingerprint(old): old}
+    monkeypatch.setattr(avro_decode, "writer_schemas", lambda: known)
     decoded = EnvelopeDecoder(bulk=bulk).decode([buffer.getvalue()])
     assert decoded.errors == []
     (row,) = decoded.table("post").to_pylist()
@@ -183,10 +178,10 @@ def _v1() -> dict:
     return v1.schema
 
 
-def _as_records(decoded: avro.DecodedBatch) -> list:
+def _as_records(decoded: avro_decode.DecodedBatch) -> list:
     """The decoded rows as records again, in message order."""
     rows = []
-    for kind, cls in avro.KINDS.items():
+    for kind, cls in avro_schema.KINDS.items():
         for i, row in zip(decoded.index(kind).to_pylist(), decoded.table(kind).to_pylist(),
                           strict=True):  # fmt: skip
             rows.append((i, cls(**row)))
@@ -199,7 +194,7 @@ def test_messages_written_with_the_shipped_v1_envelope_still_decode(bulk):
     assert fingerprint(v1) != fingerprint(envelope_schema())
     records = [r for r in some_records() if not isinstance(r, Reject)]
     values = [single_object_encoder(v1)(r) for r in records]
-    assert avro.batch_encoder(v1)(records) == values  # what v1 producers wrote
+    assert avro_encode.batch_encoder(v1)(records) == values  # what v1 producers wrote
     assert all(v[2:10] == fingerprint(v1).to_bytes(8, "little") for v in values)
     decoder = EnvelopeDecoder(bulk=bulk)
     decoded = decoder.decode(values)
@@ -226,12 +221,14 @@ def test_v1_confluent_messages_decode_and_an_old_reader_dead_letters_only_reject
     assert decoded.errors == []
     assert _as_records(decoded) == [r for r in records if not isinstance(r, Reject)]
     # today's producers register v2 under the same subject (only a field added, with a default)
-    v2_values = [avro.confluent_encoder(registry, "posts")(r) for r in records]
+    v2_values = [avro_encode.confluent_encoder(registry, "posts")(r) for r in records]
     assert v2_values[0][1:5] != v1_values[0][1:5]
     # a sink still on v1 (rolling upgrade) reads v2 through the registry, and dead-letters
     # only the rejects, whose record it does not know
-    monkeypatch.setattr(avro, "envelope_schema", _v1)
-    monkeypatch.setattr(avro, "KINDS", {k: c for k, c in avro.KINDS.items() if c is not Reject})
+    monkeypatch.setattr(avro_decode, "envelope_schema", _v1)
+    monkeypatch.setattr(
+        avro_decode, "KINDS", {k: c for k, c in avro_schema.KINDS.items() if c is not Reject}
+    )
     old_reader = EnvelopeDecoder(registry).decode(v2_values)
     rejected = [i for i, r in enumerate(records) if isinstance(r, Reject)]
     assert old_reader.errors == [(i, "envelope of kind 'reject' without its record")
@@ -243,10 +240,10 @@ def test_mixed_batches_round_trip_through_every_encoder_and_decoder():
     from confluent_kafka.schema_registry import SchemaRegistryClient
 
     records = some_records()
-    assert {type(r) for r in records} == set(avro.KINDS.values())
-    single = avro.batch_encoder()(records)
+    assert {type(r) for r in records} == set(avro_schema.KINDS.values())
+    single = avro_encode.batch_encoder()(records)
     registry = SchemaRegistryClient.new_client({"url": "mock://test-avro-mixed"})
-    confluent = [avro.confluent_encoder(registry, "posts")(r) for r in records]
+    confluent = [avro_encode.confluent_encoder(registry, "posts")(r) for r in records]
     for values in (single, confluent, [*single[:30], *confluent[30:]]):
         for bulk in (True, False):
             decoder = EnvelopeDecoder(registry, bulk=bulk)
@@ -291,8 +288,8 @@ def test_bulk_decoding_equals_message_by_message_and_the_embedded_rows():
         "sighting": sighting_arrow_schema(),
         "reject": reject_arrow_schema(),
     }
-    assert set(schemas) == set(avro.KINDS)
-    for kind, cls in avro.KINDS.items():
+    assert set(schemas) == set(avro_schema.KINDS)
+    for kind, cls in avro_schema.KINDS.items():
         assert fast.table(kind).equals(slow.table(kind)), kind
         assert fast.index(kind).equals(slow.index(kind)), kind
         mine = [r for r in records if isinstance(r, cls)]
@@ -348,7 +345,7 @@ def test_confluent_wire_format_with_the_mock_registry():
 
     registry = SchemaRegistryClient.new_client({"url": "mock://test-avro"})
     records = some_records()[:50]
-    values = [avro.confluent_encoder(registry, "posts")(r) for r in records]
+    values = [avro_encode.confluent_encoder(registry, "posts")(r) for r in records]
     assert all(v[:1] == b"\x00" for v in values)
     assert registry.get_subjects() == ["posts-value"]
     decoder = EnvelopeDecoder(registry)
@@ -372,17 +369,17 @@ def test_rejects_have_no_key_so_a_flooding_instance_spreads_over_the_partitions(
 
 
 def test_every_envelope_kind_has_a_lake_table_in_the_sink():
+    from tootlake.kafka.sink import KIND_TABLES
     from tootlake.lake import layout
-    from tootlake.sinks.kafka_sink import KIND_TABLES
 
-    assert set(KIND_TABLES) == set(avro.KINDS)
+    assert set(KIND_TABLES) == set(avro_schema.KINDS)
     assert KIND_TABLES["reject"] == (layout.REJECTS, "rejected_at")
     for kind, (_table, column) in KIND_TABLES.items():
-        assert avro.lake_schema(kind).field(column).type.tz == "UTC", kind
+        assert avro_schema.lake_schema(kind).field(column).type.tz == "UTC", kind
 
 
 def test_dead_letter_lines_carry_the_message_in_base64():
-    line = avro.dead_letter_line("t", 2, 17, "not Avro", b"\xffgarbage")
+    line = avro_decode.dead_letter_line("t", 2, 17, "not Avro", b"\xffgarbage")
     assert json.loads(json.dumps(line)) == {
         "topic": "t", "partition": 2, "offset": 17, "error": "not Avro", "value": "/2dhcmJhZ2U=",
     }  # fmt: skip
@@ -405,6 +402,8 @@ def test_the_batch_encoder_writes_exactly_what_fastavro_writes():
     ]  # fmt: skip
     records = [*some_records(), *edge]
     encode = single_object_encoder()
-    assert avro.batch_encoder()(records) == [encode(r) for r in records]
-    assert avro.batch_encoder()([records[40]]) == [encode(records[40])]  # one kind, one record
-    assert avro.batch_encoder()([]) == []
+    assert avro_encode.batch_encoder()(records) == [encode(r) for r in records]
+    assert avro_encode.batch_encoder()([records[40]]) == [
+        encode(records[40])
+    ]  # one kind, one record
+    assert avro_encode.batch_encoder()([]) == []

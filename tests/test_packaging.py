@@ -125,6 +125,10 @@ def test_the_wheel_ships_the_licences_and_project_urls_and_no_tests(wheel: Path)
     # The long description is the README: its links work on a package index.
     assert not re.search(r"\]\((?!https?://|#)", meta), "a relative link in the README"
     assert not any(n.startswith(("tests/", "bench/")) for n in names)
+    # every Avro envelope schema shipped so far: sinks read old messages with them
+    schemas = ROOT / "src" / "tootlake" / "kafka" / "schemas"
+    shipped = {f"tootlake/kafka/schemas/{p.name}" for p in schemas.glob("envelope-v*.avsc")}
+    assert len(shipped) >= 2 and shipped <= set(names), shipped - set(names)
 
 
 def test_the_readme_python_example_runs_after_the_core_install(core: Env) -> None:

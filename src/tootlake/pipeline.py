@@ -1,8 +1,10 @@
 """The pipeline: source -> record -> transport -> sink, and the order of commits.
 
 A producer thread reads the source and builds records; the calling thread drains the
-transport into the sink. The sink makes a batch durable first, then the transport commits it
-(acknowledging upstream: cursors, offsets). So an acknowledged post is always in the lake.
+transport into the sink (`tootlake.transports.drain`, the loop the Kafka sink worker shares).
+The sink makes a batch durable first, then the transport commits it (acknowledging upstream:
+cursors, offsets). So an acknowledged post is always in the lake. `produce` sends to Kafka
+instead (`tootlake.kafka.producer`), whose acks fire once Kafka has a batch.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tootlake._gc import fewer_collections
 from tootlake.errors import BadInput, TootlakeError
@@ -29,8 +31,11 @@ from tootlake.lake.writer import LakeWriter
 from tootlake.record import Delete, Post, Reject, Sighting, ValidStatus, skip_reason, to_post
 from tootlake.redact import redact_json
 from tootlake.sources import DELETE, EDIT, REJECT, Event, Source
-from tootlake.transports import Batch, Transport
+from tootlake.transports import Batch, Transport, drain
 from tootlake.transports.memory import MemoryTransport
+
+if TYPE_CHECKING:
+    from tootlake.kafka.producer import KafkaTransport
 
 __all__ = [
     "RUNS_DIR",
@@ -412,33 +417,28 @@ def run(
         except BaseException as exc:  # re-raised in the calling thread
             failure.append(exc)
         finally:
-            if isinstance(queue, MemoryTransport):
-                queue.close()
+            queue.close()
 
     producer = threading.Thread(target=produce, name="tootlake-source", daemon=True)
     producer.start()
     last_progress = 0.0
-    while True:
-        batch = queue.receive(timeout=0.5)
-        if batch is not None:
-            sink.add(batch.records)
-        if sink.due():
-            sink.flush()
-            queue.commit()
-            if on_commit is not None:
-                on_commit()
+
+    def progress() -> None:
+        nonlocal last_progress
         if on_progress is not None and time.monotonic() - last_progress > 0.5:
             stats.elapsed = time.monotonic() - stats.started
             stats.commits = sink.stats.commits
             on_progress(stats)
             last_progress = time.monotonic()
-        if batch is None and not producer.is_alive():
-            break
+
+    drain(
+        queue,
+        sink,
+        finished=lambda records: records is None and not producer.is_alive(),
+        on_commit=on_commit,
+        on_tick=progress,
+    )
     producer.join()
-    sink.flush()
-    queue.commit()
-    if on_commit is not None:
-        on_commit()
     stats.commits = sink.stats.commits
     stats.elapsed = time.monotonic() - stats.started
     if failure:
@@ -596,7 +596,7 @@ def produce(
     stop: threading.Event | None = None,
     on_progress: Callable[[RunStats], None] | None = None,
     config: dict[str, Any] | None = None,
-    transport: Any = None,
+    transport: KafkaTransport | None = None,
     linger: float | None = None,
 ) -> RunStats:
     """Send events to a Kafka topic as Avro envelopes (`tootlake sink` writes them to the lake).
@@ -610,7 +610,7 @@ def produce(
     With `linger`, a partial batch is sent once its first event is that many seconds old (live
     sources, whose events may yield None as idle ticks).
     """
-    from tootlake.transports.kafka import DEFAULT_TOPIC, KafkaTransport
+    from tootlake.kafka.producer import DEFAULT_TOPIC, KafkaTransport
 
     stats = recorder.stats
     stop = stop or threading.Event()

@@ -9,7 +9,7 @@ A file holding tokens that other users can read gets a warning, as ssh gives for
 
 `[kafka]` holds librdkafka settings for every command that talks to Kafka (SASL, TLS...), a
 key per line (`sasl.mechanism = "PLAIN"`); they merge with TOOTLAKE_KAFKA_<KEY> and -X flags in
-`tootlake.transports.kafka_settings`. Its secrets (sasl.password...) are treated as tokens are.
+`tootlake.kafka.settings`. Its secrets (sasl.password...) are treated as tokens are.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class Settings:
     kafka: dict[str, Any] = field(default_factory=dict, repr=False)  # librdkafka settings
 
     def __repr__(self) -> str:
-        from tootlake.transports.kafka_settings import masked
+        from tootlake.kafka.settings import masked
 
         hosts = ", ".join(sorted(self.tokens))
         return (
@@ -97,8 +97,8 @@ def _truthy(value: str) -> bool:
 
 def load_settings(**flags: Any) -> Settings:
     """Settings from defaults, the config file, the environment and flags (None = not given).
-    `kafka`: librdkafka settings from -X flags (`kafka_settings.parse_options`)."""
-    from tootlake.transports.kafka_settings import client_settings, file_settings, is_secret
+    `kafka`: librdkafka settings from -X flags (`tootlake.kafka.settings.parse_options`)."""
+    from tootlake.kafka.settings import client_settings, file_settings, is_secret
 
     values: dict[str, Any] = {}
     path = config_path()

@@ -361,9 +361,9 @@ def sink_command(kafka: str, topic: str, group: str, lake: str, *extra: str) -> 
 
 def lake_marks(lake: str, topic: str) -> dict[str, dict[int, int | None]]:
     """{table: {partition: the sink's Delta mark (app transaction) for it}}."""
+    from tootlake.kafka.sink import app_id
     from tootlake.lake import tables
     from tootlake.lake.layout import TABLES
-    from tootlake.sinks.kafka_sink import app_id
 
     out: dict[str, dict[int, int | None]] = {}
     for table in TABLES:

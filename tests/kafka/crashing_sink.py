@@ -21,8 +21,8 @@ import sys
 import threading
 from typing import Any
 
+from tootlake.kafka.sink import KafkaSinkWorker
 from tootlake.lake.layout import POSTS_ALL
-from tootlake.sinks.kafka_sink import KafkaSinkWorker
 
 
 class CrashingWorker(KafkaSinkWorker):

@@ -13,9 +13,9 @@ import pytest
 from tests.conftest import REAL
 from tests.ports import free_port
 from tootlake.errors import TransportError
+from tootlake.kafka.producer import KafkaTransport
 from tootlake.pipeline import Recorder, RunStats, produce, replay_to_kafka
 from tootlake.transports import Batch
-from tootlake.transports.kafka import KafkaTransport
 
 from .conftest import (
     PARTITIONS,

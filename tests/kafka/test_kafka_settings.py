@@ -19,10 +19,10 @@ import pytest
 
 from tests.conftest import REAL
 from tootlake.errors import ConfigError
+from tootlake.kafka.settings import DEFAULT_TOPIC, parse_options
 from tootlake.pipeline import replay
 from tootlake.redact import redact
 from tootlake.settings import load_settings
-from tootlake.transports.kafka_settings import DEFAULT_TOPIC, parse_options
 
 from .conftest import REAL_FILES, SaslListener, committed_offsets, end_offsets, version_counts
 
@@ -75,8 +75,8 @@ def test_kafka_settings_merge_config_file_then_environment_then_flags(tmp_path, 
 
 
 def test_user_settings_go_over_the_producer_and_consumer_defaults():
-    from tootlake.sinks.kafka_sink import consumer_config
-    from tootlake.transports.kafka import producer_config
+    from tootlake.kafka.producer import producer_config
+    from tootlake.kafka.sink import consumer_config
 
     user = {"security.protocol": "SASL_SSL", "linger.ms": "5", "session.timeout.ms": "6000"}
     producer = producer_config("b:9092", user)
@@ -192,7 +192,7 @@ def test_the_default_topic_is_spelled_once_in_the_code():
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Constant) and node.value == DEFAULT_TOPIC:
                 where.append(f"{path.relative_to(ROOT)}:{node.lineno}")
-    assert len(where) == 1 and "kafka_settings.py" in where[0], where
+    assert len(where) == 1 and "kafka/settings.py" in where[0], where
 
 
 # -- the SASL/PLAIN listener of the real broker ----------------------------------------------

@@ -27,16 +27,16 @@ from tests.conftest import REAL
 from tests.smalllake import write_inputs
 from tootlake.analysis import open_lake
 from tootlake.analysis.report import build_report, report_as_dict
-from tootlake.avro import single_object_encoder
+from tootlake.kafka.encode import single_object_encoder
+from tootlake.kafka.producer import KafkaTransport
+from tootlake.kafka.sink import KafkaSinkWorker, SinkWorkerStats
 from tootlake.lake import tables
 from tootlake.lake.layout import REJECTS
 from tootlake.lake.storage import storage_for
 from tootlake.lake.writer import LakeWriter
 from tootlake.pipeline import Recorder, RunStats, produce, replay, replay_to_kafka, run
 from tootlake.record import Delete, Sighting, reject_arrow_schema
-from tootlake.sinks.kafka_sink import KafkaSinkWorker, SinkWorkerStats
 from tootlake.transports import Batch
-from tootlake.transports.kafka import KafkaTransport
 
 from .conftest import (
     PARTITIONS,

@@ -14,12 +14,12 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from tootlake.avro import batch_encoder
 from tootlake.errors import LakeError
+from tootlake.kafka.encode import batch_encoder
+from tootlake.kafka.sink import COMMIT_ORDER, KIND_TABLES, KafkaSinkWorker, app_id, rows_after
 from tootlake.lake import tables
 from tootlake.lake.layout import DELETES, POSTS_ALL, REJECTS, SIGHTINGS
 from tootlake.record import Post
-from tootlake.sinks.kafka_sink import COMMIT_ORDER, KIND_TABLES, KafkaSinkWorker, app_id, rows_after
 
 from .conftest import assert_each_post_once, assert_each_record_once, mixed_records, unique_posts
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import click
 
+from tootlake.kafka.settings import DEFAULT_TOPIC, parse_options
 from tootlake.settings import load_settings
-from tootlake.transports.kafka_settings import DEFAULT_TOPIC, parse_options
 
 __all__ = [
     "TIMELINE",
@@ -119,7 +119,7 @@ def schema_registry_option(help: str) -> Decorator:
 def kafka_option(func: Callable[..., Any]) -> Callable[..., Any]:
     """`-X/--kafka-option KEY=VALUE` (repeatable) for every command that talks to Kafka; the
     command passes the pairs to `load_settings(kafka=parse_options(...))`
-    (`tootlake.transports.kafka_settings` checks them)."""
+    (`tootlake.kafka.settings` checks them)."""
     return click.option(
         "--kafka-option",
         "-X",

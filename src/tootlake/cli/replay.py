@@ -20,8 +20,8 @@ from tootlake.cli.options import (
     topic_option,
 )
 from tootlake.cli.output import clean, stderr_is_terminal
+from tootlake.kafka.settings import parse_options
 from tootlake.settings import load_settings
-from tootlake.transports.kafka_settings import parse_options
 
 BAD_FILES_SHOWN = 10  # files named in a replay's summary of bad lines; the rest are counted
 

@@ -19,7 +19,7 @@ from tootlake.cli.options import (
     topic_option,
 )
 from tootlake.cli.output import step_line
-from tootlake.transports.kafka_settings import parse_options
+from tootlake.kafka.settings import parse_options
 
 
 @click.command()
@@ -89,8 +89,8 @@ def sink(
     are not tootlake Avro go to LAKE/_tootlake/dead-letter/. SIGTERM or Ctrl-C: flush, commit,
     exit.
     """
+    from tootlake.kafka.sink import KafkaSinkWorker
     from tootlake.settings import load_settings, parse_size
-    from tootlake.sinks.kafka_sink import KafkaSinkWorker
 
     settings = load_settings(lake=lake, kafka=parse_options(kafka_options))
     stop = threading.Event()

@@ -1,4 +1,5 @@
-"""The lake writer: batches records and commits them to the lake's Delta tables.
+"""The lake writer: batches records and commits them to the lake's Delta tables (the embedded
+path's `tootlake.transports.Sink`).
 
 Batches roll by size (estimated bytes buffered) and by age (seconds since the oldest buffered
 record), so a steady trickle still becomes durable and a flood still makes large files. A
@@ -116,13 +117,14 @@ class LakeWriter:
             return False
         return self._bytes >= self.max_bytes or time.monotonic() - self._oldest >= self.max_age
 
-    def flush(self, *, metadata: Mapping[str, str] | None = None) -> list[str]:
+    def flush(self, *, wait: bool = True, metadata: Mapping[str, str] | None = None) -> list[str]:
         """Commit everything buffered, one Delta commit per table; return the tables written.
 
         Posts go first and deletes last, so a delete is never visible before a post it names
         that came in the same batch. When this returns, every row is durable: the caller may
-        commit the batch upstream. A failure raises LakeError and keeps what was not committed
-        (a retry writes only that).
+        commit the batch upstream (`tootlake.transports.flush_then_commit`). A failure raises
+        LakeError and keeps what was not committed (a retry writes only that). `wait`: the
+        `Sink` protocol's; this writer always writes everything before it returns.
         """
         written = []
         for table, records in self._records.items():

@@ -1,22 +1,49 @@
-"""Transports carry batches of records from the sources to the sink.
+"""Transports carry batches of records from the sources to a sink; the write path's protocols
+and its one loop live here.
 
-`memory` is the embedded default (a bounded in-process queue); `kafka` is the scale-out one.
-Commit order, written once here: the sink makes a batch durable, then the transport commits
-it (acks it upstream, advances offsets or cursors). A crash between the two replays the batch,
-which the lake absorbs because its views resolve duplicate versions by `uri`.
+Two sides, so that each transport implements only what it does:
+
+    Sender     send / flush / close       where a source's batches go: `memory` (the embedded
+                                          default, a bounded in-process queue) and
+                                          `tootlake.kafka.producer` (a Kafka topic)
+    Receiver   receive / commit           where a sink's batches come from: `memory` (which
+                                          keeps a batch's acks, and gives the sink its records)
+                                          and, inside `tootlake.kafka.sink`, a consumer group
+    Sink       add / due / flush          where batches become durable: the lake's writer
+                                          (`tootlake.lake.writer.LakeWriter`) and the Kafka sink
+                                          worker's partitions
+
+The commit order, written once (`drain`, `flush_then_commit`): the sink makes a batch durable,
+then the receiver commits it (acks it upstream, advances offsets or cursors). A crash between
+the two replays the batch, which the lake absorbs: its views resolve duplicate versions by
+`uri`, and the Kafka sink worker's Delta marks drop rows a table holds already. The producer
+has its own form of the same order: a batch's acks fire once Kafka has every message of it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from tootlake.record import Delete, Post, Reject, Sighting
 
-__all__ = ["Batch", "Transport"]
+__all__ = [
+    "Batch",
+    "Receiver",
+    "Record",
+    "Sender",
+    "Sink",
+    "Transport",
+    "drain",
+    "flush_then_commit",
+]
 
 Record = Post | Delete | Sighting | Reject
+
+B = TypeVar("B")
+B_co = TypeVar("B_co", covariant=True)
+B_contra = TypeVar("B_contra", contravariant=True)
 
 
 @dataclass(slots=True)
@@ -25,11 +52,89 @@ class Batch:
     acks: list[Callable[[], None]] = field(default_factory=list)
 
 
-class Transport(Protocol):
-    def send(self, batch: Batch) -> None: ...
+class Sender(Protocol):
+    """The sending side of a transport."""
 
-    def receive(self, timeout: float) -> Batch | None: ...
+    def send(self, batch: Batch) -> None:
+        """Take a batch; may block while the transport is full (backpressure on the source)."""
 
-    def commit(self) -> None: ...
+    def flush(self, timeout: float | None = None) -> int:
+        """Wait until what was sent has left (or `timeout`); how much has not."""
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """No more batches."""
+
+
+class Receiver(Protocol[B_co]):
+    """The receiving side: batches come out, and are committed once a sink made them durable."""
+
+    def receive(self, timeout: float) -> B_co | None:
+        """The next batch, or None when none came within `timeout` (or none will)."""
+
+    def commit(self) -> None:
+        """What the sink made durable so far is committed upstream (acks, offsets)."""
+
+
+class Transport(Sender, Receiver[Sequence[Record]], Protocol):
+    """Both sides in one process: a source's thread sends batches, the sink's thread receives
+    their records; `commit` fires the acks of what was received."""
+
+
+class Sink(Protocol[B_contra]):
+    """Where received batches become durable."""
+
+    def add(self, batch: B_contra) -> None:
+        """Buffer a batch (a sink may start writing it at once, e.g. when a buffer is full)."""
+
+    def due(self) -> bool:
+        """True when `flush` has work now: a buffer big or old enough, or writes finished."""
+
+    def flush(self, *, wait: bool = True) -> object:
+        """Make durable what is due, and with `wait` everything added so far. When it returns,
+        the receiver may commit what is durable: the in-process transport commits everything
+        it gave out, so it goes with a sink that writes everything at every flush
+        (`LakeWriter`); the Kafka sink worker's flushes run on a pool, and its receiver
+        commits only the offsets of flushes that finished. A failure raises, and nothing of
+        what failed is committed."""
+
+
+def flush_then_commit(
+    sink: Sink[B],
+    receiver: Receiver[B],
+    *,
+    wait: bool = True,
+    then: Callable[[], None] | None = None,
+) -> None:
+    """The commit order: the sink makes its batches durable, then the receiver commits them
+    upstream, then `then` (e.g. the collector saving the cursors the acks advanced)."""
+    sink.flush(wait=wait)
+    receiver.commit()
+    if then is not None:
+        then()
+
+
+def drain(
+    receiver: Receiver[B],
+    sink: Sink[B],
+    *,
+    finished: Callable[[B | None], bool],
+    on_commit: Callable[[], None] | None = None,
+    on_tick: Callable[[], None] | None = None,
+    timeout: float = 0.5,
+) -> None:
+    """The write path's loop, shared by the embedded pipeline and the Kafka sink worker: receive
+    a batch (waiting up to `timeout`), add it to the sink, and whenever the sink is due, flush
+    then commit (`flush_then_commit`, without waiting for writes still under way); `on_tick`
+    after each round. When `finished(the batch received)` says so, everything left is flushed
+    and committed, waiting for it. An exception leaves what was not flushed uncommitted."""
+    while True:
+        batch = receiver.receive(timeout)
+        if batch is not None:
+            sink.add(batch)
+        if sink.due():
+            flush_then_commit(sink, receiver, wait=False, then=on_commit)
+        if on_tick is not None:
+            on_tick()
+        if finished(batch):
+            break
+    flush_then_commit(sink, receiver, then=on_commit)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import queue
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 
-from tootlake.transports import Batch
+from tootlake.transports import Batch, Record
 
 __all__ = ["MemoryTransport"]
 
@@ -13,7 +14,9 @@ _CLOSED = object()
 
 
 class MemoryTransport:
-    """A bounded queue of batches. `send` blocks when full: backpressure on the source."""
+    """A bounded queue of batches (both sides of `tootlake.transports.Transport`). `send`
+    blocks when full: backpressure on the source. `receive` gives a batch's records and keeps
+    its acks, which `commit` fires once the sink has made them durable."""
 
     # Two or three batches keep the sink busy; more only hold memory (a batch of 2,000 posts
     # is about 2 MB): under a flood, 64 made the queue alone 140 MB.
@@ -22,14 +25,25 @@ class MemoryTransport:
         self._pending: list[Callable[[], None]] = []
         self.closed = False
 
+    # -- the sending side ------------------------------------------------------------------
+
     def send(self, batch: Batch) -> None:
         self._queue.put(batch)
+
+    def flush(self, timeout: float | None = None) -> int:
+        """Wait until the receiving side has taken every batch (or `timeout`); batches left."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._queue.qsize() and (deadline is None or time.monotonic() < deadline):
+            time.sleep(0.01)
+        return self._queue.qsize()
 
     def close(self) -> None:
         """No more batches; `receive` returns None once the queue is drained."""
         self._queue.put(_CLOSED)
 
-    def receive(self, timeout: float) -> Batch | None:
+    # -- the receiving side ----------------------------------------------------------------
+
+    def receive(self, timeout: float) -> Sequence[Record] | None:
         if self.closed:
             return None
         try:
@@ -41,7 +55,7 @@ class MemoryTransport:
             return None
         assert isinstance(item, Batch)
         self._pending.extend(item.acks)
-        return item
+        return item.records
 
     def commit(self) -> None:
         """Everything received so far is durable: acknowledge it upstream, in order."""

@@ -1,4 +1,5 @@
-"""The Kafka transport: records -> Avro envelopes (tootlake.avro) -> a Kafka topic.
+"""The Kafka producer, a sending transport: records -> Avro envelopes (tootlake.kafka.encode)
+-> a Kafka topic.
 
 The producer is configured for throughput without giving up order or safety:
 
@@ -13,7 +14,7 @@ The producer is configured for throughput without giving up order or safety:
                                        ...but buffer at most this much; when it is full, `send`
                                        blocks, and so does the source feeding it (backpressure)
 
-The key is the post's uri (see `tootlake.avro.key_of`), so every version of a post and its
+The key is the post's uri (see `tootlake.kafka.encode.key_of`), so every version of a post and its
 delete land on one partition, in order; rejects (statuses that failed validation) have no key
 and spread over the partitions. A thread serves delivery reports; a batch's acks (which
 advance the sources' cursors) fire only once every message of it, and of every batch sent
@@ -22,7 +23,7 @@ acknowledged, so the sources send it again: the producer side is at-least-once, 
 offset-named files make the Kafka -> lake side exactly once (docs/kafka.md).
 
 Settings a user gives ([kafka] in the config file, TOOTLAKE_KAFKA_*, -X: see
-tootlake.transports.kafka_settings) go over these defaults.
+tootlake.kafka.settings) go over these defaults.
 """
 
 from __future__ import annotations
@@ -36,16 +37,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tootlake.avro import batch_encoder, confluent_encoder, key_of
 from tootlake.errors import TransportError
-from tootlake.transports import Batch
-from tootlake.transports.kafka_settings import (
+from tootlake.kafka.encode import batch_encoder, confluent_encoder, key_of
+from tootlake.kafka.settings import (
     DEFAULT_TOPIC,
     LIBRDKAFKA_LOG,
     ConnectWatch,
     confluent_kafka,
     wait_for_cluster,
 )
+from tootlake.transports import Batch
 
 __all__ = ["DEFAULT_TOPIC", "LIBRDKAFKA_LOG", "KafkaTransport", "producer_config"]
 
@@ -82,6 +83,7 @@ class _BatchAcks:
 
 class KafkaTransport:
     """Sends batches of records to a Kafka topic as Avro envelopes; see the module docstring.
+    A sending transport only (`tootlake.transports.Sender`): sink workers read the topic.
 
     `schema_registry`: None for Avro single-object encoding (no registry needed), or a registry
     URL (`mock://name` for confluent-kafka's in-process mock) or a SchemaRegistryClient, for the
@@ -104,7 +106,7 @@ class KafkaTransport:
         self.bootstrap = bootstrap
         self.topic = topic
         self.format = "single-object" if schema_registry is None else "confluent"
-        if schema_registry is None:  # a batch at a time, column by column (tootlake.avro)
+        if schema_registry is None:  # a batch at a time, column by column (tootlake.kafka.encode)
             self.encode_batch = batch_encoder()
         else:  # confluent-kafka's AvroSerializer, a message at a time
             encode = confluent_encoder(schema_registry, topic)
@@ -271,15 +273,7 @@ class KafkaTransport:
                 f"{self._first_failure}"
             )
 
-    # -- the rest of the Transport protocol ------------------------------------------------
-
-    def receive(self, timeout: float) -> Batch | None:
-        """Nothing comes back in-process: sink workers (`tootlake sink`) read the topic."""
-        time.sleep(min(timeout, 0.01))
-        return None
-
-    def commit(self) -> None:
-        """Acks follow deliveries (see `send`); there is nothing to commit on this side."""
+    # -- the rest of the sending side ------------------------------------------------------
 
     def flush(self, timeout: float | None = None) -> int:
         """Wait until everything sent is delivered (or timeout, or stop); messages left."""

@@ -6,9 +6,9 @@ exactly once.
 
 Each worker buffers messages per partition and flushes a partition when its buffered values
 reach `max_bytes` or its oldest message `max_age` seconds. A flush decodes the messages
-(tootlake.avro), splits them by table (posts to posts_all, deletes, sightings, rejects; each row
-keeps its message's offset) and appends each table's rows in one Delta commit
-(`tootlake.lake.tables.append`; delta-rs partitions them by date and names the files).
+(tootlake.kafka.decode), splits them by table (posts to posts_all, deletes, sightings,
+rejects; each row keeps its message's offset) and appends each table's rows in one Delta
+commit (`tootlake.lake.tables.append`; delta-rs partitions them by date and names the files).
 Messages that are not valid envelopes go to
 LAKE/_tootlake/dead-letter/<topic>+<partition>+<first dead offset:020d>.jsonl and are counted;
 the sink goes on.
@@ -44,17 +44,23 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from tootlake.avro import EnvelopeDecoder, dead_letter_line
-from tootlake.errors import LakeError, MissingDependency, TransportError
+from tootlake.errors import LakeError, TransportError
+from tootlake.kafka.decode import EnvelopeDecoder, dead_letter_line
+from tootlake.kafka.settings import (
+    LIBRDKAFKA_LOG,
+    ConnectWatch,
+    confluent_kafka,
+    wait_for_cluster,
+)
 from tootlake.lake import tables
 from tootlake.lake.layout import DELETES, META, POSTS_ALL, REJECTS, SIGHTINGS, join
 from tootlake.lake.storage import Storage, storage_for
-from tootlake.transports.kafka_settings import LIBRDKAFKA_LOG, ConnectWatch, wait_for_cluster
+from tootlake.transports import drain
 
 __all__ = [
     "COMMIT_ORDER",
@@ -83,21 +89,16 @@ KIND_TABLES = {
 COMMIT_ORDER = ("delete", "sighting", "reject", "post")
 # Attempts of one table's commit when a race makes delta-rs give up (see _commit_table).
 _COMMIT_ATTEMPTS = 8
-
-
-def _confluent_kafka() -> Any:
-    try:
-        import confluent_kafka
-    except ImportError:
-        raise MissingDependency("confluent_kafka", "kafka") from None
-    return confluent_kafka
+_CONSUME_TIMEOUT = 0.2  # seconds a poll of the consumer waits for messages
+_CONSUME_MESSAGES = 20_000  # at most this many messages a poll
+_OFFSETS_RETRY = 1.0  # seconds between attempts at group offsets that failed
 
 
 def consumer_config(
     bootstrap: str, group: str, overrides: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
     """librdkafka settings of a sink worker; `overrides` (a user's settings: [kafka] in the
-    config file, TOOTLAKE_KAFKA_*, -X, see tootlake.transports.kafka_settings) go over them."""
+    config file, TOOTLAKE_KAFKA_*, -X, see tootlake.kafka.settings) go over them."""
     config: dict[str, Any] = {
         "bootstrap.servers": bootstrap,
         "group.id": group,
@@ -322,9 +323,11 @@ class KafkaSinkWorker:
         self._buffers: dict[int, _PartitionBuffer] = {}
         self._consumer: Any = None
         self._inflight: dict[int, _InFlight] = {}
-        # group offsets to commit (monitoring only), and when that was last tried
+        # group offsets to commit (monitoring only), when that was last tried, and why: set
+        # by a finished flush (`_reap`), cleared by the attempt (`_commit_offsets`)
         self._pending_offsets: dict[int, int] = {}
         self._offsets_tried = 0.0
+        self._offsets_reason = ""
         self._flushers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tootlake-flush")
         self._last_activity = time.monotonic()
         self._ever_assigned = False
@@ -333,7 +336,7 @@ class KafkaSinkWorker:
     # -- the loop --------------------------------------------------------------------------
 
     def run(self) -> SinkWorkerStats:
-        ck = _confluent_kafka()
+        ck = confluent_kafka()
         watch = ConnectWatch()
         connected = False
 
@@ -360,7 +363,6 @@ class KafkaSinkWorker:
                 on_lost=self._on_lost,
             )  # fmt: skip
             self._loop(consumer)
-            self._flush(list(self._buffers), "shutdown")
             self._offsets_to_marks()
         except BaseException:
             # Leave uncommitted what was not committed: closing must not flush it (the revoke
@@ -375,33 +377,41 @@ class KafkaSinkWorker:
         return self.stats
 
     def _loop(self, consumer: Any) -> None:
+        """`tootlake.transports.drain` over the consumer (`_Group`: messages in, group offsets
+        committed) and the partitions' buffers (`_Partitions`: flushed to the lake), until
+        `stop` or `until_idle`; then everything buffered is flushed and committed."""
         last_progress = 0.0
         self._last_activity = time.monotonic()
         # Before its first assignment a worker waits for the group: a crashed member's
         # partitions are handed out only when its session times out.
         session = float(self._config.get("session.timeout.ms", 45_000)) / 1000
-        while not self.stop.is_set():
-            messages = consumer.consume(num_messages=20_000, timeout=0.2)
+
+        def finished(_: object) -> bool:
+            if self.stop.is_set():
+                return True
+            if self.until_idle is None:
+                return False
+            idle = time.monotonic() - self._last_activity
+            if idle >= self.until_idle + (0 if self._ever_assigned else session):
+                log.info("no message for %.1f s: stopping", idle)
+                return True
+            return False
+
+        def progress() -> None:
+            nonlocal last_progress
             now = time.monotonic()
-            if messages:
-                self._add(messages, now)
-                now = self._last_activity = time.monotonic()  # _add may have waited for a flush
-            self._reap(wait=False)
-            if self._pending_offsets and now - self._offsets_tried >= 1.0:
-                self._commit_offsets("a failed commit")
-            for partition, buffer in list(self._buffers.items()):
-                old = buffer.offsets and now - buffer.since >= self.max_age
-                if old and partition not in self._inflight:
-                    self._submit(partition, "age")
-            if self.until_idle is not None:
-                limit = self.until_idle + (0 if self._ever_assigned else session)
-                if now - self._last_activity >= limit:
-                    log.info("no message for %.1f s: stopping", now - self._last_activity)
-                    break
             if self.on_progress is not None and now - last_progress >= 0.5:
                 self.stats.elapsed = now - self.stats.started
                 self.on_progress(self.stats)
                 last_progress = now
+
+        drain(
+            _Group(self, consumer),
+            _Partitions(self),
+            finished=finished,
+            on_tick=progress,
+            timeout=_CONSUME_TIMEOUT,
+        )
 
     def _add(self, messages: list[Any], now: float) -> None:
         """Buffer messages; a partition whose buffer reaches max_bytes is flushed at once, so
@@ -467,9 +477,9 @@ class KafkaSinkWorker:
 
     def _reap(self, *, wait: bool, partitions: list[int] | None = None) -> None:
         """Take the flushes that are done (with `wait`: wait for those of `partitions`, every
-        one when None) and commit their group offsets. A flush that failed raises here."""
+        one when None); their group offsets become pending, for the next commit (never before
+        their rows are in the lake). A flush that failed raises here."""
         chosen = list(self._inflight) if partitions is None else partitions
-        reason = ""
         for partition in chosen:
             flight = self._inflight.get(partition)
             if flight is None or not (wait or flight.future.done()):
@@ -497,9 +507,7 @@ class KafkaSinkWorker:
             if buffer is not None and flushed.mark is not None:
                 buffer.mark = flushed.mark
             self._pending_offsets[partition] = flight.last + 1
-            reason = flight.reason
-        if reason:
-            self._commit_offsets(reason)
+            self._offsets_reason = flight.reason
 
     def _flush(self, partitions: list[int], reason: str) -> None:
         """Commit everything buffered for `partitions`, waiting until it is done."""
@@ -640,7 +648,9 @@ class KafkaSinkWorker:
         """Commit the pending group offsets (of `partitions`, else all): for monitoring
         (consumer lag) only, the marks are the truth. One that fails stays pending: the loop
         tries again, and so does a revoke."""
-        ck = _confluent_kafka()
+        ck = confluent_kafka()
+        if partitions is None:
+            self._offsets_reason = ""
         chosen = [
             p for p in (self._pending_offsets if partitions is None else partitions)
             if p in self._pending_offsets and p in self._buffers
@@ -715,7 +725,7 @@ class KafkaSinkWorker:
         mine = [tp.partition for tp in partitions if tp.partition in self._buffers]
         try:
             self._flush(mine, "revoke")
-            self._commit_offsets("revoke", mine)  # those that failed before, if any
+            self._commit_offsets("revoke", mine)  # before they move
         finally:
             for partition in mine:
                 self._buffers.pop(partition, None)
@@ -746,7 +756,7 @@ class KafkaSinkWorker:
             log.warning("Kafka: %s", err.str())
 
     def _message_error(self, message: Any) -> None:
-        ck = _confluent_kafka()
+        ck = confluent_kafka()
         err = message.error()
         if err.code() == ck.KafkaError._PARTITION_EOF:
             return
@@ -762,6 +772,72 @@ class KafkaSinkWorker:
         except Exception as exc:  # closing must not hide the error that got us here
             log.warning("closing the Kafka consumer: %s", exc)
         self._consumer = None
+
+
+class _Group:
+    """The worker's receiving side (`tootlake.transports.Receiver`): messages from the
+    consumer; `commit` commits the group offsets of the flushes that finished (monitoring)."""
+
+    def __init__(self, worker: KafkaSinkWorker, consumer: Any) -> None:
+        self.worker = worker
+        self.consumer = consumer
+
+    def receive(self, timeout: float) -> list[Any] | None:
+        messages = self.consumer.consume(num_messages=_CONSUME_MESSAGES, timeout=timeout)
+        return messages or None
+
+    def commit(self) -> None:
+        worker = self.worker
+        if worker._offsets_reason:
+            worker._commit_offsets(worker._offsets_reason)
+        elif worker._pending_offsets and (
+            time.monotonic() - worker._offsets_tried >= _OFFSETS_RETRY
+        ):
+            worker._commit_offsets("a failed commit")
+
+
+class _Partitions:
+    """The worker's sink (`tootlake.transports.Sink`): the partitions' buffers. A buffer that
+    reaches max_bytes or max_age is flushed on the pool while the worker reads on; `flush`
+    takes the flushes that finished (their offsets become pending for `_Group.commit`) and
+    starts those of old buffers, or with `wait` flushes every buffer and waits."""
+
+    def __init__(self, worker: KafkaSinkWorker) -> None:
+        self.worker = worker
+
+    def add(self, messages: list[Any]) -> None:
+        worker = self.worker
+        worker._add(messages, time.monotonic())
+        worker._last_activity = time.monotonic()  # _add may have waited for a flush
+
+    def due(self) -> bool:
+        worker = self.worker
+        if worker._offsets_reason or any(f.future.done() for f in worker._inflight.values()):
+            return True
+        now = time.monotonic()
+        if worker._pending_offsets and now - worker._offsets_tried >= _OFFSETS_RETRY:
+            return True
+        return any(self._old(now))
+
+    def flush(self, *, wait: bool = True) -> None:
+        worker = self.worker
+        if wait:
+            worker._flush(list(worker._buffers), "shutdown")
+            return
+        worker._reap(wait=False)
+        for partition in list(self._old(time.monotonic())):
+            worker._submit(partition, "age")
+
+    def _old(self, now: float) -> Iterator[int]:
+        """Partitions whose oldest buffered message is max_age old, with no flush in flight."""
+        worker = self.worker
+        for partition, buffer in worker._buffers.items():
+            if (
+                buffer.offsets
+                and now - buffer.since >= worker.max_age
+                and partition not in worker._inflight
+            ):
+                yield partition
 
 
 def _is_conflict(exc: LakeError) -> bool:
