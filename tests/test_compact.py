@@ -14,9 +14,11 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 from click.testing import CliRunner
 from deltalake import DeltaTable
@@ -26,7 +28,9 @@ import tootlake.lake.maintenance as maintenance
 from tootlake.analysis.report import build_report, report_as_dict
 from tootlake.cli import main
 from tootlake.errors import ConfigError
-from tootlake.lake.layout import DELETES, POSTS, POSTS_ALL, REJECTS, SIGHTINGS, join
+from tootlake.lake import tables
+from tootlake.lake.enrich import LANGUAGES_SCHEMA
+from tootlake.lake.layout import DELETES, LANGUAGES, POSTS, POSTS_ALL, REJECTS, SIGHTINGS, join
 from tootlake.lake.maintenance import compact, merge_posts, parse_duration
 from tootlake.lake.reader import _merged_is_current, open_lake, read_files
 from tootlake.lake.storage import storage_for
@@ -604,6 +608,30 @@ def test_vacuum_keeps_replaced_files_for_the_retention_and_deletes_them_after(fi
     assert answers(filled) == before
 
 
+def test_compaction_removes_the_detected_language_of_deleted_posts(filled):
+    """`tootlake enrich`'s rows name posts by uri: a deleted post's row goes with it, the
+    others stay, and the table is compacted like the others."""
+    at = datetime(2024, 5, 6, 7, 8, tzinfo=UTC)
+    for uris in ([BOB_URI, ALICE_URI], [ALICE_URI + "#not-collected"]):
+        rows = pa.table(
+            {
+                "uri": uris,
+                "language_detected": ["en"] * len(uris),
+                "language_confidence": [0.9] * len(uris),
+                "detected_at": [at] * len(uris),
+                "detector": ["lingua test"] * len(uris),
+                "date": [at.date()] * len(uris),
+            },
+            schema=LANGUAGES_SCHEMA.append(tables.DATE_FIELD),
+        )
+        tables.append(filled, LANGUAGES, rows)
+    stats = compact(filled, retain_files=0)
+    assert stats.languages_removed == 1
+    assert stats.files_before[LANGUAGES] == 2 and stats.files_after[LANGUAGES] == 1
+    left = delta(filled, LANGUAGES).to_pyarrow_table()["uri"].to_pylist()
+    assert sorted(left) == sorted([ALICE_URI, ALICE_URI + "#not-collected"])
+
+
 def test_vacuum_removes_files_no_commit_lists_once_a_day_old(filled, before):
     """A write killed between its files and its commit leaves Parquet files no version lists:
     VACUUM removes them after a day (younger ones may be a running sink's, about to be
@@ -663,8 +691,8 @@ def test_cli_compact(filled, before, tmp_path):
     assert done.exit_code == 0, done.output
     stats = json.loads(done.output)
     assert set(stats) == {
-        "merge", "deletes_resolved", "posts_removed", "sightings_removed", "files_before",
-        "files_after", "files_vacuumed", "seconds",
+        "merge", "deletes_resolved", "posts_removed", "sightings_removed",
+        "languages_removed", "files_before", "files_after", "files_vacuumed", "seconds",
     }  # fmt: skip
     assert set(stats["merge"]) == {
         "tail_rows", "upserted", "deleted", "commits", "covers", "seconds",

@@ -61,8 +61,12 @@ PAGE_ELEMENTS = {
     "dd",
     "strong",
 }
-# image: the hour-of-day heatmap, an inline PNG (charts._check_svg allows no other)
-SVG_ELEMENTS = {"svg", "g", "defs", "path", "clippath", "use", "text", "tspan", "rect", "image"}
+# image: the hour-of-day heatmap, an inline PNG (charts.check_svg allows no other); title,
+# line, polyline, circle: the charts drawn by analysis/svg.py
+SVG_ELEMENTS = {
+    "svg", "g", "defs", "path", "clippath", "use", "text", "tspan", "rect", "image",
+    "title", "line", "polyline", "circle",
+}  # fmt: skip
 
 
 class Page(HTMLParser):
@@ -212,8 +216,18 @@ def test_report_of_the_small_lake(small_lake, tmp_path):
         "chart-instances",
         "chart-hashtags",
         "chart-terms",
+        "chart-language_tags",
+        "chart-reach_by_origin",
+        "chart-reach_delay",
+        "chart-content_warnings",
+        "chart-edits_deletes",
+        "chart-bots_daily",
+        "chart-account_age",
     ]
-    assert len([s for s in page.tags("svg") if s.get("class") == "chart"]) == 8
+    assert len([s for s in page.tags("svg") if s.get("class") == "chart"]) == 15
+    # not enriched, not collected: the new charts say what is missing
+    assert "No languages detected yet: run tootlake enrich" in page.all_text
+    assert "No sightings in the lake" in page.all_text
     # the daily table: two days
     assert "2023-02-03" in page.all_text and "2023-02-04" in page.all_text
     # how the data was collected: one delete, two observers; each replay left its counts in
@@ -250,6 +264,13 @@ def test_each_chart_says_how_many_posts_it_is_drawn_from(small_lake):
         "instances": "6 posts",
         "hashtags": "1 post (a post with two of these hashtags counts twice)",
         "terms": "1 post (a post mentioning two terms counts twice)",  # #chatgpt once
+        "language_tags": "0 posts with a tag and a detected language",  # not enriched
+        "reach_by_origin": "0 posts",  # replayed: no sightings
+        "reach_delay": "0 posts seen elsewhere",
+        "content_warnings": "6 posts",
+        "edits_deletes": "7 posts",  # the 6 posts and bob's, deleted
+        "bots_daily": "6 posts",
+        "account_age": "6 posts",
     }
 
 
@@ -351,7 +372,7 @@ def test_an_empty_lake_still_makes_a_page(tmp_path):
     write_html_report(str(tmp_path / "nothing-yet"), out)
     page = Page(out.read_text(encoding="utf-8"))
     assert "The lake has no posts yet" in page.all_text
-    assert len(page.tags("svg")) == 8
+    assert len(page.tags("svg")) == 15  # 8 matplotlib charts, 7 of analysis/svg.py
     assert list((tmp_path / "nothing-yet").iterdir()) == []  # reading never writes the lake
 
 

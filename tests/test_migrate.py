@@ -19,6 +19,7 @@ from click.testing import CliRunner
 
 import tootlake.lake.migrate as migrate_module
 from tootlake.analysis import open_lake
+from tootlake.analysis.report import _json as report_json
 from tootlake.cli import main
 from tootlake.errors import LakeError
 from tootlake.lake import tables
@@ -75,9 +76,12 @@ def digests(lake: str) -> dict[str, dict[str, Any]]:
 
 
 def report_text(lake: str) -> str:
+    """The report's JSON, of the sections the old code's report had, as the CLI prints them
+    (a newer tootlake adds sections after those: issue 13's)."""
     result = CliRunner().invoke(main, ["report", "--lake", lake, "--format", "json"])
     assert result.exit_code == 0, result.output
-    return result.output
+    report = json.loads(result.output)
+    return report_json({name: report[name] for name in json.loads(OLD_REPORT)}) + "\n"
 
 
 def restore_mtimes(lake: Path) -> int:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tootlake.analysis.html import write_html_report
+from tootlake.analysis.svg import SVG_CHARTS
 from tootlake.pipeline import replay
 
 from .. import hostile
@@ -21,7 +22,7 @@ from ..conftest import REAL
 from ..smalllake import status, write_inputs
 from .conftest import NOTHING_INJECTED, SCREENSHOTS, chart_sizes, injected, screenshot
 
-CHARTS = 8
+CHARTS = 15  # 8 drawn with matplotlib, 7 by analysis/svg.py
 # (language, weight, median length): a lake's usual mix, with a tail of rare languages that
 # the length chart must leave out (fewer than 20 posts each).
 LANGUAGES = [
@@ -147,6 +148,13 @@ def test_report_renders_every_chart_without_errors(new_page, report_file):
     assert watched.page.locator(".card").count() == 9
     assert watched.page.title() == "tootlake report"
     screenshot(watched, "report")
+    # issue 13's charts (plain SVG), each apart, to be looked at
+    for chart in SVG_CHARTS:
+        box = watched.page.locator(f"#chart-{chart} svg").bounding_box()
+        assert box is not None and box["width"] > 300, chart
+        path = SCREENSHOTS / f"report-{chart}.png"
+        watched.page.locator(f"#chart-{chart}").screenshot(path=str(path))
+        assert path.stat().st_size > 0
     watched.assert_quiet()
 
 

@@ -37,6 +37,7 @@ import pyarrow as pa
 from tootlake._version import __version__
 from tootlake.analysis import charts, queries
 from tootlake.analysis.report import TOP_TERMS, as_pylist, build_report
+from tootlake.analysis.svg import SVG_CHARTS
 from tootlake.errors import LakeError, MissingDependency
 from tootlake.lake.layout import is_remote, join
 from tootlake.lake.reader import open_lake
@@ -81,6 +82,27 @@ _CAPTIONS = {
     "instances": "Posts per home server of their authors (from each post's URI), wherever "
     "they were collected.",
     "hashtags": "The most used hashtags (lower case), with the number of people using each.",
+    "language_tags": "Mastodon does not detect languages: a post's tag is what its client sent, "
+    "often the author's default. Here the text of each post with enough of it (20 letters "
+    "once links, mentions, hashtags and emoji codes are out) is checked with lingua, on demand "
+    "(tootlake enrich): the bar is the share of each tag's posts detected as another language. "
+    "Posts without a tag, by detected language, and the most frequent confusions are in the "
+    "report's tables (tootlake report).",
+    "reach_by_origin": "From the sightings: every collected instance a post was seen on. A "
+    "collector sees only what the instances it follows receive, so reach is a lower bound "
+    "and depends on which instances were collected.",
+    "reach_delay": "From created_at (the author's clock) to the first sighting on a collected "
+    "instance other than the post's origin (when tootlake received it there: streams within "
+    "seconds, polling within its interval).",
+    "content_warnings": "Posts whose author wrote a content warning (spoiler text), per "
+    "tagged language.",
+    "edits_deletes": "Edits as collected (a post edited before it was first seen counts, its "
+    "earlier versions do not); deletes as received: only posts deleted while a collector "
+    "listened to an instance that knew them.",
+    "bots_daily": "Accounts marked as bots by their owners (the bot flag); unmarked automated "
+    "accounts count as people.",
+    "account_age": "Whole days from account_created_at to created_at. Accounts that moved "
+    "servers start again at their move.",
     "terms": "Posts per UTC day that mention each term as a word or hashtag, in any case. "
     "Unless terms are chosen (tootlake report --term WORD, repeatable), the lake's "
     f"{TOP_TERMS} most used hashtags; the 2023 talk followed {', '.join(queries.TALK_TERMS)}.",
@@ -203,6 +225,19 @@ def _context(
                 "name": name,
                 "svg": _markup(svg),
                 "posts": charts.posts_behind(figure) or "",
+                "caption": _CAPTIONS.get(name, "").replace("UTC day", f"day ({tz})"),
+            }
+        )
+
+    for name, (sections, draw) in SVG_CHARTS.items():
+        if sections[0] not in tables:
+            continue
+        drawn, posts = draw(*(tables.get(section) for section in sections))
+        rendered.append(
+            {
+                "name": name,
+                "svg": _markup(drawn),
+                "posts": posts,
                 "caption": _CAPTIONS.get(name, "").replace("UTC day", f"day ({tz})"),
             }
         )

@@ -19,6 +19,8 @@ import pyarrow as pa
 from tootlake.errors import ConfigError
 
 __all__ = [
+    "AGE_BUCKETS",
+    "DELAY_BUCKETS",
     "DEFAULT_TERMS",
     "TALK_TERMS",
     "TERMS_FROM_KEY",
@@ -37,6 +39,22 @@ __all__ = [
     "summary",
     "terms",
     "check_tz",
+    # beyond the talk (issue 13): docs/analyses.md
+    "account_age",
+    "bots_daily",
+    "content_warnings",
+    "deletes",
+    "edits",
+    "language_confusions",
+    "language_pairs",
+    "language_tags",
+    "reach_by_origin",
+    "reach_daily",
+    "reach_delay",
+    "untagged_languages",
+    "with_behaviour",
+    "with_language_pairs",
+    "with_reach",
 ]
 
 # The words the talk followed through its ten days (February 2023): news of that week, found
@@ -213,9 +231,14 @@ def language_name(code: str | None) -> str:
 def _with_language_names(con: duckdb.DuckDBPyConnection) -> None:
     # Made in DuckDB from two lists: an Arrow table made from Python lists would import
     # pandas (pyarrow checks for it), a second's start-up for a report that never uses it.
+    made = con.execute(
+        "SELECT 1 FROM duckdb_tables() WHERE temporary AND table_name = '_language_names'"
+    ).fetchall()
+    if made:  # once per connection: the names never change
+        return
     names = _language_names()
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE _language_names AS "
+        "CREATE TEMP TABLE _language_names AS "
         "SELECT unnest($codes::VARCHAR[]) AS code, unnest($names::VARCHAR[]) AS name",
         {"codes": list(names), "names": list(names.values())},
     )
@@ -429,4 +452,511 @@ def observers(con: duckdb.DuckDBPyConnection) -> pa.Table:
         GROUP BY observed_on
         ORDER BY versions DESC, observed_on NULLS LAST
         """,
+    )
+
+
+# ----------------------------------------------------------------------------------------
+# language tags versus text (the `languages` view: `tootlake enrich`)
+
+
+def with_language_pairs(con: duckdb.DuckDBPyConnection) -> str:
+    """Make the temp table `_language_pairs` and return its name: posts per (tagged,
+    detected) language, where `tagged` is the tag's primary subtag in lower case ('en' for
+    'en-GB'; NULL: no tag) and `detected` the language `tootlake enrich` detected in the
+    text, for the posts it detected one in. Empty until `tootlake enrich` has run. The
+    language_* tables are made from it: pass its name to them to read the lake once."""
+    # One row per uri of `languages` (two enrich runs racing could write one twice: the last
+    # detection wins), joined to the posts still in the lake.
+    _with_language_names(con)
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE _language_pairs AS
+        WITH detected AS (
+            SELECT uri, arg_max(language_detected, detected_at) AS detected
+            FROM languages
+            GROUP BY uri
+        )
+        SELECT lower(split_part(p.language, '-', 1)) AS tagged, d.detected, count(*) AS posts
+        FROM posts p
+        JOIN detected d ON d.uri = p.uri
+        WHERE d.detected IS NOT NULL
+        GROUP BY ALL
+        """
+    )
+    return "_language_pairs"
+
+
+def language_pairs(con: duckdb.DuckDBPyConnection) -> pa.Table:
+    """`with_language_pairs()` as a table, most posts first."""
+    pairs = with_language_pairs(con)
+    return _table(con, f"SELECT * FROM {pairs} ORDER BY posts DESC, tagged NULLS LAST, detected")
+
+
+def language_tags(con: duckdb.DuckDBPyConnection, pairs: str | None = None) -> pa.Table:
+    """Per tagged language, of its posts whose text has a detected language: how many, how
+    many are detected as another language (`other`, `other_share`), and the other language
+    most of those are in (`top_other`)."""
+    source = pairs or with_language_pairs(con)
+    return _table(
+        con,
+        f"""
+        WITH per_tag AS (
+            SELECT tagged,
+                   CAST(sum(posts) AS BIGINT) AS posts,
+                   CAST(coalesce(sum(posts) FILTER (WHERE detected <> tagged), 0) AS BIGINT)
+                       AS other,
+                   first(detected ORDER BY posts DESC, detected)
+                       FILTER (WHERE detected <> tagged) AS top_other
+            FROM {source}
+            WHERE tagged IS NOT NULL
+            GROUP BY tagged
+        )
+        SELECT t.tagged AS language, coalesce(n.name, t.tagged) AS language_name, t.posts,
+               t.other, round(t.other / t.posts, 4) AS other_share, t.top_other,
+               coalesce(o.name, t.top_other) AS top_other_name
+        FROM per_tag t
+        LEFT JOIN _language_names n ON n.code = t.tagged
+        LEFT JOIN _language_names o ON o.code = t.top_other
+        ORDER BY t.posts DESC, t.tagged
+        """,
+    )
+
+
+def language_confusions(
+    con: duckdb.DuckDBPyConnection, limit: int = 20, pairs: str | None = None
+) -> pa.Table:
+    """The most frequent (tagged, detected) pairs that disagree: posts tagged one language
+    whose text is detected as another."""
+    source = pairs or with_language_pairs(con)
+    return _table(
+        con,
+        f"""
+        SELECT p.tagged, coalesce(t.name, p.tagged) AS tagged_name,
+               p.detected, coalesce(d.name, p.detected) AS detected_name, p.posts
+        FROM {source} p
+        LEFT JOIN _language_names t ON t.code = p.tagged
+        LEFT JOIN _language_names d ON d.code = p.detected
+        WHERE p.tagged IS NOT NULL AND p.detected <> p.tagged
+        ORDER BY p.posts DESC, p.tagged, p.detected
+        LIMIT ?
+        """,
+        [limit],
+    )
+
+
+def untagged_languages(con: duckdb.DuckDBPyConnection, pairs: str | None = None) -> pa.Table:
+    """Posts without a language tag, by the language detected in their text."""
+    source = pairs or with_language_pairs(con)
+    return _table(
+        con,
+        f"""
+        SELECT p.detected AS language, coalesce(n.name, p.detected) AS language_name,
+               CAST(sum(p.posts) AS BIGINT) AS posts
+        FROM {source} p
+        LEFT JOIN _language_names n ON n.code = p.detected
+        WHERE p.tagged IS NULL
+        GROUP BY ALL
+        ORDER BY posts DESC, language
+        """,
+    )
+
+
+# ----------------------------------------------------------------------------------------
+# federation reach (the `sightings` view)
+
+# The delay buckets of reach_delay(): (label, from seconds); the last is open-ended.
+DELAY_BUCKETS = (
+    ("under 1 min", 0),
+    ("1-5 min", 60),
+    ("5-15 min", 300),
+    ("15-60 min", 900),
+    ("1-6 h", 3600),
+    ("6-24 h", 21600),
+    ("1-7 days", 86400),
+    ("7 days or more", 604800),
+)
+
+
+def _bucket_sql(column: str, buckets: Sequence[tuple[str, int]]) -> str:
+    """A CASE that names the bucket of `column` (seconds); below the first: the first."""
+    whens = " ".join(
+        f"WHEN {column} >= {start} THEN {i}" for i, (_, start) in reversed(list(enumerate(buckets)))
+    )
+    return f"CASE {whens} ELSE 0 END"
+
+
+def with_reach(con: duckdb.DuckDBPyConnection) -> str:
+    """Make the temp table `_reach` and return its name: per post of `posts` with a
+    sighting, its `origin`, `created_at`, `instances` (how many of the collected instances
+    saw it) and `delay_seconds` (from created_at to its first sighting on an instance other
+    than its origin; NULL: never seen elsewhere; below 0, clocks apart, counts as 0). The
+    reach_* tables are made from it: pass its name to them to read the lake once.
+
+    `collect` and `sink` record a sighting of every copy of a post they see (the first
+    included); `replay` records none (it writes every copy as a version in `posts_all`, with
+    the time of the replay, not of the sighting), so a replayed lake has no reach."""
+    # sightings_all, not the sightings view: a repeated sighting changes neither the distinct
+    # instances nor the first time, and the view's GROUP BY would be a second pass.
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE _reach AS
+        SELECT origin, created_at, instances,
+               -- greatest() skips a NULL: never seen elsewhere stays NULL by the CASE
+               CASE WHEN reached_at IS NOT NULL
+                    THEN greatest(epoch(reached_at) - epoch(created_at), 0) END AS delay_seconds
+        FROM (
+            SELECT any_value(p.origin) AS origin, any_value(p.created_at) AS created_at,
+                   count(DISTINCT s.observed_on) AS instances,
+                   min(s.seen_at) FILTER (WHERE s.observed_on <> p.origin) AS reached_at
+            FROM posts p
+            JOIN sightings_all s ON s.uri = p.uri
+            GROUP BY p.uri
+        )
+        """
+    )
+    return "_reach"
+
+
+def reach_by_origin(
+    con: duckdb.DuckDBPyConnection, limit: int = 20, *, reach: str | None = None
+) -> pa.Table:
+    """Per origin instance (the `limit` with the most posts): posts, the average and largest
+    number of collected instances that saw each, and the share of its posts seen on an
+    instance other than the origin."""
+    source = reach or with_reach(con)
+    return _table(
+        con,
+        f"""
+        SELECT origin, count(*) AS posts,
+               round(avg(instances), 2) AS mean_instances,
+               max(instances) AS max_instances,
+               round(count(delay_seconds) / count(*), 4) AS seen_elsewhere_share
+        FROM {source}
+        GROUP BY origin
+        ORDER BY posts DESC, origin
+        LIMIT ?
+        """,
+        [limit],
+    )
+
+
+def reach_daily(
+    con: duckdb.DuckDBPyConnection, tz: str = "UTC", *, reach: str | None = None
+) -> pa.Table:
+    """Per day (of created_at in `tz`): posts, the average number of collected instances
+    that saw each, and the share seen on an instance other than its origin."""
+    source = reach or with_reach(con)
+    table = _table(
+        con,
+        f"""
+        SELECT strftime(day, '%Y-%m-%d') AS day, posts, mean_instances, seen_elsewhere_share
+        FROM (
+            SELECT CAST(timezone(?, created_at) AS DATE) AS day, count(*) AS posts,
+                   round(avg(instances), 2) AS mean_instances,
+                   round(count(delay_seconds) / count(*), 4) AS seen_elsewhere_share
+            FROM {source}
+            GROUP BY day
+        )
+        ORDER BY day
+        """,
+        [check_tz(tz)],
+    )
+    return _zoned(table, tz)
+
+
+def reach_delay(con: duckdb.DuckDBPyConnection, *, reach: str | None = None) -> pa.Table:
+    """How long posts took to reach another server: of the posts seen on an instance other
+    than their origin, how many were first seen there within each DELAY_BUCKETS interval of
+    created_at (a delay below 0, clocks apart, counts as under a minute), with the median
+    and 90th percentile in seconds (the same on every row)."""
+    source = reach or with_reach(con)
+    case = _bucket_sql("seconds", DELAY_BUCKETS)
+    labels = [label for label, _ in DELAY_BUCKETS]
+    starts = [start for _, start in DELAY_BUCKETS]
+    return _table(
+        con,
+        f"""
+        WITH delays AS (
+            SELECT delay_seconds AS seconds FROM {source} WHERE delay_seconds IS NOT NULL
+        ),
+        figures AS (
+            SELECT count(*) AS total,
+                   quantile_cont(seconds, [0.5, 0.9]) AS qs
+            FROM delays
+        ),
+        buckets AS (
+            SELECT {case} AS bucket, count(*) AS posts FROM delays GROUP BY bucket
+        )
+        SELECT b.label AS delay, b.from_seconds, CAST(coalesce(c.posts, 0) AS BIGINT) AS posts,
+               round(coalesce(c.posts, 0) / f.total, 4) AS share,
+               round(f.qs[1], 1) AS median_seconds, round(f.qs[2], 1) AS p90_seconds
+        FROM (
+            SELECT unnest(range(?)) AS bucket, unnest(?::VARCHAR[]) AS label,
+                   unnest(?::BIGINT[]) AS from_seconds
+        ) b
+        CROSS JOIN figures f
+        LEFT JOIN buckets c ON c.bucket = b.bucket
+        WHERE f.total > 0
+        ORDER BY b.bucket
+        """,
+        [len(labels), labels, starts],
+    )
+
+
+# ----------------------------------------------------------------------------------------
+# behaviour: content warnings, edits, deletes, bots, accounts' age
+
+
+def with_behaviour(con: duckdb.DuckDBPyConnection) -> str:
+    """Make the temp table `_behaviour` and return its name: the posts counted in one pass,
+    grouped five ways (`grouped_by`): per tagged `language`, per `origin`, per UTC `date`,
+    per whole `days` of account age (NULL: unknown), and all of them (`all`), each with
+    `posts`, `with_warning` (a content warning), `bot_posts` and `edited`. The behaviour
+    tables are made from it: pass its name to them to read the lake once (separate passes
+    cost twice the CPU on 1.6M posts)."""
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE _behaviour AS
+        SELECT CASE grouping(language, origin, date, days)
+                    WHEN 7 THEN 'language' WHEN 11 THEN 'origin' WHEN 13 THEN 'date'
+                    WHEN 14 THEN 'days' ELSE 'all' END AS grouped_by,
+               language, origin, date, days,
+               count(*) AS posts,
+               count(*) FILTER (WHERE spoiler_text <> '') AS with_warning,
+               count(*) FILTER (WHERE bot) AS bot_posts,
+               count(edited_at) AS edited
+        FROM (
+            SELECT language, origin, date, bot, edited_at, spoiler_text,
+                   -- greatest() skips a NULL: an unknown creation time stays NULL
+                   CASE WHEN account_created_at IS NOT NULL
+                        THEN greatest(epoch_us(created_at) - epoch_us(account_created_at), 0)
+                             // 86400000000 END AS days
+            FROM posts
+        )
+        GROUP BY GROUPING SETS ((language), (origin), (date), (days), ())
+        """
+    )
+    return "_behaviour"
+
+
+def content_warnings(
+    con: duckdb.DuckDBPyConnection,
+    by: str = "language",
+    limit: int = 20,
+    *,
+    behaviour: str | None = None,
+) -> pa.Table:
+    """Content-warning use (a non-empty `spoiler_text`) per tagged language (`by="language"`,
+    NULL: no tag) or per origin instance (`by="origin"`), for the `limit` with the most
+    posts: posts, posts with a warning, their share."""
+    if by not in {"language", "origin"}:
+        raise ConfigError(f"Invalid value for by: {by!r}. Allowed values: language, origin.")
+    source = behaviour or with_behaviour(con)
+    return _table(
+        con,
+        f"""
+        SELECT {by}, posts, with_warning, round(with_warning / posts, 4) AS warning_share
+        FROM {source}
+        WHERE grouped_by = ?
+        ORDER BY posts DESC, {by} NULLS LAST
+        LIMIT ?
+        """,
+        [by, limit],
+    )
+
+
+def edits(con: duckdb.DuckDBPyConnection, *, behaviour: str | None = None) -> pa.Table:
+    """One row: posts, how many were edited (their latest version carries `edited_at`), the
+    share, and the median and 90th percentile of the time from created_at to the first edit
+    seen, in seconds (over every edited post of `posts_all`, deleted ones too)."""
+    # The posts view's latest version says whether a post was edited (counted with the
+    # rest of the behaviour); only the edited versions of posts_all are grouped.
+    source = behaviour or with_behaviour(con)
+    return _table(
+        con,
+        f"""
+        WITH counts AS (
+            SELECT posts, edited FROM {source} WHERE grouped_by = 'all'
+        ),
+        first_edits AS (
+            SELECT uri, min(edited_at) AS first_edit_at, min(created_at) AS created_at
+            FROM posts_all
+            WHERE edited_at IS NOT NULL
+            GROUP BY uri
+        ),
+        delays AS (
+            SELECT quantile_cont(greatest(epoch(first_edit_at) - epoch(created_at), 0),
+                                 [0.5, 0.9]) AS qs
+            FROM first_edits
+        )
+        SELECT c.posts, c.edited,
+               CASE WHEN c.posts > 0 THEN round(c.edited / c.posts, 4) END AS edited_share,
+               round(d.qs[1], 1) AS median_seconds_to_edit,
+               round(d.qs[2], 1) AS p90_seconds_to_edit
+        FROM counts c, delays d
+        """,
+    )
+
+
+def deletes(con: duckdb.DuckDBPyConnection) -> pa.Table:
+    """One row: posts collected (those in `posts` and those deleted since), how many a delete
+    removed, the share, the median and 90th percentile of the time from the post's creation to
+    the first delete received, in seconds, and `unmatched_deletes`: delete events that name no
+    collected post (deleted before tootlake saw it, or seen on another instance).
+
+    The creation time is the one a Mastodon status id encodes (a snowflake: milliseconds
+    since 1970 above 16 bits), read from the delete's id: compaction removes a deleted post's
+    rows, and the answer must not change with it. A delete whose id is not a snowflake (other
+    servers' ids) counts, without a time."""
+    ((events,),) = con.execute("SELECT count(*) FROM deletes").fetchall()
+    if not events:  # no delete: nothing to resolve (the joins below would still read posts_all)
+        return _table(
+            con,
+            """
+            SELECT count(*) AS posts, CAST(0 AS BIGINT) AS deleted,
+                   CASE WHEN count(*) > 0 THEN CAST(0 AS DOUBLE) END AS deleted_share,
+                   CAST(NULL AS DOUBLE) AS median_seconds_to_delete,
+                   CAST(NULL AS DOUBLE) AS p90_seconds_to_delete,
+                   CAST(0 AS BIGINT) AS unmatched_deletes
+            FROM posts
+            """,
+        )
+    # The uris each delete removes, as the posts view resolves them (reader.DELETED_URIS); a
+    # compaction writes them into the delete events, so either way gives the same uris.
+    return _table(
+        con,
+        """
+        WITH named AS (
+            SELECT id, uri, deleted_at FROM deletes WHERE uri IS NOT NULL
+            UNION ALL
+            SELECT d.id, a.uri, d.deleted_at
+            FROM deletes d JOIN posts_all a ON a.observed_on = d.observed_on AND a.id = d.id
+            WHERE d.uri IS NULL
+            UNION ALL
+            SELECT d.id, s.uri, d.deleted_at
+            FROM deletes d JOIN sightings_all s ON s.observed_on = d.observed_on AND s.id = d.id
+            WHERE d.uri IS NULL
+        ),
+        gone AS (
+            SELECT uri, min(deleted_at) AS deleted_at,
+                   min(CASE WHEN regexp_full_match(id, '[0-9]{17,19}')
+                            THEN (CAST(id AS UBIGINT) >> 16) / 1000 END) AS created_epoch
+            FROM named
+            GROUP BY uri
+        ),
+        figures AS (
+            SELECT count(*) AS deleted,
+                   quantile_cont(greatest(epoch(deleted_at) - created_epoch, 0), [0.5, 0.9])
+                       FILTER (WHERE created_epoch BETWEEN 1451606400 AND epoch(deleted_at))
+                       AS qs
+            FROM gone
+        ),
+        unmatched AS (
+            SELECT count(*) AS n FROM deletes d
+            WHERE d.uri IS NULL
+              AND NOT EXISTS (SELECT 1 FROM posts_all a
+                              WHERE a.observed_on = d.observed_on AND a.id = d.id)
+              AND NOT EXISTS (SELECT 1 FROM sightings_all s
+                              WHERE s.observed_on = d.observed_on AND s.id = d.id)
+        )
+        SELECT k.n + f.deleted AS posts, f.deleted,
+               CASE WHEN k.n + f.deleted > 0 THEN round(f.deleted / (k.n + f.deleted), 4)
+               END AS deleted_share,
+               round(f.qs[1], 1) AS median_seconds_to_delete,
+               round(f.qs[2], 1) AS p90_seconds_to_delete,
+               u.n AS unmatched_deletes
+        FROM figures f, unmatched u, (SELECT count(*) AS n FROM posts) k
+        """,
+    )
+
+
+def bots_daily(
+    con: duckdb.DuckDBPyConnection, tz: str = "UTC", *, behaviour: str | None = None
+) -> pa.Table:
+    """Per day (of created_at in `tz`): posts, posts by accounts marked as bots, their share."""
+    # In UTC the day is the `date` partition column, counted with the rest of the behaviour:
+    # no time zone arithmetic per post (5x).
+    if check_tz(tz) == "UTC":
+        source = behaviour or with_behaviour(con)
+        days = f"SELECT date AS day, posts, bot_posts FROM {source} WHERE grouped_by = 'date'"
+        params: list[object] = []
+    else:
+        days = """
+            SELECT CAST(timezone(?, created_at) AS DATE) AS day, count(*) AS posts,
+                   count(*) FILTER (WHERE bot) AS bot_posts
+            FROM posts
+            GROUP BY day"""
+        params = [tz]
+    table = _table(
+        con,
+        f"""
+        SELECT strftime(day, '%Y-%m-%d') AS day, posts, bot_posts,
+               round(bot_posts / posts, 4) AS bot_share
+        FROM ({days})
+        ORDER BY day
+        """,
+        params,
+    )
+    return _zoned(table, tz)
+
+
+# The account-age buckets of account_age(): (label, from days); the last is open-ended.
+AGE_BUCKETS = (
+    ("under 1 day", 0),
+    ("1-7 days", 1),
+    ("1-4 weeks", 7),
+    ("1-3 months", 28),
+    ("3-12 months", 91),
+    ("1-2 years", 365),
+    ("2-5 years", 730),
+    ("5 years or more", 1826),
+)
+
+
+def account_age(con: duckdb.DuckDBPyConnection, *, behaviour: str | None = None) -> pa.Table:
+    """How old accounts were when they posted: posts per AGE_BUCKETS interval of whole days
+    from account_created_at to created_at (a post before its account's creation time, clocks
+    apart, counts as day 0), then posts whose account's creation time is unknown, with the
+    median age in whole days (the lower median; the same on every row)."""
+    labels = [label for label, _ in AGE_BUCKETS]
+    starts = [start for _, start in AGE_BUCKETS]
+    # Posts per whole day of age first (a few thousand rows): buckets and median from those.
+    source = behaviour or with_behaviour(con)
+    return _table(
+        con,
+        f"""
+        WITH ages AS (
+            SELECT days, posts FROM {source} WHERE grouped_by = 'days'
+        ),
+        figures AS (
+            SELECT sum(posts) AS total, sum(posts) FILTER (WHERE days IS NOT NULL) AS known
+            FROM ages
+        ),
+        median AS (
+            SELECT min(days) AS median_days
+            FROM (SELECT days, sum(posts) OVER (ORDER BY days) AS running FROM ages
+                  WHERE days IS NOT NULL) r, figures f
+            WHERE r.running * 2 >= f.known
+        ),
+        buckets AS (
+            SELECT CASE WHEN days IS NULL THEN -1 ELSE {_bucket_sql("days", AGE_BUCKETS)} END
+                       AS bucket,
+                   sum(posts) AS posts
+            FROM ages
+            GROUP BY bucket
+        )
+        SELECT b.label AS age, b.from_days, CAST(coalesce(c.posts, 0) AS BIGINT) AS posts,
+               round(coalesce(c.posts, 0) / f.total, 4) AS share, m.median_days
+        FROM (
+            SELECT unnest(range(?)) AS bucket, unnest(?::VARCHAR[]) AS label,
+                   unnest(?::BIGINT[]) AS from_days
+            UNION ALL SELECT -1, 'unknown', NULL
+        ) b
+        CROSS JOIN figures f
+        CROSS JOIN median m
+        LEFT JOIN buckets c ON c.bucket = b.bucket
+        WHERE f.total > 0 AND (b.bucket >= 0 OR c.posts > 0)
+        ORDER BY b.bucket < 0, b.bucket
+        """,
+        [len(labels), labels, starts],
     )

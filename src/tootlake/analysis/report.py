@@ -33,7 +33,7 @@ __all__ = ["FORMATS", "SECTIONS", "TOP_TERMS", "build_report", "render_report", 
 
 FORMATS = ("table", "json", "csv", "markdown")
 # Sections that are one row, shown as an object rather than a list.
-_SINGLE = {"summary", "longest"}
+_SINGLE = {"summary", "longest", "edits", "deletes"}
 # Line breaks as Markdown and HTML parsers see them (and the ones some editors add).
 _LINE_BREAKS = re.compile("\r\n|[\n\r\x0b\x0c\x85\u2028\u2029]")
 SECTIONS = (
@@ -47,6 +47,18 @@ SECTIONS = (
     "terms",
     "hashtags",
     "instances",
+    "language_tags",
+    "language_confusions",
+    "untagged_languages",
+    "reach_by_origin",
+    "reach_daily",
+    "reach_delay",
+    "content_warnings_by_language",
+    "content_warnings_by_origin",
+    "edits",
+    "deletes",
+    "bots_daily",
+    "account_age",
 )
 TITLES = {
     "summary": "Headline statistics",
@@ -59,6 +71,26 @@ TITLES = {
     "terms": "Terms per day",
     "hashtags": "Top hashtags",
     "instances": "Instances sharing the most posts (authors' home servers)",
+    "language_tags": "Language tags versus text: posts whose text is in another language",
+    "language_confusions": "Language tags versus text: the most frequent confusions",
+    "untagged_languages": "Posts without a language tag, by detected language",
+    "reach_by_origin": "Federation reach by origin instance (collected instances that saw a post)",
+    "reach_daily": "Federation reach per day (UTC)",
+    "reach_delay": "How long until a post is seen on another server",
+    "content_warnings_by_language": "Content warnings by language (as tagged)",
+    "content_warnings_by_origin": "Content warnings by instance (authors' home servers)",
+    "edits": "Edits",
+    "deletes": "Deletes",
+    "bots_daily": "Bots' share of posts per day (UTC)",
+    "account_age": "Accounts' age at posting",
+}
+# What an empty section means, said under its title (table and Markdown formats).
+EMPTY_NOTES = {
+    name: "No languages detected yet: run `tootlake enrich` (needs tootlake[lang])."
+    for name in ("language_tags", "language_confusions", "untagged_languages")
+} | {
+    name: "No sightings in the lake: `collect` and `sink` record them, `replay` does not."
+    for name in ("reach_by_origin", "reach_daily", "reach_delay")
 }
 
 
@@ -92,6 +124,9 @@ def build_report(
     followed = followed.replace_schema_metadata(
         {**(followed.schema.metadata or {}), queries.TERMS_FROM_KEY: source}
     )
+    pairs = queries.with_language_pairs(con)  # each read once for its three sections
+    reach = queries.with_reach(con)
+    behaviour = queries.with_behaviour(con)
     return {
         "summary": queries.summary(con),
         "daily": queries.daily(con, tz),
@@ -103,6 +138,22 @@ def build_report(
         "terms": followed,
         "hashtags": hashtags.slice(0, top),
         "instances": queries.instances(con, limit=top),
+        "language_tags": queries.language_tags(con, pairs=pairs),
+        "language_confusions": queries.language_confusions(con, limit=top, pairs=pairs),
+        "untagged_languages": queries.untagged_languages(con, pairs=pairs),
+        "reach_by_origin": queries.reach_by_origin(con, limit=top, reach=reach),
+        "reach_daily": queries.reach_daily(con, tz, reach=reach),
+        "reach_delay": queries.reach_delay(con, reach=reach),
+        "content_warnings_by_language": queries.content_warnings(
+            con, "language", limit=top, behaviour=behaviour
+        ),
+        "content_warnings_by_origin": queries.content_warnings(
+            con, "origin", limit=top, behaviour=behaviour
+        ),
+        "edits": queries.edits(con, behaviour=behaviour),
+        "deletes": queries.deletes(con),
+        "bots_daily": queries.bots_daily(con, tz, behaviour=behaviour),
+        "account_age": queries.account_age(con, behaviour=behaviour),
     }
 
 
@@ -184,9 +235,16 @@ def render_report(
                 if pairs
                 else table
             )
-        parts.append(
-            render_table(table, fmt, title=_title(name, table), section=name, terminal=terminal)
+        rendered = render_table(
+            table, fmt, title=_title(name, table), section=name, terminal=terminal
         )
+        if not table.num_rows and name in EMPTY_NOTES and fmt in {"table", "markdown"}:
+            note = EMPTY_NOTES[name]
+            reach = report.get("reach_by_origin")
+            if name == "reach_delay" and reach is not None and reach.num_rows:
+                note = "No post was seen on an instance other than its origin."
+            rendered += note + "\n"
+        parts.append(rendered)
     return "\n".join(parts)
 
 
@@ -247,18 +305,24 @@ def _rich_table(rows: list[dict[str, Any]], columns: list[str], title: str) -> s
         numeric = rows and isinstance(rows[0].get(column), int | float)
         table.add_column(_cell(column), justify="right" if numeric else "left", overflow="fold")
     for row in rows:
-        table.add_row(*(_cell(row[c]) for c in columns))
+        table.add_row(*(_cell(row[c], share=_is_share(c)) for c in columns))
     console = Console(file=io.StringIO(), width=120, force_terminal=False, color_system=None)
     console.print(table)
     out = console.file.getvalue()  # type: ignore[attr-defined]
     return str(out)
 
 
-def _cell(value: Any) -> Any:
+def _is_share(column: str) -> bool:
+    return column == "share" or column.endswith("_share")
+
+
+def _cell(value: Any, *, share: bool = False) -> Any:
     from rich.text import Text
 
     if value is None:
         return ""
+    if share and isinstance(value, float):
+        return f"{value:.1%}"  # a share of 0.0123 reads 1.2%, not 0.0
     if isinstance(value, int) and not isinstance(value, bool):
         return f"{value:,}"
     if isinstance(value, float):

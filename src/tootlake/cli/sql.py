@@ -60,6 +60,7 @@ def sql(
       deletes        every delete event
       sightings      every instance a post was seen on (uri, observed_on, id, seen_at)
       sightings_all  the sightings as written (a replayed file may repeat one)
+      languages      the language `tootlake enrich` detected in each post's text
       rejects        every status, line or event that could not become a post, and why
 
     Their columns are in docs/lake.md. Values go in as parameters:

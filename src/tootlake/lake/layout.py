@@ -7,6 +7,8 @@
     LAKE/deletes/     Delta table: one row per delete event, by `date` of deleted_at
     LAKE/sightings/   Delta table: one row per (instance, local id) a post was seen as, by seen_at
     LAKE/rejects/     Delta table: one row per status that could not become a post, by rejected_at
+    LAKE/languages/   Delta table: one row per post whose language `tootlake enrich` detected,
+                      by detected_at (`tootlake.lake.enrich`)
     LAKE/_tootlake/   tootlake's own state (run statistics, dead letters), never read as data
 
 Every table is a Delta Lake table (a `_delta_log` folder next to Parquet files), so Spark,
@@ -23,6 +25,7 @@ __all__ = [
     "DELETES",
     "SIGHTINGS",
     "REJECTS",
+    "LANGUAGES",
     "META",
     "TABLES",
     "is_remote",
@@ -34,6 +37,7 @@ POSTS = "posts"
 DELETES = "deletes"
 SIGHTINGS = "sightings"
 REJECTS = "rejects"
+LANGUAGES = "languages"  # written by `tootlake enrich`, not by the collector
 META = "_tootlake"
 # The tables writers append to (posts is made from them).
 TABLES = (POSTS_ALL, DELETES, SIGHTINGS, REJECTS)

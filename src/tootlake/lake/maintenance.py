@@ -35,7 +35,8 @@ import pyarrow.compute as pc
 
 from tootlake.errors import ConfigError, LakeError
 from tootlake.lake import tables
-from tootlake.lake.layout import DELETES, POSTS, POSTS_ALL, REJECTS, SIGHTINGS
+from tootlake.lake.enrich import LANGUAGES_SCHEMA
+from tootlake.lake.layout import DELETES, LANGUAGES, POSTS, POSTS_ALL, REJECTS, SIGHTINGS
 from tootlake.lake.reader import (
     COVERS,
     DELETED_URIS,
@@ -103,6 +104,7 @@ class CompactStats:
     deletes_resolved: int = 0  # delete events given the uri they remove
     posts_removed: int = 0  # rows of posts_all removed because their post was deleted
     sightings_removed: int = 0
+    languages_removed: int = 0  # rows `tootlake enrich` wrote for posts since deleted
     files_before: dict[str, int] = field(default_factory=dict)
     files_after: dict[str, int] = field(default_factory=dict)
     files_vacuumed: int = 0
@@ -291,6 +293,8 @@ def _connect(lake: str, files: LakeFiles, memory_limit: str | None) -> Any:
     views = {POSTS_ALL: "posts_all", DELETES: "deletes", SIGHTINGS: "sightings_all"}
     for table, view in views.items():
         create_view(con, view, files.tables[table], storage, tables.table_schema(table))
+    languages = LANGUAGES_SCHEMA.append(tables.DATE_FIELD)
+    create_view(con, LANGUAGES, files.tables[LANGUAGES], storage, languages)
     con.execute(SIGHTINGS_VIEW)
     schema = tables.table_schema(POSTS_ALL)
     create_view(con, "_posts_merged", files.tables[POSTS], storage, schema)
@@ -580,7 +584,7 @@ def compact(
     merged_at = {t: v for t, v in stats.merge.covers.items()}
     step("removing deleted posts")
     _resolve_and_remove_deleted(lake, stats, metadata, memory_limit)
-    for table in (POSTS_ALL, DELETES, SIGHTINGS, REJECTS, POSTS):
+    for table in MAINTAINED:
         step(f"OPTIMIZE {table}")
         _retrying(
             lake,
@@ -596,7 +600,7 @@ def compact(
     # delta-rs takes whole hours: round up, so that a file is never deleted before its time
     # (30m rounded down was 0: every replaced file deleted at once, open readers broken)
     retention_hours = math.ceil(retain.total_seconds() / 3600)
-    for table in (POSTS_ALL, DELETES, SIGHTINGS, REJECTS, POSTS):
+    for table in MAINTAINED:
         step(f"checkpoint and VACUUM {table}")
         if _retrying(lake, table, "checkpoint", lambda dt: dt.create_checkpoint()) is _MISSING:
             continue
@@ -628,6 +632,8 @@ def _vacuum(dt: Any, **options: Any) -> list[str]:
     return list(dt.vacuum(dry_run=False, enforce_retention_duration=False, **options))
 
 
+# Every table compaction optimizes, checkpoints and vacuums (`posts` last: merged first).
+MAINTAINED = (POSTS_ALL, DELETES, SIGHTINGS, REJECTS, LANGUAGES, POSTS)
 _MISSING = object()  # what `_retrying` returns for a table that does not exist
 
 
@@ -666,7 +672,7 @@ def _commit(metadata: dict[str, str]) -> Any:
 
 def _file_counts(lake: str) -> dict[str, int]:
     counts = {}
-    for table in (POSTS_ALL, POSTS, DELETES, SIGHTINGS, REJECTS):
+    for table in MAINTAINED:
         dt = tables.load(lake, table)
         if dt is not None:
             counts[table] = len(dt.file_uris())
@@ -677,7 +683,7 @@ def _resolve_and_remove_deleted(
     lake: str, stats: CompactStats, metadata: dict[str, str], memory_limit: str | None
 ) -> None:
     """Give delete events that named only (instance, local id) the uri they remove, then
-    remove every row of a deleted post from posts_all and sightings."""
+    remove every row of a deleted post from posts_all, sightings and languages."""
     import deltalake
 
     files = read_files(lake)
@@ -705,7 +711,11 @@ def _resolve_and_remove_deleted(
             table: con.sql(
                 f"SELECT DISTINCT date, uri FROM {view} WHERE uri IN (SELECT uri FROM _deleted)"
             ).fetchall()
-            for table, view in ((POSTS_ALL, "posts_all"), (SIGHTINGS, "sightings_all"))
+            for table, view in (
+                (POSTS_ALL, "posts_all"),
+                (SIGHTINGS, "sightings_all"),
+                (LANGUAGES, LANGUAGES),
+            )
         }
     finally:
         con.close()
@@ -728,7 +738,12 @@ def _resolve_and_remove_deleted(
             ),
         )
         stats.deletes_resolved = int(result.get("num_target_rows_updated", 0))
-    for table, attr in ((POSTS_ALL, "posts_removed"), (SIGHTINGS, "sightings_removed")):
+    removals = (
+        (POSTS_ALL, "posts_removed"),
+        (SIGHTINGS, "sightings_removed"),
+        (LANGUAGES, "languages_removed"),
+    )
+    for table, attr in removals:
         removed = 0
         for predicate in _partition_deletes(where[table]):
             delete = functools.partial(

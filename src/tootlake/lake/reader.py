@@ -5,6 +5,7 @@
     sightings   one row per (instance, local id) a post was seen as, first time seen
     rejects     every status (or line, or event) that could not become a post, and why
     posts       one row per uri: the latest version, deleted posts removed
+    languages   the language `tootlake enrich` detected in each post's text (empty until run)
 
 Each view reads exactly the files of its Delta table's current version, listed from the
 Delta log (never by globbing: files that compaction replaced stay on storage for a while).
@@ -35,7 +36,17 @@ import duckdb
 
 from tootlake.errors import ConfigError, LakeError, TootlakeError
 from tootlake.lake import tables
-from tootlake.lake.layout import DELETES, POSTS, POSTS_ALL, REJECTS, SIGHTINGS, is_remote, join
+from tootlake.lake.enrich import LANGUAGES_SCHEMA
+from tootlake.lake.layout import (
+    DELETES,
+    LANGUAGES,
+    POSTS,
+    POSTS_ALL,
+    REJECTS,
+    SIGHTINGS,
+    is_remote,
+    join,
+)
 from tootlake.lake.storage import Storage, storage_for
 
 __all__ = [
@@ -226,6 +237,7 @@ def read_files(lake: str) -> LakeFiles:
         merged = table_files(lake, POSTS, posts.version())
     now = {table: table_files(lake, table) for table in _VIEWS}
     now[POSTS] = merged
+    now[LANGUAGES] = table_files(lake, LANGUAGES)  # `tootlake enrich`'s, when run
     fresh = now[POSTS_ALL]
     if covers[POSTS_ALL] == fresh.version:
         fresh = TableFiles(POSTS_ALL, fresh.version)  # all covered: no older log to replay
@@ -423,6 +435,8 @@ def _create_views(
     for table, view in _VIEWS.items():
         create_view(con, view, kept(files.tables[table]), storage, tables.table_schema(table))
     con.execute(SIGHTINGS_VIEW)
+    languages_schema = LANGUAGES_SCHEMA.append(tables.DATE_FIELD)  # empty until enriched
+    create_view(con, LANGUAGES, kept(files.tables[LANGUAGES]), storage, languages_schema)
     posts_schema = tables.table_schema(POSTS_ALL)
     merged = kept(files.tables[POSTS])
     if _merged_is_current(files) and not skip:
