@@ -26,6 +26,7 @@ import secrets
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -74,7 +75,7 @@ DEFAULT_MERGE_MEMORY = "256MB"
 CHECKPOINT_AFTER_COMMITS = 5
 # OPTIMIZE rewrites bins in parallel, each held in memory: one at a time keeps compaction's
 # peak near one bin (target size) on the 2-core machines it runs on beside a collector.
-OPTIMIZE_TASKS = 1
+OPTIMIZE_TASKS = 2
 # Files no commit lists (a write that failed or was killed before its commit) are removed by
 # VACUUM once this old, whatever --retain-files says: a younger one may be a running sink's,
 # written and about to be committed.
@@ -744,8 +745,8 @@ def _resolve_and_remove_deleted(
         (LANGUAGES, "languages_removed"),
     )
     for table, attr in removals:
-        removed = 0
-        for predicate in _partition_deletes(where[table]):
+
+        def remove(predicate: str, table: str = table) -> int:
             delete = functools.partial(
                 _delete,
                 predicate,
@@ -753,15 +754,19 @@ def _resolve_and_remove_deleted(
                 commit_properties=deltalake.CommitProperties(custom_metadata=metadata),
             )
             result = _retrying(lake, table, "remove deleted posts from", delete)
-            if result is not _MISSING:
-                removed += int(result.get("num_deleted_rows", 0))
-        setattr(stats, attr, removed)
+            return 0 if result is _MISSING else int(result.get("num_deleted_rows", 0))
+
+        # Partitions in parallel: each DELETE rewrites its partition on one core, and reads
+        # no file of another, so they do not conflict (a race is retried all the same).
+        with ThreadPoolExecutor(DELETE_TASKS) as pool:
+            setattr(stats, attr, sum(pool.map(remove, _partition_deletes(where[table]))))
 
 
 def _delete(predicate: str, dt: Any, **options: Any) -> Any:
     return dt.delete(predicate, **options)
 
 
+DELETE_TASKS = 2  # partitions rewritten at once by the removal of deleted posts
 # uris per DELETE: a partition with more deleted posts is rewritten once per this many.
 DELETE_URIS_AT_MOST = 50_000
 
