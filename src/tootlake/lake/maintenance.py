@@ -71,7 +71,7 @@ MERGE_BATCH_ROWS = 32 * 1024
 # DuckDB's default merge memory, spilling).
 MERGE_SLICE_BYTES = 256 * 1024 * 1024
 DEFAULT_MERGE_MEMORY = "256MB"
-# A merge that made this many commits checkpoints `posts` (delta-rs does it every 100).
+# A merge that made this many commits optimizes and checkpoints `posts` (`_tidy_posts`).
 CHECKPOINT_AFTER_COMMITS = 5
 # Bins OPTIMIZE rewrites at once: delta-rs' default is a task per core; two measured as fast
 # as more here, and each holds a bin's row groups in memory.
@@ -213,7 +213,7 @@ def merge_posts(lake: str, *, memory_limit: str | None = None) -> MergeStats:
         try:
             stats = _merge_once(lake, memory_limit=memory_limit)
             if stats.commits >= CHECKPOINT_AFTER_COMMITS:
-                _checkpoint(lake, POSTS)
+                _tidy_posts(lake)
             stats.seconds = time.monotonic() - started
             return stats
         except _Conflict as exc:
@@ -227,16 +227,26 @@ def merge_posts(lake: str, *, memory_limit: str | None = None) -> MergeStats:
     raise AssertionError("unreachable")
 
 
-def _checkpoint(lake: str, table: str) -> None:
-    """A checkpoint of `table`'s log, so that readers replay one Parquet file instead of the
-    many commits a big merge made (a reader's time to open the table). A failure only costs
-    that time: logged, not raised."""
+def _tidy_posts(lake: str) -> None:
+    """After a big merge (a migration, a replayed archive): OPTIMIZE `posts` (its chunks
+    left a file per chunk and day: 258 on the 1.6M-post lake, each footer read when a reader
+    opens it) and checkpoint its log, so that readers replay one Parquet file instead of
+    many commits. A failure only costs readers that time: logged, not raised."""
     try:
-        dt = tables.load(lake, table)
-        if dt is not None:
-            dt.create_checkpoint()
-    except Exception as exc:  # the merge itself is committed
-        log.warning("Cannot checkpoint %s of %s: %s", table, lake, tables.error_text(exc))
+        _retrying(
+            lake,
+            POSTS,
+            "optimize",
+            lambda dt: dt.optimize.compact(
+                target_size=tables.TARGET_FILE_BYTES,
+                writer_properties=tables.writer_properties(),
+                commit_properties=_commit(tables.commit_metadata(operation="merge optimize")),
+                max_concurrent_tasks=OPTIMIZE_TASKS,
+            ),
+        )
+        _retrying(lake, POSTS, "checkpoint", lambda dt: dt.create_checkpoint())
+    except LakeError as exc:  # the merge itself is committed
+        log.warning("%s (readers of %s open it more slowly until `tootlake compact`)", exc, lake)
 
 
 class _Conflict(Exception):
