@@ -188,6 +188,29 @@ def _as_records(decoded: avro_decode.DecodedBatch) -> list:
     return [record for _, record in sorted(rows, key=lambda r: r[0])]
 
 
+# Post fields added after envelope-v2 (issues 12 and 13): a v1 or v2 message lacks them
+_SINCE_V3 = ("mentions", "in_reply_to_acct", "quote_uri", "quote_state", "quotes_count",
+             "indexable", "discoverable", "locked", "group", "moved_to")  # fmt: skip
+
+
+def _as_of_v1(record):
+    """The record as a v1 or v2 message carries it: the fields added since read as null."""
+    if not isinstance(record, Post):
+        return record
+    return msgspec.structs.replace(record, **dict.fromkeys(_SINCE_V3))
+
+
+def test_posts_of_v2_messages_read_the_v3_fields_as_null():
+    (v2,) = [s.schema for s in shipped_schemas() if s.version == 2]
+    posts = [r for r in some_records() if isinstance(r, Post)]
+    assert any(p.mentions for p in posts)  # (some carry mentions in v3)
+    values = [single_object_encoder(v2)(p) for p in posts]
+    for bulk in (True, False):
+        decoded = EnvelopeDecoder(bulk=bulk).decode(values)
+        assert decoded.errors == []
+        assert _as_records(decoded) == [_as_of_v1(p) for p in posts]
+
+
 @pytest.mark.parametrize("bulk", [True, False])
 def test_messages_written_with_the_shipped_v1_envelope_still_decode(bulk):
     v1 = _v1()
@@ -199,7 +222,7 @@ def test_messages_written_with_the_shipped_v1_envelope_still_decode(bulk):
     decoder = EnvelopeDecoder(bulk=bulk)
     decoded = decoder.decode(values)
     assert decoded.errors == [] and decoded.table("reject").num_rows == 0
-    assert _as_records(decoded) == records
+    assert _as_records(decoded) == [_as_of_v1(r) for r in records]
     # mixed with today's messages in one batch: both decode, in order
     today = single_object_encoder()(real_rejects()[0])
     mixed = decoder.decode([values[0], today, values[1]])
@@ -219,7 +242,7 @@ def test_v1_confluent_messages_decode_and_an_old_reader_dead_letters_only_reject
     v1_values = [old(r, context) for r in records if not isinstance(r, Reject)]
     decoded = EnvelopeDecoder(registry).decode(v1_values)
     assert decoded.errors == []
-    assert _as_records(decoded) == [r for r in records if not isinstance(r, Reject)]
+    assert _as_records(decoded) == [_as_of_v1(r) for r in records if not isinstance(r, Reject)]
     # today's producers register v2 under the same subject (only a field added, with a default)
     v2_values = [avro_encode.confluent_encoder(registry, "posts")(r) for r in records]
     assert v2_values[0][1:5] != v1_values[0][1:5]
@@ -407,3 +430,18 @@ def test_the_batch_encoder_writes_exactly_what_fastavro_writes():
         encode(records[40])
     ]  # one kind, one record
     assert avro_encode.batch_encoder()([]) == []
+
+
+def test_the_v3_fields_round_trip_through_every_encoder():
+    post = next(r for r in some_records() if isinstance(r, Post))
+    full = msgspec.structs.replace(
+        post, mentions=["a@x.example", "b\u00e9@y.example"], in_reply_to_acct="a@x.example",
+        quote_uri="https://q.example/1", quote_state="accepted", quotes_count=3, indexable=True,
+        discoverable=False, locked=False, group=True, moved_to="n@m.example",
+    )  # fmt: skip
+    empty = msgspec.structs.replace(post, mentions=[], **dict.fromkeys(_SINCE_V3[1:]))
+    records = [full, empty, _as_of_v1(post)]
+    values = avro_encode.batch_encoder()(records)
+    assert values == [single_object_encoder()(r) for r in records]
+    for bulk in (True, False):
+        assert _as_records(EnvelopeDecoder(bulk=bulk).decode(values)) == records

@@ -223,8 +223,10 @@ def test_report_of_the_small_lake(small_lake, tmp_path):
         "chart-edits_deletes",
         "chart-bots_daily",
         "chart-account_age",
+        "chart-mentioned_accounts",
+        "chart-interactions",
     ]
-    assert len([s for s in page.tags("svg") if s.get("class") == "chart"]) == 15
+    assert len([s for s in page.tags("svg") if s.get("class") == "chart"]) == 17
     # not enriched, not collected: the new charts say what is missing
     assert "No languages detected yet: run tootlake enrich" in page.all_text
     assert "No sightings in the lake" in page.all_text
@@ -271,6 +273,8 @@ def test_each_chart_says_how_many_posts_it_is_drawn_from(small_lake):
         "edits_deletes": "7 posts",  # the 6 posts and bob's, deleted
         "bots_daily": "6 posts",
         "account_age": "6 posts",
+        "mentioned_accounts": "0 mentions",  # the small lake's posts mention no one
+        "interactions": "0 interactions",
     }
 
 
@@ -372,7 +376,7 @@ def test_an_empty_lake_still_makes_a_page(tmp_path):
     write_html_report(str(tmp_path / "nothing-yet"), out)
     page = Page(out.read_text(encoding="utf-8"))
     assert "The lake has no posts yet" in page.all_text
-    assert len(page.tags("svg")) == 15  # 8 matplotlib charts, 7 of analysis/svg.py
+    assert len(page.tags("svg")) == 17  # 8 matplotlib charts, 9 of analysis/svg.py
     assert list((tmp_path / "nothing-yet").iterdir()) == []  # reading never writes the lake
 
 

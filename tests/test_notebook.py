@@ -38,5 +38,5 @@ def test_tour_notebook_runs_against_a_small_lake(tmp_path, monkeypatch):
     assert not [out for out in outputs if out.output_type == "error"]
     assert f"'{lake}'" in str(notebook.cells[1].outputs[0]["data"]["text/plain"])
     svgs = [out for out in outputs if "image/svg+xml" in out.get("data", {})]
-    assert len(svgs) == 2  # the hourly chart and the box plot
+    assert len(svgs) == 3  # the hourly chart, the box plot and the interaction heatmap
     assert not list(tmp_path.glob("*.html"))  # the tour reads; it writes nothing

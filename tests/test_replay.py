@@ -118,7 +118,12 @@ def test_lake_layout_is_delta_tables_hive_partitioned_zstd(lake):
     from deltalake import DeltaTable
 
     replay([REAL / "mastodonsocial.json"], lake)
-    assert sorted(p.name for p in Path(lake).iterdir()) == ["_tootlake", "posts", "posts_all"]
+    assert sorted(p.name for p in Path(lake).iterdir()) == [
+        "_tootlake",
+        "audit",
+        "posts",
+        "posts_all",
+    ]
     for table in ("posts_all", "posts"):
         dt = DeltaTable(str(Path(lake) / table))
         assert dt.metadata().partition_columns == ["date"]
@@ -130,7 +135,9 @@ def test_lake_layout_is_delta_tables_hive_partitioned_zstd(lake):
         assert meta.row_group(0).column(0).compression == "ZSTD"
     # no file outside the Delta logs' lists, no temporary file
     listed = {
-        Path(uri) for t in ("posts_all", "posts") for uri in DeltaTable(f"{lake}/{t}").file_uris()
+        Path(uri)
+        for t in ("posts_all", "posts", "audit")
+        for uri in DeltaTable(f"{lake}/{t}").file_uris()
     }
     assert {p for p in Path(lake).rglob("*.parquet")} == listed
 

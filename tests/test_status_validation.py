@@ -96,6 +96,23 @@ def _tags(v: Any) -> bool:
     )
 
 
+def _strings(v: Any, *keys: str) -> bool:
+    """An object whose `keys` are each missing, null or a string."""
+    return isinstance(v, dict) and all(v.get(k) is None or isinstance(v[k], str) for k in keys)
+
+
+def _mentions(v: Any) -> bool:
+    return isinstance(v, list) and all(
+        _strings(m, "url", "acct") and (m.get("id") is None or _is_id(m["id"])) for m in v
+    )
+
+
+def _quote(v: Any) -> bool:
+    return _strings(v, "state") and (
+        v.get("quoted_status") is None or _strings(v["quoted_status"], "uri")
+    )
+
+
 def _application(v: Any) -> bool:
     return isinstance(v, dict) and all(
         v.get(k) is None or isinstance(v[k], str) for k in ("name", "website")
@@ -111,7 +128,9 @@ STATUS_FIELDS = {
     "visibility": _is_str,
     "application": _application,
     "tags": _tags,
-    "mentions": _objects,
+    "mentions": _mentions,
+    "quote": _quote,
+    "quotes_count": _is_count,
     "media_attachments": _objects,
     "emojis": _objects,
     "favourites_count": _is_count,
@@ -135,11 +154,17 @@ ACCOUNT_FIELDS = {
     "followers_count": _is_count,
     "note": _is_str,
     "noindex": _is_bool,
+    "locked": _is_bool,
+    "discoverable": _is_bool,
+    "indexable": _is_bool,
+    "group": _is_bool,
+    "moved": lambda v: _strings(v, "acct", "url"),
 }
 SAFE = {
     "visibility": "unknown",
     "reblog": {},
     "account.noindex": True,
+    "account.locked": True,
     "account.note": "#noindex",
 }
 
@@ -205,13 +230,20 @@ FIELD_PATHS = (
     ["uri", "id", "account", "created_at"]
     + list(STATUS_FIELDS)
     + [f"account.{name}" for name in ACCOUNT_FIELDS]
-    + ["tags.0.name", "tags.0", "application.name", "mentions.0"]
+    + ["tags.0.name", "tags.0", "application.name", "mentions.0", "mentions.0.acct"]
+    + ["mentions.0.id", "quote.state", "quote.quoted_status", "quote.quoted_status.uri"]
+    + ["account.moved.acct"]
 )
 
 
 @st.composite
 def hostile_statuses(draw: st.DrawFn) -> Any:
     status = copy.deepcopy(draw(st.sampled_from(REAL)))
+    if draw(st.booleans()):  # the 4.4+ fields real recordings lack: a quote, a move
+        status["quote"] = {"state": "accepted", "quoted_status": {"uri": "https://q.example/1"}}
+        status["quotes_count"] = 2
+        status["account"]["moved"] = {"acct": "new@m.example", "url": "https://m.example/@new"}
+        status["account"]["indexable"] = True
     for path in draw(st.lists(st.sampled_from(FIELD_PATHS), max_size=4)):
         *parents, last = path.split(".")
         node: Any = status

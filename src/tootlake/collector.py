@@ -25,7 +25,15 @@ from tootlake._gc import fewer_collections
 from tootlake.errors import ConfigError, MissingDependency
 from tootlake.lake.layout import is_remote, join
 from tootlake.lake.writer import LakeWriter
-from tootlake.pipeline import PeriodicMerge, Recorder, RunStats, merge_lake, run, save_run
+from tootlake.pipeline import (
+    PeriodicMerge,
+    Recorder,
+    RunStats,
+    audit_run,
+    merge_lake,
+    run,
+    save_run,
+)
 from tootlake.settings import Settings, check_private, token_for
 from tootlake.sources.fleet import FleetOptions, FleetSource, InstanceSpec
 from tootlake.sources.mastodon import (
@@ -38,6 +46,7 @@ from tootlake.sources.mastodon import (
     normalize_instance,
     probe,
 )
+from tootlake.sources.policy import InstancePolicy, Policy, fetch_instance_policy
 from tootlake.sources.state import CollectorState
 
 __all__ = [
@@ -180,6 +189,8 @@ class CollectResult:
     # (seconds since start, posts + edits so far, lag in seconds or None, events so far),
     # about once a second: rates over a part of the run (a benchmark's steady state)
     samples: list[tuple[float, int, float | None, int]] = field(default_factory=list)
+    refused: dict[str, str] = field(default_factory=dict)  # host -> why the policy denied it
+    retention: dict[str, int] | None = None  # rows removed per table (with retain_days)
 
     def lag_summary(self) -> dict[str, float | None]:
         """Lag (now - created_at of the newest post handed out) over the run: median and max
@@ -207,6 +218,8 @@ class CollectResult:
             "errors": sum(e["errors"] for e in self.health.values()),
             "samples": self.samples,
             "peak_rss_mb": peak_rss_mb(),
+            "refused": self.refused,
+            "retention": self.retention,
         }
 
     def counts(self) -> dict[str, int]:
@@ -249,6 +262,8 @@ def collect(
     schema_registry: str | None = None,
     kafka_config: dict[str, Any] | None = None,
     merge_every: float | None = 300.0,
+    policy: Policy | None = None,
+    retain_days: float | None = None,
 ) -> CollectResult:
     """Collect from `instances` until `duration` passes or `stop` is set; drain, flush,
     commit the cursors and return what happened.
@@ -258,9 +273,35 @@ def collect(
     `kafka_config`: librdkafka settings over the producer's (`Settings.kafka`: SASL, TLS...).
     `merge_every`: seconds between merges of the `posts` table while collecting into the lake
     (None: only at the end); readers of tootlake's views never wait for it (docs/lake.md).
+    `policy`: instances it denies are not read (a log line each says why; the result's
+    `refused`). `retain_days`: at the end of the run, after the last merge, remove posts,
+    sightings and rejects older than that (`tootlake.lake.maintenance.retain`); not with
+    `kafka` (run `tootlake compact --retain` where the sink writes). Each run appends a row
+    to the lake's `audit` table.
     """
     if not instances:
         raise ConfigError("No instance to collect from: give --instance or --instances-file.")
+    if retain_days is not None and kafka:
+        raise ConfigError(
+            "--retain applies to the lake collect writes; with --kafka the sink writes it: run "
+            "`tootlake compact --retain DAYS` on that lake instead."
+        )
+    refused: dict[str, str] = {}
+    if policy is not None:
+        allowed = []
+        for spec in instances:
+            ok, why = policy.decide(spec.host)
+            if ok:
+                allowed.append(spec)
+            else:
+                refused[spec.host] = why
+                log.warning("Not collecting from %s: %s", spec.host, why)
+        if not allowed:
+            raise ConfigError(
+                f"Every instance given is denied by the policy {policy.path}: nothing to collect."
+            )
+        instances = allowed
+    rules = _rules_hashes(instances) if policy is not None and not kafka else {}
     state_dir = state_dir or default_state_dir(lake)
     state = CollectorState(state_dir)
     stop = stop or threading.Event()
@@ -329,8 +370,67 @@ def collect(
         stop.set()
         state.save()
     health = fleet.health()
+    retention = None
+    if retain_days is not None:
+        retention = _retain(lake, retain_days)
     save_run(lake, "collect", stats, started_at, instances=health)
-    return CollectResult(stats, health, state_dir, samples)
+    if not kafka:  # with Kafka the lake is the sink's
+        audit_run(
+            lake,
+            "collect",
+            stats,
+            started_at,
+            include_opted_out=include_opted_out,
+            instances=health,
+            policy_sha256=policy.sha256 if policy is not None else None,
+            refused=refused,
+            rules=rules,
+            retain_days=retain_days,
+            retention_removed=sum((retention or {}).values()),
+        )
+    return CollectResult(stats, health, state_dir, samples, refused, retention)
+
+
+RULES_TIMEOUT = 10.0  # seconds to read the collected instances' rules at the start
+
+
+def _rules_hashes(instances: Sequence[InstanceSpec]) -> dict[str, str | None]:
+    """The hash of each instance's rules as they are when a collection under a policy
+    starts (for the audit table): read all at once, within RULES_TIMEOUT; None where they
+    could not be read."""
+
+    async def one(session: Any, spec: InstanceSpec) -> str | None:
+        found = await fetch_instance_policy(session, spec.url, token=spec.token, only_rules=True)
+        return found.rules_sha256
+
+    async def main(session: Any) -> dict[str, str | None]:
+        try:
+            hashes = await asyncio.wait_for(
+                asyncio.gather(*(one(session, spec) for spec in instances)), RULES_TIMEOUT
+            )
+        except TimeoutError:
+            return {spec.host: None for spec in instances}
+        return {spec.host: value for spec, value in zip(instances, hashes, strict=True)}
+
+    try:
+        return dict(_run(lambda: _with_session(main, RULES_TIMEOUT)))
+    except MissingDependency:
+        return {}
+
+
+def _retain(lake: str, days: float) -> dict[str, int] | None:
+    """Retention at the end of a collection; a failure is logged, not raised (the run's
+    posts are committed; the next run or `tootlake compact --retain` removes them)."""
+    from tootlake.errors import TootlakeError
+    from tootlake.lake.maintenance import retain
+
+    try:
+        stats = retain(lake, days)
+    except TootlakeError as exc:
+        log.warning("Could not apply the retention of %g days to %s: %s", days, lake, exc)
+        return None
+    log.info("retention of %g days: removed %s", days, stats.removed)
+    return stats.removed
 
 
 # ----------------------------------------------------------------------------------------
@@ -349,9 +449,14 @@ class InstanceReport:
     live_feeds: str = ""
     registrations: bool | None = None
     token: bool = False
+    policy: InstancePolicy | None = None  # rules, terms, privacy policy (`rules=True`)
+    decision: str = ""  # what --policy says: allow / deny, and why
+    description: str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        out = dict(self.__dict__)
+        out["policy"] = self.policy.as_dict() if self.policy is not None else None
+        return out
 
 
 async def _check_one(session: Any, spec: InstanceSpec, timeline: str) -> InstanceReport:
@@ -385,7 +490,22 @@ async def _check_one(session: Any, spec: InstanceSpec, timeline: str) -> Instanc
         feeds,
         info.registrations,
         bool(spec.token),
+        description=info.description,
     )
+
+
+async def _check_with_policy(
+    session: Any, spec: InstanceSpec, timeline: str, rules: bool, policy: Policy | None
+) -> InstanceReport:
+    report = await _check_one(session, spec, timeline)
+    if policy is not None:
+        ok, why = policy.decide(spec.host)
+        report.decision = f"{'allow' if ok else 'deny'}: {why}"
+    if rules and report.action != Mode.DOWN:
+        report.policy = await fetch_instance_policy(
+            session, spec.url, token=spec.token, description=report.description
+        )
+    return report
 
 
 def _run(factory: Callable[[], Any]) -> Any:
@@ -428,12 +548,24 @@ async def _with_session(func: Callable[[Any], Any], timeout: float) -> Any:
 
 
 def check_instances(
-    instances: Sequence[InstanceSpec], timeline: str = "public", timeout: float = 15.0
+    instances: Sequence[InstanceSpec],
+    timeline: str = "public",
+    timeout: float = 15.0,
+    *,
+    rules: bool = True,
+    policy: Policy | None = None,
 ) -> list[InstanceReport]:
-    """Probe each instance and say what collect would do (stream/poll/needs token/down)."""
+    """Probe each instance and say what collect would do (stream/poll/needs token/down).
+    `rules`: also read its rules, terms of service and privacy policy, and flag the topics
+    (research, scraping, bots, archiving, AI) its rules and description mention
+    (`tootlake.sources.policy`). `policy`: say what it decides for each."""
 
     async def main(session: Any) -> list[InstanceReport]:
-        return list(await asyncio.gather(*(_check_one(session, s, timeline) for s in instances)))
+        return list(
+            await asyncio.gather(
+                *(_check_with_policy(session, s, timeline, rules, policy) for s in instances)
+            )
+        )
 
     return _run(lambda: _with_session(main, timeout))
 

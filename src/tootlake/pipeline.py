@@ -44,6 +44,7 @@ __all__ = [
     "produce",
     "replay",
     "replay_to_kafka",
+    "audit_run",
     "run",
     "save_run",
 ]
@@ -169,6 +170,54 @@ def save_run(
         log.warning("Cannot write the run's stats to %s (the run succeeded): %s", path, exc)
         return None
     return path
+
+
+def audit_run(
+    lake: str,
+    kind: str,
+    stats: RunStats,
+    started_at: datetime,
+    *,
+    include_opted_out: bool = False,
+    instances: dict[str, dict[str, Any]] | None = None,
+    policy_sha256: str | None = None,
+    refused: dict[str, str] | None = None,
+    rules: dict[str, str | None] | None = None,
+    retain_days: float | None = None,
+    retention_removed: int = 0,
+) -> bool:
+    """Append a row for this run to the lake's `audit` table (`tootlake.lake.audit`): the
+    consent mode the Recorder applied (opt-out tags and `noindex` skipped, unless
+    `include_opted_out`), the skips by reason, deletes, and for a collect each instance's
+    mode and version (and the hash of its rules, `rules`: host -> SHA-256, when read) and
+    those the policy refused. False (and a warning) if it could not."""
+    from tootlake.lake.audit import CONSENT_NONE, CONSENT_OPT_OUT, AuditEntry, record_run
+
+    details: dict[str, dict[str, Any]] = {
+        host: _run_instance(entry) for host, entry in (instances or {}).items()
+    }
+    for host, digest in (rules or {}).items():  # the hash of its rules, when read
+        details.setdefault(host, {})["rules_sha256"] = digest
+    for host, why in (refused or {}).items():
+        details[host] = {"status": "refused by the policy", "detail": why}
+    entry = AuditEntry(
+        command=kind,
+        started_at=started_at,
+        policy_sha256=policy_sha256,
+        consent=CONSENT_NONE if include_opted_out else CONSENT_OPT_OUT,
+        instances=sorted(instances or {}),
+        refused=sorted(refused or {}),
+        instance_details=details,
+        posts=stats.posts,
+        edits=stats.edits,
+        deletes_received=stats.deletes,
+        rejected=stats.rejected,
+        skipped=dict(stats.skipped),
+        retain_days=retain_days,
+        retention_removed=retention_removed,
+        stats=stats.as_dict(),
+    )
+    return record_run(lake, entry)
 
 
 class Recorder:
@@ -501,6 +550,7 @@ def replay(
     if merge:
         merge_lake(lake)
     save_run(lake, "replay", stats, started_at)
+    audit_run(lake, "replay", stats, started_at, include_opted_out=include_opted_out)
     return stats
 
 

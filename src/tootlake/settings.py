@@ -25,7 +25,14 @@ from typing import Any
 from tootlake.errors import ConfigError
 from tootlake.redact import MIN_SECRET_LENGTH, register_secret
 
-__all__ = ["Settings", "check_private", "config_path", "load_settings", "parse_size"]
+__all__ = [
+    "Settings",
+    "check_private",
+    "config_path",
+    "load_settings",
+    "parse_size",
+    "retain_days",
+]
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +43,8 @@ DEFAULT_LAKE = "./lake"
 class Settings:
     lake: str = DEFAULT_LAKE
     include_opted_out: bool = False
+    policy: str | None = None  # the instance policy file (tootlake.sources.policy)
+    retain: float | None = None  # days posts, sightings and rejects are kept (None: for ever)
     tokens: dict[str, str] = field(default_factory=dict, repr=False)
     kafka: dict[str, Any] = field(default_factory=dict, repr=False)  # librdkafka settings
 
@@ -45,6 +54,7 @@ class Settings:
         hosts = ", ".join(sorted(self.tokens))
         return (
             f"Settings(lake={self.lake!r}, include_opted_out={self.include_opted_out}, "
+            f"policy={self.policy!r}, retain={self.retain!r}, "
             f"tokens=[{hosts}: ***], kafka={masked(self.kafka)!r})"
         )
 
@@ -103,7 +113,9 @@ def load_settings(**flags: Any) -> Settings:
     values: dict[str, Any] = {}
     path = config_path()
     config = _read_config(path)
-    values.update({k: v for k, v in config.items() if k in {"lake", "include_opted_out"}})
+    values.update(
+        {k: v for k, v in config.items() if k in {"lake", "include_opted_out", "policy", "retain"}}
+    )
     table = config.get("tokens") or {}
     if not isinstance(table, dict):
         raise ConfigError(
@@ -135,6 +147,10 @@ def load_settings(**flags: Any) -> Settings:
         values["lake"] = env["TOOTLAKE_LAKE"]
     if env.get("TOOTLAKE_INCLUDE_OPTED_OUT"):
         values["include_opted_out"] = _truthy(env["TOOTLAKE_INCLUDE_OPTED_OUT"])
+    if env.get("TOOTLAKE_POLICY"):
+        values["policy"] = env["TOOTLAKE_POLICY"]
+    if env.get("TOOTLAKE_RETAIN"):
+        values["retain"] = env["TOOTLAKE_RETAIN"]
     for key, value in env.items():
         # TOOTLAKE_TOKEN_<HOST>: dots and colons of the host written as underscores.
         if key.startswith("TOOTLAKE_TOKEN_"):
@@ -146,6 +162,10 @@ def load_settings(**flags: Any) -> Settings:
         {k: v for k, v in flags.items() if v is not None and k not in {"tokens", "kafka"}}
     )
     tokens.update(flags.get("tokens") or {})
+    if values.get("retain") is not None:
+        values["retain"] = retain_days(values["retain"])
+    if values.get("policy") is not None and not isinstance(values["policy"], str):
+        raise ConfigError(f"The config file {path}: policy must be the path of a TOML file.")
     register_secret(*tokens.values())
     for host, token in tokens.items():
         if len(token) < MIN_SECRET_LENGTH:  # masked only where `Bearer` precedes it
@@ -156,6 +176,21 @@ def load_settings(**flags: Any) -> Settings:
                 MIN_SECRET_LENGTH,
             )
     return Settings(tokens=tokens, kafka=kafka, **values)
+
+
+def retain_days(
+    value: Any, where: str = "--retain, TOOTLAKE_RETAIN or retain in the config"
+) -> float:
+    """Days of retention (`retain = 30`, `--retain 30`, TOOTLAKE_RETAIN=30): a number >= 0."""
+    try:
+        days = float(value)
+    except (TypeError, ValueError):
+        days = -1.0
+    if isinstance(value, bool) or not days >= 0 or days == float("inf"):
+        raise ConfigError(
+            f"Invalid retention {value!r} ({where}): a number of days, 0 or more, e.g. 30"
+        )
+    return days
 
 
 def token_for(settings: Settings, host: str) -> str | None:

@@ -103,6 +103,13 @@ _CAPTIONS = {
     "accounts count as people.",
     "account_age": "Whole days from account_created_at to created_at. Accounts that moved "
     "servers start again at their move.",
+    "mentioned_accounts": "Accounts mentioned in collected posts (qualified user@host; "
+    "the count of mentions, and of distinct accounts mentioning each). A collector sees the "
+    "posts of the instances it follows: accounts popular elsewhere may not show.",
+    "interactions": "Mentions and replies aggregated to the instances of both accounts, for "
+    "the busiest instances. Public timelines carry no replies to other people, so a "
+    "collected lake's replies are mostly threads (same server); mentions are the "
+    "cross-server signal.",
     "terms": "Posts per UTC day that mention each term as a word or hashtag, in any case. "
     "Unless terms are chosen (tootlake report --term WORD, repeatable), the lake's "
     f"{TOP_TERMS} most used hashtags; the 2023 talk followed {', '.join(queries.TALK_TERMS)}.",

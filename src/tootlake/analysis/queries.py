@@ -55,6 +55,10 @@ __all__ = [
     "with_behaviour",
     "with_language_pairs",
     "with_reach",
+    "cross_server",
+    "interaction_pairs",
+    "mentioned_accounts",
+    "with_interactions",
 ]
 
 # The words the talk followed through its ten days (February 2023): news of that week, found
@@ -959,4 +963,120 @@ def account_age(con: duckdb.DuckDBPyConnection, *, behaviour: str | None = None)
         ORDER BY b.bucket < 0, b.bucket
         """,
         [len(labels), labels, starts],
+    )
+
+
+# ----------------------------------------------------------------------------------------
+# the interaction graph: mentions and replies between accounts and between instances
+
+
+def with_interactions(con: duckdb.DuckDBPyConnection) -> str:
+    """Make the temp table `_interactions` and return its name: one row per (kind, source,
+    target) of the posts' interactions, `kind` 'mention' (an account the post mentions) or
+    'reply' (the account it replies to, `in_reply_to_acct`), `source` the author's acct,
+    `target` the other acct, both qualified (user@host), with `source_instance` and
+    `target_instance` (the host after the @, lower case) and `edges` (how many). The
+    interaction tables are made from it: pass its name to them to read the lake once.
+
+    Public timelines carry no replies to other people (docs/lake.md), so a collected lake's
+    replies are mostly threads (an author replying to themselves); replayed recordings of
+    other endpoints may hold more. Posts from before the columns existed hold none."""
+    # One scan of posts for both kinds (the posts view may be a window over versions).
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE _interactions AS
+        WITH raw AS (
+            SELECT acct, mentions, in_reply_to_acct FROM posts
+            WHERE len(mentions) > 0 OR in_reply_to_acct IS NOT NULL
+        ),
+        edges AS (
+            SELECT 'mention' AS kind, acct AS source, unnest(mentions) AS target
+            FROM raw WHERE len(mentions) > 0
+            UNION ALL
+            SELECT 'reply', acct, in_reply_to_acct FROM raw WHERE in_reply_to_acct IS NOT NULL
+        )
+        SELECT kind, source, target,
+               lower(split_part(source, '@', -1)) AS source_instance,
+               lower(split_part(target, '@', -1)) AS target_instance,
+               count(*) AS edges
+        FROM edges
+        GROUP BY ALL
+        """
+    )
+    return "_interactions"
+
+
+def mentioned_accounts(
+    con: duckdb.DuckDBPyConnection, limit: int = 20, *, interactions: str | None = None
+) -> pa.Table:
+    """The `limit` most mentioned accounts: mentions of each, how many distinct accounts
+    mentioned it, and its instance."""
+    source = interactions or with_interactions(con)
+    return _table(
+        con,
+        f"""
+        SELECT target AS account, target_instance AS instance,
+               CAST(sum(edges) AS BIGINT) AS mentions,
+               count(DISTINCT source) AS mentioned_by
+        FROM {source}
+        WHERE kind = 'mention'
+        GROUP BY target, target_instance
+        ORDER BY mentions DESC, mentioned_by DESC, account
+        LIMIT ?
+        """,
+        [limit],
+    )
+
+
+def interaction_pairs(
+    con: duckdb.DuckDBPyConnection, top: int = 12, *, interactions: str | None = None
+) -> pa.Table:
+    """Mentions and replies aggregated to instance pairs, among the `top` instances with the
+    most interactions (as source or target; the rest are left out): `source_instance` (the
+    author's), `target_instance` (the mentioned or replied-to account's), `mentions`,
+    `replies`, `interactions` (both). A heatmap's cells."""
+    source = interactions or with_interactions(con)
+    return _table(
+        con,
+        f"""
+        WITH totals AS (
+            SELECT instance, sum(edges) AS n FROM (
+                SELECT source_instance AS instance, edges FROM {source}
+                UNION ALL
+                SELECT target_instance, edges FROM {source}
+            ) GROUP BY instance
+        ),
+        top AS (SELECT instance FROM totals ORDER BY n DESC, instance LIMIT ?)
+        SELECT source_instance, target_instance,
+               CAST(coalesce(sum(edges) FILTER (WHERE kind = 'mention'), 0) AS BIGINT)
+                   AS mentions,
+               CAST(coalesce(sum(edges) FILTER (WHERE kind = 'reply'), 0) AS BIGINT) AS replies,
+               CAST(sum(edges) AS BIGINT) AS interactions
+        FROM {source}
+        WHERE source_instance IN (SELECT instance FROM top)
+          AND target_instance IN (SELECT instance FROM top)
+        GROUP BY source_instance, target_instance
+        ORDER BY interactions DESC, source_instance, target_instance
+        """,
+        [top],
+    )
+
+
+def cross_server(con: duckdb.DuckDBPyConnection, *, interactions: str | None = None) -> pa.Table:
+    """Per kind (mention, reply, then all): interactions, those between accounts of
+    different instances, and their share. Self-replies (threads) count as same-server."""
+    source = interactions or with_interactions(con)
+    return _table(
+        con,
+        f"""
+        SELECT coalesce(kind, 'all') AS kind, CAST(sum(edges) AS BIGINT) AS interactions,
+               CAST(coalesce(sum(edges) FILTER (WHERE source_instance <> target_instance), 0)
+                    AS BIGINT) AS cross_server,
+               round(coalesce(sum(edges) FILTER (WHERE source_instance <> target_instance), 0)
+                     / sum(edges), 4) AS cross_server_share
+        FROM {source}
+        GROUP BY ROLLUP (kind)
+        HAVING sum(edges) > 0
+        ORDER BY kind IS NULL, kind
+        """,
     )

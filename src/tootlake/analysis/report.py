@@ -59,6 +59,9 @@ SECTIONS = (
     "deletes",
     "bots_daily",
     "account_age",
+    "mentioned_accounts",
+    "interaction_pairs",
+    "cross_server",
 )
 TITLES = {
     "summary": "Headline statistics",
@@ -83,15 +86,26 @@ TITLES = {
     "deletes": "Deletes",
     "bots_daily": "Bots' share of posts per day (UTC)",
     "account_age": "Accounts' age at posting",
+    "mentioned_accounts": "The most mentioned accounts",
+    "interaction_pairs": "Mentions and replies between instances (the busiest instances)",
+    "cross_server": "Interactions that cross servers",
 }
 # What an empty section means, said under its title (table and Markdown formats).
-EMPTY_NOTES = {
-    name: "No languages detected yet: run `tootlake enrich` (needs tootlake[lang])."
-    for name in ("language_tags", "language_confusions", "untagged_languages")
-} | {
-    name: "No sightings in the lake: `collect` and `sink` record them, `replay` does not."
-    for name in ("reach_by_origin", "reach_daily", "reach_delay")
-}
+EMPTY_NOTES = (
+    {
+        name: "No languages detected yet: run `tootlake enrich` (needs tootlake[lang])."
+        for name in ("language_tags", "language_confusions", "untagged_languages")
+    }
+    | {
+        name: "No sightings in the lake: `collect` and `sink` record them, `replay` does not."
+        for name in ("reach_by_origin", "reach_daily", "reach_delay")
+    }
+    | {
+        name: "No mentions or replies in the lake (posts collected before tootlake recorded them "
+        "hold none)."
+        for name in ("mentioned_accounts", "interaction_pairs", "cross_server")
+    }
+)
 
 
 TOP_TERMS = 5  # hashtags followed per day when no terms are given: five lines stay apart
@@ -127,6 +141,7 @@ def build_report(
     pairs = queries.with_language_pairs(con)  # each read once for its three sections
     reach = queries.with_reach(con)
     behaviour = queries.with_behaviour(con)
+    interactions = queries.with_interactions(con)
     return {
         "summary": queries.summary(con),
         "daily": queries.daily(con, tz),
@@ -154,6 +169,9 @@ def build_report(
         "deletes": queries.deletes(con),
         "bots_daily": queries.bots_daily(con, tz, behaviour=behaviour),
         "account_age": queries.account_age(con, behaviour=behaviour),
+        "mentioned_accounts": queries.mentioned_accounts(con, limit=top, interactions=interactions),
+        "interaction_pairs": queries.interaction_pairs(con, interactions=interactions),
+        "cross_server": queries.cross_server(con, interactions=interactions),
     }
 
 

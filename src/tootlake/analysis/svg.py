@@ -30,7 +30,9 @@ __all__ = [
     "plot_bots_daily",
     "plot_content_warnings",
     "plot_edits_deletes",
+    "plot_interactions",
     "plot_language_tags",
+    "plot_mentioned_accounts",
     "plot_reach_by_origin",
     "plot_reach_delay",
 ]
@@ -373,6 +375,100 @@ def _after(seconds: float | None) -> str:
     return "" if seconds is None else f"; median {_duration(seconds)} after posting"
 
 
+def plot_mentioned_accounts(table: pa.Table, *, top: int = 15) -> tuple[str, str]:
+    """The most mentioned accounts (`queries.mentioned_accounts`)."""
+    rows = _rows(table)[:top]
+    svg = bars(
+        [r["account"] for r in rows],
+        [r["mentions"] for r in rows],
+        title="The most mentioned accounts",
+        subtitle="Mentions in collected posts (in brackets: how many accounts mentioned it)",
+        notes=[f"{r['mentions']:,} ({r['mentioned_by']:,})" for r in rows],
+        empty="No mentions in the lake",
+    )
+    return svg, f"{sum(r['mentions'] for r in rows):,} mentions"
+
+
+def _shade(share: float) -> str:
+    """A colour from white (0) to the bar blue (1)."""
+    base = _BAR.lstrip("#")
+    rgb = [int(base[i : i + 2], 16) for i in (0, 2, 4)]
+    mixed = [round(255 + (c - 255) * max(0.0, min(1.0, share))) for c in rgb]
+    return "#" + "".join(f"{c:02x}" for c in mixed)
+
+
+def plot_interactions(pairs: pa.Table, cross: pa.Table | None = None) -> tuple[str, str]:
+    """Mentions and replies between the top instances as a heatmap (`queries.
+    interaction_pairs`): a row per author's instance, a column per mentioned or replied-to
+    account's instance, darker for more (logarithmic); the subtitle gives the share of all
+    interactions that cross servers (`queries.cross_server`)."""
+    import math
+
+    title = "Who talks to whom: mentions and replies between instances"
+    rows = _rows(pairs)
+    totals = {r["kind"]: r for r in _rows(cross)}
+    overall = totals.get("all")
+    subtitle = "Rows: the author's instance; columns: the instance of the account mentioned or "
+    subtitle += "replied to (the busiest instances; darker: more, on a log scale)"
+    if overall:
+        subtitle += (
+            f". {overall['cross_server_share']:.1%} of {overall['interactions']:,} "
+            "interactions cross servers"
+        )
+        for kind in ("mention", "reply"):
+            if kind in totals:
+                subtitle += f" ({kind}s: {totals[kind]['cross_server_share']:.1%})"
+    if not rows:
+        return _message(title, subtitle, "No mentions or replies in the lake"), "0 interactions"
+    count: dict[str, int] = {}
+    for r in rows:
+        for key in ("source_instance", "target_instance"):
+            count[r[key]] = count.get(r[key], 0) + r["interactions"]
+    names = sorted(count, key=lambda name: (-count[name], name))
+    index = {name: i for i, name in enumerate(names)}
+    cells = {(r["source_instance"], r["target_instance"]): r["interactions"] for r in rows}
+    parts, top = _head(title, subtitle)
+    size = min(56.0, (WIDTH - _LABEL - 20) / len(names))
+    header = 150.0  # room for the column labels, turned
+    for name, i in index.items():
+        x = _LABEL + (i + 0.5) * size
+        parts.append(
+            f'<text x="{x:.1f}" y="{top + header - 6:.1f}" font-size="12" fill="{_TEXT}" '
+            f'transform="rotate(-45 {x:.1f} {top + header - 6:.1f})">{_e(_cut(name, 24))}</text>'
+        )
+        y = top + header + i * size
+        parts.append(
+            f'<text x="{_LABEL - 8}" y="{y + size / 2:.1f}" font-size="13" fill="{_TEXT}" '
+            f'text-anchor="end" dominant-baseline="middle">{_e(_cut(name))}</text>'
+        )
+    peak = math.log1p(max(cells.values()))
+    for (source, target), n in cells.items():
+        x, y = _LABEL + index[target] * size, top + header + index[source] * size
+        share = math.log1p(n) / peak if peak else 0.0
+        parts.append(
+            f'<rect x="{x:.1f}" y="{y:.1f}" width="{size - 2:.1f}" height="{size - 2:.1f}" '
+            f'fill="{_shade(share)}"><title>{_e(source)} → {_e(target)}: {n:,}</title></rect>'
+        )
+        if size >= 30:
+            color = "#ffffff" if share > 0.6 else _TEXT
+            parts.append(
+                f'<text x="{x + (size - 2) / 2:.1f}" y="{y + (size - 2) / 2:.1f}" font-size="11" '
+                f'fill="{color}" text-anchor="middle" dominant-baseline="middle">'
+                f"{_e(_short(n))}</text>"
+            )
+    bottom = top + header + len(names) * size
+    total = sum(r["interactions"] for r in rows)
+    return _svg(title, bottom + 12, parts), f"{total:,} interactions"
+
+
+def _short(n: int) -> str:
+    if n >= 1_000_000:
+        return f"{n / 1e6:.1f}M"
+    if n >= 10_000:
+        return f"{n // 1000}k"
+    return str(n)
+
+
 # The report's sections drawn here: chart name -> (the sections it reads, function).
 SVG_CHARTS: Mapping[str, tuple[tuple[str, ...], Callable[..., tuple[str, str]]]] = {
     "language_tags": (("language_tags",), plot_language_tags),
@@ -382,4 +478,6 @@ SVG_CHARTS: Mapping[str, tuple[tuple[str, ...], Callable[..., tuple[str, str]]]]
     "edits_deletes": (("edits", "deletes"), plot_edits_deletes),
     "bots_daily": (("bots_daily",), plot_bots_daily),
     "account_age": (("account_age",), plot_account_age),
+    "mentioned_accounts": (("mentioned_accounts",), plot_mentioned_accounts),
+    "interactions": (("interaction_pairs", "cross_server"), plot_interactions),
 }

@@ -16,7 +16,10 @@ from tootlake.cli.options import (
     kafka_brokers_option,
     kafka_option,
     lake_option,
+    load_policy_of,
+    policy_option,
     quiet_option,
+    retain_option,
     schema_registry_option,
     settings_and_specs,
     topic_option,
@@ -76,6 +79,8 @@ def _limit_options(func: Callable[..., Any]) -> Callable[..., Any]:
     help="Streaming transport; auto = WebSocket, SSE where WebSocket is not offered.",
 )
 @include_opted_out_option
+@policy_option
+@retain_option
 @click.option(
     "--flush-seconds",
     default=60.0,
@@ -116,6 +121,8 @@ def collect(
     duration: float | None,
     stream: str,
     include_opted_out: bool | None,
+    policy: str | None,
+    retain: float | None,
     flush_seconds: float,
     heartbeat_timeout: float,
     max_body: str,
@@ -134,15 +141,26 @@ def collect(
     With a token for an instance, its streaming API is read (backfilled from the last cursor
     after every reconnect); without one its public timeline is polled when the instance
     allows it; otherwise the instance is reported as needing a token. Ctrl-C or SIGTERM stops
-    cleanly: what was received is written and the cursors saved.
+    cleanly: what was received is written and the cursors saved. Instances that --policy
+    denies are not read; --retain DAYS removes what is older at the end of the run. Each run
+    is recorded in the lake's `audit` table.
     """
     from tootlake.collector import collect as run_collect
     from tootlake.settings import parse_size
     from tootlake.sources.fleet import FleetOptions
 
     settings, specs = settings_and_specs(
-        instances, instances_file, tokens, token_file, lake, include_opted_out, kafka_options
+        instances,
+        instances_file,
+        tokens,
+        token_file,
+        lake,
+        include_opted_out,
+        kafka_options,
+        policy=policy,
+        retain=retain,
     )
+    instance_policy = load_policy_of(settings)
     stop = threading.Event()
     options = FleetOptions(
         timeline=timeline,
@@ -169,6 +187,8 @@ def collect(
             topic=topic,
             schema_registry=schema_registry,
             kafka_config=settings.kafka,
+            policy=instance_policy,
+            retain_days=settings.retain,
         )
     print_collect_summary(result, f"Kafka {kafka} topic {topic}" if kafka else settings.lake)
     if stats_path:

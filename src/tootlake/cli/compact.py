@@ -8,7 +8,7 @@ import json
 import click
 
 from tootlake.cli.command import run_command
-from tootlake.cli.options import format_option, lake_option, quiet_option
+from tootlake.cli.options import format_option, lake_option, quiet_option, retain_option
 from tootlake.cli.output import step_line
 
 
@@ -35,6 +35,7 @@ from tootlake.cli.output import step_line
     metavar="SIZE",
     help="DuckDB's memory limit while merging (e.g. 1GB); it spills to disk beyond it.",
 )
+@retain_option
 @quiet_option("No progress line, only the result.")
 @format_option(["text", "json"], default="text", help="Output format.")
 @run_command
@@ -43,23 +44,27 @@ def compact(
     retain_files: str,
     target_size: str,
     memory_limit: str | None,
+    retain: float | None,
     quiet: bool,
     fmt: str,
 ) -> None:
     """Compact the lake: merge `posts`, remove deleted posts from every table, bin-pack small
     files into large ones (OPTIMIZE), checkpoint the Delta logs and delete replaced files
     older than --retain-files (VACUUM). Readers see each table's old version or its new one,
-    never a mix; safe to rerun after a crash."""
+    never a mix; safe to rerun after a crash. With --retain DAYS (or `retain` in the config
+    file), posts older than DAYS (by created_at), sightings and rejects (by their own time)
+    are removed from every table first."""
     from tootlake.lake.maintenance import compact as compact_lake
     from tootlake.settings import load_settings, parse_size
 
-    settings = load_settings(lake=lake)
+    settings = load_settings(lake=lake, retain=retain)
     with step_line(quiet, "Compacting") as show:
         stats = compact_lake(
             settings.lake,
             retain_files=retain_files,
             target_bytes=parse_size(target_size),
             memory_limit=memory_limit,
+            retain_days=settings.retain,
             on_step=show,
         )
     if fmt == "json":
@@ -73,3 +78,6 @@ def compact(
         f"{stats.posts_removed:,} rows of deleted posts removed; "
         f"{stats.files_vacuumed:,} replaced files deleted; {stats.seconds:.1f} s."
     )
+    if stats.retention is not None:
+        removed = ", ".join(f"{n:,} {t}" for t, n in stats.retention.removed.items())
+        click.echo(f"Retention: removed rows older than {stats.retention.cutoff}: {removed}.")

@@ -8,7 +8,14 @@ import sys
 import click
 
 from tootlake.cli.command import run_command
-from tootlake.cli.options import TIMELINE, format_option, instances_options, settings_and_specs
+from tootlake.cli.options import (
+    TIMELINE,
+    format_option,
+    instances_options,
+    load_policy_of,
+    policy_option,
+    settings_and_specs,
+)
 from tootlake.cli.output import clean, one_line
 
 
@@ -65,6 +72,13 @@ def discover(start: str, limit: int, output: str | None, timeline: str) -> None:
     help="An instance to check (repeatable), besides FILE.",
 )
 @instances_options
+@policy_option
+@click.option(
+    "--rules/--no-rules",
+    default=True,
+    show_default=True,
+    help="Also read each instance's rules, terms of service and privacy policy.",
+)
 @format_option(["table", "json"], default="table", show_default=True)
 @run_command
 def check(
@@ -73,17 +87,23 @@ def check(
     tokens: tuple[str, ...],
     token_file: str | None,
     timeline: str,
+    policy: str | None,
+    rules: bool,
     fmt: str,
 ) -> None:
-    """Say, for each instance, what `collect` would do: stream / poll / needs token / down."""
+    """Say, for each instance, what `collect` would do: stream / poll / needs token / down;
+    show its rules, whether it publishes terms of service and a privacy policy (their
+    pages), and flag the instances whose rules or description mention research, scraping,
+    bots, archiving or AI, so that you can decide (and write a --policy) before collecting.
+    With --policy, also what the policy decides for each."""
     from tootlake.collector import check_instances
     from tootlake.redact import redact_json
     from tootlake.text import json_for_terminal
 
-    _, specs = settings_and_specs(instance_names, file, tokens, token_file)
+    settings, specs = settings_and_specs(instance_names, file, tokens, token_file, policy=policy)
     if not specs:
         raise click.UsageError("Give an instances FILE or --instance.")
-    reports = check_instances(specs, timeline)
+    reports = check_instances(specs, timeline, rules=rules, policy=load_policy_of(settings))
     if fmt == "json":
         rows = redact_json([r.as_dict() for r in reports])
         click.echo(json_for_terminal(json.dumps(rows, indent=1, ensure_ascii=False)))
@@ -93,15 +113,45 @@ def check(
     from rich.text import Text
 
     table = Table("instance", "collect would", "version", "live feeds", "token", "why")
+    if rules:
+        for column in ("rules", "terms", "privacy", "mentions"):
+            table.add_column(column)
+    if policy or settings.policy:
+        table.add_column("policy")
     styles = {"stream": "green", "poll": "green", "needs token": "yellow", "down": "red"}
     for r in reports:
         # Version, feeds and reasons are remote text: plain Text (no rich markup), made safe.
-        table.add_row(
+        cells = [
             Text(clean(r.instance)),
             Text(r.action, style=styles.get(r.action, "")),
             Text(clean(r.version)),
             Text(clean(r.live_feeds)),
             "yes" if r.token else "no",
             Text(clean(r.reason)),
-        )
-    Console(width=160 if not sys.stdout.isatty() else None).print(table)
+        ]
+        if rules:
+            p = r.policy
+            cells += [
+                Text(clean(p.rules_status)) if p else "",
+                Text(clean(p.terms_url or p.terms_status)) if p else "",
+                Text(clean(p.privacy_url or p.privacy_status)) if p else "",
+                Text(clean(_mentions(p.flags)), style="yellow") if p and p.flags else "",
+            ]
+        if policy or settings.policy:
+            cells.append(Text(clean(r.decision)))
+        table.add_row(*cells)
+    console = Console(width=200 if not sys.stdout.isatty() else None)
+    console.print(table)
+    for r in reports:
+        if not rules or r.policy is None or not (r.policy.rules or r.policy.problems):
+            continue
+        console.print(Text(f"{clean(r.instance)}:", style="bold"))
+        for number, rule in enumerate(r.policy.rules, 1):
+            hint = f" ({rule.hint})" if rule.hint else ""
+            console.print(Text(f"  {number}. {one_line(rule.text + hint)}"))
+        for problem in r.policy.problems[:10]:
+            console.print(Text(f"  ! {one_line(problem)}", style="red"))
+
+
+def _mentions(flags: dict[str, list[str]]) -> str:
+    return "; ".join(f"{topic} ({', '.join(words)})" for topic, words in flags.items())

@@ -19,10 +19,13 @@ __all__ = [
     "format_option",
     "include_opted_out_option",
     "instances_options",
+    "load_policy_of",
     "kafka_brokers_option",
     "kafka_option",
     "lake_option",
+    "policy_option",
     "quiet_option",
+    "retain_option",
     "schema_registry_option",
     "settings_and_specs",
     "skip_corrupt_option",
@@ -80,6 +83,42 @@ def format_option(
 def quiet_option(help: str) -> Decorator:
     """`--quiet/-q`: no progress or status line."""
     return click.option("--quiet", "-q", is_flag=True, help=help)
+
+
+def policy_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """`--policy FILE`: the instance policy (`tootlake.sources.policy`); unset (None) lets
+    TOOTLAKE_POLICY or the config file's `policy` decide."""
+    return click.option(
+        "--policy",
+        type=click.Path(dir_okay=False),
+        default=None,
+        metavar="FILE",
+        help="Instance policy (TOML: per instance decision = allow|deny, contact, note; a "
+        "default for the others): denied instances are not read. Env TOOTLAKE_POLICY; "
+        "`policy` in the config file.",
+    )(func)
+
+
+def load_policy_of(settings: Any) -> Any:
+    """The `Policy` the settings name, or None."""
+    if not settings.policy:
+        return None
+    from tootlake.sources.policy import load_policy
+
+    return load_policy(settings.policy)
+
+
+def retain_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """`--retain DAYS`; unset (None) lets TOOTLAKE_RETAIN or the config file's `retain`
+    decide."""
+    return click.option(
+        "--retain",
+        type=click.FloatRange(min=0),
+        default=None,
+        metavar="DAYS",
+        help="Remove posts older than DAYS (by created_at), and sightings and rejects older "
+        "than DAYS, physically (env TOOTLAKE_RETAIN; `retain` in the config file).",
+    )(func)
 
 
 def include_opted_out_option(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -170,6 +209,8 @@ def settings_and_specs(
     lake: str | None = None,
     include_opted_out: bool | None = None,
     kafka_options: tuple[str, ...] = (),
+    policy: str | None = None,
+    retain: float | None = None,
 ) -> tuple[Any, list[Any]]:
     """The values of the instance, token, lake and Kafka options -> (settings, instance
     specs). Token precedence: config < environment < --token-file < --token."""
@@ -187,6 +228,8 @@ def settings_and_specs(
         include_opted_out=include_opted_out,
         tokens=given,
         kafka=parse_options(kafka_options),
+        policy=policy,
+        retain=retain,
     )
     names = list(instances)
     if instances_file:

@@ -152,5 +152,14 @@ def print_collect_summary(result: Any, lake: str) -> None:
                 + f", {entry['events']:,} events, {entry['errors']} errors"
                 + (f" - {detail}" if detail and entry["status"] != "streaming" else "")
             )
+    refused = getattr(result, "refused", None) or {}
+    if refused:
+        click.echo(f"Refused by the policy: {len(refused)} instances (not read)")
+        for host, why in sorted(refused.items())[:30]:
+            click.echo(f"  {one_line(host)}: {one_line(why)}")
+    retention = getattr(result, "retention", None)
+    if retention is not None:
+        removed = ", ".join(f"{n:,} {table}" for table, n in retention.items())
+        click.echo(f"Retention: removed {removed}")
     for example in stats.bad_examples[:5]:
         click.echo(f"  bad: {one_line(example)}", err=True)

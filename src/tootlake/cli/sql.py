@@ -62,6 +62,7 @@ def sql(
       sightings_all  the sightings as written (a replayed file may repeat one)
       languages      the language `tootlake enrich` detected in each post's text
       rejects        every status, line or event that could not become a post, and why
+      audit          one row per run of collect, replay or compact: how the lake was made
 
     Their columns are in docs/lake.md. Values go in as parameters:
 

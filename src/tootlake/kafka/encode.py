@@ -159,7 +159,9 @@ def batch_encoder(
     def encode_column(avro_type: Any, column: Any) -> Any:
         if isinstance(avro_type, list):  # ["null", T]
             valid = pc.is_valid(column)
-            filled = column.fill_null(_FILLERS[_base(avro_type[1])])
+            base = _base(avro_type[1])
+            filler = pa.scalar([], column.type) if base == "array" else _FILLERS[base]
+            filled = column.fill_null(filler)
             value = pc.binary_join_element_wise(
                 pa.scalar(b"\x02"), encode_column(avro_type[1], filled), b""
             )

@@ -9,6 +9,8 @@
     LAKE/rejects/     Delta table: one row per status that could not become a post, by rejected_at
     LAKE/languages/   Delta table: one row per post whose language `tootlake enrich` detected,
                       by detected_at (`tootlake.lake.enrich`)
+    LAKE/audit/       Delta table: one row per run of collect, replay or compact, by started_at
+                      (`tootlake.lake.audit`)
     LAKE/_tootlake/   tootlake's own state (run statistics, dead letters), never read as data
 
 Every table is a Delta Lake table (a `_delta_log` folder next to Parquet files), so Spark,
@@ -26,6 +28,7 @@ __all__ = [
     "SIGHTINGS",
     "REJECTS",
     "LANGUAGES",
+    "AUDIT",
     "META",
     "TABLES",
     "is_remote",
@@ -38,6 +41,7 @@ DELETES = "deletes"
 SIGHTINGS = "sightings"
 REJECTS = "rejects"
 LANGUAGES = "languages"  # written by `tootlake enrich`, not by the collector
+AUDIT = "audit"  # one row per run of collect, replay, compact (`tootlake.lake.audit`)
 META = "_tootlake"
 # The tables writers append to (posts is made from them).
 TABLES = (POSTS_ALL, DELETES, SIGHTINGS, REJECTS)

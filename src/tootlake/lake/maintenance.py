@@ -10,8 +10,10 @@ still to resolve (docs/lake.md).
 
 `compact()` is Delta maintenance: merge, write the uri into delete events that named only a
 local id (so a copy of a deleted post that turns up later is still removed), remove deleted
-posts physically from `posts_all` and `sightings`, OPTIMIZE (bin-packing) every table,
-checkpoint the logs, and VACUUM files no version younger than `retain_files` needs.
+posts physically from `posts_all` and `sightings`, with `retain_days` remove what is older
+(`retain()`: posts by created_at, sightings and rejects by their own time), OPTIMIZE
+(bin-packing) every table, checkpoint the logs, and VACUUM files no version younger than
+`retain_files` needs. Each compaction appends a row to the `audit` table.
 
 One merging writer at a time: delta-rs does not retry a MERGE that lost a race, so it is run
 again on the fresh table (`MERGE_ATTEMPTS`); appends by sink workers meanwhile are fine.
@@ -28,7 +30,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import pyarrow as pa
@@ -36,6 +38,7 @@ import pyarrow.compute as pc
 
 from tootlake.errors import ConfigError, LakeError
 from tootlake.lake import tables
+from tootlake.lake.audit import AuditEntry, record_run
 from tootlake.lake.enrich import LANGUAGES_SCHEMA
 from tootlake.lake.layout import DELETES, LANGUAGES, POSTS, POSTS_ALL, REJECTS, SIGHTINGS
 from tootlake.lake.reader import (
@@ -54,9 +57,11 @@ __all__ = [
     "DEFAULT_RETAIN_FILES",
     "CompactStats",
     "MergeStats",
+    "RetentionStats",
     "compact",
     "merge_posts",
     "parse_duration",
+    "retain",
 ]
 
 log = logging.getLogger(__name__)
@@ -109,7 +114,23 @@ class CompactStats:
     files_before: dict[str, int] = field(default_factory=dict)
     files_after: dict[str, int] = field(default_factory=dict)
     files_vacuumed: int = 0
+    retention: RetentionStats | None = None  # with `retain_days`: what it removed
     seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class RetentionStats:
+    """What one `retain()` removed: rows per table older than `cutoff` (UTC)."""
+
+    cutoff: str = ""
+    removed: dict[str, int] = field(default_factory=dict)  # table -> rows removed
+
+    @property
+    def total(self) -> int:
+        return sum(self.removed.values())
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -572,11 +593,14 @@ def compact(
     retain_files: timedelta | str | float = DEFAULT_RETAIN_FILES,
     target_bytes: int = tables.TARGET_FILE_BYTES,
     memory_limit: str | None = None,
+    retain_days: float | None = None,
     on_step: Callable[[str], None] | None = None,
 ) -> CompactStats:
     """Delta maintenance of every table (see the module docstring); safe to rerun, and a
     crash at any step leaves every table at a committed version. `on_step` is told each
-    step as it starts ("OPTIMIZE posts_all"), for a progress line."""
+    step as it starts ("OPTIMIZE posts_all"), for a progress line. `retain_days`: also
+    remove posts, sightings and rejects older than that many days (`retain`); VACUUM then
+    deletes their files once older than `retain_files`."""
     started = time.monotonic()
 
     def step(name: str) -> None:
@@ -584,6 +608,7 @@ def compact(
         if on_step is not None:
             on_step(name)
 
+    started_at = datetime.now(UTC)
     retain = parse_duration(retain_files)
     check_lake(lake)
     stats = CompactStats()
@@ -595,6 +620,9 @@ def compact(
     merged_at = {t: v for t, v in stats.merge.covers.items()}
     step("removing deleted posts")
     _resolve_and_remove_deleted(lake, stats, metadata, memory_limit)
+    if retain_days is not None:
+        step(f"removing what is older than {retain_days:g} days")
+        stats.retention = _retain(lake, retain_days, metadata)
     for table in MAINTAINED:
         step(f"OPTIMIZE {table}")
         _retrying(
@@ -634,6 +662,17 @@ def compact(
     _advance_covers(lake, merged_at, run)
     stats.files_after = _file_counts(lake)
     stats.seconds = time.monotonic() - started
+    record_run(
+        lake,
+        AuditEntry(
+            "compact",
+            started_at,
+            deleted_rows_removed=stats.posts_removed,
+            retain_days=retain_days,
+            retention_removed=stats.retention.total if stats.retention else 0,
+            stats=stats.as_dict(),
+        ),
+    )
     return stats
 
 
@@ -841,3 +880,64 @@ def _advance_covers(lake: str, merged_at: dict[str, int], run: str) -> None:
         transactions=marks,
         metadata=tables.commit_metadata(operation="compact covers", run=run),
     )
+
+
+# ----------------------------------------------------------------------------------------
+# retention
+
+
+# The tables retention removes rows from, each by its own time (`tables.TIME_COLUMN`): posts
+# by created_at, sightings by seen_at, rejects by rejected_at. `deletes` stays: a delete
+# must still remove a copy of its post that turns up later.
+RETAINED = (POSTS_ALL, POSTS, SIGHTINGS, REJECTS)
+
+
+def retention_cutoff(days: float, now: datetime | None = None) -> datetime:
+    if days < 0 or not math.isfinite(days):
+        raise ConfigError(f"Invalid retention {days!r} days: a number of days, 0 or more")
+    return (now or datetime.now(UTC)) - timedelta(days=days)
+
+
+def retain(lake: str, days: float, *, now: datetime | None = None) -> RetentionStats:
+    """Remove physically what is older than `days` days: posts (`posts_all` and `posts`) by
+    `created_at`, sightings by `seen_at`, rejects by `rejected_at`. Whole date partitions
+    older than the cutoff's day go by a partition predicate (their files are dropped, not
+    read); the cutoff's own day is rewritten without its older rows. The removed files stay
+    for readers until `tootlake compact` vacuums them (`--retain-files`). Safe to rerun."""
+    check_lake(lake)
+    run = secrets.token_hex(4)
+    metadata = tables.commit_metadata(operation="retain", run=run)
+    covered = read_files(lake).covers
+    stats = _retain(lake, days, metadata, now=now)
+    if stats.total:
+        _advance_covers(lake, covered, run)
+    return stats
+
+
+def _retain(
+    lake: str, days: float, metadata: dict[str, str], *, now: datetime | None = None
+) -> RetentionStats:
+    import deltalake
+
+    cutoff = retention_cutoff(days, now)
+    stats = RetentionStats(cutoff=cutoff.isoformat())
+    day = cutoff.date().isoformat()
+    moment = cutoff.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    for table in RETAINED:
+        column = tables.TIME_COLUMN[table]
+        removed = 0
+        for predicate in (
+            f"date < '{day}'",  # whole partitions: their files are removed, not rewritten
+            f"date = '{day}' AND {column} < '{moment}'",
+        ):
+            delete = functools.partial(
+                _delete,
+                predicate,
+                writer_properties=tables.writer_properties(),
+                commit_properties=deltalake.CommitProperties(custom_metadata=metadata),
+            )
+            result = _retrying(lake, table, "remove expired rows from", delete)
+            if result is not _MISSING:
+                removed += int(result.get("num_deleted_rows", 0))
+        stats.removed[table] = removed
+    return stats

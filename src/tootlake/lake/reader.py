@@ -36,8 +36,10 @@ import duckdb
 
 from tootlake.errors import ConfigError, LakeError, TootlakeError
 from tootlake.lake import tables
+from tootlake.lake.audit import AUDIT_SCHEMA
 from tootlake.lake.enrich import LANGUAGES_SCHEMA
 from tootlake.lake.layout import (
+    AUDIT,
     DELETES,
     LANGUAGES,
     POSTS,
@@ -238,6 +240,7 @@ def read_files(lake: str) -> LakeFiles:
     now = {table: table_files(lake, table) for table in _VIEWS}
     now[POSTS] = merged
     now[LANGUAGES] = table_files(lake, LANGUAGES)  # `tootlake enrich`'s, when run
+    now[AUDIT] = table_files(lake, AUDIT)  # one row per run (`tootlake.lake.audit`)
     fresh = now[POSTS_ALL]
     if covers[POSTS_ALL] == fresh.version:
         fresh = TableFiles(POSTS_ALL, fresh.version)  # all covered: no older log to replay
@@ -437,6 +440,8 @@ def _create_views(
     con.execute(SIGHTINGS_VIEW)
     languages_schema = LANGUAGES_SCHEMA.append(tables.DATE_FIELD)  # empty until enriched
     create_view(con, LANGUAGES, kept(files.tables[LANGUAGES]), storage, languages_schema)
+    audit_schema = AUDIT_SCHEMA.append(tables.DATE_FIELD)  # empty until a run records itself
+    create_view(con, AUDIT, kept(files.tables[AUDIT]), storage, audit_schema)
     posts_schema = tables.table_schema(POSTS_ALL)
     merged = kept(files.tables[POSTS])
     if _merged_is_current(files) and not skip:

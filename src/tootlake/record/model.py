@@ -83,6 +83,26 @@ class Post(msgspec.Struct, frozen=True, gc=False):
     opted_out: Annotated[
         bool, _doc("author opted out of indexing (kept only with --include-opted-out)")
     ] = False
+    # Issue 13 (interactions) and issue 12 (account flags, quotes): from the status as sent;
+    # null in files and messages written before them.
+    mentions: Annotated[
+        list[str] | None, _doc("accounts mentioned, qualified user@host, in the status' order")
+    ] = None
+    in_reply_to_acct: Annotated[
+        str | None, _doc("account it replies to, qualified, when the status names it")
+    ] = None
+    quote_uri: Annotated[str | None, _doc("uri of the post it quotes (Mastodon 4.4+)")] = None
+    quote_state: Annotated[
+        str | None, _doc("state of its quote: accepted, pending, revoked... (4.4+)")
+    ] = None
+    quotes_count: Annotated[int | None, _doc("quotes known to the observing instance (4.5+)")] = (
+        None
+    )
+    indexable: Annotated[bool | None, _doc("the author opted in to full-text search (4.2+)")] = None
+    discoverable: Annotated[bool | None, _doc("the author is listed in discovery features")] = None
+    locked: Annotated[bool | None, _doc("the author approves followers by hand")] = None
+    group: Annotated[bool | None, _doc("the author is a group account (quote it in SQL)")] = None
+    moved_to: Annotated[str | None, _doc("account the author moved to, qualified user@host")] = None
 
 
 class Delete(msgspec.Struct, frozen=True, gc=False):

@@ -18,7 +18,8 @@ unchecked value:
 
 Fields that decide consent are never coerced towards collecting: a wrong-typed or missing
 `visibility` means not public, a wrong-typed `noindex` or `note` means opted out, a
-wrong-typed `reblog` a reblog.
+wrong-typed `reblog` a reblog, a wrong-typed `locked` locked (the opt-in gate skips locked
+accounts).
 
 The fast path decodes JSON bytes straight into msgspec Structs that hold only the fields kept
 (unknown keys are skipped in C). When a field has the wrong type, the slow path drops the
@@ -43,6 +44,10 @@ from tootlake.text import count_words, has_opt_out_tag, html_to_text
 
 __all__ = [
     "Account",
+    "Mention",
+    "MovedTo",
+    "Quote",
+    "QuotedStatus",
     "Rejection",
     "StatusData",
     "ValidStatus",
@@ -87,6 +92,33 @@ class Tag(msgspec.Struct):
     url: str | None = None  # the observing instance's /tags/ page (replay infers it from it)
 
 
+class Mention(msgspec.Struct):
+    """A mentioned account: `acct` is relative to the observing instance (bare when local)."""
+
+    id: StatusId | None = None
+    url: str | None = None
+    acct: str | None = None
+
+
+class MovedTo(msgspec.Struct):
+    """The account an account moved to (only what names it)."""
+
+    acct: str | None = None
+    url: str | None = None
+
+
+class QuotedStatus(msgspec.Struct):
+    uri: str | None = None
+
+
+class Quote(msgspec.Struct):
+    """Mastodon 4.4+ `quote`: a Quote (`quoted_status`, null unless visible) or a
+    ShallowQuote (`quoted_status_id`, not kept: an id is the observer's, not a uri)."""
+
+    state: str | None = None
+    quoted_status: QuotedStatus | None = None
+
+
 class Account(msgspec.Struct):
     # In the order Mastodon serialises them: msgspec looks each key up from where the last
     # one matched, so the wire's order costs the fewest comparisons.
@@ -94,12 +126,17 @@ class Account(msgspec.Struct):
     username: str | None = None
     acct: str | None = None
     display_name: str | None = None
+    locked: bool | None = None
     bot: bool | None = None
+    discoverable: bool | None = None
+    indexable: bool | None = None
+    group: bool | None = None
     created_at: str | None = None
     note: str | None = None
     url: str | None = None
     followers_count: Count | None = None
     noindex: bool | None = None
+    moved: MovedTo | None = None
 
 
 class StatusData(msgspec.Struct):
@@ -121,14 +158,16 @@ class StatusData(msgspec.Struct):
     replies_count: Count | None = None
     reblogs_count: Count | None = None
     favourites_count: Count | None = None
+    quotes_count: Count | None = None
     edited_at: str | None = None
     content: str | None = None
     reblog: Present | None = None
     application: Application | None = None
     media_attachments: list[Present] | None = None
-    mentions: list[Present] | None = None
+    mentions: list[Mention] | None = None
     tags: list[Tag] | None = None
     emojis: list[Present] | None = None
+    quote: Quote | None = None
     card: Present | None = None
     poll: Present | None = None
 
@@ -174,6 +213,7 @@ _CONSENT = {
     (StatusData, "visibility"): "unknown",  # not public
     (StatusData, "reblog"): Present(),  # a reblog
     (Account, "noindex"): True,  # opted out
+    (Account, "locked"): True,  # a locked account is skipped by the opt-in consent gate
     # a bio that cannot be read may hold an opt-out tag (it is read for nothing else)
     (Account, "note"): "#noindex",
 }
@@ -545,12 +585,55 @@ def to_post(
     uri = data.uri
     origin = host_of(uri) or ""
     acct = account.acct or account.username or ""
+    local_host = None  # the host of the observing instance's own accounts, once known
     if "@" not in acct:
         # Local accounts are unqualified; their host is the one serving their profile.
-        acct = f"{acct}@{host_of(account.url) or observed_on or origin}"
+        local_host = host_of(account.url) or observed_on or origin
+        acct = f"{acct}@{local_host}"
     observed = observed_on or None
     application = data.application
-    text = html_to_text(data.content)
+    content = data.content
+    if content and "quote-inline" in content:  # the fallback of a quote post (4.4+)
+        content = _without_quote_fallback(content)
+    text = html_to_text(content)
+    home = observed or origin  # where bare accts of mentions and moves live
+    mentions = data.mentions
+    named: list[str] | None = None
+    if mentions is not None:
+        named = []
+        for m in mentions:
+            name = m.acct
+            if name and "@" not in name:
+                # A bare acct is an account of the observing instance, like a bare author:
+                # one host look-up a post (a third of a post's added cost when per mention).
+                if local_host is None:
+                    local_host = host_of(m.url) or home
+                name = f"{name}@{local_host}"
+            if name:
+                named.append(name)
+    reply_to = data.in_reply_to_account_id
+    reply_acct = None
+    if reply_to is not None:
+        author_id = account.id
+        if author_id is not None and (
+            reply_to == author_id
+            or (type(reply_to) is not type(author_id) and str(reply_to) == str(author_id))
+        ):
+            reply_acct = acct  # a self-reply: a thread
+        elif mentions:
+            reply_to = str(reply_to)
+            for m in mentions:
+                if m.id == reply_to or (type(m.id) is int and str(m.id) == reply_to):
+                    reply_acct = _qualified(m.acct, m.url, local_host or home)
+                    break
+    quote = data.quote
+    quote_uri = quote_state = None
+    if quote is not None:
+        quote_state = quote.state
+        quoted = quote.quoted_status
+        if quoted is not None:
+            quote_uri = quoted.uri or None
+    moved = account.moved
     # Positional, in Post's field order (checked by _POST_FIELDS below): a call with 37
     # keywords costs ~2.5 us more per post than one with 37 positional arguments.
     return Post(
@@ -593,6 +676,16 @@ def to_post(
         (bool(account.noindex) or has_opt_out_tag(account.note))  # opted_out
         if opted_out is None
         else opted_out,
+        named,  # mentions
+        reply_acct,  # in_reply_to_acct
+        quote_uri,  # quote_uri
+        quote_state,  # quote_state
+        data.quotes_count,  # quotes_count
+        account.indexable,  # indexable
+        account.discoverable,  # discoverable
+        account.locked,  # locked
+        account.group,  # group
+        None if moved is None else _qualified(moved.acct, moved.url, home),  # moved_to
     )
 
 
@@ -604,7 +697,9 @@ _POST_FIELDS = (
     "words", "tags", "mentions_count", "media_count", "favourites_count", "reblogs_count",
     "replies_count", "sensitive", "spoiler_text", "visibility", "in_reply_to_id", "local",
     "account_id", "account_created_at", "followers_count", "in_reply_to_account_id",
-    "app_website", "has_poll", "has_card", "emojis_count", "opted_out",
+    "app_website", "has_poll", "has_card", "emojis_count", "opted_out", "mentions",
+    "in_reply_to_acct", "quote_uri", "quote_state", "quotes_count", "indexable",
+    "discoverable", "locked", "group", "moved_to",
 )  # fmt: skip
 if Post.__struct_fields__ != _POST_FIELDS:  # pragma: no cover - a change to Post
     raise ImportError("to_post() passes Post's fields by position: update it with Post")
@@ -612,6 +707,35 @@ if Post.__struct_fields__ != _POST_FIELDS:  # pragma: no cover - a change to Pos
 
 def _text(value: str | int | None) -> str | None:
     return None if value is None else str(value)
+
+
+# Mastodon's quote fallback for older clients: `<p class="quote-inline">RE: <a ...>...</a></p>`
+# (no nested paragraphs: the sanitiser allows none), not the author's words.
+_QUOTE_INLINE = re.compile(r"<p class=[\"']?quote-inline[\"']?>.*?</p>", re.DOTALL | re.IGNORECASE)
+
+
+def _qualified(acct: str | None, url: str | None, home: str) -> str | None:
+    """An acct as user@host: a bare one lives on the host of its profile url, else `home`
+    (the observing instance, as for the author). None for no acct."""
+    if not acct:
+        return None
+    if "@" in acct:
+        return acct
+    return f"{acct}@{host_of(url) or home}"
+
+
+_QUOTE_INLINE_P = '<p class="quote-inline">'
+
+
+def _without_quote_fallback(content: str) -> str:
+    """`content` without its quote fallback paragraph: by string work in Mastodon's exact
+    form, by a regular expression for another server's spelling."""
+    start = content.find(_QUOTE_INLINE_P)
+    if start >= 0:
+        end = content.find("</p>", start)
+        if end >= 0:
+            return content[:start] + content[end + 4 :]
+    return _QUOTE_INLINE.sub("", content)
 
 
 def from_status(

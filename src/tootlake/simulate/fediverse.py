@@ -95,6 +95,12 @@ class Fediverse:
     `retention`: how many recent posts keep their content in memory (older ones leave the REST
     timelines but stay in the truth). Extra keyword arguments go to `Workload`.
 
+    `quotes`: the share of posts that quote an earlier public post (Mastodon 4.4+ `quote`,
+    with the `quote-inline` fallback paragraph; a tenth pending or revoked), drawn from a
+    random sequence of their own. `SimPost.quoted`, `quote_state` and `quote_uri` are the
+    truth; so are a draft's `mentions` and `reply` (a reply to another account mentions it
+    first and names its id) and an author's flags (`Author.locked`, `group`, `moved_to`...).
+
     `hostile`: the share of public statuses served mutated (invalid, coerced or shaped like
     another server; see `tootlake.simulate.hostile`), chosen from the seed.
     `hostile_instances`: misbehaving instances added after the `instances` ordinary ones
@@ -117,6 +123,7 @@ class Fediverse:
         workload: Workload | None = None,
         hostile: float = 0.0,
         hostile_instances: Sequence[str | InstanceSettings] = (),
+        quotes: float = 0.05,
         **workload_options: Any,
     ) -> None:
         if isinstance(settings, Sequence):
@@ -159,6 +166,9 @@ class Fediverse:
         self.workload = workload
         self._workload_options = workload_options
         self._rng = random.Random(f"tootlake-fediverse/{seed}")
+        # Quotes draw from a sequence of their own: the rest of the fediverse's is unchanged.
+        self.quotes = quotes
+        self._quote_rng = random.Random(f"tootlake-fediverse/quotes/{seed}")
         self._posts: dict[str, SimPost] = {}
         self._alive: deque[SimPost] = deque()
         self._recent: list[SimPost] = []  # candidates for edits and deletes (a ring)
@@ -295,6 +305,13 @@ class Fediverse:
             post.hostile = self._picker.pick(now)
         if draft.reply == "self":
             post.parent = self._last_by_author.get(author.key)
+        if self.quotes and self._recent and not draft.reblog:
+            rng = self._quote_rng
+            if rng.random() < self.quotes:
+                post.quoted = rng.choice(self._recent)
+                post.quote_state = (
+                    "accepted" if rng.random() < 0.9 else rng.choice(("pending", "revoked"))
+                )
         self._last_by_author[author.key] = post
         if targets is None:
             targets = self._targets(author.home_index)

@@ -88,6 +88,17 @@ class InstanceSettings:
     misbehave: str | None = None
     huge_bytes: int = 512 << 20  # the size of each body a "huge" instance sends, lazily
     flood_rate: float | None = None  # a flood's cap, posts/s (None: as fast as clients read)
+    # What /api/v1/instance/rules, /terms_of_service and /privacy_policy serve (instance
+    # policy, `instances check`). None: a default by the instance's index (`default_policy`:
+    # every third instance's rules mention research and bots, every other one publishes no
+    # terms). `rules` is served as JSON whatever it is (a test may give wrong types);
+    # `policy_raw` (bytes) is served as the body of all three instead (HTML, garbage);
+    # `terms`/`privacy` "" = not published (404).
+    rules: Any = None
+    terms: str | None = None
+    privacy: str | None = None
+    description: str | None = None
+    policy_raw: bytes | None = None
 
     def __post_init__(self) -> None:
         if self.misbehave is not None and self.misbehave not in INSTANCE_KINDS:
@@ -432,6 +443,9 @@ class Instance:
             r.add_get("/api/v1/instance{_:/?}", self._instance_v1)
             r.add_get("/api/v2/instance{_:/?}", self._instance_v2)
             r.add_get("/api/v1/timelines/public{_:/?}", self._timeline)
+            r.add_get("/api/v1/instance/rules{_:/?}", self._rules)
+            r.add_get("/api/v1/instance/terms_of_service{_:/?}", self._terms)
+            r.add_get("/api/v1/instance/privacy_policy{_:/?}", self._privacy)
         if streaming:
             r.add_get(_STREAM_PREFIX + "/health", self._health)
             r.add_get(_STREAM_PREFIX + "{_:/?}", self._websocket)
@@ -817,7 +831,7 @@ class Instance:
             "uri": self.host,
             "title": s.title,
             "short_description": "A Mastodon server simulated by tootlake.",
-            "description": "",
+            "description": self.policy_documents()[3],
             "email": f"admin@{self.bind}",
             "version": s.version,
             "urls": {"streaming_api": self.streaming_url},
@@ -834,6 +848,44 @@ class Instance:
         if self.settings.misbehave == "bad_document":
             doc["urls"] = 5
         return _json(200, doc, headers)
+
+    def policy_documents(self) -> tuple[Any, str, str, str]:
+        """(rules, terms HTML, privacy HTML, description) this instance serves ("" = none)."""
+        s = self.settings
+        rules, terms, privacy, description = default_policy(self.index)
+        return (
+            rules if s.rules is None else s.rules,
+            terms if s.terms is None else s.terms,
+            privacy if s.privacy is None else s.privacy,
+            description if s.description is None else s.description,
+        )
+
+    async def _policy_document(self, request: web.Request, which: int) -> web.StreamResponse:
+        error, headers, _ = self._rest_guard(request)
+        if error is not None:
+            return error
+        if self.settings.policy_raw is not None:
+            return web.Response(
+                status=200, body=self.settings.policy_raw, content_type="text/html", headers=headers
+            )
+        document = self.policy_documents()[which]
+        if which == 0:
+            return _json(200, document, headers)
+        if not document:
+            return _json(404, {"error": "Record not found"}, headers)
+        stamp: dict[str, Any] = {"updated_at": "2026-01-01T00:00:00.000Z"}
+        if which == 1:
+            stamp = {"effective_date": "2026-01-01", "effective": True, "succeeded_by": None}
+        return _json(200, {**stamp, "content": document}, headers)
+
+    async def _rules(self, request: web.Request) -> web.StreamResponse:
+        return await self._policy_document(request, 0)
+
+    async def _terms(self, request: web.Request) -> web.StreamResponse:
+        return await self._policy_document(request, 1)
+
+    async def _privacy(self, request: web.Request) -> web.StreamResponse:
+        return await self._policy_document(request, 2)
 
     async def _instance_v2(self, request: web.Request) -> web.StreamResponse:
         error, headers, _ = self._rest_guard(request)
@@ -868,7 +920,7 @@ class Instance:
             "title": s.title,
             "version": s.version,
             "source_url": "https://github.com/mastodon/mastodon",
-            "description": "A Mastodon server simulated by tootlake.",
+            "description": self.policy_documents()[3],
             "usage": {"users": {"active_month": 40}},
             "thumbnail": {"url": f"{self.url}/packs/media/images/preview.png"},
             "icon": [],
@@ -1152,6 +1204,31 @@ class Instance:
             tag = command.get("tag") or command.get("list")
             tag = tag.lower() if isinstance(tag, str) else None
             conn.subs = [s for s in conn.subs if not (s.name == command["stream"] and s.tag == tag)]
+
+
+def default_policy(index: int) -> tuple[list[dict[str, str]], str, str, str]:
+    """The rules, terms, privacy policy and description of the `index`-th simulated
+    instance: every third one's rules mention research and bots (index 1, 4, ...), every
+    other one publishes no terms of service (odd indexes), and instance 2's description
+    speaks of archiving."""
+    rules = [
+        {"id": "1", "text": "Be kind to each other.", "hint": ""},
+        {"id": "2", "text": "No spam or advertising.", "hint": "Unsolicited promotion."},
+    ]
+    if index % 3 == 1:
+        rules.append(
+            {
+                "id": "3",
+                "text": "No scraping of posts for research without the admins' consent.",
+                "hint": "Bots must be marked as bots.",
+            }
+        )
+    terms = "" if index % 2 else "<p>You keep the rights to what you post.</p>"
+    privacy = "<p>We store what you post and your IP address for 12 months.</p>"
+    description = "A Mastodon server simulated by tootlake."
+    if index == 2:
+        description += " Posts here must not be archived by third parties."
+    return rules, terms, privacy, description
 
 
 def _major_minor(version: str) -> tuple[int, int]:

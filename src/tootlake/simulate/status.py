@@ -107,6 +107,8 @@ class SimPost:
         "origin",
         "origin_index",
         "parent",
+        "quote_state",
+        "quoted",
         "streamable",
         "tags",
         "uri",
@@ -131,10 +133,20 @@ class SimPost:
         self.media = bool(draft.media)
         self.tags = frozenset(t.lower() for t in draft.tags)
         self.parent: SimPost | None = None  # the post a self-reply continues
+        self.quoted: SimPost | None = None  # the post it quotes (Mastodon 4.4+ quote posts)
+        self.quote_state: str | None = None  # accepted, pending, revoked...
         self.hostile: Hostility | None = None  # how it is served mutated (simulate.hostile)
 
     def __repr__(self) -> str:
         return f"SimPost({self.uri!r}, copies={self.copies})"
+
+    @property
+    def quote_uri(self) -> str | None:
+        """The quoted post's uri as its copies carry it (`quote.quoted_status.uri`)."""
+        quoted = self.quoted
+        if quoted is None or self.quote_state != "accepted" or quoted.hostile is not None:
+            return None
+        return quoted.uri if quoted.draft is not None else None
 
 
 def _uri_of(author: Author, origin_id: int, scheme: str) -> tuple[str, str]:
@@ -236,8 +248,8 @@ class Renderer:
             "locked": author.locked,
             "bot": author.bot,
             "discoverable": author.discoverable,
-            "indexable": author.discoverable and not author.noindex,
-            "group": False,
+            "indexable": author.indexable,
+            "group": author.group,
             "created_at": author.created_at,
             "note": author.note,
             "url": f"{home}/@{author.username}",
@@ -254,6 +266,16 @@ class Renderer:
             "emojis": [],
             "fields": [],
         }
+        moved = author.moved_to
+        if moved is not None:  # Mastodon serializes the target account, after `hide_collections`
+            user, host = moved
+            account = _insert_after(account, "hide_collections", {"moved": {
+                "id": str(zlib.crc32(f"{user}@{host}".encode()) << 20 | 3),
+                "username": user,
+                "acct": f"{user}@{host}",
+                "display_name": author.display_name,
+                "url": f"{_scheme(host)}://{host}/@{user}",
+            }})  # fmt: skip
         if local:  # noindex and roles are serialized for local accounts only
             account = _insert_after(account, "hide_collections", {"noindex": author.noindex})
             account = _insert_after(account, "emojis", {"roles": []})
@@ -278,9 +300,12 @@ class Renderer:
         *,
         user: bool = False,
         stream: bool = False,
+        nested: bool = False,
     ) -> Any:
         """The status as `observer` serves it under `local_id`: a dict, unless the post is
         hostile (`post.hostile`), whose payload may be any JSON value.
+
+        `nested`: as the quoted status inside a quote post (its own quote shallow).
 
         `stream`: as the streaming server sends it to an authenticated connection (it adds
         `filtered: []`); `user`: as the REST API answers a user token (viewer flags).
@@ -298,7 +323,12 @@ class Renderer:
         if draft.reply is not None:
             parent = post.parent.copies.get(observer.index) if post.parent else None
             reply_id = str(parent or local_id - 0x5F5E1000)
-            reply_account = account["id"] if draft.reply == "self" else str(local_id - 0x1D4D0000)
+            if draft.reply == "self":
+                reply_account = account["id"]
+            elif draft.mentions:  # a reply to another account mentions it first
+                reply_account = _mention_id(*draft.mentions[0])
+            else:
+                reply_account = str(local_id - 0x1D4D0000)
         replies, reblogs, favourites = draft.counts
         status: dict[str, Any] = {
             "id": str(local_id),
@@ -315,7 +345,7 @@ class Renderer:
             "reblogs_count": reblogs,
             "favourites_count": favourites,
             "edited_at": post.edited_at if local else post.edited_s,
-            "content": draft.content,
+            "content": _quote_fallback(post.quoted, post.quote_state) + draft.content,
             "reblog": None,
             "application": None,
             "account": account,
@@ -325,7 +355,7 @@ class Renderer:
                 {"name": t, "url": f"{observer.base_url}/tags/{_quoted(t)}"} for t in draft.tags
             ],
             "emojis": list(draft.emojis),
-            "quote": None,
+            "quote": self._quote(post, observer, nested),
             "card": draft.card,
             "poll": draft.poll,
         }
@@ -346,6 +376,22 @@ class Renderer:
         if post.hostile is not None:
             return post.hostile.apply(status, local)
         return status
+
+    def _quote(self, post: SimPost, observer: Observer, nested: bool) -> dict[str, Any] | None:
+        """Mastodon 4.4+'s `quote`: the quoted status in full as the observer has it (a
+        server fetches what it lacks: any id will do), null for no quote, `quoted_status`
+        null in a state other than accepted; a ShallowQuote inside a quoted status and for a
+        quoted post no longer in memory (`SimPost.quote_uri` says what a collector reads)."""
+        quoted = post.quoted
+        if quoted is None:
+            return None
+        if post.quote_state != "accepted":
+            return {"state": post.quote_state, "quoted_status": None}
+        local_id = quoted.copies.get(observer.index) or next(iter(quoted.copies.values()), 1)
+        if nested or quoted.draft is None or quoted.hostile is not None:
+            return {"state": "accepted", "quoted_status_id": str(local_id)}
+        inner = self.copy(quoted, observer, local_id, nested=True)
+        return {"state": "accepted", "quoted_status": inner}
 
     def render(
         self,
@@ -384,9 +430,25 @@ def _viewer(status: dict[str, Any]) -> dict[str, Any]:
     return _insert_after(status, "content", {"filtered": []})
 
 
+def _mention_id(username: str, host: str) -> str:
+    """The mentioned account's id (the same on every observer, for simplicity)."""
+    return str((zlib.crc32(f"{username}@{host}".encode()) << 20) | 1)
+
+
+def _quote_fallback(quoted: SimPost | None, state: str | None) -> str:
+    """The paragraph Mastodon puts before a quote post's content for older clients."""
+    if quoted is None or state != "accepted":
+        return ""
+    link = quoted.url.split("://", 1)[1]
+    return (
+        f'<p class="quote-inline">RE: <a href="{quoted.url}" target="_blank" '
+        f'rel="nofollow noopener">{link}</a></p>'
+    )
+
+
 def _mention(username: str, host: str, observer_host: str) -> dict[str, Any]:
     return {
-        "id": str((zlib.crc32(f"{username}@{host}".encode()) << 20) | 1),
+        "id": _mention_id(username, host),
         "username": username,
         "url": f"{_scheme(host)}://{host}/@{username}",
         "acct": username if host == observer_host else f"{username}@{host}",

@@ -203,6 +203,26 @@ class Author:
         """Asked not to be indexed: `noindex` (visible on the home server only) or #nobot."""
         return self.noindex or "nobot</span>" in self.note
 
+    # Flags drawn from the key, not the workload's random sequence (which they leave as it
+    # was): about 2% group accounts, 2% moved ones.
+    @property
+    def group(self) -> bool:
+        return zlib.crc32(f"group/{self.key}".encode()) % 100 < 2
+
+    @property
+    def moved_to(self) -> tuple[str, str] | None:
+        """(username, host) of the account this one moved to, or None."""
+        if zlib.crc32(f"moved/{self.key}".encode()) % 100 >= 2:
+            return None
+        return self.username + "_new", "mas.to" if self.home == "mastodon.social" else (
+            "mastodon.social"
+        )
+
+    @property
+    def indexable(self) -> bool:
+        """Opted in to full-text search (Mastodon 4.2+), as the simulator serves it."""
+        return self.discoverable and not self.noindex
+
 
 @dataclass(slots=True)
 class Draft:

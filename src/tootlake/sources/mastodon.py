@@ -12,6 +12,7 @@ runs them for many instances at once.
     ├── RateLimited                429: wait `retry_after` seconds
     ├── TokenRefused               the token may not go to the announced streaming URL
     └── InstanceDown               network, TLS, timeout, 5xx, garbage body
+        ├── NotFound               404/410: not served here
         └── TooLarge               a body, SSE line or event, or message beyond its limit
 
 Every read is bounded (docs/collect.md, "Limits"): bodies by `MAX_BODY` (error bodies by
@@ -46,6 +47,7 @@ __all__ = [
     "InstanceInfo",
     "Mended",
     "Mode",
+    "NotFound",
     "RateLimit",
     "RateLimited",
     "SSEParser",
@@ -115,6 +117,10 @@ class InstanceDown(InstanceError):
     """Network error, TLS error, timeout, 5xx or a body that is not what the API returns."""
 
 
+class NotFound(InstanceDown):
+    """404 or 410: the server does not serve this (an endpoint it lacks, a status gone)."""
+
+
 class TooLarge(InstanceDown):
     """A body, an SSE line or event, or a WebSocket message beyond its size limit."""
 
@@ -152,6 +158,7 @@ class Mode:
     DOWN = "down"
 
 
+DESCRIPTION_LIMIT = 20_000  # characters of an instance's description kept
 _ACCESS_LEVELS = ("public", "authenticated", "disabled")  # a tuple: `in` takes any value
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 _URL_CHARS = re.compile(r"[!-~]{1,2000}")  # printable ASCII, no space
@@ -214,6 +221,7 @@ class InstanceInfo:
     registrations: bool | None = None
     title: str = ""
     api: str = "v2"
+    description: str = ""  # the admin's words about the server (`instances check` reads them)
 
     @property
     def host(self) -> str:
@@ -241,6 +249,7 @@ class InstanceInfo:
             registrations=registrations if isinstance(registrations, bool) else None,
             title=_text(body.get("title"), 500),
             api="v2",
+            description=_text(body.get("description"), DESCRIPTION_LIMIT),
         )
 
     @classmethod
@@ -254,6 +263,9 @@ class InstanceInfo:
             registrations=registrations if isinstance(registrations, bool) else None,
             title=_text(body.get("title"), 500),
             api="v1",
+            description=_text(
+                body.get("description") or body.get("short_description"), DESCRIPTION_LIMIT
+            ),
         )
 
     def feed_access(self, timeline: str) -> str:
@@ -693,6 +705,8 @@ def raise_for_status(status: int, headers: Mapping[str, str], body: bytes, what:
         raise AuthRequired(message, status)
     if status == 429:
         raise RateLimited(message, retry_after(headers) or 60.0)
+    if status in (404, 410):
+        raise NotFound(message)
     raise InstanceDown(message)
 
 
