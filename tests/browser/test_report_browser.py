@@ -22,7 +22,7 @@ from ..conftest import REAL
 from ..smalllake import status, write_inputs
 from .conftest import NOTHING_INJECTED, SCREENSHOTS, chart_sizes, injected, screenshot
 
-CHARTS = 15  # 8 drawn with matplotlib, 7 by analysis/svg.py
+CHARTS = 17  # 8 drawn with matplotlib, 9 by analysis/svg.py
 # (language, weight, median length): a lake's usual mix, with a tail of rare languages that
 # the length chart must leave out (fewer than 20 posts each).
 LANGUAGES = [

@@ -415,9 +415,9 @@ def plot_interactions(pairs: pa.Table, cross: pa.Table | None = None) -> tuple[s
             f". {overall['cross_server_share']:.1%} of {overall['interactions']:,} "
             "interactions cross servers"
         )
-        for kind in ("mention", "reply"):
+        for kind, plural in (("mention", "mentions"), ("reply", "replies")):
             if kind in totals:
-                subtitle += f" ({kind}s: {totals[kind]['cross_server_share']:.1%})"
+                subtitle += f" ({plural}: {totals[kind]['cross_server_share']:.1%})"
     if not rows:
         return _message(title, subtitle, "No mentions or replies in the lake"), "0 interactions"
     count: dict[str, int] = {}
