@@ -796,19 +796,27 @@ def _resolve_and_remove_deleted(
     for table, attr in removals:
 
         def remove(predicate: str, table: str = table) -> int:
-            delete = functools.partial(
-                _delete,
-                predicate,
-                writer_properties=tables.writer_properties(),
-                commit_properties=deltalake.CommitProperties(custom_metadata=metadata),
-            )
-            result = _retrying(lake, table, "remove deleted posts from", delete)
-            return 0 if result is _MISSING else int(result.get("num_deleted_rows", 0))
+            return _delete_rows(lake, table, predicate, metadata, "remove deleted posts from")
 
         # Partitions in parallel: each DELETE rewrites its partition on one core, and reads
         # no file of another, so they do not conflict (a race is retried all the same).
         with ThreadPoolExecutor(DELETE_TASKS) as pool:
             setattr(stats, attr, sum(pool.map(remove, _partition_deletes(where[table]))))
+
+
+def _delete_rows(lake: str, table: str, predicate: str, metadata: dict[str, str], what: str) -> int:
+    """A Delta DELETE of `predicate`'s rows from `table` (retried when a writer raced it);
+    the rows it removed (0 when there is no such table)."""
+    import deltalake
+
+    delete = functools.partial(
+        _delete,
+        predicate,
+        writer_properties=tables.writer_properties(),
+        commit_properties=deltalake.CommitProperties(custom_metadata=metadata),
+    )
+    result = _retrying(lake, table, what, delete)
+    return 0 if result is _MISSING else int(result.get("num_deleted_rows", 0))
 
 
 def _delete(predicate: str, dt: Any, **options: Any) -> Any:
@@ -917,7 +925,6 @@ def retain(lake: str, days: float, *, now: datetime | None = None) -> RetentionS
 def _retain(
     lake: str, days: float, metadata: dict[str, str], *, now: datetime | None = None
 ) -> RetentionStats:
-    import deltalake
 
     cutoff = retention_cutoff(days, now)
     stats = RetentionStats(cutoff=cutoff.isoformat())
@@ -930,14 +937,6 @@ def _retain(
             f"date < '{day}'",  # whole partitions: their files are removed, not rewritten
             f"date = '{day}' AND {column} < '{moment}'",
         ):
-            delete = functools.partial(
-                _delete,
-                predicate,
-                writer_properties=tables.writer_properties(),
-                commit_properties=deltalake.CommitProperties(custom_metadata=metadata),
-            )
-            result = _retrying(lake, table, "remove expired rows from", delete)
-            if result is not _MISSING:
-                removed += int(result.get("num_deleted_rows", 0))
+            removed += _delete_rows(lake, table, predicate, metadata, "remove expired rows from")
         stats.removed[table] = removed
     return stats
