@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tootlake.record import decode_status, from_status
+from tootlake.record.status import _without_quote_fallback
 
 from .conftest import real_status
 
@@ -168,3 +170,30 @@ def test_a_wrong_typed_locked_flag_reads_as_locked():
     status["account"]["locked"] = "no"
     post = from_status(status, OBSERVER)
     assert post.locked is True
+
+
+# The quote fallback cut, against the plain regular expression it replaces (which scanned
+# to the end of the content from every opening without a closing </p>: quadratic).
+_FALLBACK_REFERENCE = re.compile(
+    r"<p class=[\"']?quote-inline[\"']?>.*?</p>", re.DOTALL | re.IGNORECASE
+)
+_PIECES = ["<p class=quote-inline>", "<P CLASS='quote-inline'>", "</p>", "</P>", "RE: ", "<p>",
+           "x", "\n", "<p class=\"quote-inline\">"]  # fmt: skip
+
+
+@given(st.lists(st.sampled_from(_PIECES), max_size=30))
+def test_the_quote_fallback_cut_agrees_with_the_regular_expression(pieces: list[str]) -> None:
+    content = "".join(pieces)
+    got = _without_quote_fallback(content)
+    if '<p class="quote-inline">' in content and "</p>" in content[content.find('<p class="') :]:
+        # Mastodon's own form: its first paragraph cut by string work
+        start = content.find('<p class="quote-inline">')
+        end = content.find("</p>", start)
+        assert got == content[:start] + content[end + 4 :]
+    else:
+        assert got == _FALLBACK_REFERENCE.sub("", content)
+
+
+def test_openings_without_a_closing_leave_the_content_as_it_is() -> None:
+    content = "<p class=quote-inline>" * 5000 + "words " * 10000
+    assert _without_quote_fallback(content) == content

@@ -711,7 +711,8 @@ def _text(value: str | int | None) -> str | None:
 
 # Mastodon's quote fallback for older clients: `<p class="quote-inline">RE: <a ...>...</a></p>`
 # (no nested paragraphs: the sanitiser allows none), not the author's words.
-_QUOTE_INLINE = re.compile(r"<p class=[\"']?quote-inline[\"']?>.*?</p>", re.DOTALL | re.IGNORECASE)
+_QUOTE_INLINE = re.compile(r"<p class=[\"']?quote-inline[\"']?>", re.IGNORECASE)
+_END_P = re.compile("</p>", re.IGNORECASE)
 
 
 def _qualified(acct: str | None, url: str | None, home: str) -> str | None:
@@ -735,7 +736,17 @@ def _without_quote_fallback(content: str) -> str:
         end = content.find("</p>", start)
         if end >= 0:
             return content[:start] + content[end + 4 :]
-    return _QUOTE_INLINE.sub("", content)
+    # Each paragraph up to its first </p>. Not `<p ...>.*?</p>`: thousands of openings with
+    # no </p> (a hostile server's) made that regex scan to the end from each, quadratic.
+    kept, at = [], 0
+    while (opening := _QUOTE_INLINE.search(content, at)) is not None:
+        closing = _END_P.search(content, opening.end())
+        if closing is None:
+            break
+        kept.append(content[at : opening.start()])
+        at = closing.end()
+    kept.append(content[at:])
+    return "".join(kept)
 
 
 def from_status(
