@@ -190,7 +190,7 @@ def _as_records(decoded: avro_decode.DecodedBatch) -> list:
 
 # Post fields added after envelope-v2 (issues 12 and 13): a v1 or v2 message lacks them
 _SINCE_V3 = ("mentions", "in_reply_to_acct", "quote_uri", "quote_state", "quotes_count",
-             "indexable", "discoverable", "locked", "group", "moved_to")  # fmt: skip
+             "indexable", "discoverable", "locked", "group", "moved_to", "consent")  # fmt: skip
 
 
 def _as_of_v1(record):
@@ -198,6 +198,15 @@ def _as_of_v1(record):
     if not isinstance(record, Post):
         return record
     return msgspec.structs.replace(record, **dict.fromkeys(_SINCE_V3))
+
+
+def test_posts_of_v3_messages_read_consent_as_null():
+    (v3,) = [s.schema for s in shipped_schemas() if s.version == 3]
+    posts = [r for r in some_records() if isinstance(r, Post)]
+    assert any(p.consent for p in posts)
+    decoded = EnvelopeDecoder().decode([single_object_encoder(v3)(p) for p in posts])
+    assert decoded.errors == []
+    assert _as_records(decoded) == [msgspec.structs.replace(p, consent=None) for p in posts]
 
 
 def test_posts_of_v2_messages_read_the_v3_fields_as_null():

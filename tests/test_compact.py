@@ -608,6 +608,61 @@ def test_vacuum_keeps_replaced_files_for_the_retention_and_deletes_them_after(fi
     assert answers(filled) == before
 
 
+def test_after_compaction_and_vacuum_no_file_holds_a_deleted_post(filled):
+    """Issue 12: deletes honoured physically. Once VACUUM has run past the file retention,
+    no Parquet file of the lake, listed by a commit or not, holds a row of a deleted post."""
+    import pyarrow.parquet as pq
+
+    con = open_lake(filled)
+    deleted = {
+        uri
+        for (uri,) in con.execute(
+            "SELECT DISTINCT uri FROM posts_all WHERE uri NOT IN (SELECT uri FROM posts)"
+        ).fetchall()
+    }
+    con.close()
+    assert deleted  # the lake has deleted posts, their rows in posts_all files before
+    result = CliRunner().invoke(main, ["compact", "--lake", filled, "--retain-files", "0", "-q"])
+    assert result.exit_code == 0, result.output
+    checked = 0
+    for table in (POSTS_ALL, POSTS, SIGHTINGS):
+        for path in (Path(filled) / table).rglob("*.parquet"):
+            if "_delta_log" in path.parts:
+                continue
+            left = set(pq.read_table(path, columns=["uri"]).column("uri").to_pylist())
+            assert not left & deleted, (path, sorted(left & deleted)[:3])
+            checked += 1
+    assert checked
+
+
+def test_compaction_removes_the_checks_of_posts_no_longer_in_the_lake(filled):
+    """`checks` (revalidate's) names a post by instance and id: once its post is deleted and
+    compacted away, its row goes too, and after VACUUM no file holds it."""
+    import pyarrow.parquet as pq
+
+    from tootlake.lake.checks import Check, append_checks
+
+    con = open_lake(filled)
+    kept = con.execute("SELECT observed_on, id FROM posts LIMIT 1").fetchone()
+    gone = con.execute(
+        "SELECT observed_on, id FROM posts_all WHERE uri NOT IN (SELECT uri FROM posts) LIMIT 1"
+    ).fetchone()
+    con.close()
+    now = datetime.now(UTC)
+    append_checks(filled, [Check(*kept, now, "present", 200), Check(*gone, now, "present", 200)])
+    stats = compact(filled, retain_files="0s")
+    assert stats.checks_removed == 1
+    con = open_lake(filled)
+    assert con.execute("SELECT observed_on, id FROM checks").fetchall() == [kept]
+    files = [p for p in (Path(filled) / "checks").rglob("*.parquet") if "_delta_log" not in p.parts]
+    left = {
+        tuple(r.values())
+        for p in files
+        for r in pq.read_table(p, columns=["observed_on", "id"]).to_pylist()
+    }
+    assert left == {kept}
+
+
 def test_compaction_removes_the_detected_language_of_deleted_posts(filled):
     """`tootlake enrich`'s rows name posts by uri: a deleted post's row goes with it, the
     others stay, and the table is compacted like the others."""

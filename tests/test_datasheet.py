@@ -32,6 +32,7 @@ def small_lake(tmp_path: Path) -> str:
             "collect",
             datetime(2026, 12, 1, tzinfo=UTC),
             policy_sha256="ab" * 32,
+            consent="opt-out+skip-bots",
             instances=[HOSTILE],
             refused=["denied.example"],
             instance_details={
@@ -56,7 +57,9 @@ def test_every_run_leaves_a_row_in_the_audit_view(tmp_path):
         con.close()
     commands = [r[0] for r in rows]
     assert commands.count("replay") == 2 and commands.count("compact") == 1
-    assert ("compact", "opt-out", False, 36500.0) in rows
+    # compaction applies no consent policy: its row says none (null)
+    assert ("compact", None, False, 36500.0) in rows
+    assert ("collect", "opt-out+skip-bots", False, None) in rows
 
 
 def test_the_datasheet_says_how_the_lake_was_made(tmp_path):

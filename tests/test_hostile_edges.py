@@ -361,7 +361,7 @@ def test_a_bio_that_cannot_be_read_means_opted_out(note):
     got = decode_status(json.dumps(status).encode(), NOW)
     assert isinstance(got, ValidStatus) and got.coerced == ("account.note",)
     assert is_opted_out(got.data.account)
-    assert skip_reason(got) == skip_reason(status) == "opted_out"
+    assert skip_reason(got) == skip_reason(status) == "opt_out_tag"
     assert to_post(got, "mastodon.social", NOW).opted_out
 
 

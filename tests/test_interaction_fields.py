@@ -163,13 +163,20 @@ def test_a_wrong_typed_new_field_is_null_and_counted_never_a_reject(where):
     assert getattr(post, column) is None
 
 
-def test_a_wrong_typed_locked_flag_reads_as_locked():
+def test_a_wrong_typed_locked_flag_reads_as_locked_for_the_gates_and_is_stored_as_unknown():
     """`locked` decides the opt-in consent gate: a value that cannot be read never means
-    collect (the rule of visibility, noindex and the bio)."""
+    collect (the rule of visibility, noindex and the bio). The column says what was sent:
+    not known (null), not the safe value the gates used."""
+    from tootlake.record import Consent, validate_status
+
     status = real_status("mastodonsocial.json", 17)
     status["account"]["locked"] = "no"
+    status["account"]["indexable"] = True
+    checked = validate_status(status)
+    assert Consent("opt-in").gate(checked) == "locked"
+    assert Consent(skip_locked=True).gate(checked) == "locked"
     post = from_status(status, OBSERVER)
-    assert post.locked is True
+    assert post.locked is None and post.consent == "opt-out"
 
 
 # The quote fallback cut, against the plain regular expression it replaces (which scanned

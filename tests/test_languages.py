@@ -6,6 +6,7 @@ tests/fixtures/languages.csv (labelled by reading each text: see docs/analyses.m
 from __future__ import annotations
 
 import csv
+import json
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -210,3 +211,33 @@ def test_enrich_without_lingua_names_the_extra(monkeypatch, lake):
     result = CliRunner().invoke(main, ["enrich", "--lake", lake])
     assert result.exit_code == 1
     assert 'pip install "tootlake[lang]"' in result.output
+
+
+def test_enrich_leaves_a_row_in_the_audit_table_even_when_interrupted(tmp_path, lake):
+    """Each run that wrote rows appends one audit row (posts looked at, its statistics): an
+    interrupted run too, for the batches it committed; a run with nothing to do, none."""
+    replay([REAL / "mastodonsocial.json"], lake)
+
+    def interrupt(stats: object) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        enrich(lake, batch_posts=10, on_batch=interrupt, low_accuracy=True)
+    rest = enrich(lake, low_accuracy=True)
+    assert enrich(lake, low_accuracy=True).examined == 0
+    con = open_lake(lake)
+    try:
+        rows = con.execute(
+            "SELECT command, posts, stats_json FROM audit ORDER BY started_at"
+        ).fetchall()
+        (detected,) = con.execute("SELECT count(*) FROM languages").fetchone()
+    finally:
+        con.close()
+    assert [(command, posts) for command, posts, _ in rows] == [
+        ("replay", rows[0][1]),
+        ("enrich", 10),
+        ("enrich", rest.examined),
+    ]
+    assert 10 + rest.examined == detected
+    recorded = json.loads(rows[2][2])
+    assert recorded["detected"] == rest.detected and recorded["detector"] == rest.detector

@@ -52,7 +52,7 @@ POST_COLUMNS = [
 # migrate fills them with NULL
 NEWER_COLUMNS = sorted([
     "mentions", "in_reply_to_acct", "quote_uri", "quote_state", "quotes_count", "indexable",
-    "discoverable", "locked", "group", "moved_to",
+    "discoverable", "locked", "group", "moved_to", "consent",
 ])  # fmt: skip
 VIEW_COLUMNS = {
     "posts_all": POST_COLUMNS,
@@ -180,7 +180,8 @@ def test_library_stats_and_keep_old(old_lake):
         "rejects": expected["rejects"]["rows"],
     }
     assert stats.files_left_out == 15 and stats.replaced_but_changed == 0
-    assert stats.columns_filled == {"posts_all": NEWER_COLUMNS} and stats.columns_dropped == {}
+    assert stats.columns_filled == {"posts_all": NEWER_COLUMNS, "deletes": ["reason"]}
+    assert stats.columns_dropped == {}
     assert sorted(set(seen)) == ["cleanup", "convert", "merge", "swap"]
     # the old files, every one, under _tootlake/old-layout
     kept = Path(old_lake) / "_tootlake" / "old-layout"
@@ -211,7 +212,10 @@ def test_old_files_without_newer_columns_get_nulls_and_defaults(old_lake):
     gone = ["app_website", "emojis_count", "opted_out"]
     pq.write_table(old.drop_columns(gone), path, compression="zstd")
     stats = migrate(old_lake)
-    assert stats.columns_filled == {"posts_all": sorted(gone + NEWER_COLUMNS)}
+    assert stats.columns_filled == {
+        "posts_all": sorted(gone + NEWER_COLUMNS),
+        "deletes": ["reason"],
+    }
     con = open_lake(old_lake)
     rows = con.execute(
         "SELECT count(*), count(app_website), sum(emojis_count), count(*) FILTER (opted_out), "
@@ -245,6 +249,27 @@ def test_old_files_without_posts_are_migrated_too(tmp_path):
     stats = migrate(str(lake))
     assert stats.migrated and stats.rows == {"rejects": 1}
     assert digests(str(lake))["rejects"] == OLD_TABLES["as_written"]["rejects"]
+
+
+def test_a_migration_leaves_a_row_in_the_audit_table(old_lake):
+    """The run that migrates says so in the new lake's audit table (the rows of posts_all it
+    converted, and its statistics); a run with nothing to migrate wrote nothing, no row."""
+    stats = migrate(old_lake)
+    assert not migrate(old_lake).migrated
+    con = open_lake(old_lake)
+    try:
+        rows = con.execute(
+            "SELECT command, posts, stats_json, tootlake_version FROM audit"
+        ).fetchall()
+    finally:
+        con.close()
+    assert len(rows) == 1
+    command, posts, stats_json, version = rows[0]
+    assert command == "migrate" and version
+    assert posts == stats.rows["posts_all"] == OLD_TABLES["as_written"]["posts_all"]["rows"]
+    recorded = json.loads(stats_json)
+    assert recorded["files"] == stats.files and recorded["rows"] == stats.rows
+    assert recorded["migrated"] is True and recorded["files_left_out"] == 15
 
 
 def test_a_lake_with_both_layouts_is_refused(old_lake):

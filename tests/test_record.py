@@ -127,11 +127,16 @@ def test_remote_post_with_many_hashtags_and_second_precision_time():
 
 def test_opted_out_accounts_are_skipped_unless_asked():
     status = real_status("malformed.json", 5)  # account has noindex: true
-    assert skip_reason(status) == "opted_out"
+    assert skip_reason(status) == "noindex"
     assert skip_reason(status, include_opted_out=True) is None
     bio = real_status("mastodonsocial.json", 3)
     bio["account"] = {**bio["account"], "note": "<p>Please: #<span>NoSearch</span></p>"}
-    assert skip_reason(bio) == "opted_out"
+    assert skip_reason(bio) == "opt_out_tag"
+    field = {"name": "Bots", "value": '<a class="mention hashtag">#<span>NoArchive</span></a>'}
+    fields = real_status("mastodonsocial.json", 3)
+    fields["account"] = {**fields["account"], "fields": [{"name": "x", "value": "y"}, field]}
+    assert skip_reason(fields) == "opt_out_tag"
+    assert from_status(fields, "mastodon.social").consent == "none"
 
 
 def test_reblogs_and_non_public_posts_are_skipped():

@@ -1,6 +1,7 @@
 """Retention (`compact --retain`, `retain()`): posts older than the cutoff (by created_at),
 sightings and rejects (by their own time) are removed physically from every table, the
-boundary day row by row; the views agree, and after VACUUM no file of the lake holds them."""
+boundary day row by row, and with them the languages `tootlake enrich` detected for the posts
+removed; the views agree, and after VACUUM no file of the lake holds them."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 from click.testing import CliRunner
 
 from tootlake.cli import main
-from tootlake.lake.layout import POSTS, POSTS_ALL, REJECTS, SIGHTINGS
+from tootlake.lake.layout import LANGUAGES, POSTS, POSTS_ALL, REJECTS, SIGHTINGS
 from tootlake.lake.maintenance import compact, retain
 from tootlake.lake.reader import open_lake
 from tootlake.lake.writer import LakeWriter
@@ -101,3 +103,51 @@ def test_retain_comes_from_the_config_file_and_is_checked(tmp_path, monkeypatch)
     done = CliRunner().invoke(main, ["compact", "--lake", lake, "-q", "--format", "json"])
     assert done.exit_code == 0, done.output
     assert '"retention": {' in done.output and uris(lake, "posts") == set()
+
+
+BOB = "https://b.example/users/bob/statuses/3"  # deleted by the small lake's SSE capture
+
+
+def enriched_small_lake(tmp_path: Path) -> str:
+    """The small lake with a detected language for every post with text, bob's included:
+    enriched before the capture that deletes his post is replayed."""
+    pytest.importorskip("lingua")  # the `lang` extra
+    from tootlake.lake.enrich import enrich
+
+    lake = str(tmp_path / "lake")
+    jsonl, sse = write_inputs(tmp_path / "in")
+    replay([jsonl], lake, sink=LakeWriter(lake, sightings=True))
+    # every post with a letter gets a row (low accuracy: models load in a second)
+    assert enrich(lake, min_letters=1, low_accuracy=True).examined == 6
+    replay([sse], lake, observed_on="a.example")
+    return lake
+
+
+def test_retain_removes_the_detected_language_of_expired_posts(tmp_path):
+    lake = enriched_small_lake(tmp_path)
+    detected = uris(lake, LANGUAGES)
+    assert BOB in detected and len(detected) == 6
+    stats = retain(lake, 1, now=datetime(2023, 2, 5, 9, 2, tzinfo=UTC))
+    kept = uris(lake, "posts_all")  # newsbot's 09:05 post, carol's and dave's (no text)
+    assert len(kept) == 3
+    assert uris(lake, LANGUAGES) == detected & kept
+    assert stats.removed[LANGUAGES] == len(detected - kept) == 4
+    # a second run has nothing left to remove
+    assert retain(lake, 1, now=datetime(2023, 2, 5, 9, 2, tzinfo=UTC)).removed[LANGUAGES] == 0
+
+
+def test_compaction_and_retention_leave_no_file_holding_a_removed_language(tmp_path):
+    """Compaction removes a deleted post's language, retention the expired ones'; after
+    VACUUM no Parquet file of `languages` (listed by a commit or not) holds a row."""
+    lake = enriched_small_lake(tmp_path)
+    detected = uris(lake, LANGUAGES)
+    stats = compact(lake)
+    assert stats.languages_removed == 1
+    assert uris(lake, LANGUAGES) == detected - {BOB}
+    result = CliRunner().invoke(
+        main, ["compact", "--lake", lake, "--retain", "0", "--retain-files", "0", "-q"]
+    )
+    assert result.exit_code == 0, result.output
+    assert uris(lake, LANGUAGES) == set()
+    files = [p for p in (Path(lake) / LANGUAGES).rglob("*.parquet") if "_delta_log" not in p.parts]
+    assert all(pq.read_table(path).num_rows == 0 for path in files), files

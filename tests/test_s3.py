@@ -146,5 +146,5 @@ def test_run_files_on_s3_are_written_and_added_up_by_the_report(lake_url):
     runs = storage_for(lake_url).list(join(lake_url, "_tootlake", "runs"), suffix=".json")
     assert len(runs) == 2
     stats = read_collection_stats(lake_url)
-    assert stats is not None and stats["skipped"]["opted_out"] == 10
+    assert stats is not None and stats["skipped"] == {"noindex": 8, "opt_out_tag": 2}
     assert "<dt>Skipped as opted out</dt><dd>10</dd>" in render_html_report(lake_url)

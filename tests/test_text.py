@@ -47,5 +47,15 @@ def test_opt_out_tags_in_a_bio():
     assert has_opt_out_tag('<p>Hi! <a href="x" class="mention hashtag">#<span>NoBot</span></a></p>')
     assert has_opt_out_tag("<p>#nosearch please</p>")
     assert has_opt_out_tag("#noindex")
-    assert not has_opt_out_tag("<p>#nobots are fine? no: #notabot</p>")
+    assert has_opt_out_tag("<p>#NoBots here</p>")
+    assert has_opt_out_tag('<p><a class="mention hashtag">#<span>noarchive</span></a></p>')
+    assert not has_opt_out_tag("<p>#nobotsplease is one word; #notabot; #noarchives</p>")
+    # markup, entities, compatibility forms and invisible characters do not hide a tag
+    for hidden in (
+        "#<span>No</span><span>Bot</span>", "#no<b>index</b>", "#n<i></i>oindex", "&#35;nobot",
+        "&#x23;noindex", "#n&#111;bot", "#no&shy;archive", "#no\u200bbot", "\uff03nobot",
+        "#\uff4e\uff4f\uff42\uff4f\uff54", "#no<!-- > -->bot", '#no<a title=">">bot',
+    ):  # fmt: skip
+        assert has_opt_out_tag(f"<p>{hidden}</p>"), hidden
+    assert not has_opt_out_tag('<p>#<span>nature</span> <a href="#nobot">link</a></p>')
     assert not has_opt_out_tag("")

@@ -34,6 +34,8 @@ from tootlake.pipeline import (
     run,
     save_run,
 )
+from tootlake.record import Consent
+from tootlake.record.pseudonymize import Pseudonymizer
 from tootlake.settings import Settings, check_private, token_for
 from tootlake.sources.fleet import FleetOptions, FleetSource, InstanceSpec
 from tootlake.sources.mastodon import (
@@ -253,6 +255,7 @@ def collect(
     options: FleetOptions | None = None,
     duration: float | None = None,
     include_opted_out: bool = False,
+    consent: Consent | None = None,
     flush_seconds: float = 60.0,
     stop: threading.Event | None = None,
     on_progress: Callable[[Progress], None] | None = None,
@@ -264,6 +267,7 @@ def collect(
     merge_every: float | None = 300.0,
     policy: Policy | None = None,
     retain_days: float | None = None,
+    pseudonymizer: Pseudonymizer | None = None,
 ) -> CollectResult:
     """Collect from `instances` until `duration` passes or `stop` is set; drain, flush,
     commit the cursors and return what happened.
@@ -277,8 +281,12 @@ def collect(
     `refused`). `retain_days`: at the end of the run, after the last merge, remove posts,
     sightings and rejects older than that (`tootlake.lake.maintenance.retain`); not with
     `kafka` (run `tootlake compact --retain` where the sink writes). Each run appends a row
-    to the lake's `audit` table.
+    to the lake's `audit` table. `consent`: the consent gates (`tootlake.record.Consent`;
+    `include_opted_out` is its "none" mode), applied before anything reaches Kafka or the lake.
+    `pseudonymizer`: pseudonymise every record as it is made, before Kafka or the lake
+    (`tootlake.record.pseudonymize`); the lake must be pseudonymised with the same key, or new.
     """
+    consent = Consent.given(consent, include_opted_out)
     if not instances:
         raise ConfigError("No instance to collect from: give --instance or --instances-file.")
     if retain_days is not None and kafka:
@@ -301,6 +309,18 @@ def collect(
                 f"Every instance given is denied by the policy {policy.path}: nothing to collect."
             )
         instances = allowed
+    key_id = None if pseudonymizer is None else pseudonymizer.key_id
+    if not kafka:  # before anything is written (the sink checks a topic's lake)
+        from tootlake.lake.pseudonyms import claim
+
+        claim(lake, key_id)
+    if pseudonymizer is not None and state_dir is None:
+        log.warning(
+            "The collector's cursors (the newest raw status id of each instance, needed to "
+            "resume) are kept in %s, inside the pseudonymised lake: give --state DIR outside "
+            "it before sharing the lake.",
+            default_state_dir(lake),
+        )
     rules = _rules_hashes(instances) if policy is not None and not kafka else {}
     state_dir = state_dir or default_state_dir(lake)
     state = CollectorState(state_dir)
@@ -308,7 +328,7 @@ def collect(
     fleet = FleetSource(instances, state, options=options, stop=stop)
     started_at = datetime.now(UTC)
     stats = RunStats()
-    recorder = Recorder(stats, include_opted_out=include_opted_out, dedupe=True)
+    recorder = Recorder(stats, consent=consent, dedupe=True, pseudonymizer=pseudonymizer)
     timer = None
     if duration is not None:
         timer = threading.Timer(duration, stop.set)
@@ -370,6 +390,10 @@ def collect(
         stop.set()
         state.save()
     health = fleet.health()
+    if pseudonymizer is not None:  # an instance's error may quote a URL with a status id
+        for entry in health.values():
+            if isinstance(entry.get("detail"), str):
+                entry["detail"] = pseudonymizer.message(entry["detail"])
     retention = None
     if retain_days is not None:
         retention = _retain(lake, retain_days)
@@ -380,13 +404,14 @@ def collect(
             "collect",
             stats,
             started_at,
-            include_opted_out=include_opted_out,
+            consent=consent,
             instances=health,
             policy_sha256=policy.sha256 if policy is not None else None,
             refused=refused,
             rules=rules,
             retain_days=retain_days,
             retention_removed=sum((retention or {}).values()),
+            key_id=key_id,
         )
     return CollectResult(stats, health, state_dir, samples, refused, retention)
 

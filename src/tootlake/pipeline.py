@@ -28,7 +28,8 @@ from tootlake.errors import BadInput, TootlakeError
 from tootlake.lake.layout import join
 from tootlake.lake.storage import storage_for
 from tootlake.lake.writer import LakeWriter
-from tootlake.record import Delete, Post, Reject, Sighting, ValidStatus, skip_reason, to_post
+from tootlake.record import Consent, Delete, Post, Reject, Sighting, ValidStatus, to_post
+from tootlake.record.consent import AUTHOR_GATES, NOINDEX
 from tootlake.redact import redact_json
 from tootlake.sources import DELETE, EDIT, REJECT, Event, Source
 from tootlake.transports import Batch, Transport, drain
@@ -36,6 +37,7 @@ from tootlake.transports.memory import MemoryTransport
 
 if TYPE_CHECKING:
     from tootlake.kafka.producer import KafkaTransport
+    from tootlake.record.pseudonymize import Pseudonymizer
 
 __all__ = [
     "RUNS_DIR",
@@ -72,7 +74,10 @@ class RunStats:
     deletes: int = 0
     sightings: int = 0  # a post already written, seen again on another instance
     duplicates: int = 0  # the same version seen again on the same instance
-    skipped: Counter[str] = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Counter)  # by the gate that failed
+    # posts written, then removed when a later copy failed an author's gate, by the gate
+    withdrawn: Counter[str] = field(default_factory=Counter)
+    consent: Counter[str] = field(default_factory=Counter)  # posts by consent level passed
     bad: int = 0
     bad_examples: list[str] = field(default_factory=list)
     # a replay's bad lines per file, and each file's first few ("in.jsonl:12: not valid
@@ -119,6 +124,8 @@ class RunStats:
             "sightings": self.sightings,
             "duplicates": self.duplicates,
             "skipped": dict(self.skipped),
+            "consent": dict(self.consent),
+            "withdrawn": dict(self.withdrawn),
             "bad": self.bad,
             "bad_examples": self.bad_examples,
             "rejected": self.rejected,
@@ -179,19 +186,25 @@ def audit_run(
     started_at: datetime,
     *,
     include_opted_out: bool = False,
+    consent: Consent | None = None,
     instances: dict[str, dict[str, Any]] | None = None,
     policy_sha256: str | None = None,
     refused: dict[str, str] | None = None,
     rules: dict[str, str | None] | None = None,
     retain_days: float | None = None,
     retention_removed: int = 0,
+    key_id: str | None = None,
 ) -> bool:
     """Append a row for this run to the lake's `audit` table (`tootlake.lake.audit`): the
-    consent mode the Recorder applied (opt-out tags and `noindex` skipped, unless
-    `include_opted_out`), the skips by reason, deletes, and for a collect each instance's
-    mode and version (and the hash of its rules, `rules`: host -> SHA-256, when read) and
-    those the policy refused. False (and a warning) if it could not."""
-    from tootlake.lake.audit import CONSENT_NONE, CONSENT_OPT_OUT, AuditEntry, record_run
+    consent policy the Recorder applied (`consent`; without it, the default or, with
+    `include_opted_out`, the "none" mode), the skips by gate, deletes, and for a collect each
+    instance's mode and version (and the hash of its rules, `rules`: host -> SHA-256, when read) and
+    those the policy refused; `key_id`: the pseudonymisation key's id, when the run's records
+    were pseudonymised. False (and a warning) if it could not."""
+    from tootlake.lake.audit import AuditEntry, record_run
+
+    if consent is None:
+        consent = Consent.of(include_opted_out=include_opted_out)
 
     details: dict[str, dict[str, Any]] = {
         host: _run_instance(entry) for host, entry in (instances or {}).items()
@@ -204,7 +217,7 @@ def audit_run(
         command=kind,
         started_at=started_at,
         policy_sha256=policy_sha256,
-        consent=CONSENT_NONE if include_opted_out else CONSENT_OPT_OUT,
+        consent=consent.describe(),
         instances=sorted(instances or {}),
         refused=sorted(refused or {}),
         instance_details=details,
@@ -216,6 +229,8 @@ def audit_run(
         retain_days=retain_days,
         retention_removed=retention_removed,
         stats=stats.as_dict(),
+        pseudonymised=key_id is not None,
+        key_id=key_id,
     )
     return record_run(lake, entry)
 
@@ -241,18 +256,27 @@ class Recorder:
         stats: RunStats,
         *,
         include_opted_out: bool = False,
+        consent: Consent | None = None,
         remember: int = 100_000,
         dedupe: bool = False,
         remember_uris: int = 600_000,
+        pseudonymizer: Pseudonymizer | None = None,
+        remember_accounts: int = 100_000,
     ) -> None:
         self.stats = stats
-        self.include_opted_out = include_opted_out
+        # records leave pseudonymised, as do the messages of bad input (issue 12)
+        self.pseudonymizer = pseudonymizer
+        self.consent = Consent.given(consent, include_opted_out)
+        self.include_opted_out = self.consent.include_opted_out
         self.remember = remember
         self.dedupe = dedupe
         self.remember_uris = remember_uris
         self._uris: OrderedDict[tuple[str | None, str], str] = OrderedDict()
         self._written: dict[int, str] = {}  # hash(uri) -> version, the newer generation
         self._written_old: dict[int, str] = {}
+        # authors seen opted out by `noindex` (qualified acct), most recent last
+        self._quiet: OrderedDict[str, None] = OrderedDict()
+        self.remember_accounts = remember_accounts
 
     def bad(self, exc: BadInput | str, *, file: str | None = None, example: str = "") -> None:
         """Count a bad input; the first 20 are kept as examples.
@@ -263,6 +287,8 @@ class Recorder:
         non-JSON files made thousands of WARNING lines. Other bad input (a live source, whose
         run may last days) has its first 20 logged at WARNING."""
         self.stats.bad += 1
+        if self.pseudonymizer is not None:  # reasons may quote ids and uris
+            exc, example = self.pseudonymizer.message(str(exc)), self.pseudonymizer.message(example)
         kept = len(self.stats.bad_examples) < 20
         if kept:
             self.stats.bad_examples.append(str(exc))
@@ -280,7 +306,8 @@ class Recorder:
             assert event.id is not None
             self.stats.deletes += 1
             uri = self._uris.pop((event.observed_on, event.id), None)
-            return Delete(event.observed_on, event.id, uri, datetime.now(UTC))
+            delete = Delete(event.observed_on, event.id, uri, datetime.now(UTC))
+            return delete if self.pseudonymizer is None else self.pseudonymizer.delete(delete)
         if kind == REJECT:
             reject = event.reject
             assert reject is not None
@@ -293,30 +320,59 @@ class Recorder:
                 self.bad(message, file=file, example=f"{where}: {reject.reason}{at_fault}")
             else:
                 self.bad(message)
-            return reject
+            return reject if self.pseudonymizer is None else self.pseudonymizer.reject(reject)
         status = event.status
         assert status is not None
         if status.coerced:
             self.stats.coerced.update(status.coerced)
-        reason = skip_reason(status, self.include_opted_out)
+        reason = self.consent.gate(status)
+        if reason is None and self._quiet and self._author(status, event) in self._quiet:
+            reason = NOINDEX  # said on its home instance; this copy cannot tell
         if reason is not None:
             self.stats.skipped[reason] += 1
+            if reason in AUTHOR_GATES:
+                return self._withdraw(status, event, reason)
             return None
         if self.dedupe and self._written_before(status):
             return self._sighting(event, status)
-        # skip_reason() just found the author not opted out, unless opt-outs are kept
+        # the gates just found the author not opted out, unless opt-outs are kept
         known = False if not self.include_opted_out else None
         post = to_post(status, event.observed_on, opted_out=known)
         if kind == EDIT or status.edited_at is not None:  # a version of an edited post
             self.stats.edits += 1
         else:
             self.stats.posts += 1
+            self.stats.consent[post.consent or ""] += 1  # posts, not versions
         self._remember(post.observed_on, post.id, post.uri)
-        if self.dedupe:
-            self._written[hash(post.uri)] = status.version
-            if len(self._written) * 2 >= self.remember_uris:
-                self._written_old, self._written = self._written, {}
-        return post
+        # (without dedupe too: a later copy failing an author's gate withdraws the post)
+        self._written[hash(post.uri)] = status.version
+        if len(self._written) * 2 >= self.remember_uris:
+            self._written_old, self._written = self._written, {}
+        return post if self.pseudonymizer is None else self.pseudonymizer.post(post)
+
+    def _author(self, status: ValidStatus, event: Event) -> str:
+        """The author's qualified acct, as the memory of `noindex` accounts keys it."""
+        account = status.data.account
+        acct = (account.acct or account.username or "").lower()
+        return acct if "@" in acct else f"{acct}@{event.observed_on or ''}"
+
+    def _withdraw(self, status: ValidStatus, event: Event, gate: str) -> Delete | None:
+        """A copy failed an author's gate: remember a `noindex` (Mastodon says it on the
+        author's home instance only, so later copies from elsewhere are skipped too), and
+        when this post was written from a copy that could not tell, or before its author
+        opted out, remove it: a Delete naming the uri, with the gate as its reason."""
+        if gate == NOINDEX and not self.include_opted_out:
+            author = self._author(status, event)
+            self._quiet[author] = None
+            self._quiet.move_to_end(author)
+            if len(self._quiet) > self.remember_accounts:
+                self._quiet.popitem(last=False)
+        key = hash(status.uri)
+        if self._written.pop(key, None) is None and self._written_old.pop(key, None) is None:
+            return None  # not written (as far as the bounded memory knows)
+        self.stats.withdrawn[gate] += 1
+        delete = Delete(event.observed_on, status.id, status.uri, datetime.now(UTC), gate)
+        return delete if self.pseudonymizer is None else self.pseudonymizer.delete(delete)
 
     def _remember(self, observed_on: str | None, status_id: str, uri: str) -> None:
         key = (observed_on, status_id)
@@ -340,7 +396,8 @@ class Recorder:
             return None
         self._remember(event.observed_on, status.id, uri)
         self.stats.sightings += 1
-        return Sighting(uri, event.observed_on, status.id, datetime.now(UTC))
+        sighting = Sighting(uri, event.observed_on, status.id, datetime.now(UTC))
+        return sighting if self.pseudonymizer is None else self.pseudonymizer.sighting(sighting)
 
 
 def merge_lake(lake: str, *, isolated: bool = False) -> None:
@@ -496,12 +553,15 @@ def run(
 
 
 def _replay_events(
-    paths: Iterable[str | Path], observed_on: str | None, include_opted_out: bool
+    paths: Iterable[str | Path],
+    observed_on: str | None,
+    consent: Consent,
+    pseudonymizer: Pseudonymizer | None = None,
 ) -> tuple[Iterator[Event], Recorder]:
     """The events of recorded files, and the recorder that counts their bad lines."""
     from tootlake.sources.replay import ReplaySource
 
-    recorder = Recorder(RunStats(), include_opted_out=include_opted_out)
+    recorder = Recorder(RunStats(), consent=consent, pseudonymizer=pseudonymizer)
     source: Source = ReplaySource(paths, observed_on=observed_on, on_bad=recorder.bad)
     return source.events(), recorder
 
@@ -512,10 +572,12 @@ def replay(
     *,
     observed_on: str | None = None,
     include_opted_out: bool = False,
+    consent: Consent | None = None,
     on_progress: Callable[[RunStats], None] | None = None,
     sink: LakeWriter | None = None,
     workers: int | None = 1,
     merge: bool = True,
+    pseudonymizer: Pseudonymizer | None = None,
 ) -> RunStats:
     """Replay recorded statuses (JSON lines or SSE captures) into the lake.
 
@@ -526,10 +588,19 @@ def replay(
     server process (multiprocessing's forkserver), never forked from the caller, whose
     threads (Kafka clients, DuckDB, a notebook's) a fork would break.
 
-    `merge`: bring the `posts` table up to date at the end (`merge_lake`)."""
+    `merge`: bring the `posts` table up to date at the end (`merge_lake`).
+    `consent`: the consent gates (`tootlake.record.Consent`; `include_opted_out` is the
+    "none" mode).
+    `pseudonymizer`: pseudonymise every record (`tootlake.record.pseudonymize`); the lake
+    must be pseudonymised with the same key, or new (`tootlake.lake.pseudonyms.claim`)."""
+    from tootlake.lake.pseudonyms import claim
+
     started_at = datetime.now(UTC)
     paths = list(paths)
-    events, recorder = _replay_events(paths, observed_on, include_opted_out)
+    key_id = None if pseudonymizer is None else pseudonymizer.key_id
+    claim(lake, key_id)  # before anything is written: never a mix of raw and pseudonyms
+    consent = Consent.given(consent, include_opted_out)
+    events, recorder = _replay_events(paths, observed_on, consent, pseudonymizer)
     stats: RunStats | None = None
     if sink is None and workers != 1:
         from tootlake.sources.replay import cut
@@ -537,7 +608,7 @@ def replay(
         pieces = cut(paths, workers or os.cpu_count() or 1)
         if len(pieces) > 1:
             stats = _replay_pieces(
-                pieces, lake, observed_on, include_opted_out, on_progress, workers
+                pieces, lake, observed_on, consent, on_progress, workers, pseudonymizer
             )
     if stats is None:
         with fewer_collections():  # posts live until their file is written: see tootlake._gc
@@ -550,7 +621,7 @@ def replay(
     if merge:
         merge_lake(lake)
     save_run(lake, "replay", stats, started_at)
-    audit_run(lake, "replay", stats, started_at, include_opted_out=include_opted_out)
+    audit_run(lake, "replay", stats, started_at, consent=consent, key_id=key_id)
     return stats
 
 
@@ -563,9 +634,10 @@ def _replay_pieces(
     pieces: list[Any],
     lake: str,
     observed_on: str | None,
-    include_opted_out: bool,
+    consent: Consent,
     on_progress: Callable[[RunStats], None] | None,
     workers: int | None,
+    pseudonymizer: Pseudonymizer | None = None,
 ) -> RunStats:
     """Replay pieces of files in worker processes, then add their stats up."""
     import multiprocessing
@@ -583,7 +655,7 @@ def _replay_pieces(
         initargs=(counters,),
     ) as pool:
         futures = [
-            pool.submit(_replay_piece, i, piece, lake, observed_on, include_opted_out)
+            pool.submit(_replay_piece, i, piece, lake, observed_on, consent, pseudonymizer)
             for i, piece in enumerate(pieces)
         ]
         pending: set[Any] = set(futures)
@@ -614,11 +686,16 @@ def _init_piece_worker(counters: Any) -> None:
 
 
 def _replay_piece(
-    index: int, piece: Any, lake: str, observed_on: str | None, include_opted_out: bool
+    index: int,
+    piece: Any,
+    lake: str,
+    observed_on: str | None,
+    consent: Consent,
+    pseudonymizer: Pseudonymizer | None = None,
 ) -> RunStats:
     from tootlake.sources.replay import ReplaySource
 
-    recorder = Recorder(RunStats(), include_opted_out=include_opted_out)
+    recorder = Recorder(RunStats(), consent=consent, pseudonymizer=pseudonymizer)
     source = ReplaySource([piece.path], observed_on=observed_on, on_bad=recorder.bad)
     base = index * _PROGRESS_FIELDS
 
@@ -665,8 +742,15 @@ def produce(
     stats = recorder.stats
     stop = stop or threading.Event()
     owned = transport is None
+    # a pseudonymising recorder's key id rides on every message: the sink refuses a mix
+    key_id = None if recorder.pseudonymizer is None else recorder.pseudonymizer.key_id
     sender = transport or KafkaTransport(
-        kafka, topic or DEFAULT_TOPIC, schema_registry=schema_registry, config=config, stop=stop
+        kafka,
+        topic or DEFAULT_TOPIC,
+        schema_registry=schema_registry,
+        config=config,
+        stop=stop,
+        key_id=key_id,
     )
     failure: list[BaseException] = []
 
@@ -714,11 +798,15 @@ def replay_to_kafka(
     schema_registry: Any = None,
     observed_on: str | None = None,
     include_opted_out: bool = False,
+    consent: Consent | None = None,
     on_progress: Callable[[RunStats], None] | None = None,
     config: dict[str, Any] | None = None,
+    pseudonymizer: Pseudonymizer | None = None,
 ) -> RunStats:
-    """Replay recorded statuses into a Kafka topic (see `produce`)."""
-    events, recorder = _replay_events(paths, observed_on, include_opted_out)
+    """Replay recorded statuses into a Kafka topic (see `produce`); with `pseudonymizer`,
+    pseudonymised records only."""
+    consent = Consent.given(consent, include_opted_out)
+    events, recorder = _replay_events(paths, observed_on, consent, pseudonymizer)
     return produce(
         events,
         kafka=kafka,

@@ -18,12 +18,17 @@ import logging
 import os
 import stat
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tootlake.errors import ConfigError
+from tootlake.record.consent import MODES, NONE, Consent
 from tootlake.redact import MIN_SECRET_LENGTH, register_secret
+
+if TYPE_CHECKING:
+    from tootlake.record.pseudonymize import Pseudonymizer
 
 __all__ = [
     "Settings",
@@ -43,8 +48,12 @@ DEFAULT_LAKE = "./lake"
 class Settings:
     lake: str = DEFAULT_LAKE
     include_opted_out: bool = False
+    consent: str | None = None  # opt-out (None: the default) or opt-in: tootlake.record.Consent
+    skip_locked: bool = False
+    skip_bots: bool = False
     policy: str | None = None  # the instance policy file (tootlake.sources.policy)
     retain: float | None = None  # days posts, sightings and rejects are kept (None: for ever)
+    pseudonymize: str | None = None  # the key file of a pseudonymised lake (tootlake keygen)
     tokens: dict[str, str] = field(default_factory=dict, repr=False)
     kafka: dict[str, Any] = field(default_factory=dict, repr=False)  # librdkafka settings
 
@@ -54,9 +63,33 @@ class Settings:
         hosts = ", ".join(sorted(self.tokens))
         return (
             f"Settings(lake={self.lake!r}, include_opted_out={self.include_opted_out}, "
+            f"consent={self.consent!r}, skip_locked={self.skip_locked}, "
+            f"skip_bots={self.skip_bots}, "
             f"policy={self.policy!r}, retain={self.retain!r}, "
+            f"pseudonymize={self.pseudonymize!r}, "
             f"tokens=[{hosts}: ***], kafka={masked(self.kafka)!r})"
         )
+
+    def pseudonymizer(self) -> Pseudonymizer | None:
+        """The Pseudonymizer of the `pseudonymize` key file (read now), or None."""
+        if not self.pseudonymize:
+            return None
+        from tootlake.record.pseudonymize import Pseudonymizer
+
+        return Pseudonymizer.from_file(self.pseudonymize)
+
+    def consent_policy(self) -> Consent:
+        """The consent gates these settings ask for (a ConfigError when they contradict)."""
+        return Consent.of(
+            self.consent,
+            include_opted_out=self.include_opted_out,
+            skip_locked=self.skip_locked,
+            skip_bots=self.skip_bots,
+        )
+
+
+_CONFIG_KEYS = {"lake", "policy", "retain", "pseudonymize"}
+_SKIPS = ("skip_locked", "skip_bots")
 
 
 def config_path() -> Path:
@@ -105,6 +138,72 @@ def _truthy(value: str) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _env_flag(env: Mapping[str, str], name: str) -> bool | None:
+    """A true/false environment variable; None when unset or empty."""
+    value = env.get(name, "").strip().lower()
+    if not value:
+        return None
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name}={env[name]!r}: write true or false (1/0, yes/no, on/off).")
+
+
+def _consent_settings(
+    config: Mapping[str, Any], path: str, env: Mapping[str, str], flags: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The consent policy from the config file, then the environment, then the flags: each
+    layer's word (`include_opted_out` is the "none" mode) replaces the one below, so that
+    `--consent opt-out` overrides `include_opted_out = true` in the config file; a layer
+    that says both opt-in and include-opted-out is an error naming it."""
+    mode: str | None = None
+    skips = dict.fromkeys(_SKIPS, False)
+    layers = (
+        (f"The config file {path}", "include_opted_out", "consent", "{}", config),
+        (
+            "The environment",
+            "TOOTLAKE_INCLUDE_OPTED_OUT",
+            "TOOTLAKE_CONSENT",
+            "the variable for {}",
+            {
+                "include_opted_out": _env_flag(env, "TOOTLAKE_INCLUDE_OPTED_OUT"),
+                "consent": env.get("TOOTLAKE_CONSENT") or None,
+                **{n: _env_flag(env, f"TOOTLAKE_{n.upper()}") for n in _SKIPS},
+            },
+        ),
+        ("The command line", "--include-opted-out", "--consent", "--{}", flags),
+    )
+    for where, everyone_name, mode_name, skip_name, layer in layers:
+        everyone, chosen = layer.get("include_opted_out"), layer.get("consent")
+        if everyone is not None and not isinstance(everyone, bool):
+            raise ConfigError(f"{where}: {everyone_name} must be true or false.")
+        if chosen is not None and chosen not in MODES:
+            raise ConfigError(
+                f"{where}: {mode_name} {chosen!r} is no consent mode: use one of "
+                f"{', '.join(MODES)}."
+            )
+        if everyone and chosen not in (None, NONE):
+            raise ConfigError(
+                f"{where}: {everyone_name} keeps accounts that opted out, {mode_name} "
+                f"{chosen} does not: choose one."
+            )
+        if everyone:
+            mode = NONE
+        elif chosen is not None:
+            mode = chosen
+        elif everyone is False and mode == NONE:
+            mode = None  # "do not include them": back to the default
+        for name in _SKIPS:
+            value = layer.get(name)
+            if value is None:
+                continue
+            if not isinstance(value, bool):
+                raise ConfigError(f"{where}: {skip_name.format(name)} must be true or false.")
+            skips[name] = value
+    return {"consent": mode, "include_opted_out": mode == NONE, **skips}
+
+
 def load_settings(**flags: Any) -> Settings:
     """Settings from defaults, the config file, the environment and flags (None = not given).
     `kafka`: librdkafka settings from -X flags (`tootlake.kafka.settings.parse_options`)."""
@@ -113,9 +212,7 @@ def load_settings(**flags: Any) -> Settings:
     values: dict[str, Any] = {}
     path = config_path()
     config = _read_config(path)
-    values.update(
-        {k: v for k, v in config.items() if k in {"lake", "include_opted_out", "policy", "retain"}}
-    )
+    values.update({k: v for k, v in config.items() if k in _CONFIG_KEYS})
     table = config.get("tokens") or {}
     if not isinstance(table, dict):
         raise ConfigError(
@@ -145,12 +242,13 @@ def load_settings(**flags: Any) -> Settings:
     env = os.environ
     if env.get("TOOTLAKE_LAKE"):
         values["lake"] = env["TOOTLAKE_LAKE"]
-    if env.get("TOOTLAKE_INCLUDE_OPTED_OUT"):
-        values["include_opted_out"] = _truthy(env["TOOTLAKE_INCLUDE_OPTED_OUT"])
+    values.update(_consent_settings(config, str(path), env, flags))
     if env.get("TOOTLAKE_POLICY"):
         values["policy"] = env["TOOTLAKE_POLICY"]
     if env.get("TOOTLAKE_RETAIN"):
         values["retain"] = env["TOOTLAKE_RETAIN"]
+    if env.get("TOOTLAKE_PSEUDONYMIZE"):
+        values["pseudonymize"] = env["TOOTLAKE_PSEUDONYMIZE"]
     for key, value in env.items():
         # TOOTLAKE_TOKEN_<HOST>: dots and colons of the host written as underscores.
         if key.startswith("TOOTLAKE_TOKEN_"):
@@ -159,13 +257,23 @@ def load_settings(**flags: Any) -> Settings:
             else:
                 log.warning("The token in %s is empty: ignored.", key)
     values.update(
-        {k: v for k, v in flags.items() if v is not None and k not in {"tokens", "kafka"}}
+        {
+            k: v
+            for k, v in flags.items()
+            if v is not None
+            and k not in {"tokens", "kafka", "include_opted_out", "consent", *_SKIPS}
+        }
     )
     tokens.update(flags.get("tokens") or {})
     if values.get("retain") is not None:
         values["retain"] = retain_days(values["retain"])
     if values.get("policy") is not None and not isinstance(values["policy"], str):
         raise ConfigError(f"The config file {path}: policy must be the path of a TOML file.")
+    if values.get("pseudonymize") is not None and not isinstance(values["pseudonymize"], str):
+        raise ConfigError(
+            f"The config file {path}: pseudonymize must be the path of a key file "
+            "(tootlake keygen FILE)."
+        )
     register_secret(*tokens.values())
     for host, token in tokens.items():
         if len(token) < MIN_SECRET_LENGTH:  # masked only where `Bearer` precedes it

@@ -321,13 +321,14 @@ def test_a_collect_leaves_its_counts_in_the_lake_without_the_token(fediverse, la
     sim.call(fed.publish, 150, rate=300)
     collector.settle()
     result = collector.stop()
-    opted_out = result.stats.skipped["opted_out"]
-    assert opted_out > 0
+    gates = result.stats.skipped
+    opted_out = gates["noindex"] + gates["opt_out_tag"]
+    assert gates["noindex"] > 0 and gates["opt_out_tag"] > 0
     (run_file,) = (Path(lake) / "_tootlake" / "runs").glob("*.json")
     text = run_file.read_text(encoding="utf-8")
     assert TOKEN not in text and "http" not in text  # no token, no URL that could carry one
     record = json.loads(text)
-    assert record["kind"] == "collect" and record["stats"]["skipped"]["opted_out"] == opted_out
+    assert record["kind"] == "collect" and record["stats"]["skipped"] == dict(gates)
     assert {entry["mode"] for entry in record["instances"].values()} == {"stream"}
     html = render_html_report(lake)
     assert f"<dt>Skipped as opted out</dt><dd>{opted_out}</dd>" in html

@@ -106,3 +106,57 @@ def test_written_uris_memory_is_bounded():
         recorder.record(_copy(status, "a.example", str(n), uri=f"https://x.example/{n}"))
     assert len(recorder._written) + len(recorder._written_old) <= 100
     assert len(recorder._uris) <= 50
+
+
+def test_a_noindex_seen_on_the_home_copy_withdraws_the_post_and_skips_later_copies(lake):
+    """Mastodon serves `noindex` on the author's home instance only: a copy from elsewhere is
+    written, then withdrawn (a Delete naming the uri, reason noindex) when the home copy says
+    it; copies after that, from anywhere, are skipped; the lake ends without the post."""
+    status = real_status("mastodonsocial.json", 1)  # local to mastodon.social
+    account = status["account"]
+    remote = dict(account, acct=f"{account['acct']}@mastodon.social")
+    remote.pop("noindex", None)
+    home = dict(account, noindex=True)
+    events = [
+        _copy(status, "b.example", "200", account=remote),
+        _copy(status, "mastodon.social", "100", account=home),
+        _copy(status, "c.example", "300", account=remote),
+    ]
+    stats = RunStats()
+    recorder = Recorder(stats, dedupe=True)
+    records = [recorder.record(e) for e in events]
+    assert isinstance(records[0], Post) and records[0].consent != "none"
+    withdrawn = records[1]
+    assert isinstance(withdrawn, Delete)
+    assert (withdrawn.uri, withdrawn.reason) == (status["uri"], "noindex")
+    assert records[2] is None
+    assert stats.skipped == {"noindex": 2} and stats.withdrawn == {"noindex": 1}
+    # another post of the same author, seen only elsewhere: skipped, the account is known
+    other = _copy(dict(status, uri=status["uri"] + "9"), "c.example", "301", account=remote)
+    assert recorder.record(other) is None and stats.skipped["noindex"] == 3
+    writer = LakeWriter(lake)
+    writer.add([r for r in records if r is not None])
+    writer.flush()
+    con = open_lake(lake)
+    assert con.execute("SELECT count(*) FROM posts").fetchone() == (0,)
+    assert con.execute("SELECT reason FROM deletes").fetchall() == [("noindex",)]
+
+
+def test_an_author_who_opts_out_later_has_the_written_post_withdrawn():
+    """An edit (or a later copy) whose author now carries an opt-out tag: the version
+    written before goes, with the gate as the reason; nothing is withdrawn twice."""
+    status = real_status("mastodonsocial.json", 1)
+    tagged = dict(status["account"], note="<p>no more: #nobot</p>")
+    events = [
+        _copy(status, "mastodon.social", "100"),
+        _copy(status, "mastodon.social", "100", account=tagged, edited_at="2022-11-21T13:20:00Z"),
+        _copy(status, "b.example", "200", account=tagged),
+    ]
+    stats = RunStats()
+    recorder = Recorder(stats)  # a replay: no dedupe, the same withdrawal
+    records = [recorder.record(e) for e in events]
+    assert isinstance(records[0], Post)
+    assert isinstance(records[1], Delete) and records[1].reason == "opt_out_tag"
+    assert records[2] is None
+    assert stats.withdrawn == {"opt_out_tag": 1} and stats.skipped == {"opt_out_tag": 2}
+    assert stats.consent == {records[0].consent: 1} and stats.posts == 1

@@ -81,16 +81,27 @@ async def test_truth_follows_edits_deletes_and_opt_outs():
         for post in deleted:
             fed.delete(post)
         quitter = plain_draft(fed, 1)
-        opted = fed.post(
-            replace(quitter, author=replace(quitter.author, noindex=True)), targets=[0]
-        )
+        noindex = replace(quitter, author=replace(quitter.author, noindex=True))
+        opted = fed.post(noindex, targets=[1, 0])
         truth = fed.truth()
+        home_only = fed.truth([fed.hosts[1]])
+        # noindex is served on the author's home instance only: a copy elsewhere cannot tell
+        elsewhere = fed.truth([fed.hosts[0]])
     assert truth.published == 301
     assert truth.hidden == sum(not p.streamable for p in posts)
     assert {p.uri for p in deleted} <= truth.deleted and not truth.deleted & truth.uris
     assert all(truth.latest[p.uri] == p.edited_at is not None for p in edited)
+    # the home copy says noindex: the post goes, whatever a remote copy says
     assert opted.uri in truth.opted_out and opted.uri not in truth.uris
-    assert truth.uris == {p.uri for p in posts if p.streamable and not p.opted_out} - truth.deleted
+    assert opted.uri in home_only.opted_out and opted.uri in elsewhere.uris
+    passes = [  # no opt-out tag, and noindex not on a copy from its home instance
+        p
+        for p in posts
+        if p.streamable
+        and not p.author.opt_out_tag
+        and not (p.author.noindex and p.origin_index in p.copies)
+    ]
+    assert truth.uris == {p.uri for p in passes} - truth.deleted
     everything = fed.truth(include_opted_out=True)
     assert everything.uris == truth.uris | truth.opted_out
     assert json.loads(json.dumps(truth.to_json()))["published"] == 301
@@ -170,7 +181,19 @@ def test_the_workload_looks_like_public_timelines():
     assert any(d.author.bot for d in drafts)
     assert {d.visibility for d in drafts} == {"public", "unlisted", "private", "direct"}
     assert any(d.reblog for d in drafts) and any(d.reply == "self" for d in drafts)
-    assert any(d.author.noindex for d in drafts) and any("nobot" in d.author.note for d in drafts)
+    assert any(d.author.noindex for d in drafts) and any(
+        "nobot" in d.author.note.lower() for d in drafts
+    )
+    authors = {d.author for d in drafts}
+    # opt-out tags of each kind, in bios and in profile fields; the account flags of consent
+    notes = " ".join(a.note for a in authors)
+    assert all(f"<span>{tag}</span>" in notes for tag in ("noindex", "NoBots", "nosearch"))
+    fields = [value for a in authors for _, value in a.fields]
+    assert any("NoBots" in v for v in fields) and any("noarchive" in v for v in fields)
+    assert {a.opt_out_tag for a in authors} == {True, False}
+    assert {(a.indexable, a.locked, a.bot) for a in authors} >= {
+        (True, False, False), (False, False, False), (True, True, False), (True, False, True)
+    }  # fmt: skip
     streamable = sum(d.streamable for d in drafts) / len(drafts)
     assert 0.6 < streamable < 0.85
     lengths = sorted(len(d.content) for d in drafts)
@@ -205,7 +228,7 @@ async def test_generated_statuses_are_what_a_collector_can_read():
         kinds[None] > 0
         and kinds["reblog"] > 0
         and kinds["not_public"] > 0
-        and kinds["opted_out"] > 0
+        and kinds["noindex"] + kinds["opt_out_tag"] > 0
     )
 
 

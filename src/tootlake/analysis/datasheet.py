@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import duckdb
+
 from tootlake._version import __version__
 from tootlake.lake.reader import open_lake
 from tootlake.record import arrow_schema
@@ -50,10 +52,14 @@ class Datasheet:
     policies: list[str] = field(default_factory=list)  # SHA-256 of policy files used
     consent: Counter[str] = field(default_factory=Counter)  # consent mode -> runs
     skipped: Counter[str] = field(default_factory=Counter)  # gate / reason -> posts skipped
+    levels: Counter[str] = field(default_factory=Counter)  # consent level -> posts in the lake
     pseudonymised: bool = False
     key_ids: list[str] = field(default_factory=list)
     deletes_received: int = 0
     deletes_in_lake: int = 0
+    # the deletes table by why the post went: received (a server sent it), deleted and
+    # account_gone (found by revalidate), not_public, a consent gate
+    deletes_by_reason: Counter[str] = field(default_factory=Counter)
     deleted_rows_removed: int = 0
     retain_days: list[float] = field(default_factory=list)
     retention_removed: int = 0
@@ -87,8 +93,18 @@ def build_datasheet(lake: str) -> Datasheet:
         sheet.observed_on, sheet.origins = int(row[4]), int(row[5])
         (deletes,) = con.execute("SELECT count(*) FROM deletes").fetchone() or (0,)
         sheet.deletes_in_lake = int(deletes)
+        for reason, n in con.execute(
+            "SELECT coalesce(reason, 'received'), count(*) FROM deletes GROUP BY 1"
+        ).fetchall():
+            sheet.deletes_by_reason[str(reason)] += int(n)
         for reason, n in con.execute("SELECT reason, count(*) FROM rejects GROUP BY 1").fetchall():
             sheet.rejects[str(reason)] += int(n)
+        try:  # a lake written before posts recorded their consent has no such column
+            levels = con.execute("SELECT consent, count(*) FROM posts GROUP BY 1").fetchall()
+        except duckdb.Error:
+            levels = []
+        for level, n in levels:
+            sheet.levels[str(level or "not recorded")] += int(n)
         audit = con.execute(
             "SELECT started_at, command, tootlake_version, policy_sha256, consent, "
             "pseudonymised, key_id, refused, instances_json, deletes_received, "
@@ -105,7 +121,7 @@ def build_datasheet(lake: str) -> Datasheet:
         _add_once(sheet.versions, version)
         _add_once(sheet.policies, policy)
         if command in ("collect", "replay"):
-            sheet.consent[consent] += 1
+            sheet.consent[consent or "not recorded"] += 1
         sheet.pseudonymised = sheet.pseudonymised or bool(pseudo)
         _add_once(sheet.key_ids, key)
         sheet.deletes_received += int(received or 0)
@@ -171,6 +187,17 @@ def _sections(s: Datasheet) -> list[tuple[str, list[str | Table]]]:
     runs = ", ".join(f"{k} {v}" for k, v in sorted(s.runs.items())) or "none recorded"
     consent = ", ".join(f"{k} ({v} runs)" for k, v in sorted(s.consent.items())) or "unknown"
     skipped = [[reason, f"{count:,}"] for reason, count in sorted(s.skipped.items())]
+    levels = [[level, f"{count:,}"] for level, count in sorted(s.levels.items())]
+    why = {
+        "received": "deleted: the server sent the delete",
+        "deleted": "deleted: found by revalidate",
+        "account_gone": "account deleted or suspended (revalidate)",
+        "not_public": "no longer public (revalidate)",
+    }
+    by_reason = [
+        [why.get(reason, f"consent gate {reason} (a later copy or revalidate)"), f"{count:,}"]
+        for reason, count in sorted(s.deletes_by_reason.items())
+    ]
     instances = [
         [host, e.get("mode", "?"), e.get("version", "?"), str(e["runs"]), str(e["reconnects"]),
          str(e["errors"])]
@@ -228,10 +255,14 @@ def _sections(s: Datasheet) -> list[tuple[str, list[str | Table]]]:
         (
             "Consent and preprocessing",
             [
-                f"Consent mode: {consent}. opt-out: posts of accounts whose bio carries #nobot, "
-                "#noindex or #nosearch, or that set noindex, are skipped; none: they were kept "
-                "(--include-opted-out).",
-                (["skipped because", "posts"], skipped),
+                f"Consent mode: {consent}. opt-out: posts of accounts that set noindex or whose "
+                "bio or a profile field carries #nobot, #nobots, #noindex, #nosearch or "
+                "#noarchive are skipped; opt-in: also those of accounts not indexable "
+                "(Mastodon's search opt-in) or locked; none: opted-out accounts were kept "
+                "(--include-opted-out); +skip-locked, +skip-bots: those were skipped too. "
+                "Each gate and its limits: docs/research.md.",
+                (["skipped because (gate)", "statuses"], skipped),
+                (["consent its author showed", "posts in the lake"], levels),
                 "Pseudonymised: "
                 + (
                     f"yes (key ids {', '.join(s.key_ids)})"
@@ -246,7 +277,9 @@ def _sections(s: Datasheet) -> list[tuple[str, list[str | Table]]]:
                 f"Delete events received and honoured: {s.deletes_received:,} in the runs recorded "
                 f"({s.deletes_in_lake:,} in the deletes table); rows of deleted posts removed "
                 f"physically by compaction: {s.deleted_rows_removed:,}. Deletes made while no "
-                "stream was connected are not seen.",
+                "stream was connected are found only by `tootlake revalidate` (which re-asks "
+                "each instance for the posts it showed), within the interval it is run at.",
+                (["removed because", "posts"], by_reason),
                 f"Retention: {retention}.",
             ],
         ),

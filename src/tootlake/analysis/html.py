@@ -42,6 +42,7 @@ from tootlake.errors import LakeError, MissingDependency
 from tootlake.lake.layout import is_remote, join
 from tootlake.lake.reader import open_lake
 from tootlake.lake.storage import storage_for
+from tootlake.record.pseudonymize import is_pseudonym_url
 
 __all__ = [
     "CSP",
@@ -443,6 +444,8 @@ def _longest(
         [row.get("uri")],
     ).fetchall()
     raw_url = row.get("url") or row.get("uri")
+    if is_pseudonym_url(raw_url):  # a pseudonymised lake's: no page to link to, or to show
+        raw_url = None
     return {
         "acct": row.get("acct") or "",
         "display_name": (found[0][0] if found else "") or row.get("acct") or "",
@@ -479,7 +482,13 @@ def _lake_facts(
 _SKIP_LABELS = {
     "reblog": "Skipped as boosts",
     "not_public": "Skipped as not public",
+    "not_indexable": "Skipped as not opted in to search (--consent opt-in)",
+    "locked": "Skipped as locked accounts",
+    "bot": "Skipped as bots",
 }
+# The gates of an opt-out, added up as "Skipped as opted out" ("opted_out": runs before the
+# gates were counted one by one)
+_OPT_OUT_GATES = ("noindex", "opt_out_tag", "opted_out")
 _COUNTS = ("events", "posts", "edits", "deletes", "bad")
 
 
@@ -581,7 +590,7 @@ def _collection(stats: Mapping[str, Any] | None, passed: bool) -> dict[str, Any]
     other = [
         {"label": _SKIP_LABELS.get(reason, f"Skipped: {reason}"), "value": _thousands(count)}
         for reason, count in sorted(skipped.items())
-        if reason != "opted_out"
+        if reason not in _OPT_OUT_GATES
     ]
     if isinstance(stats.get("bad"), int):
         other.append({"label": "Unreadable events", "value": _thousands(stats["bad"])})
@@ -592,4 +601,5 @@ def _collection(stats: Mapping[str, Any] | None, passed: bool) -> dict[str, Any]
         else f"Counts recorded by the collecting runs in {STATE_DIR}/ ({len(files)} file"
         f"{'' if len(files) == 1 else 's'})."
     )
-    return {"opted_out": _thousands(skipped.get("opted_out", 0)), "other": other, "source": source}
+    opted_out = sum(skipped.get(gate, 0) for gate in _OPT_OUT_GATES)
+    return {"opted_out": _thousands(opted_out), "other": other, "source": source}

@@ -811,7 +811,10 @@ def deletes(con: duckdb.DuckDBPyConnection) -> pa.Table:
     The creation time is the one a Mastodon status id encodes (a snowflake: milliseconds
     since 1970 above 16 bits), read from the delete's id: compaction removes a deleted post's
     rows, and the answer must not change with it. A delete whose id is not a snowflake (other
-    servers' ids) counts, without a time."""
+    servers' ids, and every id of a pseudonymised lake) counts, without a time. Deletes found
+    by `tootlake revalidate` (reason `deleted`) count, without a time (found, not received,
+    then); removals for other reasons (an account gone, a post no longer public, a consent
+    gate: `deletes.reason`) are not an author deleting a post, and are left out."""
     ((events,),) = con.execute("SELECT count(*) FROM deletes").fetchall()
     if not events:  # no delete: nothing to resolve (the joins below would still read posts_all)
         return _table(
@@ -830,20 +833,24 @@ def deletes(con: duckdb.DuckDBPyConnection) -> pa.Table:
     return _table(
         con,
         """
-        WITH named AS (
-            SELECT id, uri, deleted_at FROM deletes WHERE uri IS NOT NULL
+        WITH authored AS (  -- deletes by authors: sent by a server, or found by revalidate
+            SELECT * FROM deletes WHERE reason IS NULL OR reason = 'deleted'
+        ),
+        named AS (
+            SELECT id, uri, deleted_at, reason FROM authored WHERE uri IS NOT NULL
             UNION ALL
-            SELECT d.id, a.uri, d.deleted_at
-            FROM deletes d JOIN posts_all a ON a.observed_on = d.observed_on AND a.id = d.id
+            SELECT d.id, a.uri, d.deleted_at, d.reason
+            FROM authored d JOIN posts_all a ON a.observed_on = d.observed_on AND a.id = d.id
             WHERE d.uri IS NULL
             UNION ALL
-            SELECT d.id, s.uri, d.deleted_at
-            FROM deletes d JOIN sightings_all s ON s.observed_on = d.observed_on AND s.id = d.id
+            SELECT d.id, s.uri, d.deleted_at, d.reason
+            FROM authored d JOIN sightings_all s ON s.observed_on = d.observed_on AND s.id = d.id
             WHERE d.uri IS NULL
         ),
         gone AS (
             SELECT uri, min(deleted_at) AS deleted_at,
-                   min(CASE WHEN regexp_full_match(id, '[0-9]{17,19}')
+                   -- the time to delete: of the deletes received as they happened
+                   min(CASE WHEN reason IS NULL AND regexp_full_match(id, '[0-9]{17,19}')
                             THEN (CAST(id AS UBIGINT) >> 16) / 1000 END) AS created_epoch
             FROM named
             GROUP BY uri
@@ -856,7 +863,7 @@ def deletes(con: duckdb.DuckDBPyConnection) -> pa.Table:
             FROM gone
         ),
         unmatched AS (
-            SELECT count(*) AS n FROM deletes d
+            SELECT count(*) AS n FROM authored d
             WHERE d.uri IS NULL
               AND NOT EXISTS (SELECT 1 FROM posts_all a
                               WHERE a.observed_on = d.observed_on AND a.id = d.id)

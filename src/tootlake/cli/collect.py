@@ -11,6 +11,7 @@ import click
 
 from tootlake.cli.command import run_command, stop_on_signals
 from tootlake.cli.options import (
+    consent_options,
     include_opted_out_option,
     instances_options,
     kafka_brokers_option,
@@ -18,6 +19,8 @@ from tootlake.cli.options import (
     lake_option,
     load_policy_of,
     policy_option,
+    pseudonymize_option,
+    pseudonymizer_of,
     quiet_option,
     retain_option,
     schema_registry_option,
@@ -79,8 +82,10 @@ def _limit_options(func: Callable[..., Any]) -> Callable[..., Any]:
     help="Streaming transport; auto = WebSocket, SSE where WebSocket is not offered.",
 )
 @include_opted_out_option
+@consent_options
 @policy_option
 @retain_option
+@pseudonymize_option
 @click.option(
     "--flush-seconds",
     default=60.0,
@@ -121,8 +126,12 @@ def collect(
     duration: float | None,
     stream: str,
     include_opted_out: bool | None,
+    consent: str | None,
+    skip_locked: bool | None,
+    skip_bots: bool | None,
     policy: str | None,
     retain: float | None,
+    pseudonymize: str | None,
     flush_seconds: float,
     heartbeat_timeout: float,
     max_body: str,
@@ -159,8 +168,12 @@ def collect(
         kafka_options,
         policy=policy,
         retain=retain,
+        consent=consent,
+        skip_locked=skip_locked,
+        skip_bots=skip_bots,
     )
     instance_policy = load_policy_of(settings)
+    pseudonymizer = pseudonymizer_of(settings, pseudonymize)
     stop = threading.Event()
     options = FleetOptions(
         timeline=timeline,
@@ -179,7 +192,7 @@ def collect(
             state_dir=state_dir,
             options=options,
             duration=duration,
-            include_opted_out=settings.include_opted_out,
+            consent=settings.consent_policy(),
             flush_seconds=flush_seconds,
             stop=stop,
             on_progress=show,
@@ -189,6 +202,7 @@ def collect(
             kafka_config=settings.kafka,
             policy=instance_policy,
             retain_days=settings.retain,
+            pseudonymizer=pseudonymizer,
         )
     print_collect_summary(result, f"Kafka {kafka} topic {topic}" if kafka else settings.lake)
     if stats_path:

@@ -52,8 +52,8 @@ def compact(
     files into large ones (OPTIMIZE), checkpoint the Delta logs and delete replaced files
     older than --retain-files (VACUUM). Readers see each table's old version or its new one,
     never a mix; safe to rerun after a crash. With --retain DAYS (or `retain` in the config
-    file), posts older than DAYS (by created_at), sightings and rejects (by their own time)
-    are removed from every table first."""
+    file), posts older than DAYS (by created_at) with their detected languages, sightings and
+    rejects (by their own time) are removed from every table first."""
     from tootlake.lake.maintenance import compact as compact_lake
     from tootlake.settings import load_settings, parse_size
 

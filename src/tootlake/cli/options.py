@@ -17,6 +17,7 @@ from tootlake.settings import load_settings
 __all__ = [
     "TIMELINE",
     "format_option",
+    "consent_options",
     "include_opted_out_option",
     "instances_options",
     "load_policy_of",
@@ -24,6 +25,8 @@ __all__ = [
     "kafka_option",
     "lake_option",
     "policy_option",
+    "pseudonymize_option",
+    "pseudonymizer_of",
     "quiet_option",
     "retain_option",
     "schema_registry_option",
@@ -116,9 +119,34 @@ def retain_option(func: Callable[..., Any]) -> Callable[..., Any]:
         type=click.FloatRange(min=0),
         default=None,
         metavar="DAYS",
-        help="Remove posts older than DAYS (by created_at), and sightings and rejects older "
-        "than DAYS, physically (env TOOTLAKE_RETAIN; `retain` in the config file).",
+        help="Remove posts older than DAYS (by created_at) with their detected languages, and "
+        "sightings and rejects older than DAYS, physically (env TOOTLAKE_RETAIN; `retain` in "
+        "the config file).",
     )(func)
+
+
+def pseudonymize_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """`--pseudonymize KEYFILE`; unset (None) lets TOOTLAKE_PSEUDONYMIZE or the config
+    file's `pseudonymize` decide."""
+    return click.option(
+        "--pseudonymize",
+        type=click.Path(dir_okay=False),
+        default=None,
+        metavar="KEYFILE",
+        help="Pseudonymise accounts, ids, uris and mentions with this secret key (from "
+        "`tootlake keygen`; keep it outside the lake) before anything reaches Kafka or the "
+        "lake: docs/pseudonymisation.md. Env TOOTLAKE_PSEUDONYMIZE; `pseudonymize` in the "
+        "config file.",
+    )(func)
+
+
+def pseudonymizer_of(settings: Any, flag: str | None) -> Any:
+    """The Pseudonymizer of `--pseudonymize` (`flag`), else of the settings', or None."""
+    if flag:
+        from tootlake.record.pseudonymize import Pseudonymizer
+
+        return Pseudonymizer.from_file(flag)
+    return settings.pseudonymizer()
 
 
 def include_opted_out_option(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -128,6 +156,31 @@ def include_opted_out_option(func: Callable[..., Any]) -> Callable[..., Any]:
         is_flag=True,
         default=None,
         help="Keep posts of accounts that opted out of indexing (noindex, #nobot...).",
+    )(func)
+
+
+def consent_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """`--consent`, `--skip-locked`, `--skip-bots`; unset (None) lets the config file decide."""
+    func = click.option(
+        "--skip-bots/--no-skip-bots",
+        default=None,
+        help="Skip accounts marked as bots (env TOOTLAKE_SKIP_BOTS).",
+    )(func)
+    func = click.option(
+        "--skip-locked/--no-skip-locked",
+        default=None,
+        help="Skip locked accounts, those who approve their followers (env TOOTLAKE_SKIP_LOCKED; "
+        "always skipped with --consent opt-in).",
+    )(func)
+    return click.option(
+        "--consent",
+        type=click.Choice(["opt-out", "opt-in", "none"]),
+        default=None,
+        help="opt-out (the default): public posts of accounts that did not opt out (noindex, "
+        "#nobot #nobots #noindex #nosearch #noarchive in the bio or a profile field). opt-in: "
+        "also only accounts that opted in to search (indexable) and are not locked. none: "
+        "opted-out accounts too (as --include-opted-out). docs/research.md says what each "
+        "gate means (env TOOTLAKE_CONSENT; consent in the config file).",
     )(func)
 
 
@@ -211,6 +264,9 @@ def settings_and_specs(
     kafka_options: tuple[str, ...] = (),
     policy: str | None = None,
     retain: float | None = None,
+    consent: str | None = None,
+    skip_locked: bool | None = None,
+    skip_bots: bool | None = None,
 ) -> tuple[Any, list[Any]]:
     """The values of the instance, token, lake and Kafka options -> (settings, instance
     specs). Token precedence: config < environment < --token-file < --token."""
@@ -230,6 +286,9 @@ def settings_and_specs(
         kafka=parse_options(kafka_options),
         policy=policy,
         retain=retain,
+        consent=consent,
+        skip_locked=skip_locked,
+        skip_bots=skip_bots,
     )
     names = list(instances)
     if instances_file:

@@ -11,10 +11,12 @@ import click
 
 from tootlake.cli.command import run_command
 from tootlake.cli.options import (
+    consent_options,
     include_opted_out_option,
     kafka_brokers_option,
     kafka_option,
     lake_option,
+    pseudonymize_option,
     quiet_option,
     schema_registry_option,
     topic_option,
@@ -35,6 +37,8 @@ BAD_FILES_SHOWN = 10  # files named in a replay's summary of bad lines; the rest
     help="Instance the recording was made on (default: inferred from each status).",
 )
 @include_opted_out_option
+@consent_options
+@pseudonymize_option
 @quiet_option("No progress, only the final line.")
 @click.option(
     "--workers",
@@ -59,6 +63,10 @@ def replay(
     lake: str | None,
     observed_on: str | None,
     include_opted_out: bool | None,
+    consent: str | None,
+    skip_locked: bool | None,
+    skip_bots: bool | None,
+    pseudonymize: str | None,
     quiet: bool,
     workers: int | None,
     kafka: str | None,
@@ -75,8 +83,15 @@ def replay(
     from tootlake.pipeline import replay_to_kafka
 
     settings = load_settings(
-        lake=lake, include_opted_out=include_opted_out, kafka=parse_options(kafka_options)
+        lake=lake,
+        include_opted_out=include_opted_out,
+        consent=consent,
+        skip_locked=skip_locked,
+        skip_bots=skip_bots,
+        kafka=parse_options(kafka_options),
+        pseudonymize=pseudonymize,
     )
+    pseudonymizer = settings.pseudonymizer()
     with _replay_progress(quiet, files) as show:
         if kafka:
             stats = replay_to_kafka(
@@ -85,9 +100,10 @@ def replay(
                 topic=topic,
                 schema_registry=schema_registry,
                 observed_on=observed_on,
-                include_opted_out=settings.include_opted_out,
+                consent=settings.consent_policy(),
                 config=settings.kafka,
                 on_progress=show,
+                pseudonymizer=pseudonymizer,
             )
             target = f"Kafka topic {topic} at {kafka}"
         else:
@@ -95,9 +111,10 @@ def replay(
                 files,
                 settings.lake,
                 observed_on=observed_on,
-                include_opted_out=settings.include_opted_out,
+                consent=settings.consent_policy(),
                 on_progress=show,
                 workers=workers or None,  # (None: one per core)
+                pseudonymizer=pseudonymizer,
             )
             target = settings.lake
     skipped = ", ".join(f"{n} {why}" for why, n in sorted(stats.skipped.items())) or "none"

@@ -63,6 +63,7 @@ def sql(
       languages      the language `tootlake enrich` detected in each post's text
       rejects        every status, line or event that could not become a post, and why
       audit          one row per run of collect, replay or compact: how the lake was made
+      checks         one row per post `tootlake revalidate` asked its instance about
 
     Their columns are in docs/lake.md. Values go in as parameters:
 

@@ -28,6 +28,7 @@ tootlake.kafka.settings) go over these defaults.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -41,6 +42,7 @@ from tootlake.errors import TransportError
 from tootlake.kafka.encode import batch_encoder, confluent_encoder, key_of
 from tootlake.kafka.settings import (
     DEFAULT_TOPIC,
+    KEY_ID_HEADER,
     LIBRDKAFKA_LOG,
     ConnectWatch,
     confluent_kafka,
@@ -89,6 +91,8 @@ class KafkaTransport:
     URL (`mock://name` for confluent-kafka's in-process mock) or a SchemaRegistryClient, for the
     Confluent wire format. `stop`: when set, a `send` blocked on a full buffer gives up (its
     records are left unacknowledged). `producer`: a ready confluent_kafka.Producer (tests).
+    `key_id`: the records are pseudonymised under the key of this id; every message carries
+    it in the `tootlake-key-id` header, so a sink refuses to mix them with raw ones.
     """
 
     def __init__(
@@ -101,8 +105,10 @@ class KafkaTransport:
         connect_timeout: float = 10.0,
         stop: threading.Event | None = None,
         producer: Any = None,
+        key_id: str | None = None,
     ) -> None:
         ck = confluent_kafka()
+        self.headers = None if key_id is None else [(KEY_ID_HEADER, key_id.encode())]
         self.bootstrap = bootstrap
         self.topic = topic
         self.format = "single-object" if schema_registry is None else "confluent"
@@ -183,6 +189,8 @@ class KafkaTransport:
             self._delivered(tracker, err)
 
         produce = self._producer.produce
+        if self.headers is not None:
+            produce = functools.partial(produce, headers=self.headers)
         topic = self.topic
         values = self.encode_batch(batch.records)
         for record, value in zip(batch.records, values, strict=True):

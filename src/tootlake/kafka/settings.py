@@ -35,6 +35,7 @@ from tootlake.redact import MASK, MIN_SECRET_LENGTH, register_secret
 __all__ = [
     "DEFAULT_TOPIC",
     "ENV_PREFIX",
+    "KEY_ID_HEADER",
     "LIBRDKAFKA_LOG",
     "ConnectWatch",
     "client_settings",
@@ -50,6 +51,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TOPIC = "mastodon-posts"
 ENV_PREFIX = "TOOTLAKE_KAFKA_"
+# The pseudonymisation key id of a message's record (none: raw); see docs/pseudonymisation.md
+KEY_ID_HEADER = "tootlake-key-id"
 # librdkafka's settings are lower-case words joined by dots; this also keeps out its code-only
 # ones (error_cb, oauth_cb, ssl_key...), which take Python objects, not text.
 _KEY = re.compile(r"[a-z0-9]+(?:\.[a-z0-9]+)*")

@@ -34,6 +34,11 @@ with the same app id) fails the commit, which is retried here with fresh marks.
 Rebalances: partitions that are revoked are flushed and committed before they move; lost
 partitions (the group evicted this worker) are dropped, and an in-flight flush of theirs makes
 no further commit.
+
+Pseudonymised topics: a producer that pseudonymises sets each message's `tootlake-key-id`
+header. Every message's header must match the lake (`tootlake.lake.pseudonyms`): the key id
+of a pseudonymised lake, none for a raw one; a new lake takes the first message's mode. A
+message that does not match stops the worker before it is written (ConfigError).
 """
 
 from __future__ import annotations
@@ -49,9 +54,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from tootlake.errors import LakeError, TransportError
+from tootlake.errors import ConfigError, LakeError, TransportError
 from tootlake.kafka.decode import EnvelopeDecoder, dead_letter_line
 from tootlake.kafka.settings import (
+    KEY_ID_HEADER,
     LIBRDKAFKA_LOG,
     ConnectWatch,
     confluent_kafka,
@@ -332,6 +338,9 @@ class KafkaSinkWorker:
         self._last_activity = time.monotonic()
         self._ever_assigned = False
         self._reported_errors: set[Any] = set()
+        # the lake's pseudonymisation key id (None: raw); unknown until run() reads the lake
+        self._key_id: str | None = None
+        self._mode_known = False
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -357,6 +366,7 @@ class KafkaSinkWorker:
                 consumer, self.kafka, self.connect_timeout, watch, serve=lambda: consumer.poll(0)
             )
             connected = True
+            self._read_lake_mode()
             self._decoder.warm_up()  # imports and parsed schemas now, not in the first flush
             consumer.subscribe(
                 [self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
@@ -424,6 +434,7 @@ class KafkaSinkWorker:
                 if m.error() is not None:
                     self._message_error(m)
             messages = [m for m in messages if m.error() is None]
+        self._check_mode(messages)
         for partition, group in itertools.groupby(messages, key=_partition_of):
             run = list(group)
             while run:
@@ -461,6 +472,33 @@ class KafkaSinkWorker:
                     return []  # revoked or lost meanwhile: its new owner reads the rest
             self._submit(partition, "size")
         return rest
+
+    def _read_lake_mode(self) -> None:
+        from tootlake.lake.pseudonyms import holds_data, lake_key_id
+
+        self._key_id = lake_key_id(self.lake)
+        self._mode_known = self._key_id is not None or holds_data(self.lake) is not None
+
+    def _check_mode(self, messages: list[Any]) -> None:
+        """Refuse (before buffering) a message pseudonymised otherwise than the lake."""
+        for message in messages:
+            got = _key_id_of(message)
+            if self._mode_known and got == self._key_id:
+                continue
+            if not self._mode_known:  # a new lake: the first message decides (and marks it)
+                from tootlake.lake.pseudonyms import claim
+
+                claim(self.lake, got)
+                self._key_id, self._mode_known = got, True
+                continue
+            what = f"pseudonymised with key id {got}" if got else "raw (not pseudonymised)"
+            lake = f"pseudonymised with key id {self._key_id}" if self._key_id else "raw"
+            raise ConfigError(
+                f"Kafka topic {message.topic()} partition {message.partition()} offset "
+                f"{message.offset()} holds a record {what}, but the lake {self.lake} is "
+                f"{lake}: the sink stops rather than mix them. Sink that topic into another "
+                "lake."
+            )
 
     # -- flushing and committing -----------------------------------------------------------
 
@@ -852,6 +890,17 @@ def _is_conflict(exc: LakeError) -> bool:
 def _known(partition: int, buffers: Mapping[int, _PartitionBuffer]) -> str:
     buffer = buffers.get(partition)
     return "no mark" if buffer is None or buffer.mark is None else str(buffer.mark)
+
+
+def _key_id_of(message: Any) -> str | None:
+    """The pseudonymisation key id a message's header names; None: a raw record."""
+    headers = message.headers()
+    if not headers:
+        return None
+    for name, value in headers:
+        if name == KEY_ID_HEADER:
+            return value.decode("ascii", "replace") if value else None
+    return None
 
 
 def _partition_of(message: Any) -> int:

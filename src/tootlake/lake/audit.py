@@ -1,8 +1,9 @@
 """The lake's `audit` table: one row per run of a command that wrote to the lake (collect,
-replay, compact), append-only, so that whoever reads the lake can tell how it was made: when,
-by which tootlake, under which instance policy (its SHA-256) and consent mode, whether it was
-pseudonymised, from which instances, what the opt-out gates skipped, which deletes were
-applied and what retention removed. `tootlake datasheet` reads it.
+replay, compact, enrich, migrate), append-only, so that whoever reads the lake can tell how it
+was made: when, by which tootlake, under which instance policy (its SHA-256) and consent mode,
+whether it was pseudonymised, from which instances, what the opt-out gates skipped, which
+deletes were applied, what retention removed, and which posts got a detected language.
+`tootlake datasheet` reads it.
 
 Appended with `tootlake.lake.tables.append` (a Delta commit, partitioned by the `date` of
 `started_at`). A failure to write it is logged and does not fail the run: the run's data is
@@ -25,24 +26,21 @@ from tootlake._version import __version__
 from tootlake.lake import tables
 from tootlake.lake.layout import AUDIT
 
-__all__ = ["AUDIT_SCHEMA", "CONSENT_OPT_OUT", "AuditEntry", "record_run"]
+__all__ = ["AUDIT_SCHEMA", "AuditEntry", "record_run"]
 
 log = logging.getLogger(__name__)
 
-# What the Recorder does today: public posts only, authors who opted out (noindex, #nobot,
-# #noindex... in the bio) skipped. "none" when --include-opted-out keeps them.
-CONSENT_OPT_OUT = "opt-out"
-CONSENT_NONE = "none"
 
 _TIME = pa.timestamp("us", tz="UTC")
 AUDIT_SCHEMA = pa.schema(
     [
         pa.field("started_at", _TIME),
         pa.field("ended_at", _TIME),
-        pa.field("command", pa.string()),  # collect, replay, compact
+        pa.field("command", pa.string()),  # collect, replay, compact, enrich, migrate
         pa.field("tootlake_version", pa.string()),
         pa.field("policy_sha256", pa.string()),  # of the --policy file; null: none
-        pa.field("consent", pa.string()),  # opt-out | none
+        # opt-out | opt-in | none, with +skip-locked, +skip-bots (tootlake.record.Consent)
+        pa.field("consent", pa.string()),
         pa.field("pseudonymised", pa.bool_()),
         pa.field("key_id", pa.string()),  # the pseudonymisation key's id; null: none
         pa.field("instances", pa.list_(pa.string())),  # read in this run
@@ -58,6 +56,8 @@ AUDIT_SCHEMA = pa.schema(
         pa.field("retain_days", pa.float64()),  # null: no retention in this run
         pa.field("retention_removed", pa.int64()),
         pa.field("stats_json", pa.string()),  # the run's whole statistics, JSON
+        # deletes `tootlake revalidate` found and wrote (null in rows written before it)
+        pa.field("deletes_revalidated", pa.int64()),
     ]
 )
 
@@ -68,7 +68,7 @@ class AuditEntry:
     started_at: datetime
     ended_at: datetime | None = None
     policy_sha256: str | None = None
-    consent: str = CONSENT_OPT_OUT
+    consent: str | None = None  # the policy of a run that made records (collect, replay...)
     pseudonymised: bool = False
     key_id: str | None = None
     instances: Sequence[str] = ()
@@ -83,6 +83,7 @@ class AuditEntry:
     retain_days: float | None = None
     retention_removed: int = 0
     stats: Mapping[str, Any] = field(default_factory=dict)
+    deletes_revalidated: int = 0
 
     def row(self) -> dict[str, Any]:
         return {
@@ -106,6 +107,7 @@ class AuditEntry:
             "retain_days": self.retain_days,
             "retention_removed": self.retention_removed,
             "stats_json": _json(self.stats),
+            "deletes_revalidated": self.deletes_revalidated,
         }
 
 
@@ -126,6 +128,11 @@ def record_run(lake: str, entry: AuditEntry) -> bool:
 
     entry.stats = redact_json(dict(entry.stats))
     try:
+        if entry.key_id is None:  # compact, enrich...: the lake says whether it is
+            from tootlake.lake.pseudonyms import lake_key_id
+
+            entry.key_id = lake_key_id(lake)
+            entry.pseudonymised = entry.key_id is not None
         tables.append(
             lake,
             AUDIT,

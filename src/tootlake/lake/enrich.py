@@ -16,8 +16,10 @@ the `posts` view that the `languages` table has no row for yet, with lingua
     date                 partition: the day of detected_at
 
 one Delta commit per batch (`tables.append`), so an interrupted run keeps what it did and the
-next one goes on where it stopped. Every post looked at gets a row (NULL when its text is
-too short), so that it is not read again. The detection is of the text at the time it ran: a
+next one goes on where it stopped. A run that wrote rows appends one to the `audit` table
+(command `enrich`: the posts looked at and the run's statistics), even when interrupted.
+Every post looked at gets a row (NULL when its text is too short), so that it is not read
+again. The detection is of the text at the time it ran: a
 later edit is not detected again.
 
 Where it runs, by measurement (bench/results/languages.md): lingua loads about 1 GB of models
@@ -37,6 +39,7 @@ from typing import Any
 import pyarrow as pa
 
 from tootlake.errors import MissingDependency
+from tootlake.lake.audit import AuditEntry, record_run
 from tootlake.lake.layout import LANGUAGES
 
 __all__ = [
@@ -177,6 +180,7 @@ def enrich(
     from tootlake.lake.reader import open_lake
 
     started = time.perf_counter()
+    started_at = datetime.now(UTC)
     clock = now or (lambda: datetime.now(UTC))
     detect = detector(low_accuracy=low_accuracy)
     stats = EnrichStats(detector=detector_name(low_accuracy=low_accuracy))
@@ -217,7 +221,12 @@ def enrich(
                 on_batch(stats)
     finally:
         con.close()
-    stats.seconds = time.perf_counter() - started
+        stats.seconds = time.perf_counter() - started
+        if stats.examined:  # what it committed is in the lake, finished or not
+            record_run(
+                lake,
+                AuditEntry("enrich", started_at, posts=stats.examined, stats=stats.as_dict()),
+            )
     return stats
 
 

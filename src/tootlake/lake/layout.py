@@ -11,6 +11,8 @@
                       by detected_at (`tootlake.lake.enrich`)
     LAKE/audit/       Delta table: one row per run of collect, replay or compact, by started_at
                       (`tootlake.lake.audit`)
+    LAKE/checks/      Delta table: one row per post `tootlake revalidate` asked its instance
+                      about, by checked_at (`tootlake.lake.checks`)
     LAKE/_tootlake/   tootlake's own state (run statistics, dead letters), never read as data
 
 Every table is a Delta Lake table (a `_delta_log` folder next to Parquet files), so Spark,
@@ -29,6 +31,7 @@ __all__ = [
     "REJECTS",
     "LANGUAGES",
     "AUDIT",
+    "CHECKS",
     "META",
     "TABLES",
     "is_remote",
@@ -41,7 +44,8 @@ DELETES = "deletes"
 SIGHTINGS = "sightings"
 REJECTS = "rejects"
 LANGUAGES = "languages"  # written by `tootlake enrich`, not by the collector
-AUDIT = "audit"  # one row per run of collect, replay, compact (`tootlake.lake.audit`)
+AUDIT = "audit"  # one row per run of collect, replay, compact, enrich, migrate (lake.audit)
+CHECKS = "checks"  # one row per post revalidate asked about (`tootlake.lake.checks`)
 META = "_tootlake"
 # The tables writers append to (posts is made from them).
 TABLES = (POSTS_ALL, DELETES, SIGHTINGS, REJECTS)

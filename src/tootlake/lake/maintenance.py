@@ -10,10 +10,11 @@ still to resolve (docs/lake.md).
 
 `compact()` is Delta maintenance: merge, write the uri into delete events that named only a
 local id (so a copy of a deleted post that turns up later is still removed), remove deleted
-posts physically from `posts_all` and `sightings`, with `retain_days` remove what is older
-(`retain()`: posts by created_at, sightings and rejects by their own time), OPTIMIZE
-(bin-packing) every table, checkpoint the logs, and VACUUM files no version younger than
-`retain_files` needs. Each compaction appends a row to the `audit` table.
+posts physically from `posts_all`, `sightings` and `languages`, with `retain_days` remove
+what is older (`retain()`: posts by created_at, sightings and rejects by their own time, the
+detected languages of the posts removed), OPTIMIZE (bin-packing) every table, checkpoint the
+logs, and VACUUM files no version younger than `retain_files` needs. Each compaction appends
+a row to the `audit` table.
 
 One merging writer at a time: delta-rs does not retry a MERGE that lost a race, so it is run
 again on the fresh table (`MERGE_ATTEMPTS`); appends by sink workers meanwhile are fine.
@@ -39,8 +40,17 @@ import pyarrow.compute as pc
 from tootlake.errors import ConfigError, LakeError
 from tootlake.lake import tables
 from tootlake.lake.audit import AuditEntry, record_run
+from tootlake.lake.checks import CHECKS_SCHEMA
 from tootlake.lake.enrich import LANGUAGES_SCHEMA
-from tootlake.lake.layout import DELETES, LANGUAGES, POSTS, POSTS_ALL, REJECTS, SIGHTINGS
+from tootlake.lake.layout import (
+    CHECKS,
+    DELETES,
+    LANGUAGES,
+    POSTS,
+    POSTS_ALL,
+    REJECTS,
+    SIGHTINGS,
+)
 from tootlake.lake.reader import (
     COVERS,
     DELETED_URIS,
@@ -111,6 +121,7 @@ class CompactStats:
     posts_removed: int = 0  # rows of posts_all removed because their post was deleted
     sightings_removed: int = 0
     languages_removed: int = 0  # rows `tootlake enrich` wrote for posts since deleted
+    checks_removed: int = 0  # rows `tootlake revalidate` wrote for posts no longer in the lake
     files_before: dict[str, int] = field(default_factory=dict)
     files_after: dict[str, int] = field(default_factory=dict)
     files_vacuumed: int = 0
@@ -599,7 +610,8 @@ def compact(
     """Delta maintenance of every table (see the module docstring); safe to rerun, and a
     crash at any step leaves every table at a committed version. `on_step` is told each
     step as it starts ("OPTIMIZE posts_all"), for a progress line. `retain_days`: also
-    remove posts, sightings and rejects older than that many days (`retain`); VACUUM then
+    remove posts, sightings and rejects older than that many days, and the languages of the
+    posts removed (`retain`); VACUUM then
     deletes their files once older than `retain_files`."""
     started = time.monotonic()
 
@@ -620,6 +632,7 @@ def compact(
     merged_at = {t: v for t, v in stats.merge.covers.items()}
     step("removing deleted posts")
     _resolve_and_remove_deleted(lake, stats, metadata, memory_limit)
+    stats.checks_removed = _remove_orphan_checks(lake, metadata)
     if retain_days is not None:
         step(f"removing what is older than {retain_days:g} days")
         stats.retention = _retain(lake, retain_days, metadata)
@@ -683,7 +696,7 @@ def _vacuum(dt: Any, **options: Any) -> list[str]:
 
 
 # Every table compaction optimizes, checkpoints and vacuums (`posts` last: merged first).
-MAINTAINED = (POSTS_ALL, DELETES, SIGHTINGS, REJECTS, LANGUAGES, POSTS)
+MAINTAINED = (POSTS_ALL, DELETES, SIGHTINGS, REJECTS, LANGUAGES, CHECKS, POSTS)
 _MISSING = object()  # what `_retrying` returns for a table that does not exist
 
 
@@ -895,8 +908,9 @@ def _advance_covers(lake: str, merged_at: dict[str, int], run: str) -> None:
 
 
 # The tables retention removes rows from, each by its own time (`tables.TIME_COLUMN`): posts
-# by created_at, sightings by seen_at, rejects by rejected_at. `deletes` stays: a delete
-# must still remove a copy of its post that turns up later.
+# by created_at, sightings by seen_at, rejects by rejected_at; then `languages` by uri (the
+# posts gone). `deletes` stays: a delete must still remove a copy of its post that turns up
+# later.
 RETAINED = (POSTS_ALL, POSTS, SIGHTINGS, REJECTS)
 
 
@@ -908,7 +922,8 @@ def retention_cutoff(days: float, now: datetime | None = None) -> datetime:
 
 def retain(lake: str, days: float, *, now: datetime | None = None) -> RetentionStats:
     """Remove physically what is older than `days` days: posts (`posts_all` and `posts`) by
-    `created_at`, sightings by `seen_at`, rejects by `rejected_at`. Whole date partitions
+    `created_at`, sightings by `seen_at`, rejects by `rejected_at`, and the `languages` rows
+    of the posts removed (whichever `posts_all` no longer holds). Whole date partitions
     older than the cutoff's day go by a partition predicate (their files are dropped, not
     read); the cutoff's own day is rewritten without its older rows. The removed files stay
     for readers until `tootlake compact` vacuums them (`--retain-files`). Safe to rerun."""
@@ -939,4 +954,69 @@ def _retain(
         ):
             removed += _delete_rows(lake, table, predicate, metadata, "remove expired rows from")
         stats.removed[table] = removed
+    stats.removed[LANGUAGES] = _remove_orphan_languages(lake, metadata)
+    stats.removed[CHECKS] = _remove_orphan_checks(lake, metadata)
     return stats
+
+
+def _remove_orphan_checks(lake: str, metadata: dict[str, str]) -> int:
+    """Remove the rows of `checks` (revalidate's, one per post it asked about: an instance
+    and the id it gave) whose post has no row left in `posts_all`: deleted, withdrawn or
+    expired, its id must not outlive it in the lake."""
+    files = read_files(lake)
+    if not files.tables[CHECKS].paths:
+        return 0
+    con = _connect(lake, files, None)
+    try:
+        checks = CHECKS_SCHEMA.append(tables.DATE_FIELD)
+        create_view(con, CHECKS, files.tables[CHECKS], storage_for(lake), checks)
+        where = con.sql(
+            f"SELECT DISTINCT date, observed_on, id FROM {CHECKS} c WHERE NOT EXISTS "
+            "(SELECT 1 FROM posts_all a "
+            "WHERE a.observed_on IS NOT DISTINCT FROM c.observed_on AND a.id = c.id)"
+        ).fetchall()
+    finally:
+        con.close()
+    by_partition: dict[tuple[Any, Any], list[str]] = {}
+    for day, host, status_id in where:
+        by_partition.setdefault((day, host), []).append(status_id)
+    predicates = []
+    for (day, host), ids in sorted(by_partition.items(), key=str):
+        partition = "date IS NULL" if day is None else f"date = '{day.isoformat()}'"
+        instance = "observed_on IS NULL" if host is None else f"observed_on = {_literal(host)}"
+        for start in range(0, len(ids), DELETE_URIS_AT_MOST):
+            listed = ", ".join(_literal(i) for i in ids[start : start + DELETE_URIS_AT_MOST])
+            predicates.append(f"{partition} AND {instance} AND id IN ({listed})")
+
+    def remove(predicate: str) -> int:
+        return _delete_rows(lake, CHECKS, predicate, metadata, "remove checks of gone posts from")
+
+    with ThreadPoolExecutor(DELETE_TASKS) as pool:
+        return sum(pool.map(remove, predicates))
+
+
+def _literal(text: str) -> str:
+    """A SQL string literal for delta-rs' parser (no backslash escapes: a quote is doubled)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _remove_orphan_languages(lake: str, metadata: dict[str, str]) -> int:
+    """Remove the rows of `languages` whose post has no row left in `posts_all` (expired,
+    by this run or an earlier one that stopped before this step): `tootlake enrich` wrote
+    them for posts that were in the lake, and a post's detected language is of its text."""
+    files = read_files(lake)
+    if not files.tables[LANGUAGES].paths:
+        return 0
+    con = _connect(lake, files, None)
+    try:
+        where = con.sql(
+            f"SELECT DISTINCT date, uri FROM {LANGUAGES} ANTI JOIN posts_all USING (uri)"
+        ).fetchall()
+    finally:
+        con.close()
+
+    def remove(predicate: str) -> int:
+        return _delete_rows(lake, LANGUAGES, predicate, metadata, "remove expired rows from")
+
+    with ThreadPoolExecutor(DELETE_TASKS) as pool:  # a partition each, as for deleted posts
+        return sum(pool.map(remove, _partition_deletes(where)))

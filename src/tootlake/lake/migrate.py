@@ -35,7 +35,9 @@ Ctrl-C) carries on where the last run stopped:
 
 A crash at any point leaves the old lake readable by `tootlake migrate` (its files are in
 place, or under `_tootlake/old-layout` with the state saying so) and every row in it; rerun
-to finish. Writers must be stopped while a lake migrates.
+to finish. Writers must be stopped while a lake migrates. The run that finishes a migration
+appends a row to the new lake's `audit` table (command `migrate`: the rows of `posts_all` and
+the run's statistics: files converted and left out, rows per table, columns filled).
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ import pyarrow.compute as pc
 
 from tootlake.errors import LakeError
 from tootlake.lake import tables
+from tootlake.lake.audit import AuditEntry, record_run
 from tootlake.lake.layout import (
     DELETES,
     META,
@@ -142,6 +145,7 @@ def migrate(
     merged (e.g. "1GB"; it spills to disk beyond it); the conversion itself holds about
     `GROUP_BYTES` of rows at a time, whatever the size of the lake."""
     started = time.monotonic()
+    started_at = datetime.now(UTC)
     run = _Run(lake, on_progress or (lambda progress: None))
     stats = MigrateStats(lake=lake)
     state = run.load_state()
@@ -194,6 +198,12 @@ def migrate(
     stats.columns_dropped = dict(state.get("dropped", {}))
     stats.old_files = run.path(*OLD_FILES) if keep_old else None
     stats.seconds = time.monotonic() - started
+    record_run(
+        lake,
+        AuditEntry(
+            "migrate", started_at, posts=stats.rows.get(POSTS_ALL, 0), stats=stats.as_dict()
+        ),
+    )
     return stats
 
 

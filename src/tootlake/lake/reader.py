@@ -6,6 +6,7 @@
     rejects     every status (or line, or event) that could not become a post, and why
     posts       one row per uri: the latest version, deleted posts removed
     languages   the language `tootlake enrich` detected in each post's text (empty until run)
+    checks      one row per post `tootlake revalidate` asked its instance about (empty until run)
 
 Each view reads exactly the files of its Delta table's current version, listed from the
 Delta log (never by globbing: files that compaction replaced stay on storage for a while).
@@ -37,9 +38,11 @@ import duckdb
 from tootlake.errors import ConfigError, LakeError, TootlakeError
 from tootlake.lake import tables
 from tootlake.lake.audit import AUDIT_SCHEMA
+from tootlake.lake.checks import CHECKS_SCHEMA
 from tootlake.lake.enrich import LANGUAGES_SCHEMA
 from tootlake.lake.layout import (
     AUDIT,
+    CHECKS,
     DELETES,
     LANGUAGES,
     POSTS,
@@ -241,6 +244,7 @@ def read_files(lake: str) -> LakeFiles:
     now[POSTS] = merged
     now[LANGUAGES] = table_files(lake, LANGUAGES)  # `tootlake enrich`'s, when run
     now[AUDIT] = table_files(lake, AUDIT)  # one row per run (`tootlake.lake.audit`)
+    now[CHECKS] = table_files(lake, CHECKS)  # `tootlake revalidate`'s (`tootlake.lake.checks`)
     fresh = now[POSTS_ALL]
     if covers[POSTS_ALL] == fresh.version:
         fresh = TableFiles(POSTS_ALL, fresh.version)  # all covered: no older log to replay
@@ -442,6 +446,8 @@ def _create_views(
     create_view(con, LANGUAGES, kept(files.tables[LANGUAGES]), storage, languages_schema)
     audit_schema = AUDIT_SCHEMA.append(tables.DATE_FIELD)  # empty until a run records itself
     create_view(con, AUDIT, kept(files.tables[AUDIT]), storage, audit_schema)
+    checks_schema = CHECKS_SCHEMA.append(tables.DATE_FIELD)  # empty until revalidate runs
+    create_view(con, CHECKS, kept(files.tables[CHECKS]), storage, checks_schema)
     posts_schema = tables.table_schema(POSTS_ALL)
     merged = kept(files.tables[POSTS])
     if _merged_is_current(files) and not skip:

@@ -6,6 +6,7 @@ derived from them; `status` validates a status at the edge and builds the post.
 
 from __future__ import annotations
 
+from tootlake.record.consent import GATES, Consent, consent_level, skip_reason
 from tootlake.record.model import (
     RAW_LIMIT,
     Delete,
@@ -29,14 +30,15 @@ from tootlake.record.status import (
     is_opted_out,
     mend_surrogates,
     parse_time,
-    skip_reason,
     to_post,
     usable_id,
     validate_status,
 )
 
 __all__ = [
+    "GATES",
     "RAW_LIMIT",
+    "Consent",
     "Delete",
     "Post",
     "Reject",
@@ -47,6 +49,7 @@ __all__ = [
     "arrow_schema",
     "avro_record_schema",
     "avro_schema",
+    "consent_level",
     "decode_status",
     "delete_arrow_schema",
     "from_status",

@@ -103,6 +103,10 @@ class Post(msgspec.Struct, frozen=True, gc=False):
     locked: Annotated[bool | None, _doc("the author approves followers by hand")] = None
     group: Annotated[bool | None, _doc("the author is a group account (quote it in SQL)")] = None
     moved_to: Annotated[str | None, _doc("account the author moved to, qualified user@host")] = None
+    consent: Annotated[
+        str | None,
+        _doc("strongest consent its author showed: opt-in (indexable), opt-out, none (opted out)"),
+    ] = None
 
 
 class Delete(msgspec.Struct, frozen=True, gc=False):
@@ -112,6 +116,14 @@ class Delete(msgspec.Struct, frozen=True, gc=False):
     id: Annotated[str, _doc("status id on that instance")]
     uri: Annotated[str | None, _doc("uri of the deleted post, when known")]
     deleted_at: Annotated[datetime, _doc("when tootlake received the delete (UTC)")]
+    reason: Annotated[
+        str | None,
+        _doc(
+            "null: the server sent the delete; otherwise why tootlake removed the post: "
+            "deleted or account_gone (found by revalidate), not_public, or the consent gate "
+            "a later copy failed (noindex, opt_out_tag, not_indexable, locked, bot)"
+        ),
+    ] = None
 
 
 class Sighting(msgspec.Struct, frozen=True, gc=False):

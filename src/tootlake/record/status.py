@@ -54,10 +54,10 @@ __all__ = [
     "decode_status",
     "from_status",
     "host_of",
+    "consent_level",
     "is_opted_out",
     "mend_surrogates",
     "parse_time",
-    "skip_reason",
     "to_post",
     "usable_id",
     "validate_status",
@@ -119,6 +119,13 @@ class Quote(msgspec.Struct):
     quoted_status: QuotedStatus | None = None
 
 
+class ProfileField(msgspec.Struct):
+    """A profile field (`fields`: name and value, HTML): read for opt-out tags only."""
+
+    name: str | None = None
+    value: str | None = None
+
+
 class Account(msgspec.Struct):
     # In the order Mastodon serialises them: msgspec looks each key up from where the last
     # one matched, so the wire's order costs the fewest comparisons.
@@ -137,6 +144,7 @@ class Account(msgspec.Struct):
     followers_count: Count | None = None
     noindex: bool | None = None
     moved: MovedTo | None = None
+    fields: list[ProfileField] | None = None
 
 
 class StatusData(msgspec.Struct):
@@ -216,6 +224,7 @@ _CONSENT = {
     (Account, "locked"): True,  # a locked account is skipped by the opt-in consent gate
     # a bio that cannot be read may hold an opt-out tag (it is read for nothing else)
     (Account, "note"): "#noindex",
+    (Account, "fields"): [ProfileField(value="#noindex")],  # so may profile fields
 }
 _MAX_REPAIRS = 64  # wrong fields mended in one status before giving up on it
 
@@ -542,31 +551,48 @@ def host_of(url: str | None) -> str | None:
 
 
 def is_opted_out(account: Account | dict[str, Any]) -> bool:
-    """True when an account asked not to be indexed (noindex, or an opt-out tag in its bio)."""
+    """True when an account asked not to be indexed: `noindex`, or an opt-out tag in its bio
+    or one of its profile fields."""
     if isinstance(account, dict):
-        noindex, note = account.get("noindex"), account.get("note")
-        return bool(noindex) or has_opt_out_tag(note if isinstance(note, str) else None)
-    return bool(account.noindex) or has_opt_out_tag(account.note)
+        noindex, note, fields = account.get("noindex"), account.get("note"), account.get("fields")
+        if noindex or (note is not None and not isinstance(note, str)):
+            return True  # as validation reads them: a bio that cannot be read may hold a tag
+        if has_opt_out_tag(note):
+            return True
+        if fields is None:
+            return False
+        try:  # as validation reads them: fields that cannot be read may hold a tag
+            account = Account(fields=msgspec.convert(fields, list[ProfileField]))
+        except (msgspec.ValidationError, RecursionError):
+            return True
+        return has_opt_out_tag_field(account)
+    return bool(account.noindex) or has_opt_out_tag(account.note) or has_opt_out_tag_field(account)
 
 
-def skip_reason(
-    status: ValidStatus | dict[str, Any], include_opted_out: bool = False
-) -> str | None:
-    """Why a status is not collected as a post ("reblog", "not_public", "opted_out"), or None.
-    A dict is validated first (an invalid one is "invalid")."""
-    if isinstance(status, dict):
-        checked = validate_status(status)
-        if isinstance(checked, Rejection):
-            return "invalid"
-        status = checked
-    data = status.data
-    if data.reblog is not None:
-        return "reblog"
-    if data.visibility != "public":  # missing is not public either: never assume consent
-        return "not_public"
-    if not include_opted_out and is_opted_out(data.account):
-        return "opted_out"
-    return None
+def has_opt_out_tag_field(account: Account) -> bool:
+    """True when one of the account's profile fields carries an opt-out tag."""
+    fields = account.fields
+    if not fields:
+        return False
+    for item in fields:  # (per post: most values hold no "#", which is cheaper to ask here)
+        value, name = item.value, item.name
+        if (value and "#" in value and has_opt_out_tag(value)) or (
+            name and "#" in name and has_opt_out_tag(name)
+        ):
+            return True
+    return False
+
+
+def consent_level(account: Account, opted_out: bool | None = None) -> str:
+    """The strongest consent the account shows: "opt-in" (indexable, not locked, no opt-out),
+    "opt-out" (no opt-out), "none" (opted out). `opted_out`: when the caller knows it."""
+    if opted_out is None:
+        opted_out = is_opted_out(account)
+    if opted_out:
+        return "none"
+    if account.indexable is True and not account.locked:
+        return "opt-in"
+    return "opt-out"
 
 
 def to_post(
@@ -575,10 +601,12 @@ def to_post(
     ingested_at: datetime | None = None,
     *,
     opted_out: bool | None = None,
+    consent: str | None = None,
 ) -> Post:
     """Build the post of a validated status as received from `observed_on`.
 
-    `opted_out`: `is_opted_out(account)` when the caller knows it already (None: work it out).
+    `opted_out`: `is_opted_out(account)` when the caller knows it already (None: work it out);
+    `consent`: the author's consent level likewise (`tootlake.record.consent.consent_level`).
     """
     data = status.data
     account = data.account
@@ -596,6 +624,20 @@ def to_post(
     if content and "quote-inline" in content:  # the fallback of a quote post (4.4+)
         content = _without_quote_fallback(content)
     text = html_to_text(content)
+    if opted_out is None:
+        opted_out = (
+            bool(account.noindex)
+            or has_opt_out_tag(account.note)
+            or (account.fields is not None and has_opt_out_tag_field(account))
+        )
+    if consent is None:  # consent_level(), inlined: this runs per post
+        consent = (
+            "none"
+            if opted_out
+            else "opt-in"
+            if account.indexable is True and not account.locked
+            else "opt-out"
+        )
     home = observed or origin  # where bare accts of mentions and moves live
     mentions = data.mentions
     named: list[str] | None = None
@@ -673,9 +715,7 @@ def to_post(
         data.poll is not None,  # has_poll
         data.card is not None,  # has_card
         len(data.emojis) if data.emojis else 0,  # emojis_count
-        (bool(account.noindex) or has_opt_out_tag(account.note))  # opted_out
-        if opted_out is None
-        else opted_out,
+        opted_out,  # opted_out
         named,  # mentions
         reply_acct,  # in_reply_to_acct
         quote_uri,  # quote_uri
@@ -683,9 +723,11 @@ def to_post(
         data.quotes_count,  # quotes_count
         account.indexable,  # indexable
         account.discoverable,  # discoverable
-        account.locked,  # locked
+        # locked; one of the wrong type was read as locked for the gates, but is not known
+        None if status.coerced and "account.locked" in status.coerced else account.locked,
         account.group,  # group
         None if moved is None else _qualified(moved.acct, moved.url, home),  # moved_to
+        consent,  # consent
     )
 
 
@@ -699,7 +741,7 @@ _POST_FIELDS = (
     "account_id", "account_created_at", "followers_count", "in_reply_to_account_id",
     "app_website", "has_poll", "has_card", "emojis_count", "opted_out", "mentions",
     "in_reply_to_acct", "quote_uri", "quote_state", "quotes_count", "indexable",
-    "discoverable", "locked", "group", "moved_to",
+    "discoverable", "locked", "group", "moved_to", "consent",
 )  # fmt: skip
 if Post.__struct_fields__ != _POST_FIELDS:  # pragma: no cover - a change to Post
     raise ImportError("to_post() passes Post's fields by position: update it with Post")

@@ -2,9 +2,9 @@
 
 A post is authored on one server, its origin (a simulated instance, or a "virtual" server
 that is not simulated), and federated to k simulated instances. Each instance that gets it
-gives it its own local id and publishes it on its streams and public timeline. Everything the
-simulator publishes is recorded, so `truth()` says exactly what a correct collector's lake
-should hold.
+gives it its own local id and publishes it on its streams and public timeline, at once or
+after a known federation delay (`delays`). Everything the simulator publishes is recorded, so
+`truth()` and `arrivals()` say exactly what a correct collector's lake should hold.
 
     async with Fediverse(instances=3, seed=1) as fed:
         print(fed.urls)
@@ -17,14 +17,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import itertools
+import math
 import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from tootlake.simulate.directory import DELETED, SUSPENDED, Directory
 from tootlake.simulate.hostile import GOOD, INSTANCE_KINDS, INVALID, SKIPPED, HostilePicker
 from tootlake.simulate.server import Instance, InstanceSettings
 from tootlake.simulate.status import Renderer, SimPost
@@ -43,9 +46,12 @@ class Truth:
     not opt out. `edited_at` is the origin's (millisecond) time; remote copies carry it
     truncated to the second, as real servers do.
 
-    Opt-outs: `#nobot` in a bio shows on every copy, but `noindex` only on the author's home
-    instance (Mastodon serializes it for local accounts only). A collector that sees only
-    remote copies of a noindex author keeps them: such uris are in `opted_out`, not `latest`.
+    Consent (`truth(consent=...)`): an opt-out tag in a bio or a profile field shows on every
+    copy, but `noindex` only on the author's home instance (Mastodon serializes it for local
+    accounts only), so a collector that does not collect the home instance keeps a noindex
+    author's posts, and so does `latest`; `opted_out` holds the uris some collected copy
+    excludes. The consent fields are the authors' as published: hostile mutations of them
+    (`hostile=...`) are not judged.
 
     Hostile statuses (`Fediverse(hostile=...)`, see `tootlake.simulate.hostile`): `invalid`
     maps the uri of each collectable post served invalid to its marker (a collector rejects
@@ -56,12 +62,18 @@ class Truth:
 
     latest: dict[str, str | None]
     deleted: frozenset[str]  # uris of collectable posts that were deleted
-    opted_out: frozenset[str]  # collectable, not deleted, but the author opted out
+    opted_out: frozenset[str]  # collectable, not deleted, but no copy passes the consent gates
     hidden: int  # statuses published that public feeds never show
     published: int  # every status published, hidden or not
     invalid: dict[str, str] = field(default_factory=dict)  # uri -> marker: must be rejected
     coerced: dict[str, tuple[str, ...]] = field(default_factory=dict)  # uri -> fields
     shaped: dict[str, str] = field(default_factory=dict)  # uri -> shape (pleroma, ...)
+    # Made after the fact (revalidation): uris of posts made non-public since they were
+    # published (`restrict`), not in `latest`; accounts deleted or suspended (`remove_account`:
+    # acct user@host -> "deleted" | "suspended"), their posts in `deleted`.
+    restricted: frozenset[str] = frozenset()
+    gone_accounts: dict[str, str] = field(default_factory=dict)
+    gates: dict[str, int] = field(default_factory=dict)  # consent gate -> copies it skips
 
     @property
     def uris(self) -> frozenset[str]:
@@ -84,6 +96,8 @@ class Truth:
             "invalid": self.invalid,
             "coerced": {uri: list(fields) for uri, fields in self.coerced.items()},
             "shaped": self.shaped,
+            "restricted": sorted(self.restricted),
+            "gone_accounts": self.gone_accounts,
         }
 
 
@@ -100,6 +114,14 @@ class Fediverse:
     random sequence of their own. `SimPost.quoted`, `quote_state` and `quote_uri` are the
     truth; so are a draft's `mentions` and `reply` (a reply to another account mentions it
     first and names its id) and an author's flags (`Author.locked`, `group`, `moved_to`...).
+
+    `delays`: federation delays, like relays that forward with a fixed delay: seconds from a
+    post's creation at its origin (which sets `created_at`) until its copy appears on a target
+    instance. A mapping of target index, or (origin index or None for a virtual origin, target
+    index), to seconds (a pair before its target; missing: 0), or a function (origin, target)
+    -> seconds. The origin's own copy is never delayed; a copy deleted on its way never
+    arrives, one edited on its way arrives edited. `arrivals(post)` records when each copy
+    appeared; `in_flight` counts the copies on their way (delays need the fediverse's loop).
 
     `hostile`: the share of public statuses served mutated (invalid, coerced or shaped like
     another server; see `tootlake.simulate.hostile`), chosen from the seed.
@@ -124,6 +146,7 @@ class Fediverse:
         hostile: float = 0.0,
         hostile_instances: Sequence[str | InstanceSettings] = (),
         quotes: float = 0.05,
+        delays: Delays | None = None,
         **workload_options: Any,
     ) -> None:
         if isinstance(settings, Sequence):
@@ -169,7 +192,14 @@ class Fediverse:
         # Quotes draw from a sequence of their own: the rest of the fediverse's is unchanged.
         self.quotes = quotes
         self._quote_rng = random.Random(f"tootlake-fediverse/quotes/{seed}")
+        self._delay = _delay_function(delays, len(self._settings))
+        self._in_flight: dict[int, asyncio.TimerHandle] = {}
+        self._in_flight_ids = itertools.count()
+        self._arrived: dict[str, dict[int, float]] = {}  # uri -> index -> time, delayed copies
         self._posts: dict[str, SimPost] = {}
+        self.directory = Directory(self._posts, self.renderer)  # lookups by id (revalidation)
+        self._restricted: set[str] = set()  # uris made non-public after publishing
+        self._gone_accounts: dict[str, str] = {}  # acct -> deleted | suspended
         self._alive: deque[SimPost] = deque()
         self._recent: list[SimPost] = []  # candidates for edits and deletes (a ring)
         self._recent_at = 0
@@ -196,6 +226,8 @@ class Fediverse:
                 )
             )
         # Started in chunks: a thousand instances come up in a second or two.
+        for inst in self.instances:
+            inst.directory = self.directory
         for chunk in range(0, n, 64):
             await asyncio.gather(*(inst.start() for inst in self.instances[chunk : chunk + 64]))
         if self.workload is None:
@@ -207,6 +239,9 @@ class Fediverse:
 
     async def close(self) -> None:
         await self.stop_publishing()
+        for handle in self._in_flight.values():
+            handle.cancel()
+        self._in_flight.clear()
         for inst in self.instances:
             await inst.stop()
 
@@ -317,8 +352,14 @@ class Fediverse:
             targets = self._targets(author.home_index)
         if home is not None:
             home.receive(post, origin_id)
+        delay = self._delay
         for index in targets:
-            if index != author.home_index:
+            if index == author.home_index:
+                continue
+            seconds = delay(author.home_index, index) if delay is not None else 0.0
+            if seconds > 0:
+                self._deliver_later(post, index, seconds)
+            else:
                 self.instances[index].receive(post)
         self._record(post, churn=churn and post.hostile is None)
         return post
@@ -337,6 +378,35 @@ class Fediverse:
             if index != home_index and index not in picks:
                 picks.append(index)
         return picks
+
+    def _deliver_later(self, post: SimPost, index: int, seconds: float) -> None:
+        key = next(self._in_flight_ids)
+        loop = asyncio.get_running_loop()  # federation delays need the fediverse's loop
+        self._in_flight[key] = loop.call_later(seconds, self._deliver, key, post, index)
+
+    def _deliver(self, key: int, post: SimPost, index: int) -> None:
+        """A delayed copy arrives: in its latest version; never if deleted (or evicted)."""
+        del self._in_flight[key]
+        if post.deleted or post.draft is None:
+            return
+        self._arrived.setdefault(post.uri, {})[index] = time.time()
+        self.instances[index].receive(post)
+
+    @property
+    def in_flight(self) -> int:
+        """Delayed copies on their way (`delays`): wait for 0 before reading the truth."""
+        return len(self._in_flight)
+
+    def arrivals(self, post: SimPost | str) -> dict[str, float]:
+        """host -> seconds from the post's creation at its origin until its copy appeared
+        there, for every instance that has it: 0 on its origin and where it went undelayed,
+        the measured time (at least the configured delay) where `delays` held it back."""
+        post = self._resolve(post)
+        late = self._arrived.get(post.uri, {})
+        return {
+            self.instances[i].host: late[i] - post.created if i in late else 0.0
+            for i in post.copies
+        }
 
     def _record(self, post: SimPost, churn: bool = True) -> None:
         """Keep the post for the truth; `churn`: the publisher may edit or delete it later
@@ -379,6 +449,49 @@ class Fediverse:
         post.deleted = True
         for index in post.copies:
             self.instances[index].deleted(post)
+
+    # -- after the fact: what only revalidation finds when no stream carried it -------------
+
+    def restrict(self, post: SimPost | str, visibility: str = "unlisted") -> SimPost:
+        """Make a public post `unlisted`, `private` or `direct` (no event on any stream, as
+        no server announces it): it leaves the timelines; `GET /api/v1/statuses/:id` shows
+        an unlisted one as such and answers 404 for the others. Recorded in the truth's
+        `restricted`."""
+        post = self._resolve(post)
+        if visibility not in ("unlisted", "private", "direct"):
+            raise ValueError(f"Invalid visibility {visibility!r}: unlisted, private or direct.")
+        if post.deleted or post.draft is None:
+            raise ValueError(f"Cannot restrict {post.uri}: deleted or evicted")
+        post.draft = replace(post.draft, visibility=visibility)
+        post.streamable = False
+        self._restricted.add(post.uri)
+        return post
+
+    def remove_account(self, acct: str, *, suspend: bool = False) -> list[SimPost]:
+        """Delete (or `suspend`) the account `acct` (user@host) and return its posts still
+        in memory (`retention`). Deleting sends a `delete` for each post wherever it lives,
+        as Mastodon does for a deleted account; suspending sends nothing. Either way its
+        posts leave the timelines, `GET /api/v1/statuses/:id` answers 404 for them and
+        `GET /api/v1/accounts/:id` answers 404 (deleted) or `suspended: true`; the truth
+        lists the account in `gone_accounts` and its posts in `deleted`."""
+        posts = [
+            post
+            for post in self._posts.values()
+            if post.draft is not None
+            and f"{post.draft.author.username}@{post.draft.author.home}" == acct
+        ]
+        if not posts:
+            raise KeyError(f"No account {acct!r} with a post in memory")
+        author = posts[0].draft.author if posts[0].draft else None
+        assert author is not None
+        self.directory.gone[author.key] = SUSPENDED if suspend else DELETED
+        self._gone_accounts[acct] = SUSPENDED if suspend else DELETED
+        for post in posts:
+            if suspend:
+                post.deleted = True  # hidden, not announced: nothing goes out on the streams
+            else:
+                self.delete(post)
+        return posts
 
     def posts(self, origin: int | str | None = None) -> list[SimPost]:
         """Every post published so far (in order), or those authored on instance `origin`."""
@@ -507,13 +620,30 @@ class Fediverse:
     # -- ground truth ------------------------------------------------------------------------
 
     def truth(
-        self, hosts: Iterable[str] | None = None, *, include_opted_out: bool = False
+        self,
+        hosts: Iterable[str] | None = None,
+        *,
+        include_opted_out: bool = False,
+        consent: Any = None,
     ) -> Truth:
         """What a collector of `hosts` (default: every instance) should have in its lake.
 
         A post counts when some copy of it is on a collected instance whose live feed for it
         (local there, or remote) is not disabled: read at call time from the settings.
+
+        `consent`: the consent gates of the collector (a `tootlake.record.Consent`: its `mode`,
+        `skip_locked`, `skip_bots`; default the opt-out mode, "none" with `include_opted_out`),
+        judged from the simulator's own authors: a post counts when every collected copy
+        passes every gate as that copy shows its author (`noindex` is on the home instance's
+        copy only, and a collector that sees it there removes the post it may have written
+        from another copy); others are in `opted_out`. `gates` counts the copies that failed,
+        per gate: what a collector streaming each copy once (no edits, no hostility) counts
+        as skipped, at least (a copy from elsewhere after the home one is skipped too).
         """
+        mode = getattr(consent, "mode", "none" if include_opted_out else "opt-out")
+        skip_locked = bool(getattr(consent, "skip_locked", False))
+        skip_bots = bool(getattr(consent, "skip_bots", False))
+        gates: dict[str, int] = {}
         wanted = None if hosts is None else {self.instance(h).index for h in hosts}
         open_halves = [
             (
@@ -529,22 +659,35 @@ class Fediverse:
         coerced: dict[str, tuple[str, ...]] = {}
         shaped: dict[str, str] = {}
         hidden = 0
+        restricted = self._restricted
         for uri, post in self._posts.items():
             if not post.streamable:
-                hidden += 1
+                hidden += uri not in restricted  # public once, then restricted: not hidden
                 continue
-            if not any(
-                (wanted is None or i in wanted)
-                and open_halves[i][0 if i == post.origin_index else 1]
+            collected = [
+                i
                 for i in post.copies
-            ):
+                if (wanted is None or i in wanted)
+                and open_halves[i][0 if i == post.origin_index else 1]
+            ]
+            if not collected:
                 continue
+            failed = [
+                _gate(post.author, i == post.origin_index, mode, skip_locked, skip_bots)
+                for i in collected
+            ]
+            for gate in failed:
+                if gate is not None:
+                    gates[gate] = gates.get(gate, 0) + 1
             hostility = post.hostile
             if hostility is not None and hostility.verdict == INVALID:
                 invalid[uri] = hostility.marker  # served, so rejected, even if deleted since
             elif post.deleted:
                 deleted.add(uri)
-            elif post.opted_out and not include_opted_out:
+            elif any(gate is not None for gate in failed) or (
+                # an opt-out made after the post was published (revalidation finds it)
+                post.opted_out and not post.author.opted_out and mode != "none"
+            ):
                 opted_out.add(uri)
             elif hostility is None:
                 latest[uri] = post.edited_at
@@ -563,6 +706,9 @@ class Fediverse:
             invalid,
             coerced,
             shaped,
+            frozenset(restricted),
+            dict(self._gone_accounts),
+            gates,
         )
 
     # -- faults on many instances ------------------------------------------------------------
@@ -595,6 +741,46 @@ class Fediverse:
     def clear_faults(self) -> None:
         for inst in self.instances:
             inst.clear_faults()
+
+
+Delays = Mapping[int | tuple[int | None, int], float] | Callable[[int | None, int], float]
+
+
+def _delay_function(
+    delays: Delays | None, instances: int
+) -> Callable[[int | None, int], float] | None:
+    """(origin index or None, target index) -> seconds, checked; None: no delays at all."""
+    if delays is None:
+        return None
+    if callable(delays):
+        fn = delays
+    else:
+        table = dict(delays)
+        for key, seconds in table.items():
+            origin, target = key if isinstance(key, tuple) else (None, key)
+            if not all(i is None or 0 <= i < instances for i in (origin, target)):
+                raise ValueError(
+                    f"Invalid federation delay key {key!r}: instance indices are 0 to "
+                    f"{instances - 1} (a tuple is (origin, target))."
+                )
+            _check_delay(key, seconds)
+
+        def fn(origin: int | None, target: int) -> float:
+            seconds = table.get((origin, target))
+            return table.get(target, 0.0) if seconds is None else seconds
+
+    def checked(origin: int | None, target: int) -> float:
+        return _check_delay((origin, target), fn(origin, target))
+
+    return checked
+
+
+def _check_delay(key: object, seconds: float) -> float:
+    if not (isinstance(seconds, int | float) and math.isfinite(seconds) and seconds >= 0):
+        raise ValueError(
+            f"Invalid federation delay for {key!r}: {seconds!r}. Use a number of seconds >= 0."
+        )
+    return float(seconds)
 
 
 _FLOOD_BATCH = 100  # posts a flood publishes between two looks at its clients
@@ -649,3 +835,25 @@ class FediverseThread:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(10)
             self.loop.close()
+
+
+def _gate(
+    author: Any, home_copy: bool, mode: str, skip_locked: bool, skip_bots: bool
+) -> str | None:
+    """The consent gate a copy of a post by `author` fails (`home_copy`: the copy on its home
+    instance), as docs/research.md defines the gates; None when it passes."""
+    if mode != "none":
+        if home_copy and author.noindex:  # Mastodon serializes noindex for local accounts only
+            return "noindex"
+        if author.opt_out_tag:
+            return "opt_out_tag"
+    if mode == "opt-in":
+        if not author.indexable:
+            return "not_indexable"
+        if author.locked:
+            return "locked"
+    elif skip_locked and author.locked:
+        return "locked"
+    if skip_bots and author.bot:
+        return "bot"
+    return None

@@ -32,6 +32,7 @@ from typing import Any
 import orjson
 from aiohttp import WSMsgType, web
 
+from tootlake.simulate.directory import DELETED, SUSPENDED, Directory
 from tootlake.simulate.hostile import INSTANCE_KINDS
 from tootlake.simulate.status import Observer, Renderer, SimPost, Snowflake
 
@@ -99,6 +100,9 @@ class InstanceSettings:
     privacy: str | None = None
     description: str | None = None
     policy_raw: bytes | None = None
+    # `GET /api/v1/statuses/:id` and `/api/v1/accounts/:id` answer anonymous requests 401, as
+    # with Mastodon's DISALLOW_UNAUTHENTICATED_API_ACCESS (revalidation then needs the token).
+    lookups_need_token: bool = False
 
     def __post_init__(self) -> None:
         if self.misbehave is not None and self.misbehave not in INSTANCE_KINDS:
@@ -381,6 +385,7 @@ class Instance:
         self._delay: tuple[float, str] = (0.0, "/")
         self._stall_new = False
         self.leak_hidden = False  # fault: stream unlisted posts, boosts and replies too
+        self.directory: Directory | None = None  # set by Fediverse: posts and accounts by id
         self._closing = asyncio.Event()  # set by stop(): ends what a "stall" holds open
 
     def __repr__(self) -> str:
@@ -446,6 +451,8 @@ class Instance:
             r.add_get("/api/v1/instance/rules{_:/?}", self._rules)
             r.add_get("/api/v1/instance/terms_of_service{_:/?}", self._terms)
             r.add_get("/api/v1/instance/privacy_policy{_:/?}", self._privacy)
+            r.add_get("/api/v1/statuses/{id}", self._status)
+            r.add_get("/api/v1/accounts/{id}", self._account)
         if streaming:
             r.add_get(_STREAM_PREFIX + "/health", self._health)
             r.add_get(_STREAM_PREFIX + "{_:/?}", self._websocket)
@@ -887,6 +894,52 @@ class Instance:
     async def _privacy(self, request: web.Request) -> web.StreamResponse:
         return await self._policy_document(request, 2)
 
+    # -- single statuses and accounts (what `tootlake revalidate` asks) ------------------------
+
+    def _lookup_guard(
+        self, request: web.Request
+    ) -> tuple[web.Response | None, dict[str, str], bool, int | None]:
+        """(error answer or None, rate headers, authenticated, the id asked for)."""
+        error, headers, authenticated = self._rest_guard(request)
+        if error is None and self.settings.lookups_need_token and not authenticated:
+            error = _json(401, {"error": "This method requires an authenticated user"}, headers)
+        self.stats["lookups"] += 1
+        return error, headers, authenticated, _int_param(request.match_info["id"])
+
+    async def _status(self, request: web.Request) -> web.StreamResponse:
+        """Api::V1::StatusesController#show: this instance's copy, or 404 when it is deleted,
+        never was here, or is not visible to the asker (private, direct; a gone author)."""
+        error, headers, authenticated, local_id = self._lookup_guard(request)
+        if error is not None:
+            return error
+        if self.settings.misbehave == "stall":
+            await self._hang()
+            return _json(503, {"error": "An unexpected error occurred"})
+        found = self.directory.status(self.index, local_id) if self.directory and local_id else None
+        draft = found.draft if found is not None else None
+        if found is None or found.deleted or (draft and draft.visibility in ("private", "direct")):
+            return _json(404, {"error": "Record not found"}, headers)
+        if draft is None:  # evicted from memory: the simulator cannot say (never a 404)
+            return _json(503, {"error": "An unexpected error occurred"}, headers)
+        assert local_id is not None
+        body = self.renderer.render(found, self.observer, local_id, user=authenticated)
+        headers["Content-Type"] = _JSON
+        return web.Response(body=_rails_json(body), headers=headers)
+
+    async def _account(self, request: web.Request) -> web.StreamResponse:
+        """Api::V1::AccountsController#show: the account, `suspended: true` for a suspended
+        one, 404 for one that was deleted or is unknown here."""
+        error, headers, _, account_id = self._lookup_guard(request)
+        if error is not None:
+            return error
+        directory = self.directory
+        author = directory.account(self.index, account_id) if directory and account_id else None
+        state = directory.state(author) if directory and author else None
+        if author is None or state == DELETED:
+            return _json(404, {"error": "Record not found"}, headers)
+        account = self.renderer.account(author, self.index, suspended=state == SUSPENDED)
+        return _json(200, account, headers)
+
     async def _instance_v2(self, request: web.Request) -> web.StreamResponse:
         error, headers, _ = self._rest_guard(request)
         if error is not None:
@@ -1006,6 +1059,8 @@ class Instance:
 
         def keep(post: SimPost) -> bool:
             if post.deleted or post.draft is None or (media and not post.media):
+                return False
+            if not post.streamable:  # made non-public since (Fediverse.restrict)
                 return False
             return want_local if post.origin_index == index else want_remote
 

@@ -92,6 +92,7 @@ class SimPost:
     """
 
     __slots__ = (
+        "author",
         "copies",
         "created",
         "created_ms",
@@ -130,6 +131,7 @@ class SimPost:
         self.deleted = False
         self.streamable = draft.streamable
         self.opted_out = draft.author.opted_out
+        self.author = draft.author  # its flags decide consent (the draft is freed later)
         self.media = bool(draft.media)
         self.tags = frozenset(t.lower() for t in draft.tags)
         self.parent: SimPost | None = None  # the post a self-reply continues
@@ -264,7 +266,9 @@ class Renderer:
             "last_status_at": "",
             "hide_collections": False,
             "emojis": [],
-            "fields": [],
+            "fields": [
+                {"name": name, "value": value, "verified_at": None} for name, value in author.fields
+            ],
         }
         moved = author.moved_to
         if moved is not None:  # Mastodon serializes the target account, after `hide_collections`
@@ -280,6 +284,16 @@ class Renderer:
             account = _insert_after(account, "hide_collections", {"noindex": author.noindex})
             account = _insert_after(account, "emojis", {"roles": []})
         self._accounts[key] = account
+        return account
+
+    def account(self, author: Author, observer_index: int, *, suspended: bool = False) -> Any:
+        """The author's account as instance `observer_index` serves it (`GET
+        /api/v1/accounts/:id`); a suspended one as Mastodon shows it: emptied, `suspended`."""
+        account = self._account(author, observer_index == author.home_index).copy()
+        account["id"] = str(self.account_id(author, observer_index))
+        if suspended:
+            account.update(display_name="", note="", fields=[], emojis=[], suspended=True)
+            account.update(followers_count=0, following_count=0, statuses_count=0)
         return account
 
     def update(self, post: SimPost, draft: Draft, edited: float) -> None:

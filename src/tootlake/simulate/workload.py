@@ -172,6 +172,10 @@ _TAGS = (
 _SYLLABLES = ["ka", "ri", "to", "mi", "na", "lo", "ve", "ra", "sen", "tor", "el", "an", "jo"]
 _SYLLABLES += ["ha", "yu", "ki", "ben", "mar", "lu", "zo", "fe", "dan", "nic"]
 
+# The opt-out tags people put in a bio or a profile field, lowercase; in bios, as written
+OPT_OUT_TAGS = ("nobot", "nobots", "noindex", "nosearch", "noarchive")
+_BIO_OPT_OUT = ("nobot", "NoBots", "noindex", "nosearch")
+
 _VISIBILITY = (("public", 0.86), ("unlisted", 0.09), ("private", 0.04), ("direct", 0.01))
 _VISIBILITIES = [v for v, _ in _VISIBILITY]
 
@@ -200,8 +204,38 @@ class Author:
 
     @property
     def opted_out(self) -> bool:
-        """Asked not to be indexed: `noindex` (visible on the home server only) or #nobot."""
-        return self.noindex or "nobot</span>" in self.note
+        """Asked not to be indexed: `noindex` (visible on the home server only), or an opt-out
+        tag in the bio or a profile field (visible everywhere)."""
+        return self.noindex or self.opt_out_tag
+
+    @property
+    def opt_out_tag(self) -> bool:
+        """An opt-out tag (#nobot, #NoBots, #noarchive...) in the bio or a profile field."""
+        note = self.note.lower()
+        return any(f"#<span>{tag}</span>" in note for tag in OPT_OUT_TAGS) or any(
+            marked for _, _, marked in self._fields()
+        )
+
+    @property
+    def fields(self) -> tuple[tuple[str, str], ...]:
+        """Profile fields (name, value HTML): a third of accounts have some, and about 3% carry
+        an opt-out tag there. Drawn from the key, like `group`."""
+        return tuple((name, value) for name, value, _ in self._fields())
+
+    def _fields(self) -> tuple[tuple[str, str, bool], ...]:
+        draw = zlib.crc32(f"fields/{self.key}".encode()) % 100
+        if draw >= 35:
+            return ()
+        ordinary = ("Pronouns", "they/them", False)
+        if draw >= 3:
+            return (ordinary,)
+        scheme = "http" if self.home.startswith("127.") else "https"
+        opt_out = (
+            ("Bots", "#NoBots", True),
+            ("Archive", _tag_html(f"{scheme}://{self.home}", "noarchive"), True),
+            ("Search", "please #nosearch", True),
+        )[draw]
+        return ordinary, opt_out
 
     # Flags drawn from the key, not the workload's random sequence (which they leave as it
     # was): about 2% group accounts, 2% moved ones.
@@ -220,8 +254,11 @@ class Author:
 
     @property
     def indexable(self) -> bool:
-        """Opted in to full-text search (Mastodon 4.2+), as the simulator serves it."""
-        return self.discoverable and not self.noindex
+        """Opted in to full-text search (Mastodon 4.2+): a setting apart from `noindex` (the
+        opt-out of search engines), so both can be on. Drawn from the key, like `group`:
+        most discoverable accounts, a few others."""
+        draw = zlib.crc32(f"indexable/{self.key}".encode()) % 100
+        return draw < (85 if self.discoverable else 15)
 
 
 @dataclass(slots=True)
@@ -385,7 +422,9 @@ class Workload:
         note = f"<p>{bio}</p>"
         if rng.random() < self.nobot_share:
             scheme = "http" if host.startswith("127.") else "https"
-            note = f"<p>{bio} {_tag_html(f'{scheme}://{host}', 'nobot')}</p>"
+            # which opt-out tag, drawn apart from `rng` so the workload stays as it was
+            tag = _BIO_OPT_OUT[zlib.crc32(f"opt-out/{origin_key}/{number}".encode()) % 4]
+            note = f"<p>{bio} {_tag_html(f'{scheme}://{host}', tag)}</p>"
         if bot:
             app: tuple[str, str | None] | None = rng.choice(_BOT_APPS)
         elif rng.random() < 0.35:
