@@ -159,8 +159,9 @@ ACCOUNT_FIELDS = {
     "indexable": _is_bool,
     "group": _is_bool,
     "moved": lambda v: _strings(v, "acct", "url"),
-    "fields": lambda v: isinstance(v, list)
-    and all(isinstance(f, dict) and _strings(f, "name", "value") for f in v),
+    "fields": lambda v: (
+        isinstance(v, list) and all(isinstance(f, dict) and _strings(f, "name", "value") for f in v)
+    ),
 }
 SAFE = {
     "visibility": "unknown",

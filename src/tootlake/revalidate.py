@@ -49,7 +49,7 @@ from tootlake.lake.writer import LakeWriter
 from tootlake.pipeline import merge_lake
 from tootlake.record import Consent, Delete, Rejection, ValidStatus
 from tootlake.record.consent import NONE, OPT_IN, OPT_OUT
-from tootlake.settings import Settings, token_for
+from tootlake.settings import Settings
 from tootlake.sources.fleet import InstanceSpec
 from tootlake.sources.lookup import (
     GONE,
@@ -92,6 +92,9 @@ CHUNK = 500  # due posts of an instance read from DuckDB at a time
 POST_REASONS = frozenset({"reblog", "not_public", "invalid"})
 # Outcomes of a check (the `checks` table's `outcome`), besides the gates' names and ERROR.
 PRESENT, DELETED, ACCOUNT_GONE = "present", "deleted", "account_gone"
+# Gone from an instance that is not the author's home: its cache may have dropped the copy
+# (content retention, a domain block), so it is removed as such, not counted as a delete.
+GONE_FROM_OBSERVER = "gone_from_observer"
 UNUSABLE = "unusable"  # a 200 that cannot be trusted: checked as an error
 
 
@@ -122,6 +125,8 @@ class RevalidateStats:
     gone_accounts: int = 0  # accounts found deleted or suspended
     opted_out_accounts: int = 0  # authors found opted out
     errors: int = 0  # lookups that said nothing: asked again next run
+    # gone answers of instances that showed no post as it is in the run: asked again
+    unconfirmed: int = 0
     requests: int = 0  # lookups sent (statuses and accounts, 429s included)
     rate_limited: int = 0  # 429 answers
     rate_wait: float = 0.0  # seconds waited for them
@@ -144,6 +149,7 @@ class RevalidateStats:
             "gone_accounts": self.gone_accounts,
             "opted_out_accounts": self.opted_out_accounts,
             "errors": self.errors,
+            "unconfirmed": self.unconfirmed,
             "requests": self.requests,
             "rate_limited": self.rate_limited,
             "rate_wait": round(self.rate_wait, 3),
@@ -187,18 +193,21 @@ def _is_pseudonymised(lake: str) -> bool:
     return flagged or keyed
 
 
-# The posts due, ranked per instance, oldest validation first: never checked posts by when
-# they were collected, checked ones by their last check (an error is no check).
+# The posts due, ranked per instance, oldest first: never asked posts by when they were
+# collected, asked ones by when they were last asked. An error is no check (the post stays
+# due) but puts it at the back, so a few posts an instance cannot answer do not hold up the
+# rest of it run after run.
 _DUE = """
 CREATE OR REPLACE TEMP TABLE _revalidate_due AS
 WITH last AS (
-    SELECT observed_on, id, max(checked_at) AS checked_at
-    FROM checks WHERE outcome <> ? GROUP BY observed_on, id
+    SELECT observed_on, id, max(checked_at) FILTER (WHERE outcome <> ?) AS checked_at,
+           max(checked_at) AS asked_at  -- an error too: it goes to the back of the queue
+    FROM checks GROUP BY observed_on, id
 )
 SELECT p.observed_on, p.id, p.uri, p.acct, p.account_id,
        row_number() OVER (
            PARTITION BY p.observed_on
-           ORDER BY coalesce(l.checked_at, p.ingested_at), p.id
+           ORDER BY coalesce(l.asked_at, p.ingested_at), p.id
        ) AS n
 FROM posts p LEFT JOIN last l ON p.observed_on = l.observed_on AND p.id = l.id
 WHERE p.observed_on IS NOT NULL AND (l.checked_at IS NULL OR l.checked_at <= ?)
@@ -260,6 +269,10 @@ class _Run:
         self.accounts: dict[tuple[str, str], str] = {}  # (host, account id) -> state
         self.removed_accts: dict[str, str] = {}  # acct -> why all its posts went
         self.instances: dict[str, dict[str, Any]] = {}
+        # An instance's "gone" answers are trusted once it has shown one post as it is (a
+        # proxy's or a new server's 404 for everything removes nothing); until then they wait
+        self.confirmed: set[str] = set()
+        self.pending: dict[str, list[tuple[_Due, int | None]]] = {}
 
     # -- the request budget and writing -------------------------------------------------
 
@@ -297,7 +310,8 @@ class _Run:
         self.checks, self.unwritten, self.last_flush = [], 0, time.monotonic()
 
     def remove_account(self, acct: str, reason: str) -> None:
-        """Every post of `acct` in the lake goes (its account is gone, or it opted out)."""
+        """Every post of `acct` in the lake goes (its account is gone, or it opted out): asked
+        of its home instance only, which speaks for the account (see `check`)."""
         if acct in self.removed_accts:
             return
         self.removed_accts[acct] = reason
@@ -333,20 +347,44 @@ class _Run:
                 else "?"
             )
             raise _Unusable(f"{due.observed_on}: status {due.id} is {why}")
+        host = due.observed_on
+        if outcome == DELETED:
+            if host not in self.confirmed:  # trusted once this instance showed a post
+                self.pending.setdefault(host, []).append((due, answer.http_status))
+                return
+            await self._gone(lookups, due, answer.http_status)
+            return
         self.stats.checked += 1
-        if outcome == DELETED:  # is its account gone too?
-            if await self._account_gone(lookups, due):
-                self.remove_account(due.acct, ACCOUNT_GONE)
-                outcome = ACCOUNT_GONE
-            else:
-                self._delete(row, DELETED)
-        elif outcome == PRESENT:
+        if outcome == PRESENT:
             self.stats.present += 1
         elif outcome in POST_REASONS:
             self._delete(row, outcome)
-        else:  # the author opted out since: all their posts go
+        elif _is_home(due):  # the author opted out since: all their posts go
             self.remove_account(due.acct, outcome)
+        else:  # said by another instance than the author's: this copy goes
+            self._delete(row, outcome)
         self._check(due, outcome, answer.http_status)
+        if host not in self.confirmed:
+            self.confirmed.add(host)
+            for waiting, http_status in self.pending.pop(host, []):
+                await self._gone(lookups, waiting, http_status)
+
+    async def _gone(self, lookups: InstanceLookups, due: _Due, http_status: int | None) -> None:
+        """The instance answered 404/410 for the post. Its home instance speaks for the
+        author: the post is deleted, and when the account is gone or suspended too, every
+        post of it. Another instance only says that its copy is gone."""
+        self.stats.checked += 1
+        row = (due.observed_on, due.id, due.uri)
+        outcome = DELETED
+        if not _is_home(due):
+            outcome = GONE_FROM_OBSERVER
+            self._delete(row, outcome)
+        elif await self._account_gone(lookups, due):
+            self.remove_account(due.acct, ACCOUNT_GONE)
+            outcome = ACCOUNT_GONE
+        else:
+            self._delete(row, DELETED)
+        self._check(due, outcome, http_status)
 
     async def _account_gone(self, lookups: InstanceLookups, due: _Due) -> bool:
         """Whether the account of a deleted post is gone or suspended; asked once per
@@ -416,7 +454,16 @@ class _Run:
         while True:
             chunk = self._chunk(host, after)
             if not chunk:
-                entry.update(status="done")
+                waiting = len(self.pending.pop(host, []))
+                if waiting:  # asked again by the next run, when the instance may show one
+                    self.stats.unconfirmed += waiting
+                    entry.update(
+                        status="done",
+                        detail=f"{waiting} gone answers not trusted: no post of this "
+                        "instance was found as it is in this run",
+                    )
+                else:
+                    entry.update(status="done")
                 return
             after += len(chunk)
             for due in chunk:
@@ -454,6 +501,11 @@ class _Run:
                 entry["checked"] += 1
 
 
+def _is_home(due: _Due) -> bool:
+    """The instance the post was seen on is its author's home (their acct's host)."""
+    return due.acct.rpartition("@")[2].lower() == (due.observed_on or "").lower()
+
+
 class _Unusable(Exception):
     """A 200 that cannot be trusted as the post's state (not a status, another post)."""
 
@@ -479,7 +531,9 @@ def _specs(
         if spec.host != host:  # a host that is not one (a path, user@...): never asked
             bad[host] = f"{host!r} is not an instance host"
             continue
-        token = token_for(settings, host) if settings is not None else None
+        # by the exact host only: `token_for` also reads `mastodon_social` (an environment
+        # variable's spelling) as mastodon.social, and a lake's hosts are data
+        token = settings.tokens.get(host.lower()) if settings is not None else None
         specs[host] = InstanceSpec(url, token)
     return specs, bad
 
@@ -557,6 +611,7 @@ def revalidate(
             try:
                 run.flush()
             finally:
+                stats.unconfirmed += sum(len(waiting) for waiting in run.pending.values())
                 stats.remaining = max(0, stats.due - len(run.done))
                 stats.elapsed = time.monotonic() - stats.started
     finally:
@@ -569,21 +624,31 @@ def revalidate(
 
 
 def lake_consent(lake: str) -> Consent:
-    """The strictest consent policy the lake's posts were collected under, from the
-    `consent` of its collect and replay rows in the audit table (the default opt-out mode
-    when it has none)."""
+    """The consent policy the lake's posts were collected under: the `consent` of its collect
+    and replay rows in the audit table, when they all say the same (the default opt-out
+    mode when there are none). Rows that disagree are a ConfigError naming them: applying
+    the strictest to every post would remove posts collected under another policy."""
     try:
         con = open_lake(lake)
         try:
             rows = con.execute(
                 "SELECT DISTINCT consent FROM audit WHERE command IN ('collect', 'replay') "
-                "AND consent IS NOT NULL"
+                "AND consent IS NOT NULL ORDER BY 1"
             ).fetchall()
         finally:
             con.close()
     except LakeError:
         rows = []
-    words = {word for (described,) in rows for word in str(described).split("+")}
+    policies = [str(described) for (described,) in rows]
+    if not policies:
+        return Consent()
+    if len(policies) > 1:
+        raise ConfigError(
+            f"The lake {lake} was collected under several consent policies "
+            f"({', '.join(policies)}): say which to apply with --consent (and --skip-locked, "
+            "--skip-bots, --include-opted-out)."
+        )
+    words = set(policies[0].split("+"))
     modes = [m for m in (OPT_IN, OPT_OUT, NONE) if m in words]
     return Consent(modes[0] if modes else OPT_OUT, "skip-locked" in words, "skip-bots" in words)
 

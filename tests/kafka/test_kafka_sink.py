@@ -85,6 +85,28 @@ def send(kafka: str, topic: str, records: list[Any]) -> None:
     transport.close(timeout=60)
 
 
+def test_consent_gates_apply_before_kafka_as_in_the_embedded_pipeline(
+    kafka, topic, group, tmp_path
+):
+    """`replay --kafka --consent opt-in --skip-bots`: the gates run where records are made, so
+    the topic holds only what the embedded replay stores, and the same posts reach the lake."""
+    from tootlake.record import Consent
+
+    policy = Consent("opt-in", skip_bots=True)
+    files = [REAL / name for name in REAL_FILES]
+    embedded = str(tmp_path / "embedded")
+    here = replay(files, embedded, consent=policy)
+    sent = replay_to_kafka(files, kafka=kafka, topic=topic, consent=policy)
+    assert dict(sent.skipped) == dict(here.skipped) and sent.skipped["not_indexable"] > 0
+    through = str(tmp_path / "through")
+    stats = sink_once(kafka, topic, group, through)
+    assert stats.posts == here.posts + here.edits
+    query = "SELECT uri, consent FROM posts ORDER BY uri"
+    rows = open_lake(through).execute(query).fetchall()
+    assert rows == open_lake(embedded).execute(query).fetchall()
+    assert rows and {consent for _, consent in rows} == {"opt-in"}
+
+
 def test_replaying_through_kafka_gives_the_embedded_lake(kafka, topic, group, lake_url, tmp_path):
     files = [REAL / name for name in REAL_FILES]
     embedded = str(tmp_path / "embedded")

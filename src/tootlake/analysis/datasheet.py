@@ -191,6 +191,7 @@ def _sections(s: Datasheet) -> list[tuple[str, list[str | Table]]]:
     why = {
         "received": "deleted: the server sent the delete",
         "deleted": "deleted: found by revalidate",
+        "gone_from_observer": "gone from the instance that showed it (revalidate)",
         "account_gone": "account deleted or suspended (revalidate)",
         "not_public": "no longer public (revalidate)",
     }

@@ -146,11 +146,14 @@ def revalidate(
     click.echo(
         f"Revalidated {settings.lake}: checked {s.checked:,} posts ({s.requests:,} requests), "
         f"removed {s.deletes:,}: {removed.get('deleted', 0):,} deleted, "
+        f"{removed.get('gone_from_observer', 0):,} gone from the instance that showed them, "
         f"{removed.get('not_public', 0):,} no longer public, "
         f"{removed.get('account_gone', 0):,} from {s.gone_accounts:,} gone accounts, "
         f"{s.deletes - sum(removed.get(k, 0) for k in _NAMED):,} from "
         f"{s.opted_out_accounts:,} authors who opted out; {s.errors:,} errors (asked again "
-        f"next run); {s.remaining:,} remaining."
+        f"next run); {s.remaining:,} remaining"
+        + (f", {s.unconfirmed:,} gone answers not trusted yet" if s.unconfirmed else "")
+        + "."
     )
     for host, entry in sorted(result.instances.items()):
         if entry["status"] not in ("done", "waiting") and len(result.instances) <= 30:
@@ -158,7 +161,7 @@ def revalidate(
             click.echo(f"  {clean(host)}: {entry['status']}{detail}", err=True)
 
 
-_NAMED = ("deleted", "account_gone", "not_public")
+_NAMED = ("deleted", "gone_from_observer", "account_gone", "not_public")
 
 
 @contextmanager

@@ -120,7 +120,8 @@ class Delete(msgspec.Struct, frozen=True, gc=False):
         str | None,
         _doc(
             "null: the server sent the delete; otherwise why tootlake removed the post: "
-            "deleted or account_gone (found by revalidate), not_public, or the consent gate "
+            "deleted, account_gone or gone_from_observer (found by revalidate), not_public, "
+            "or the consent gate "
             "a later copy failed (noindex, opt_out_tag, not_indexable, locked, bot)"
         ),
     ] = None

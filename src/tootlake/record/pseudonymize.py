@@ -125,7 +125,8 @@ class Pseudonymizer:
         if not at:
             user, host = acct, ""
         host = host.lower()
-        name = self._hash(b"acct", f"{user}@{host}", _SHORT)
+        # usernames match case-insensitively on Mastodon: @Alice and @alice are one account
+        name = self._hash(b"acct", f"{user.lower()}@{host}", _SHORT)
         pseudonym = f"{name}@{host}" if host else name
         if len(self._accts) >= _CACHE:
             self._accts.clear()
@@ -232,7 +233,8 @@ class Pseudonymizer:
             in_reply_to_account_id=(
                 None if reply_account is None else self.account_id(observed, reply_account)
             ),
-            app_website=None if website is None else self.text(website, None, home),
+            # a client's site may be its author's own page: only its host is kept
+            app_website=None if website is None else self.url(website),
             mentions=None if mentions is None else [self.acct(m) for m in mentions],
             in_reply_to_acct=None if reply_acct is None else self.acct(reply_acct),
             quote_uri=None if quote_uri is None else self.uri(quote_uri),

@@ -56,16 +56,33 @@ __all__ = [
     "OutOfRequests",
     "StatusAnswer",
     "lookup_session",
+    "mastodon_error",
     "parse_account_state",
     "pause",
 ]
 
 GONE_STATUSES = (404, 410)
+MIN_429_WAIT = 1.0  # seconds waited after a 429 at least, whatever its Retry-After says
+MAX_429 = 20  # 429 answers from one instance in a run before it waits for the next run
 # An account's state as its document (or its absence) says it.
 ACTIVE = "active"
 SUSPENDED = "suspended"  # `suspended: true` (Mastodon 4.x: suspended, or deleted and kept)
 GONE = "gone"  # 404 or 410
 UNREADABLE = "unreadable"  # a 200 whose body is not an account object
+
+
+class _ErrorDoc(msgspec.Struct):
+    error: str
+
+
+def mastodon_error(body: bytes) -> bool:
+    """True when `body` is Mastodon's JSON error document (`{"error": "Record not found"}`):
+    what a 404 or 410 of the API carries, where a proxy's or another server's page is HTML."""
+    try:
+        msgspec.json.decode(body, type=_ErrorDoc)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return False
+    return True
 
 
 async def pause(seconds: float, stop: threading.Event) -> None:
@@ -145,9 +162,9 @@ async def _answer(
 
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        # Redirects are followed; aiohttp drops the Authorization header on a redirect to
-        # another origin (scheme, host or port).
-        async with session.get(url, headers=headers, allow_redirects=True) as resp:
+        # No redirect is followed: another host's 404 would delete the post, and a redirect
+        # could lead into a private network. A 3xx is an error (asked again next run).
+        async with session.get(url, headers=headers, allow_redirects=False) as resp:
             status = resp.status
             if status in (*GONE_STATUSES, 429):
                 return status, resp.headers, await read_head(resp, ERROR_BODY)
@@ -203,8 +220,16 @@ class InstanceLookups:
                 self._not_before = time.monotonic()
             if status == 429:
                 delay = retry_after(headers)
-                delay = 60.0 if delay is None else delay
+                # at least a second: `Retry-After: 0` (or a date past) is no reason to ask
+                # again at once, and after MAX_429 of them the instance waits for a next run
+                delay = 60.0 if delay is None else max(delay, MIN_429_WAIT)
                 self.rate_limited += 1
+                if self.rate_limited > MAX_429:
+                    raise RateLimited(
+                        f"{what}: HTTP 429 {self.rate_limited} times in this run: the rest "
+                        "waits for the next run",
+                        delay,
+                    )
                 if delay > self.options.max_wait:
                     raise RateLimited(
                         f"{what}: HTTP 429, Retry-After {delay:.0f} s is beyond the longest "
@@ -222,6 +247,11 @@ class InstanceLookups:
         path = f"/api/v1/statuses/{quote(status_id, safe='')}"
         status, body = await self._get(path, f"{self.host} /api/v1/statuses/{status_id}")
         if status in GONE_STATUSES:
+            if not mastodon_error(body):
+                raise InstanceDown(
+                    f"{self.host} /api/v1/statuses/{status_id}: HTTP {status} without "
+                    "Mastodon's JSON error body (a proxy's page?): not taken as gone"
+                )
             return StatusAnswer(status, None)
         return StatusAnswer(status, decode_status(body))
 
@@ -231,5 +261,10 @@ class InstanceLookups:
         path = f"/api/v1/accounts/{quote(account_id, safe='')}"
         status, body = await self._get(path, f"{self.host} /api/v1/accounts/{account_id}")
         if status in GONE_STATUSES:
+            if not mastodon_error(body):
+                raise InstanceDown(
+                    f"{self.host} /api/v1/accounts/{account_id}: HTTP {status} without "
+                    "Mastodon's JSON error body: not taken as gone"
+                )
             return GONE
         return parse_account_state(body)
