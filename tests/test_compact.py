@@ -747,8 +747,8 @@ def test_cli_compact(filled, before, tmp_path):
     stats = json.loads(done.output)
     assert set(stats) == {
         "merge", "deletes_resolved", "posts_removed", "sightings_removed",
-        "languages_removed", "files_before", "files_after", "files_vacuumed", "retention",
-        "seconds",
+        "languages_removed", "checks_removed", "files_before", "files_after",
+        "files_vacuumed", "retention", "seconds",
     }  # fmt: skip
     assert stats["retention"] is None  # no --retain
     assert set(stats["merge"]) == {
