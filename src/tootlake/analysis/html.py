@@ -108,7 +108,8 @@ _CAPTIONS = {
     "the count of mentions, and of distinct accounts mentioning each). A collector sees the "
     "posts of the instances it follows: accounts popular elsewhere may not show.",
     "interactions": "Mentions and replies aggregated to the instances of both accounts, for "
-    "the busiest instances. Public timelines carry no replies to other people, so a "
+    "the busiest instances: the count here is of the cells shown, the cross-server share in "
+    "the title of every interaction. Public timelines carry no replies to other people, so a "
     "collected lake's replies are mostly threads (same server); mentions are the "
     "cross-server signal.",
     "terms": "Posts per UTC day that mention each term as a word or hashtag, in any case. "
