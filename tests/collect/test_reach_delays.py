@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests.test_reach_behaviour import expected_reach_by_origin
 from tootlake.analysis import queries
 from tootlake.lake.reader import open_lake
 from tootlake.simulate import Fediverse, FediverseThread, InstanceSettings
@@ -127,24 +128,7 @@ def test_sightings_are_the_arrivals_plus_collector_latency(collected):
 
 
 def test_reach_by_origin_equals_the_simulators_answer(collected):
-    per_origin = defaultdict(list)
-    for row in hand_reach(collected["record"]):
-        per_origin[row["origin"]].append(row)
-    expected = sorted(
-        (
-            {
-                "origin": origin,
-                "posts": len(rows),
-                "mean_instances": round(sum(r["n"] for r in rows) / len(rows), 2),
-                "max_instances": max(r["n"] for r in rows),
-                "seen_elsewhere_share": round(
-                    sum(r["delay"] is not None for r in rows) / len(rows), 4
-                ),
-            }
-            for origin, rows in per_origin.items()
-        ),
-        key=lambda r: (-r["posts"], r["origin"]),
-    )[:20]
+    expected = expected_reach_by_origin(hand_reach(collected["record"]))
     got = queries.reach_by_origin(open_lake(collected["lake"])).to_pylist()
     assert got == expected
     # simulated origins reach their home and two others; virtual ones only two
