@@ -10,16 +10,12 @@ from typing import Any
 import click
 
 from tootlake.cli.command import run_command
-from tootlake.cli.options import format_option, lake_option, quiet_option
+from tootlake.cli.options import format_option, lake_argument_or_option, one_lake, quiet_option
 from tootlake.cli.output import clean, stderr_is_terminal
 
 
 @click.command()
-@click.argument("lake_path", metavar="[LAKE]", required=False)
-@lake_option(
-    metavar="PATH|s3://BUCKET/PREFIX",
-    help="The lake, if not given as LAKE (default ./lake; env TOOTLAKE_LAKE).",
-)
+@lake_argument_or_option
 @click.option(
     "--keep-old",
     is_flag=True,
@@ -53,9 +49,7 @@ def migrate(
     from tootlake.lake.migrate import migrate as migrate_lake
     from tootlake.settings import load_settings
 
-    if lake_path and lake and lake_path != lake:
-        raise click.UsageError(f"Two lakes given: {lake_path} and --lake {lake}; give one.")
-    settings = load_settings(lake=lake_path or lake)
+    settings = load_settings(lake=one_lake(lake_path, lake))
     with _progress(quiet, settings.lake) as show:
         stats = migrate_lake(
             settings.lake, keep_old=keep_old, memory_limit=memory_limit, on_progress=show

@@ -23,6 +23,8 @@ __all__ = [
     "load_policy_of",
     "kafka_brokers_option",
     "kafka_option",
+    "one_lake",
+    "lake_argument_or_option",
     "lake_option",
     "policy_option",
     "pseudonymize_option",
@@ -53,6 +55,23 @@ def lake_option(
         "--lake", default=default, show_default=default is not None, metavar=metavar, help=help
     )
     return option if func is None else option(func)
+
+
+def lake_argument_or_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """`[LAKE]` as an argument (`lake_path`) or `--lake` (`lake`); `one_lake` joins them."""
+    func = lake_option(
+        func,
+        help="The lake, if not given as LAKE (default ./lake; env TOOTLAKE_LAKE).",
+    )
+    return click.argument("lake_path", metavar="[LAKE]", required=False)(func)
+
+
+def one_lake(lake_path: str | None, lake: str | None) -> str | None:
+    """The lake of `lake_argument_or_option` (None: settings decide); two different ones are a
+    usage error."""
+    if lake_path and lake and lake_path != lake:
+        raise click.UsageError(f"Two lakes given: {lake_path} and --lake {lake}; give one.")
+    return lake_path or lake
 
 
 def skip_corrupt_option(func: Callable[..., Any]) -> Callable[..., Any]:

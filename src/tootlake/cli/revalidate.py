@@ -16,7 +16,8 @@ from tootlake.cli.options import (
     consent_options,
     format_option,
     include_opted_out_option,
-    lake_option,
+    lake_argument_or_option,
+    one_lake,
     quiet_option,
     settings_and_specs,
 )
@@ -24,11 +25,7 @@ from tootlake.cli.output import clean, one_line, stderr_is_terminal
 
 
 @click.command()
-@click.argument("lake_path", metavar="[LAKE]", required=False)
-@lake_option(
-    metavar="PATH|s3://BUCKET/PREFIX",
-    help="The lake, if not given as LAKE (default ./lake; env TOOTLAKE_LAKE).",
-)
+@lake_argument_or_option
 @click.option(
     "--instance",
     "instances",
@@ -105,14 +102,12 @@ def revalidate(
     otherwise."""
     from tootlake.revalidate import revalidate as run_revalidate
 
-    if lake_path and lake and lake_path != lake:
-        raise click.UsageError(f"Two lakes given: {lake_path} and --lake {lake}; give one.")
     settings, specs = settings_and_specs(
         instances,
         instances_file,
         tokens,
         token_file,
-        lake_path or lake,
+        one_lake(lake_path, lake),
         include_opted_out,
         consent=consent,
         skip_locked=skip_locked,
