@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tootlake.errors import ConfigError
 from tootlake.lake.reader import open_lake
@@ -23,7 +25,7 @@ from tootlake.pipeline import replay
 from tootlake.record import Consent
 from tootlake.revalidate import RevalidateOptions, lake_consent, revalidate
 from tootlake.sources.fleet import InstanceSpec
-from tootlake.sources.lookup import LookupOptions
+from tootlake.sources.lookup import LookupOptions, mastodon_error
 
 JSON = {"Content-Type": "application/json"}
 INSTANCE = json.dumps({"version": "4.3.0", "title": "x", "domain": "x"}).encode()
@@ -209,3 +211,16 @@ def test_a_lake_of_two_consent_policies_needs_one_said(servers, tmp_path):
         lake, instances=[InstanceSpec(server.url)], older_than=0, consent=Consent(), options=FAST
     )
     assert uris(lake) == before and result.stats.present == len(before)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.binary(max_size=200), st.from_regex(rb'\{"error": ?"[^"]*"\}', fullmatch=True)))
+def test_only_mastodons_json_error_makes_a_404_a_delete(body):
+    """Any bytes a server sends after a 404: never an exception; gone only for a JSON object
+    whose `error` is a string."""
+    try:
+        parsed = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        parsed = None
+    expected = isinstance(parsed, dict) and isinstance(parsed.get("error"), str)
+    assert mastodon_error(body) is expected
