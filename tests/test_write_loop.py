@@ -72,3 +72,30 @@ def test_a_flush_that_fails_acknowledges_nothing(tmp_path):
             finished=lambda records: records is None and transport.closed,
         )
     assert acked == []
+
+
+def test_records_cross_several_arrow_batches_and_a_failed_flush_keeps_them(tmp_path, monkeypatch):
+    """The writer turns records into Arrow batches CONVERT_ROWS at a time as they come; a
+    flush writes every batch and the records not yet converted, in the order added, and a
+    failed flush keeps them all for the retry."""
+    from tootlake.lake import writer as writer_module
+
+    monkeypatch.setattr(writer_module, "CONVERT_ROWS", 7)
+    posts = some_posts(30)
+    lake = tmp_path / "lake"
+    lake.write_text("a file where the lake should be: the first flush fails")
+    writer = LakeWriter(str(lake))
+    for i in range(0, 30, 4):  # batches of 4: some conversions happen mid-way, 2 are left
+        writer.add(posts[i : i + 4])
+    assert writer.buffered == 30
+    with pytest.raises(LakeError):
+        writer.flush()
+    assert writer.buffered == 30
+    lake.unlink()
+    assert writer.flush() == [POSTS_ALL]
+    assert writer.buffered == 0
+    table = tables.load(str(lake), POSTS_ALL)
+    assert table is not None
+    uris = table.to_pyarrow_table(columns=["uri"]).column("uri").to_pylist()
+    assert sorted(uris) == sorted(p.uri for p in posts)
+    assert writer.stats.posts == 30

@@ -1,3 +1,3 @@
-from tootlake.cli import main
+from tootlake.cli import entry
 
-main()
+entry()

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tootlake._arrow import skip_pandas_probe
 from tootlake._gc import fewer_collections
 from tootlake.errors import BadInput, TootlakeError
 from tootlake.lake.layout import join
@@ -683,6 +684,7 @@ def _replay_pieces(
 def _init_piece_worker(counters: Any) -> None:
     global _progress
     _progress = counters
+    skip_pandas_probe()  # a worker never hands pyarrow a pandas object (see tootlake._arrow)
 
 
 def _replay_piece(

@@ -30,7 +30,7 @@ from tootlake.cli import (  # the modules: `tootlake.cli.sql` stays the module, 
 )
 from tootlake.cli.logs import setup_logging
 
-__all__ = ["main"]
+__all__ = ["entry", "main"]
 
 COMMANDS: list[click.Command] = [
     collect.collect,
@@ -75,3 +75,11 @@ def main(log_level: str, log_format: str) -> None:
 
 for _command in COMMANDS:
     main.add_command(_command)
+
+
+def entry() -> None:
+    """The `tootlake` program: `main` in a process of its own (tests call `main` itself)."""
+    from tootlake._arrow import skip_pandas_probe
+
+    skip_pandas_probe()  # (pyarrow would import pandas, 0.4 s, to ask about every list)
+    main()

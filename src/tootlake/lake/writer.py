@@ -5,6 +5,11 @@ Batches roll by size (estimated bytes buffered) and by age (seconds since the ol
 record), so a steady trickle still becomes durable and a flood still makes large files. A
 flush appends each table's rows in one Delta commit (`tootlake.lake.tables.append`): when it
 returns, the rows are durable and visible, and the caller may commit the batch upstream.
+
+Records become Arrow record batches `CONVERT_ROWS` at a time as they arrive, while they are
+still in the CPU's caches: converted at flush time, 100,000 posts cost about 9.5 us each
+(every column a pass over objects long evicted) against about 3 us, and the buffer holds a
+post in a fraction of its Python object's memory.
 """
 
 from __future__ import annotations
@@ -20,10 +25,12 @@ from tootlake.lake.layout import DELETES, POSTS_ALL, REJECTS, SIGHTINGS
 from tootlake.lake.tables import RECORD_SCHEMAS, append, with_date
 from tootlake.record import Delete, Post, Reject, Sighting
 
-__all__ = ["LakeWriter", "SinkStats", "records_to_table"]
+__all__ = ["CONVERT_ROWS", "LakeWriter", "SinkStats", "records_to_batch", "records_to_table"]
 
 # Rough bytes a post takes beyond its text: enough to size batches, not an exact count.
 _POST_OVERHEAD = 400
+CONVERT_ROWS = 2048  # records per Arrow batch: few enough to be in cache, many per call
+_ORDER = (POSTS_ALL, SIGHTINGS, REJECTS, DELETES)  # the commit order: deletes last
 
 
 def records_to_table(
@@ -32,6 +39,39 @@ def records_to_table(
     """Columns of records as an Arrow table of `schema`."""
     columns = [pa.array(list(map(attrgetter(f.name), records)), type=f.type) for f in schema]
     return pa.Table.from_arrays(columns, schema=schema)
+
+
+def records_to_batch(
+    records: Sequence[Post | Delete | Sighting | Reject], schema: pa.Schema
+) -> pa.RecordBatch:
+    """Columns of records as an Arrow record batch of `schema`."""
+    columns = [pa.array(list(map(attrgetter(f.name), records)), type=f.type) for f in schema]
+    return pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
+class _Buffer:
+    """One table's buffered rows: Arrow batches, then the records not yet converted."""
+
+    __slots__ = ("batches", "records", "rows", "schema")
+
+    def __init__(self, schema: pa.Schema) -> None:
+        self.schema = schema
+        self.batches: list[pa.RecordBatch] = []
+        self.records: list[Post | Delete | Sighting | Reject] = []
+        self.rows = 0
+
+    def convert(self) -> None:
+        if self.records:
+            self.batches.append(records_to_batch(self.records, self.schema))
+            self.rows += len(self.records)
+            self.records = []
+
+    def table(self) -> pa.Table:
+        self.convert()
+        return pa.Table.from_batches(self.batches, schema=self.schema)
+
+    def __len__(self) -> int:
+        return self.rows + len(self.records)
 
 
 @dataclass
@@ -65,22 +105,19 @@ class LakeWriter:
         self.max_age = max_age
         self.sightings = sightings
         self.stats = SinkStats()
-        self._records: dict[str, list[Post | Delete | Sighting | Reject]] = {
-            POSTS_ALL: [],
-            SIGHTINGS: [],
-            REJECTS: [],
-            DELETES: [],
-        }
+        self._buffers = {table: _Buffer(RECORD_SCHEMAS[table]()) for table in _ORDER}
         self._bytes = 0
         self._oldest: float | None = None
 
     @property
     def buffered(self) -> int:
-        return sum(map(len, self._records.values()))
+        return sum(map(len, self._buffers.values()))
 
     def add(self, records: Iterable[Post | Delete | Sighting | Reject]) -> None:
         added = 0
-        posts = self._records[POSTS_ALL]
+        buffers = self._buffers
+        posts = buffers[POSTS_ALL].records
+        sightings = buffers[SIGHTINGS].records
         for record in records:
             if isinstance(record, Post):
                 posts.append(record)
@@ -95,18 +132,21 @@ class LakeWriter:
                     + _POST_OVERHEAD
                 )
                 if self.sightings and record.observed_on:
-                    self._records[SIGHTINGS].append(
+                    sightings.append(
                         Sighting(record.uri, record.observed_on, record.id, record.ingested_at)
                     )
             elif isinstance(record, Sighting):
-                self._records[SIGHTINGS].append(record)
+                sightings.append(record)
                 added += 100
             elif isinstance(record, Reject):
-                self._records[REJECTS].append(record)
+                buffers[REJECTS].records.append(record)
                 added += len(record.raw) + _POST_OVERHEAD
             else:
-                self._records[DELETES].append(record)
+                buffers[DELETES].records.append(record)
                 added += 100
+        for buffer in buffers.values():
+            if len(buffer.records) >= CONVERT_ROWS:
+                buffer.convert()
         if added and self._oldest is None:
             self._oldest = time.monotonic()
         self._bytes += added
@@ -127,14 +167,13 @@ class LakeWriter:
         `Sink` protocol's; this writer always writes everything before it returns.
         """
         written = []
-        for table, records in self._records.items():
-            if not records:
+        for table, buffer in self._buffers.items():
+            count = len(buffer)
+            if not count:
                 continue
-            data = with_date(table, records_to_table(records, RECORD_SCHEMAS[table]()))
-            append(self.lake, table, data, metadata=metadata)
+            append(self.lake, table, with_date(table, buffer.table()), metadata=metadata)
             self.stats.commits += 1
             written.append(table)
-            count = len(records)
             if table == POSTS_ALL:
                 self.stats.posts += count
             elif table == DELETES:
@@ -143,7 +182,7 @@ class LakeWriter:
                 self.stats.sightings += count
             else:
                 self.stats.rejects += count
-            self._records[table] = []
+            self._buffers[table] = _Buffer(buffer.schema)
         self._bytes = 0
         self._oldest = None
         return written

@@ -1,0 +1,73 @@
+"""tootlake's own processes tell pyarrow that pandas is not there (`tootlake._arrow`): its
+first `pa.array()` of a list no longer imports pandas (0.4 s), and `to_pandas()` still works.
+Each check runs in a fresh interpreter, as the `tootlake` program does."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+pytest.importorskip("pandas")  # (without pandas there is nothing to skip)
+
+
+def run(code: str) -> str:
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def test_without_the_probe_pyarrow_imports_pandas_for_a_list():
+    # the premise: if a pyarrow release stops doing this, the skip can go
+    assert (
+        run("""
+        import sys, pyarrow as pa
+        pa.array(["a"])
+        print("pandas" in sys.modules)
+    """)
+        == "True"
+    )
+
+
+def test_after_the_probe_lists_convert_without_pandas_and_to_pandas_still_works():
+    assert (
+        run("""
+        import sys, pyarrow as pa
+        from tootlake._arrow import skip_pandas_probe
+        skip_pandas_probe()
+        pa.array(["a", None], type=pa.string())
+        before = "pandas" in sys.modules
+        frame = pa.table({"a": [1, 2]}).to_pandas()
+        print(before, type(frame).__name__, list(frame["a"]))
+    """)
+        == "False DataFrame [1, 2]"
+    )
+
+
+def test_the_tootlake_program_skips_the_probe_and_a_notebook_import_does_not():
+    assert (
+        run("""
+        import sys
+        import tootlake.cli, tootlake.pipeline  # what a notebook imports: no skip
+        import pyarrow as pa
+        pa.array(["a"])
+        print("pandas" in sys.modules)
+    """)
+        == "True"
+    )
+    assert (
+        run("""
+        import sys
+        from tootlake import cli
+        cli.main = lambda: None  # the program's set-up only, not a command
+        cli.entry()
+        import pyarrow as pa
+        pa.array(["a"])
+        print("pandas" in sys.modules)
+    """)
+        == "False"
+    )
