@@ -394,8 +394,12 @@ def _winner_chunks(con: Any, schema: pa.Schema, slices: int) -> Iterator[_Chunk]
     for batch in batches:
         known = batch.column("known")
         rows = batch.drop_columns(["known"])
-        for flag, mask in ((False, pc.invert(known)), (True, known)):
-            part = rows.filter(mask)
+        some_known = pc.any(known).as_py()
+        if not some_known or pc.all(known).as_py():  # (no filtering: a first merge's batches)
+            parts: Any = ((bool(some_known), rows),)
+        else:
+            parts = ((False, rows.filter(pc.invert(known))), (True, rows.filter(known)))
+        for flag, part in parts:
             if not part.num_rows:
                 continue
             pending[flag].append(_conform(part, schema))
