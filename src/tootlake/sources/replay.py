@@ -118,10 +118,9 @@ class ReplaySource:
         sse_event: str | None = None  # the pending `event:` name of an SSE capture
         sse_line = 0
         for number, raw in _lines(handle, self.max_line, first_line):
-            where = f"{name}:{number}"
             if raw is None:
                 rejection = Rejection(f"line longer than {self.max_line} bytes; skipped")
-                yield self._reject(rejection, b"", where)
+                yield self._reject(rejection, b"", f"{name}:{number}")
                 sse_event = None
                 continue
             line = raw.strip()
@@ -135,14 +134,14 @@ class ReplaySource:
                 continue
             kind = UPDATE
             bare = False  # an SSE event's data is a bare status: no wrapper to look for
+            at = number  # the line an event is reported at: an SSE event's `event:` line
             if line.startswith(b"data:"):
                 line = line[5:].strip()
                 if sse_event is not None:
-                    kind, bare = sse_event, True
-                    where = f"{name}:{sse_line}"
+                    kind, bare, at = sse_event, True, sse_line
             if kind not in _KINDS:
                 continue  # other stream events (notification, filters_changed...) are not posts
-            event = self._parse(kind, line, where, bare)
+            event = self._parse(kind, line, f"{name}:{at}", bare)
             if event is not None:
                 yield event
 
