@@ -127,3 +127,53 @@ def test_posts_are_the_same_merged_or_not(tmp_path: Path, merges: str) -> None:
         table = DeltaTable(str(Path(lake) / "posts")).to_pyarrow_table()
         assert sorted(table["uri"].to_pylist()) == sorted(posts["uri"].to_pylist())
         assert merge_posts(lake).commits == 0  # nothing new: no commit
+
+
+@pytest.mark.parametrize("sliced", [False, True], ids=["whole", "sliced"])
+def test_the_merged_table_holds_the_reference_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sliced: bool
+) -> None:
+    """The `posts` table itself, as delta-rs reads it, after a first merge and then one with
+    known uris (edits, copies from another instance, deletes of merged posts), holds exactly
+    the reference's rows: whether the tail is ranked at once or in hash slices, committed at
+    once or in several chunks, and whichever uris skip the window (seen once, not merged)."""
+    from deltalake import DeltaTable
+
+    from tootlake.lake import maintenance
+
+    ranked_in: list[int] = []  # slices of each ranking
+    winner_chunks = maintenance._winner_chunks
+
+    def spied(con, schema, slices):  # type: ignore[no-untyped-def]
+        ranked_in.append(slices)
+        return winner_chunks(con, schema, slices)
+
+    monkeypatch.setattr(maintenance, "_winner_chunks", spied)
+    if sliced:
+        monkeypatch.setattr(maintenance, "MERGE_SLICE_BYTES", 30_000)
+        monkeypatch.setattr(maintenance, "MERGE_CHUNK_BYTES", 60_000)
+    first, second = tmp_path / "a.sse", tmp_path / "b.sse"
+    write_sse(first, 300, seed=41, days=0.3, edits=0.1, deletes=0.1)
+    write_sse(second, 300, seed=42, days=0.3, edits=0.1, deletes=0.1)
+    lake = str(tmp_path / "lake")
+    replay([first], lake, observed_on="a.example")
+    first_stats = merge_posts(lake)
+    assert first_stats.commits == 0  # replay merged at its end
+    replay([first, second], lake, observed_on="b.example", merge=False)
+    stats = merge_posts(lake)
+    assert stats.upserted > 0
+    if sliced:
+        assert min(ranked_in) > 1
+        assert stats.commits > 2  # chunks: new uris appended, known ones merged, in pieces
+    else:
+        assert ranked_in == [1, 1]
+    con = open_lake(lake)
+    reference = con.sql(REFERENCE).to_arrow_table()
+    merged = DeltaTable(str(Path(lake) / "posts")).to_pyarrow_table()
+    columns = [name for name in reference.column_names if name != "date"]
+
+    def rows(table: pa.Table) -> list[dict[str, object]]:
+        return sorted(table.select(columns).to_pylist(), key=lambda r: str(r["uri"]))
+
+    assert rows(merged) == rows(reference)
+    assert merged.num_rows == len(set(merged["uri"].to_pylist()))
