@@ -6,9 +6,10 @@ A source knows the protocol it reads (a file, a stream, a timeline) and nothing 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
+
+import msgspec
 
 from tootlake.record import RAW_LIMIT, Reject, Rejection, ValidStatus
 from tootlake.redact import redact
@@ -21,9 +22,9 @@ DELETE = "delete"
 REJECT = "reject"  # what came could not become a post: kept in the rejects table
 
 
-@dataclass(slots=True)
-class Event:
-    """One thing an instance told us: a new status, an edit, or the delete of a local id."""
+class Event(msgspec.Struct):
+    """One thing an instance told us: a new status, an edit, or the delete of a local id.
+    (A Struct: made per event, it costs a fifth of a dataclass to build.)"""
 
     kind: str  # UPDATE, EDIT, DELETE or REJECT
     observed_on: str | None
