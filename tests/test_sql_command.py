@@ -126,3 +126,36 @@ def test_csv_ends_with_the_last_row_not_an_empty_line(real_lake):
     assert result.exit_code == 0, result.output
     assert result.stdout.endswith("\n") and not result.stdout.endswith("\n\n")
     assert result.stdout.split("\n") == ["language,n", "en,28", "es,4", "de,3", ""]
+
+
+NANOS = (
+    "SELECT '2024-01-01 00:00:00.123456789'::TIMESTAMP_NS AS t, "
+    "'2024-01-01 00:00:00.5'::TIMESTAMP_NS AS whole_us, "
+    "'2024-01-01 00:00:00.123456789+00'::TIMESTAMPTZ AS tz"
+)
+
+
+@pytest.mark.parametrize("program", [False, True], ids=["in-process", "the program"])
+def test_times_with_nanoseconds_print_every_digit(real_lake, program):
+    """A time that is not a whole microsecond cannot be a Python datetime: its ISO text is
+    printed instead (pyarrow converts it only through pandas, which the `tootlake` program
+    tells it is not there). Whole microseconds print as before."""
+    if program:
+        import subprocess
+        import sys
+
+        run = subprocess.run(
+            [sys.executable, "-m", "tootlake", "sql", NANOS, "--lake", real_lake, "--format",
+             "jsonl"],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stderr
+        output = run.stdout
+    else:
+        result = sql(NANOS, "--lake", real_lake, "--format", "jsonl")
+        assert result.exit_code == 0, result.output
+        output = result.output
+    row = json.loads(output.splitlines()[0])
+    assert row["t"] == "2024-01-01T00:00:00.123456789"
+    assert row["whole_us"].startswith("2024-01-01") and "00:00:00.5" in row["whole_us"]
+    assert row["tz"].startswith("2024-01-01") and "00:00:00.123456" in row["tz"]

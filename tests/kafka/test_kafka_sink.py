@@ -7,7 +7,6 @@ and dead letters."""
 from __future__ import annotations
 
 import base64
-import dataclasses
 import datetime as dt
 import itertools
 import json
@@ -139,7 +138,7 @@ def test_deletes_and_sightings_reach_their_tables_as_in_the_embedded_lake(
     # sightings: the collector's dedupe, the same posts seen again on another instance
     seen_twice = list(unique_events(30, tag="s"))
     for event in list(seen_twice):
-        again = dataclasses.replace(event.status, id=f"9{event.status.id}")
+        again = msgspec.structs.replace(event.status, id=f"9{event.status.id}")
         seen_twice.append(type(event)(event.kind, "elsewhere.example", status=again, where="again"))
     run(
         seen_twice,

@@ -23,6 +23,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from tootlake.analysis import queries
 from tootlake.errors import ConfigError
@@ -192,7 +193,12 @@ def _rows(table: pa.Table) -> list[dict[str, Any]]:
 def as_pylist(table: pa.Table) -> list[dict[str, Any]]:
     """`table.to_pylist()`, with times in UTC as aware datetimes. pyarrow imports pandas to
     convert a time zone (a third of a second of every report); the lake's times are UTC, so
-    they are read without one and marked UTC here."""
+    they are read without one and marked UTC here. A time with nanoseconds (a user's query
+    in `tootlake sql`) cannot be a datetime: it becomes its ISO text, every digit kept."""
+    for i, f in enumerate(table.schema):
+        if pa.types.is_timestamp(f.type) and f.type.unit == "ns" and _has_nanoseconds(table[i]):
+            iso = "%Y-%m-%dT%H:%M:%S" + ("%z" if f.type.tz is not None else "")
+            table = table.set_column(i, f.name, pc.strftime(table[i], format=iso))
     aware = [
         f.name for f in table.schema if pa.types.is_timestamp(f.type) and f.type.tz is not None
     ]
@@ -207,6 +213,13 @@ def as_pylist(table: pa.Table) -> list[dict[str, Any]]:
             if row[name] is not None:
                 row[name] = row[name].replace(tzinfo=UTC)
     return rows
+
+
+def _has_nanoseconds(column: pa.ChunkedArray) -> bool:
+    """True when a time in `column` (of unit ns) is not a whole microsecond."""
+    nanos = pc.cast(column, pa.int64())
+    whole = pc.multiply(pc.divide(nanos, 1000), 1000)  # (integer division)
+    return bool(pc.any(pc.not_equal(nanos, whole)).as_py())
 
 
 def report_as_dict(report: dict[str, pa.Table]) -> dict[str, Any]:
