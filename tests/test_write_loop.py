@@ -99,3 +99,38 @@ def test_records_cross_several_arrow_batches_and_a_failed_flush_keeps_them(tmp_p
     uris = table.to_pyarrow_table(columns=["uri"]).column("uri").to_pylist()
     assert sorted(uris) == sorted(p.uri for p in posts)
     assert writer.stats.posts == 30
+
+
+def test_a_flush_failing_after_posts_were_committed_retries_only_what_is_left(
+    tmp_path, monkeypatch
+):
+    """Posts commit first, deletes last: when the deletes' commit fails, the retry writes the
+    deletes alone, and no post twice."""
+    from tootlake.lake import writer as writer_module
+    from tootlake.lake.layout import DELETES
+    from tootlake.record import Delete
+
+    monkeypatch.setattr(writer_module, "CONVERT_ROWS", 4)
+    posts = some_posts(10)
+    lake = str(tmp_path / "lake")
+    writer = LakeWriter(lake)
+    writer.add(posts)
+    writer.add([Delete(p.observed_on, p.id, p.uri, p.ingested_at) for p in posts[:3]])
+    real_append = writer_module.append
+    failed: list[str] = []
+
+    def append_failing_deletes_once(lake_: str, table: str, data, **kwargs):  # type: ignore[no-untyped-def]
+        if table == DELETES and not failed:
+            failed.append(table)
+            raise LakeError("disk full (injected)")
+        return real_append(lake_, table, data, **kwargs)
+
+    monkeypatch.setattr(writer_module, "append", append_failing_deletes_once)
+    with pytest.raises(LakeError):
+        writer.flush()
+    assert rows_in(lake) == 10 and writer.buffered == 3  # the posts are in; the deletes wait
+    assert writer.flush() == [DELETES]
+    assert rows_in(lake) == 10 and writer.buffered == 0
+    deletes = tables.load(lake, DELETES)
+    assert deletes is not None and deletes.to_pyarrow_table().num_rows == 3
+    assert (writer.stats.posts, writer.stats.deletes, writer.stats.commits) == (10, 3, 2)
