@@ -96,7 +96,10 @@ COMMIT_ORDER = ("delete", "sighting", "reject", "post")
 # Attempts of one table's commit when a race makes delta-rs give up (see _commit_table).
 _COMMIT_ATTEMPTS = 8
 _CONSUME_TIMEOUT = 0.2  # seconds a poll of the consumer waits for messages
-_CONSUME_MESSAGES = 20_000  # at most this many messages a poll
+# At most this many messages a poll. The loop commits group offsets between polls, so a poll
+# is kept small: 20,000 at once with 64 KB flushes to a slow S3 kept a worker in one poll for
+# two minutes with no offset committed (the rows were in the lake; monitoring saw no progress).
+_CONSUME_MESSAGES = 2_000
 _OFFSETS_RETRY = 1.0  # seconds between attempts at group offsets that failed
 
 
