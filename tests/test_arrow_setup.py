@@ -21,16 +21,16 @@ def run(code: str) -> str:
     return out.stdout.strip()
 
 
+def imports_pandas(setup: str) -> bool:
+    """Whether pyarrow's first `pa.array()` of a list imports pandas after `setup`."""
+    answer = run(textwrap.dedent(setup) + "\nimport sys, pyarrow as pa\npa.array(['a'])\n"
+                 "print('pandas' in sys.modules)")  # fmt: skip
+    return answer == "True"
+
+
 def test_without_the_probe_pyarrow_imports_pandas_for_a_list():
     # the premise: if a pyarrow release stops doing this, the skip can go
-    assert (
-        run("""
-        import sys, pyarrow as pa
-        pa.array(["a"])
-        print("pandas" in sys.modules)
-    """)
-        == "True"
-    )
+    assert imports_pandas("")
 
 
 def test_after_the_probe_lists_convert_without_pandas_and_to_pandas_still_works():
@@ -49,25 +49,9 @@ def test_after_the_probe_lists_convert_without_pandas_and_to_pandas_still_works(
 
 
 def test_the_tootlake_program_skips_the_probe_and_a_notebook_import_does_not():
-    assert (
-        run("""
-        import sys
-        import tootlake.cli, tootlake.pipeline  # what a notebook imports: no skip
-        import pyarrow as pa
-        pa.array(["a"])
-        print("pandas" in sys.modules)
-    """)
-        == "True"
-    )
-    assert (
-        run("""
-        import sys
+    assert imports_pandas("import tootlake.cli, tootlake.pipeline")  # a notebook's: no skip
+    assert not imports_pandas("""
         from tootlake import cli
         cli.main = lambda: None  # the program's set-up only, not a command
         cli.entry()
-        import pyarrow as pa
-        pa.array(["a"])
-        print("pandas" in sys.modules)
     """)
-        == "False"
-    )

@@ -217,9 +217,11 @@ def as_pylist(table: pa.Table) -> list[dict[str, Any]]:
 
 def _has_nanoseconds(column: pa.ChunkedArray) -> bool:
     """True when a time in `column` (of unit ns) is not a whole microsecond."""
-    nanos = pc.cast(column, pa.int64())
-    whole = pc.multiply(pc.divide(nanos, 1000), 1000)  # (integer division)
-    return bool(pc.any(pc.not_equal(nanos, whole)).as_py())
+    try:
+        column.cast(pa.timestamp("us", column.type.tz))  # (a safe cast refuses to truncate)
+    except pa.ArrowInvalid:
+        return True
+    return False
 
 
 def report_as_dict(report: dict[str, pa.Table]) -> dict[str, Any]:
