@@ -106,7 +106,7 @@ NOTE_PARTS = st.sampled_from(
      "\u0130", "\u0131", "\u212a", "\u017f", "x", "#noſearch", "#noındex", "<b>", "</b>",
      "<p>", "</p>", "<br>", "&#35;", "&#x23;", "&num;", "&#110;", "&amp;", "&", ";", "\u200b",
      "\u00ad", "\U000e0020", "\uff03", "\ufe5f", "\uff4e", "\uff4f", "<!--", "-->", "<?x",
-     ">", "'", '"', "<a title=\">\">", "\x00", "\u2060"]
+     ">", "'", '"', "<a title=\">\">", "\x00", "\u2060", "ne", "Nz", "n0", "#<span>n", "#n"]
 )  # fmt: skip
 
 
@@ -119,6 +119,8 @@ NOTE_PARTS = st.sampled_from(
 @example("#no\u200bbot")
 @example("#\uff4e\uff4f\uff42\uff4f\uff54")
 @example("#no<!-- > -->bot")
+@example("#<span>n</span>obot")
+@example("#<span>news</span> #<span>nobot</span>")
 def test_opt_out_pre_check_changes_no_answer(note):
     from tootlake.text import has_opt_out_tag
 
