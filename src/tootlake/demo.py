@@ -102,7 +102,9 @@ class DemoResult:
     cut_host: str  # the instance whose stream was cut on purpose
     cuts: int  # connections cut (0: the cut found none open)
     reconnects: int  # of the cut instance
-    expected: int  # posts of the streamed instances, per the simulator's ground truth
+    # posts of the streamed instances, per the simulator's ground truth, but those whose
+    # authors opted out where the collector sees it (`noindex` on the polled instance)
+    expected: int
     missing: int  # of them, not in the lake
     deleted_kept: int  # deleted posts still in the lake
     hostile: HostileCheck | None
@@ -231,10 +233,16 @@ def run_demo(
             timer.cancel()
         sim.call(fed.stop_publishing)
         truth = sim.call(fed.truth, [spec.host for spec in streamed])
+        # The polled instance is collected too: an author whose `noindex` shows there (on
+        # their home instance only) is skipped on every instance, as consent asks, so their
+        # posts on the streamed instances are not expected (not "missing").
+        seen_by_collector = [spec.host for spec in streamed] + [specs[-2].host]
+        declined = sim.call(fed.truth, seen_by_collector).opted_out
+    expected = truth.uris - declined
     con = open_lake(lake)
     try:
         have = {row[0] for row in con.execute("SELECT uri FROM posts").fetchall()}
-        checked = _check_hostile(result.stats, truth, con, have) if hostile else None
+        checked = _check_hostile(result.stats, truth, con, have, declined) if hostile else None
     finally:
         con.close()
     return DemoResult(
@@ -243,16 +251,19 @@ def run_demo(
         cut_host=cut_host,
         cuts=announced.cuts,
         reconnects=result.health.get(cut_host, {}).get("reconnects", 0),
-        expected=len(truth.uris),
-        missing=len(truth.uris - have),
+        expected=len(expected),
+        missing=len(expected - have),
         deleted_kept=len(truth.deleted & have),
         hostile=checked,
         report=build_report(lake),
     )
 
 
-def _check_hostile(stats: Any, truth: Any, con: Any, have: set[str]) -> HostileCheck:
-    """The hostile statuses against the truth: the invalid ones rejected, the others kept."""
+def _check_hostile(
+    stats: Any, truth: Any, con: Any, have: set[str], declined: frozenset[str]
+) -> HostileCheck:
+    """The hostile statuses against the truth: the invalid ones rejected, the others kept
+    (but those `declined`: their authors opted out where the collector sees it)."""
     import duckdb
 
     try:
@@ -261,7 +272,7 @@ def _check_hostile(stats: Any, truth: Any, con: Any, have: set[str]) -> HostileC
         raws = []
     markers = {m for raw in raws for m in _MARKER.findall(raw)}
     invalid = set(truth.invalid.values())
-    kept = set(truth.coerced) | set(truth.shaped)
+    kept = (set(truth.coerced) | set(truth.shaped)) - declined
     return HostileCheck(
         invalid=len(invalid),
         invalid_rejected=len(invalid & markers),

@@ -5,6 +5,7 @@ REST and instance-document bodies, error bodies. A server past a limit loses its
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 import time
@@ -300,3 +301,26 @@ def test_collect_takes_the_limits_as_options(monkeypatch, tmp_path):
         (20 * MiB, 64 * 1024, 2 * MiB, 3 * MiB),
         (10 * MiB, MiB, MiB, MiB),
     ]
+
+
+def test_a_keepalive_ping_on_a_closed_connection_is_not_logged(caplog):
+    """websockets logs "keepalive ping failed" with two tracebacks when its keepalive pings
+    a connection we closed (a message too big); the worker says why the connection ended,
+    once. Any other keepalive failure is still logged."""
+    from websockets.exceptions import ConnectionClosedError
+    from websockets.frames import Close
+
+    from tootlake.sources.fleet import _ws_log
+
+    def keepalive_failure(error: BaseException) -> None:
+        try:
+            raise error
+        except BaseException:
+            _ws_log.error("keepalive ping failed", exc_info=True)
+
+    with caplog.at_level(logging.ERROR, logger=_ws_log.name):
+        keepalive_failure(ConnectionClosedError(None, Close(1009, "message too big"), None))
+        assert not caplog.records
+        keepalive_failure(RuntimeError("something else"))
+        _ws_log.error("keepalive ping failed")  # (no exception: kept)
+    assert [r.getMessage() for r in caplog.records] == ["keepalive ping failed"] * 2

@@ -169,6 +169,20 @@ def test_the_workload_is_a_function_of_the_seed_not_the_ports():
     assert [key(d) for d in a] != [key(d) for d in c]
 
 
+def test_each_username_is_taken_once_per_server():
+    """As on Mastodon: two simulated accounts under one name were one account to a
+    collector (one's `noindex` hid the other's posts), not to the ground truth."""
+    workload = Workload(["127.0.0.1:1000"], seed=1)
+    repeated = 0
+    for index in range(60):
+        for software in ("mastodon", "bridgy"):
+            authors = workload.authors(index, f"127.0.0.1:{2000 + index}", software)
+            names = [a.username.lower() for a in authors]
+            assert len(names) == len(set(names)), Counter(names).most_common(2)
+            repeated += sum(a.username[-2:-1] == "_" for a in authors if "." not in a.username)
+    assert repeated > 0  # the seeds drew repeated names, so the renaming was exercised
+
+
 def test_the_workload_looks_like_public_timelines():
     drafts = Workload([f"127.0.0.1:{p}" for p in range(9000, 9010)], seed=3).drafts(5000)
     languages = Counter(d.language for d in drafts)

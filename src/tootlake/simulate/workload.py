@@ -180,6 +180,24 @@ _VISIBILITY = (("public", 0.86), ("unlisted", 0.09), ("private", 0.04), ("direct
 _VISIBILITIES = [v for v, _ in _VISIBILITY]
 
 
+def _unique_usernames(authors: list[Author]) -> list[Author]:
+    """`authors` with each username taken once on their server (as Mastodon's are: case
+    aside, one account per name), a number added to a repeated one. Two accounts under one
+    name made one account of two for a collector, whose `noindex` then hid the other's posts
+    while the ground truth still expected them."""
+    taken: set[str] = set()
+    out = []
+    for author in authors:
+        username, n = author.username, 1
+        while username.lower() in taken:
+            n += 1
+            name, dot, rest = author.username.partition(".")  # a bridge's name.bsky.social
+            username = f"{name}_{n}{dot}{rest}"
+        taken.add(username.lower())
+        out.append(author if username == author.username else replace(author, username=username))
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class Author:
     """An account on its home server (`home`); `home_index` is the simulated instance, or None."""
@@ -399,10 +417,12 @@ class Workload:
         authors = self._authors.get(key)
         if authors is None:
             rng = random.Random(f"tootlake-authors/{self.seed}/{key}")
-            authors = [
-                self._author(rng, i, host, home_index, software)
-                for i in range(self.authors_per_host)
-            ]
+            authors = _unique_usernames(
+                [
+                    self._author(rng, i, host, home_index, software)
+                    for i in range(self.authors_per_host)
+                ]
+            )
             self._authors[key] = authors
         return authors
 

@@ -105,8 +105,21 @@ class _RedactSecrets(logging.Filter):
         return True
 
 
+class _KeepaliveAfterClose(logging.Filter):
+    """websockets (17.4) logs "keepalive ping failed" at ERROR, with two tracebacks, when its
+    keepalive task pings a connection that is already closed (we closed it: a message too
+    big). The worker reports why the connection ended, once; the ping adds only noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from websockets.exceptions import ConnectionClosed
+
+        error = record.exc_info[1] if record.exc_info else None
+        return not (record.msg == "keepalive ping failed" and isinstance(error, ConnectionClosed))
+
+
 _ws_log = logging.getLogger("tootlake.sources.websocket")
 _ws_log.addFilter(_RedactSecrets())
+_ws_log.addFilter(_KeepaliveAfterClose())
 
 
 class Status:
