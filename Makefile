@@ -19,6 +19,9 @@ help:
 	@echo "make test     set up and run all tests (starts and stops the services they need)"
 	@echo "make lint     ruff + mypy + the layering contract (import-linter)"
 	@echo "make bench    benchmarks, results in bench/results/"
+	@echo "make install  set up .venv with every extra and the development tools"
+	@echo "make kafka-up / kafka-down  an Apache Kafka broker on 127.0.0.1 (docs/kafka.md)"
+	@echo "make s3-up / s3-down        moto's S3 server on 127.0.0.1 (docs/s3.md)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

@@ -77,6 +77,18 @@ def test_a_key_others_can_read_or_of_the_wrong_size_is_refused(tmp_path):
         read_key(path)
 
 
-def test_keygen_into_a_missing_folder_is_a_clean_error(tmp_path):
-    result = CliRunner().invoke(main, ["keygen", str(tmp_path / "no" / "key")])
-    assert result.exit_code == 1 and "does not exist" in result.output
+def test_keygen_makes_a_missing_folder_for_its_owner_only(tmp_path):
+    """`tootlake keygen ~/.config/tootlake/study.key` on a fresh machine (docs/research.md)."""
+    path = tmp_path / "config" / "tootlake" / "study.key"
+    result = CliRunner().invoke(main, ["keygen", str(path)])
+    assert result.exit_code == 0, result.output
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert len(read_key(path)) == KEY_BYTES
+
+
+def test_keygen_where_no_folder_can_be_made_is_a_clean_error(tmp_path):
+    (tmp_path / "file").write_text("x")
+    result = CliRunner().invoke(main, ["keygen", str(tmp_path / "file" / "key")])
+    assert result.exit_code == 1 and "cannot make the folder" in result.output, result.output
+    assert "Traceback" not in result.output

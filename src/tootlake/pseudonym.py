@@ -32,8 +32,9 @@ def key_id(key: bytes) -> str:
 
 
 def generate_key(path: str | Path, *, force: bool = False) -> str:
-    """Write a new random key to `path` (mode 0600) and return its id. An existing `path` is
-    an error unless `force` (then it is replaced atomically)."""
+    """Write a new random key to `path` (mode 0600; a missing folder is made, mode 0700) and
+    return its id. An existing `path` is an error unless `force` (then it is replaced
+    atomically)."""
     path = Path(path)
     if path.exists() and not force:
         raise ConfigError(
@@ -42,7 +43,15 @@ def generate_key(path: str | Path, *, force: bool = False) -> str:
         )
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
-        raise ConfigError(f"Cannot write the key file {path}: the folder {folder} does not exist")
+        # (`keygen ~/.config/tootlake/study.key` on a fresh machine: as `mkdir -p`, the
+        # key's own folder readable by its owner only)
+        try:
+            folder.mkdir(mode=0o700, parents=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"Cannot write the key file {path}: cannot make the folder {folder} "
+                f"({exc.strerror or exc})"
+            ) from exc
     key = secrets.token_bytes(KEY_BYTES)
     temporary = folder / f".{path.name}.{secrets.token_hex(6)}.tmp"
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)

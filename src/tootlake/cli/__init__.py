@@ -69,7 +69,7 @@ COMMANDS: list[click.Command] = [
     help="Log lines as text, or JSON lines for services.",
 )
 def main(log_level: str, log_format: str) -> None:
-    """Collect public Mastodon posts into a Parquet lake and study them with DuckDB."""
+    """Collect public Mastodon posts into a lake of Delta Lake tables and study them with DuckDB."""
     setup_logging(log_level, log_format)
 
 

@@ -72,7 +72,12 @@ def _limit_options(func: Callable[..., Any]) -> Callable[..., Any]:
     metavar="DIR",
     help="Cursors and instance health (default LAKE/_tootlake/state).",
 )
-@click.option("--duration", type=float, metavar="SECONDS", help="Stop cleanly after this long.")
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="Stop cleanly after this long.",
+)
 @click.option(
     "--stream",
     "stream",

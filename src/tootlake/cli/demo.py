@@ -107,6 +107,12 @@ def _print_result(result: DemoResult) -> None:
         f"{result.missing:,} missing, {result.deleted_kept:,} deleted posts "
         f"still in the lake. (The polled instance gets 40 posts per request within Mastodon's "
         f"paging budget, and polling cannot see edits or deletes.)"
+        + (
+            " A delete sent while a stream was down is not sent again: `tootlake revalidate` "
+            "finds such deletes (docs/collect.md)."
+            if result.deleted_kept
+            else ""
+        )
     )
     check = result.hostile
     if check is not None:

@@ -363,6 +363,13 @@ class _Run:
                     )
         self._remove_tree(self.path(*WORK))  # leftovers of a run that never saved its state
         snapshot = self.snapshot()
+        if snapshot.changed:  # (said once: `check_unchanged` lists the files again)
+            log.warning(
+                "%d file(s) that the old compaction manifest marks as replaced have been "
+                "rewritten since (their mtime or ETag changed, e.g. by a copy that did not keep "
+                "times): they are converted too, as the tootlake that wrote them reads them",
+                snapshot.changed,
+            )
         state: dict[str, Any] = {
             "format": STATE_FORMAT,
             "phase": "convert",
@@ -467,13 +474,6 @@ class _Run:
                         )
                     files[rel] = found.size or 0
             live[old] = sorted(files.items())
-        if changed:
-            log.warning(
-                "%d file(s) that the old compaction manifest marks as replaced have been "
-                "rewritten since (their mtime or ETag changed, e.g. by a copy that did not keep "
-                "times): they are converted too, as the tootlake that wrote them reads them",
-                changed,
-            )
         return _Snapshot(live, left_out, changed, digest.hexdigest())
 
     def _manifest(self) -> tuple[bytes, dict[str, Any]]:

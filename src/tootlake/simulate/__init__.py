@@ -10,7 +10,7 @@
 
 Each instance speaks the Mastodon protocol as real servers do (instance documents, SSE and
 WebSocket streaming, the REST public timeline with paging and rate limits, the 4.5 live-feed
-settings); see docs/mastodon-api.md. `FediverseThread` runs one for synchronous code.
+settings), as docs.joinmastodon.org describes them. `FediverseThread` runs one for synchronous code.
 
 `Fediverse(hostile=0.1, hostile_instances=INSTANCE_KINDS)` makes it as hostile as the real
 fediverse: mutated statuses (to reject, or with fields to coerce, or shaped like Pleroma,

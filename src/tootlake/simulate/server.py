@@ -1,6 +1,6 @@
 """One simulated Mastodon instance: an aiohttp app on its own loopback port.
 
-It speaks the protocol as real servers do (docs/mastodon-api.md sections 1, 2 and 6):
+It speaks the protocol as real servers do (docs.joinmastodon.org):
 instance documents, SSE and WebSocket streaming with the exact framing and error bodies, the
 REST public timeline with Mastodon's paging, Link and rate-limit headers, and the 4.5 live-feed
 settings. Faults (cuts, stalls, malformed lines, error answers, slowness) are switched on by

@@ -4,7 +4,7 @@ A post (`SimPost`) keeps its draft; each observing instance's copy is rendered f
 the few fields that differ per server, serialized once (orjson) and shared by every connection
 of that instance.
 
-What differs between the copies, as on real servers (docs/mastodon-api.md section 3):
+What differs between the copies, as on real servers:
   * `id`: the observer's own snowflake-like id; `account.id` too;
   * local copy: `application` present (maybe null), `account.acct` unqualified, `noindex` and
     `roles` on the account, `created_at`/`edited_at` with milliseconds;
