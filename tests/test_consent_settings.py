@@ -71,3 +71,17 @@ def test_contradictions_and_unknown_words_name_where(
         monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError, match=message):
         policy(**flags)
+
+
+def test_a_key_the_config_file_does_not_know_is_named(config, caplog):
+    """A misspelt key (`lak = ...`) would leave its setting at the default, silently."""
+    config('lak = "/data/lake"\nconsent = "opt-in"\n[tokens]\n"a.example" = "a-long-token"\n')
+    settings = load_settings()
+    assert settings.consent_policy() == Consent("opt-in")
+    warnings = [r.getMessage() for r in caplog.records if "not read" in r.getMessage()]
+    assert len(warnings) == 1 and "'lak' not read" in warnings[0], warnings
+    assert "tokens" not in warnings[0].split("not read")[0]
+    caplog.clear()
+    config('lake = "/data/lake"\npolicy = "p.toml"\nretain = 30\nskip_bots = true\n')
+    load_settings()
+    assert not [r for r in caplog.records if "not read" in r.getMessage()]

@@ -90,6 +90,8 @@ class Settings:
 
 _CONFIG_KEYS = {"lake", "policy", "retain", "pseudonymize"}
 _SKIPS = ("skip_locked", "skip_bots")
+# every top-level key and table of the config file
+_FILE_KEYS = {*_CONFIG_KEYS, "tokens", "kafka", "consent", "include_opted_out", *_SKIPS}
 
 
 def config_path() -> Path:
@@ -212,6 +214,14 @@ def load_settings(**flags: Any) -> Settings:
     values: dict[str, Any] = {}
     path = config_path()
     config = _read_config(path)
+    unknown = sorted(set(config) - _FILE_KEYS)
+    if unknown:  # (a misspelt `lak = ...` would leave the lake at ./lake, silently)
+        log.warning(
+            "The config file %s: %s not read (tootlake reads %s)",
+            path,
+            ", ".join(repr(k) for k in unknown),
+            ", ".join(sorted(_FILE_KEYS)),
+        )
     values.update({k: v for k, v in config.items() if k in _CONFIG_KEYS})
     table = config.get("tokens") or {}
     if not isinstance(table, dict):
