@@ -427,9 +427,11 @@ class InstanceWorker:
         await asyncio.sleep(self.opts.recheck)
 
     def _needs_token(self, reason: str) -> None:
+        # (a token that was given and refused needs replacing, not giving)
+        give = "Replace it" if reason.startswith("token rejected") else "Give one"
         self._set(
             Status.NEEDS_TOKEN,
-            f"{reason}. Give one with --token {self.host}=TOKEN or "
+            f"{reason}. {give} with --token {self.host}=TOKEN or "
             f"TOOTLAKE_TOKEN_{self.host.upper().replace('.', '_').replace(':', '_')} "
             "(see docs/collect.md)",
             level=logging.WARNING,
