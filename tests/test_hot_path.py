@@ -120,6 +120,10 @@ NOTE_PARTS = st.sampled_from(
 @example("#\uff4e\uff4f\uff42\uff4f\uff54")
 @example("#no<!-- > -->bot")
 @example("#<span>n</span>obot")
+@example('#<b x=a"b>nobot">')  # (libxml2 ends an unquoted value at `>`, quotes and all)
+@example("&#35nobot")  # (an entity without its `;`)
+@example("&#x23nobot")
+@example("&#035nobot")
 @example("#<span>news</span> #<span>nobot</span>")
 def test_opt_out_pre_check_changes_no_answer(note):
     from tootlake.text import has_opt_out_tag

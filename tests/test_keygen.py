@@ -92,3 +92,12 @@ def test_keygen_where_no_folder_can_be_made_is_a_clean_error(tmp_path):
     result = CliRunner().invoke(main, ["keygen", str(tmp_path / "file" / "key")])
     assert result.exit_code == 1 and "cannot make the folder" in result.output, result.output
     assert "Traceback" not in result.output
+
+
+def test_keygen_refuses_a_quoted_tilde(tmp_path, monkeypatch):
+    """`tootlake keygen "~/keys/study.key"`: the shell leaves the ~ alone, and making the
+    folder would make `./~` (whose obvious clean-up, `rm -rf ~`, is a disaster)."""
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["keygen", "~/keys/study.key"])
+    assert result.exit_code == 1 and "literal ~" in result.output, result.output
+    assert not (tmp_path / "~").exists()

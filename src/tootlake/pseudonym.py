@@ -36,6 +36,11 @@ def generate_key(path: str | Path, *, force: bool = False) -> str:
     return its id. An existing `path` is an error unless `force` (then it is replaced
     atomically)."""
     path = Path(path)
+    if "~" in path.parts:  # a quoted ~ is no home folder: it would make a folder named ~
+        raise ConfigError(
+            f"The key file {path} has a literal ~ in it (quoted, the shell does not expand "
+            "it): give the path unquoted, or with $HOME."
+        )
     if path.exists() and not force:
         raise ConfigError(
             f"The key file {path} exists: a new key would orphan every lake pseudonymised with "
@@ -46,7 +51,7 @@ def generate_key(path: str | Path, *, force: bool = False) -> str:
         # (`keygen ~/.config/tootlake/study.key` on a fresh machine: as `mkdir -p`, the
         # key's own folder readable by its owner only)
         try:
-            folder.mkdir(mode=0o700, parents=True)
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigError(
                 f"Cannot write the key file {path}: cannot make the folder {folder} "

@@ -37,7 +37,11 @@ _MAY_BE_N = "(?:[nN](?![0-9A-NP-Za-np-z])|[&\x00\x80-\U0010ffff])"
 _NUMBER_SIGN_THEN = re.compile(f"#(?:<span>)?+(?:{_MAY_BE_N}|<)")
 _ANY_TAG = r"""<(?:[^>"']|"[^"]*"|'[^']*')*>"""
 _AFTER_NUMBER_SIGN = re.compile(rf"(?:{_ANY_TAG})*(?:{_MAY_BE_N}|<[!?])")
-_NUMBER_SIGN_ENTITY = re.compile(r"&(?:#0*35|#[xX]0*23|num)\b")
+# ...and as a tag that ends at its first `>`: libxml2 ends an unquoted attribute value there,
+# quote characters and all (`<b x=a"b>nobot`), where `_ANY_TAG` reads a quoted value on
+_AFTER_NUMBER_SIGN_PLAIN = re.compile(rf"(?:<[^>]*>)*(?:{_MAY_BE_N}|<[!?])")
+# (no `;` needed: libxml2 and html.unescape read `&#35nobot` as #nobot)
+_NUMBER_SIGN_ENTITY = re.compile(r"&(?:#0*35|#[xX]0*23|num)")
 # Unicode's format characters (category Cf, Unicode 14), which a reader does not see
 _FORMAT_CHARS = re.compile(
     "[\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890-\u0891\u08e2\u180e\u200b-\u200f"
@@ -172,7 +176,11 @@ def _may_hold_tag(html: str) -> bool:
         return True
     for found in _NUMBER_SIGN_THEN.finditer(html):
         at = found.end() - 1
-        if html[at] != "<" or _AFTER_NUMBER_SIGN.match(html, at) is not None:
+        if (
+            html[at] != "<"
+            or _AFTER_NUMBER_SIGN.match(html, at) is not None
+            or _AFTER_NUMBER_SIGN_PLAIN.match(html, at) is not None
+        ):
             return True
     return False
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -28,6 +29,13 @@ from tootlake.cli.options import (
     topic_option,
 )
 from tootlake.cli.output import print_collect_summary, status_line
+
+
+def _finite(seconds: float | None) -> float | None:
+    """nan passes a range check and stops a run at once; inf overflows the stop timer."""
+    if seconds is not None and not math.isfinite(seconds):
+        raise click.BadParameter(f"{seconds} is not a number of seconds.")
+    return seconds
 
 
 def _limit_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -75,6 +83,7 @@ def _limit_options(func: Callable[..., Any]) -> Callable[..., Any]:
 @click.option(
     "--duration",
     type=click.FloatRange(min=0, min_open=True),
+    callback=lambda _ctx, _param, value: _finite(value),
     metavar="SECONDS",
     help="Stop cleanly after this long.",
 )

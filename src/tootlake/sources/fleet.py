@@ -428,7 +428,7 @@ class InstanceWorker:
 
     def _needs_token(self, reason: str) -> None:
         # (a token that was given and refused needs replacing, not giving)
-        give = "Replace it" if reason.startswith("token rejected") else "Give one"
+        give = "Replace it" if self.spec.token else "Give one"
         self._set(
             Status.NEEDS_TOKEN,
             f"{reason}. {give} with --token {self.host}=TOKEN or "
