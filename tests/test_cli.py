@@ -265,7 +265,9 @@ def test_the_demo_announces_its_stream_cut_instead_of_warning(tmp_path):
                       r"([\d,]+) missing, ([\d,]+) deleted", proc.stdout)  # fmt: skip
     assert truth, proc.stdout[:3000]
     assert int(truth.group(1).replace(",", "")) > 100
-    assert truth.group(2) == "0" and truth.group(3) == "0", truth.group(0)
+    # (not the deletes: one sent while the stream was cut is not sent again, only
+    # `tootlake revalidate` finds it)
+    assert truth.group(2) == "0", truth.group(0)
 
 
 def test_the_demo_lake_is_its_own(tmp_path):
