@@ -336,3 +336,22 @@ def test_report_out_of_memory_is_one_line_that_says_what_to_change(tmp_path):
     assert result.exit_code == 1
     assert result.output.startswith("Error: DuckDB ran out of the limit 1KB reading"), result.output
     assert "--memory-limit" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["collect", "--duration", "nan"], "nan is not a number of seconds"),
+        (["collect", "--duration", "0"], "not in the range x>0"),
+        (["collect", "--heartbeat-timeout", "inf"], "inf is not a number of seconds"),
+        (["collect", "--flush-seconds", "-1"], "not in the range x>=0"),
+        (["demo", "--duration", "inf"], "inf is not a number of seconds"),
+        (["sink", "--until-idle", "nan"], "nan is not a number of seconds"),
+        (["simulate", "--duration", "-3"], "not in the range x>=0"),
+    ],
+)
+def test_a_time_in_seconds_is_finite_and_not_negative(args, said):
+    """nan passes a range check (a `collect --duration nan` stopped at once) and inf
+    overflows the timers: every option in seconds refuses both, with its name."""
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2 and said in result.output, result.output

@@ -131,6 +131,28 @@ def test_opt_out_pre_check_changes_no_answer(note):
     assert has_opt_out_tag(note) == _opt_out_reference(note)
 
 
+def test_the_opt_out_pre_check_looks_past_few_tags_in_a_hostile_bio(monkeypatch):
+    """A bio of thousands of `#<b` with no `>`: each look past tags scans to its end, so
+    looking at each took seconds for 48 KB (quadratic). A few looks, then the full check."""
+    import tootlake.text as text
+
+    looks = []
+
+    class Counting:
+        def __init__(self, pattern):
+            self.pattern = pattern
+
+        def match(self, html, at):
+            looks.append(at)
+            return self.pattern.match(html, at)
+
+    monkeypatch.setattr(text, "_AFTER_NUMBER_SIGN", Counting(text._AFTER_NUMBER_SIGN))
+    for bio in ("#<b" * 20_000, "#<" * 20_000 + ">", "#<b" * 20_000 + "#nobot"):
+        looks.clear()
+        assert text.has_opt_out_tag(bio) == _opt_out_reference(bio)
+        assert len(looks) <= 8  # (a few, not one per `#<`)
+
+
 def test_bridge_take_is_capped():
     """What a take hands over is bounded (events, bytes), so the loop refilling the bridge
     meanwhile cannot double what waits in memory."""

@@ -173,7 +173,8 @@ def run_demo(
         # instances are streamed with a token.
         streamed = [InstanceSpec(u, _TOKEN) for u in urls[:-2]]
         streamed += [InstanceSpec(inst.url, _TOKEN) for inst in fed.misbehaving]
-        specs = [*streamed, InstanceSpec(urls[-2]), InstanceSpec(urls[-1])]
+        polled = InstanceSpec(urls[-2])
+        specs = [*streamed, polled, InstanceSpec(urls[-1])]
         note(
             f"Simulated fediverse: {instances} instances on 127.0.0.1 publishing {rate:g} "
             f"posts/s for {duration:g}s; lake {lake}"
@@ -236,8 +237,7 @@ def run_demo(
         # The polled instance is collected too: an author whose `noindex` shows there (on
         # their home instance only) is skipped on every instance, as consent asks, so their
         # posts on the streamed instances are not expected (not "missing").
-        seen_by_collector = [spec.host for spec in streamed] + [specs[-2].host]
-        declined = sim.call(fed.truth, seen_by_collector).opted_out
+        declined = sim.call(fed.truth, [spec.host for spec in (*streamed, polled)]).opted_out
     expected = truth.uris - declined
     con = open_lake(lake)
     try:

@@ -40,6 +40,7 @@ _AFTER_NUMBER_SIGN = re.compile(rf"(?:{_ANY_TAG})*(?:{_MAY_BE_N}|<[!?])")
 # ...and as a tag that ends at its first `>`: libxml2 ends an unquoted attribute value there,
 # quote characters and all (`<b x=a"b>nobot`), where `_ANY_TAG` reads a quoted value on
 _AFTER_NUMBER_SIGN_PLAIN = re.compile(rf"(?:<[^>]*>)*(?:{_MAY_BE_N}|<[!?])")
+_TAG_LOOKS = 4  # number signs followed by a tag looked past, at most (see `_may_hold_tag`)
 # (no `;` needed: libxml2 and html.unescape read `&#35nobot` as #nobot)
 _NUMBER_SIGN_ENTITY = re.compile(r"&(?:#0*35|#[xX]0*23|num)")
 # Unicode's format characters (category Cf, Unicode 14), which a reader does not see
@@ -174,11 +175,16 @@ def _may_hold_tag(html: str) -> bool:
         return True
     if "\uff03" in html or "\ufe5f" in html:
         return True
-    for found in _NUMBER_SIGN_THEN.finditer(html):
+    for looked, found in enumerate(_NUMBER_SIGN_THEN.finditer(html)):
         at = found.end() - 1
+        if html[at] != "<":
+            return True
+        # Each look past tags may scan to the end of a bio with no `>` where one is hoped
+        # for: a look at each of a hostile bio's thousands of `#<` took seconds (quadratic).
+        if looked >= _TAG_LOOKS:  # (every earlier number sign was a look)
+            return True  # (the full check is linear)
         if (
-            html[at] != "<"
-            or _AFTER_NUMBER_SIGN.match(html, at) is not None
+            _AFTER_NUMBER_SIGN.match(html, at) is not None
             or _AFTER_NUMBER_SIGN_PLAIN.match(html, at) is not None
         ):
             return True

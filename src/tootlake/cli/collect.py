@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -12,6 +11,7 @@ import click
 
 from tootlake.cli.command import run_command, stop_on_signals
 from tootlake.cli.options import (
+    Seconds,
     consent_options,
     include_opted_out_option,
     instances_options,
@@ -29,13 +29,6 @@ from tootlake.cli.options import (
     topic_option,
 )
 from tootlake.cli.output import print_collect_summary, status_line
-
-
-def _finite(seconds: float | None) -> float | None:
-    """nan passes a range check and stops a run at once; inf overflows the stop timer."""
-    if seconds is not None and not math.isfinite(seconds):
-        raise click.BadParameter(f"{seconds} is not a number of seconds.")
-    return seconds
 
 
 def _limit_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -82,8 +75,7 @@ def _limit_options(func: Callable[..., Any]) -> Callable[..., Any]:
 )
 @click.option(
     "--duration",
-    type=click.FloatRange(min=0, min_open=True),
-    callback=lambda _ctx, _param, value: _finite(value),
+    type=Seconds(above_zero=True),
     metavar="SECONDS",
     help="Stop cleanly after this long.",
 )
@@ -104,14 +96,14 @@ def _limit_options(func: Callable[..., Any]) -> Callable[..., Any]:
     "--flush-seconds",
     default=60.0,
     show_default=True,
-    type=float,
+    type=Seconds(),
     help="Longest time a post waits in memory before it is written to the lake.",
 )
 @click.option(
     "--heartbeat-timeout",
     default=45.0,
     show_default=True,
-    type=float,
+    type=Seconds(above_zero=True),
     help="A stream silent for this long is dead and reconnected.",
 )
 @_limit_options

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from tootlake.cli.command import run_command
-from tootlake.cli.options import lake_option, quiet_option
+from tootlake.cli.options import Seconds, lake_option, quiet_option
 from tootlake.cli.output import print_collect_summary, status_line
 from tootlake.demo import DEMO_LAKE, DemoResult
 
@@ -15,7 +15,7 @@ from tootlake.demo import DEMO_LAKE, DemoResult
     "--duration",
     default=20.0,
     show_default=True,
-    type=float,
+    type=Seconds(above_zero=True),
     metavar="SECONDS",
     help="How long to collect.",
 )

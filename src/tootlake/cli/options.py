@@ -6,6 +6,7 @@ parameter name and the same environment variable as every other command with tha
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -15,6 +16,7 @@ from tootlake.kafka.settings import DEFAULT_TOPIC, parse_options
 from tootlake.settings import load_settings
 
 __all__ = [
+    "Seconds",
     "TIMELINE",
     "format_option",
     "consent_options",
@@ -40,6 +42,23 @@ __all__ = [
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 TIMELINE = click.Choice(["public", "local", "remote"])
+
+
+class Seconds(click.FloatRange):
+    """A time in seconds: not negative (above zero with `above_zero`), and finite. `nan`
+    passes a range check (a `--duration nan` run stopped at once); `inf` overflows the
+    timers it is given to."""
+
+    name = "seconds"
+
+    def __init__(self, *, above_zero: bool = False) -> None:
+        super().__init__(min=0, min_open=above_zero)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        seconds = super().convert(value, param, ctx)
+        if not math.isfinite(seconds):
+            self.fail(f"{value} is not a number of seconds.", param, ctx)
+        return seconds
 
 
 def lake_option(

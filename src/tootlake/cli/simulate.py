@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from tootlake.cli.command import run_command
+from tootlake.cli.options import Seconds
 
 
 @click.command()
@@ -17,7 +18,7 @@ from tootlake.cli.command import run_command
     help="Posts published per second, across all instances (0: serve only).",
 )  # fmt: skip
 @click.option(
-    "--duration", type=click.FloatRange(min=0), default=None,
+    "--duration", type=Seconds(), default=None,
     help="Seconds to run (default: until Ctrl-C).",
 )  # fmt: skip
 @click.option(

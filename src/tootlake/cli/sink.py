@@ -10,6 +10,7 @@ import click
 
 from tootlake.cli.command import run_command, stop_on_signals
 from tootlake.cli.options import (
+    Seconds,
     format_option,
     kafka_brokers_option,
     kafka_option,
@@ -37,7 +38,7 @@ from tootlake.kafka.settings import parse_options
 @lake_option
 @click.option(
     "--until-idle",
-    type=click.FloatRange(min=0),
+    type=Seconds(),
     metavar="SECONDS",
     help="Exit after this long without a message (batch runs, tests). "
     "Default: run until SIGTERM or Ctrl-C.",
@@ -53,7 +54,7 @@ from tootlake.kafka.settings import parse_options
     "--max-age",
     default=300.0,
     show_default=True,
-    type=click.FloatRange(min=0),
+    type=Seconds(),
     metavar="SECONDS",
     help="Flush a partition when its oldest message is this old.",
 )

@@ -189,9 +189,9 @@ def _unique_usernames(authors: list[Author]) -> list[Author]:
     out = []
     for author in authors:
         username, n = author.username, 1
+        name, dot, rest = username.partition(".")  # (a bridge's name.bsky.social)
         while username.lower() in taken:
             n += 1
-            name, dot, rest = author.username.partition(".")  # a bridge's name.bsky.social
             username = f"{name}_{n}{dot}{rest}"
         taken.add(username.lower())
         out.append(author if username == author.username else replace(author, username=username))

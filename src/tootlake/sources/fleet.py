@@ -111,10 +111,11 @@ class _KeepaliveAfterClose(logging.Filter):
     big). The worker reports why the connection ended, once; the ping adds only noise."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg != "keepalive ping failed" or not record.exc_info:
+            return True
         from websockets.exceptions import ConnectionClosed
 
-        error = record.exc_info[1] if record.exc_info else None
-        return not (record.msg == "keepalive ping failed" and isinstance(error, ConnectionClosed))
+        return not isinstance(record.exc_info[1], ConnectionClosed)
 
 
 _ws_log = logging.getLogger("tootlake.sources.websocket")
