@@ -33,7 +33,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -49,7 +48,7 @@ SKIP = 2.0  # seconds left out at the start of each rate: connecting, the first 
 
 def _env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TOOTLAKE_", "AWS_"))}
-    env["TOOTLAKE_CONFIG"] = str(Path(tempfile.gettempdir()) / "tootlake-bench-no-config.toml")
+    env["TOOTLAKE_CONFIG"] = os.devnull  # no config file
     env.update(extra)
     return env
 

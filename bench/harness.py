@@ -37,7 +37,7 @@ class ProcessRun:
 def clean_env() -> dict[str, str]:
     """The environment for measured processes: no developer settings leak in."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TOOTLAKE_", "AWS_"))}
-    env["TOOTLAKE_CONFIG"] = str(DATA / "no-config.toml")  # never read: it does not exist
+    env["TOOTLAKE_CONFIG"] = os.devnull  # no config file
     env["PYTHONHASHSEED"] = "0"
     # The talk's Mastodon.py 1.8.0 (bench/vendor.py) for the baselines; tootlake ignores it.
     from vendor import VENDOR

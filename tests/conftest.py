@@ -30,7 +30,7 @@ def _clean_environment(
         if key.startswith(("TOOTLAKE_", "AWS_")):
             monkeypatch.delenv(key)
     # No developer config file either.
-    monkeypatch.setenv("TOOTLAKE_CONFIG", str(tmp_path_factory.mktemp("config") / "none.toml"))
+    monkeypatch.setenv("TOOTLAKE_CONFIG", os.devnull)
 
 
 def real_lines(name: str) -> list[str]:

@@ -3,6 +3,8 @@ replaces the one below it, contradictions and unknown words are errors naming wh
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from tootlake.errors import ConfigError
@@ -85,3 +87,18 @@ def test_a_key_the_config_file_does_not_know_is_named(config, caplog):
     config('lake = "/data/lake"\npolicy = "p.toml"\nretain = 30\nskip_bots = true\n')
     load_settings()
     assert not [r for r in caplog.records if "not read" in r.getMessage()]
+
+
+def test_a_config_file_named_but_missing_is_an_error(tmp_path, monkeypatch):
+    """TOOTLAKE_CONFIG with a typo used to read as "no config file": tokens and the consent
+    policy silently at their defaults. os.devnull is how to say "none"."""
+    missing = tmp_path / "tootlak.toml"
+    monkeypatch.setenv("TOOTLAKE_CONFIG", str(missing))
+    with pytest.raises(ConfigError, match="TOOTLAKE_CONFIG names .*tootlak.toml, which does not"):
+        load_settings()
+    monkeypatch.setenv("TOOTLAKE_CONFIG", os.devnull)
+    assert load_settings().consent_policy() == Consent()
+    # the default place may be missing: a first run has no config file
+    monkeypatch.delenv("TOOTLAKE_CONFIG")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "empty"))
+    assert load_settings().consent_policy() == Consent()

@@ -143,7 +143,7 @@ def clean_env(tmp_path: Path) -> dict[str, str]:
         for k, v in os.environ.items()
         if not k.startswith(("TOOTLAKE_", "AWS_")) and k != "RUST_BACKTRACE"
     }
-    env["TOOTLAKE_CONFIG"] = str(tmp_path / "none.toml")
+    env["TOOTLAKE_CONFIG"] = os.devnull
     return env
 
 

@@ -176,7 +176,7 @@ def hostile_lake(tmp_path: Path) -> tuple[str, Path]:
 
 def _env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TOOTLAKE_", "AWS_"))}
-    env["TOOTLAKE_CONFIG"] = str(tmp_path / "none.toml")
+    env["TOOTLAKE_CONFIG"] = os.devnull
     return env
 
 

@@ -286,7 +286,7 @@ def _assert_nowhere(secret: str, root: Path, *texts: str) -> None:
 
 def _env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TOOTLAKE_", "AWS_"))}
-    env["TOOTLAKE_CONFIG"] = str(tmp_path / "none.toml")
+    env["TOOTLAKE_CONFIG"] = os.devnull
     return env
 
 

@@ -344,7 +344,7 @@ def collect(
             samples.append(
                 (
                     round(elapsed, 2),
-                    stats.posts + stats.edits,
+                    stats.written,
                     None if lag is None else round(lag, 3),
                     stats.events,
                 )

@@ -107,6 +107,9 @@ class DemoResult:
     expected: int
     missing: int  # of them, not in the lake
     deleted_kept: int  # deleted posts still in the lake
+    # posts in the lake whose authors' opt-out some streamed copy shows (a tag in the bio or
+    # a field, `noindex` on a streamed home instance): consent leaked, must be 0
+    opted_out_kept: int
     hostile: HostileCheck | None
     report: dict[str, Any]  # section name -> table, as `build_report` gives
 
@@ -254,6 +257,7 @@ def run_demo(
         expected=len(expected),
         missing=len(expected - have),
         deleted_kept=len(truth.deleted & have),
+        opted_out_kept=len(truth.opted_out & have),
         hostile=checked,
         report=build_report(lake),
     )

@@ -32,7 +32,7 @@ from tootlake.lake.writer import LakeWriter
 from tootlake.record import Consent, Delete, Post, Reject, Sighting, ValidStatus, to_post
 from tootlake.record.consent import AUTHOR_GATES, NOINDEX
 from tootlake.redact import redact_json
-from tootlake.sources import DELETE, EDIT, REJECT, Event, Source
+from tootlake.sources import DELETE, REJECT, Event, Source
 from tootlake.transports import Batch, Transport, drain
 from tootlake.transports.memory import MemoryTransport
 
@@ -75,6 +75,9 @@ class RunStats:
     deletes: int = 0
     sightings: int = 0  # a post already written, seen again on another instance
     duplicates: int = 0  # the same version seen again on the same instance
+    # a version written already, or an older one, written again (only without dedupe:
+    # replay writes every copy, and the merge keeps one)
+    repeats: int = 0
     skipped: Counter[str] = field(default_factory=Counter)  # by the gate that failed
     # posts written, then removed when a later copy failed an author's gate, by the gate
     withdrawn: Counter[str] = field(default_factory=Counter)
@@ -113,8 +116,13 @@ class RunStats:
                 setattr(self, name, mine + value)
 
     @property
+    def written(self) -> int:
+        """Versions of posts written: posts, edits and repeats."""
+        return self.posts + self.edits + self.repeats
+
+    @property
     def posts_per_second(self) -> float:
-        return (self.posts + self.edits) / self.elapsed if self.elapsed else 0.0
+        return self.written / self.elapsed if self.elapsed else 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -124,6 +132,7 @@ class RunStats:
             "deletes": self.deletes,
             "sightings": self.sightings,
             "duplicates": self.duplicates,
+            "repeats": self.repeats,
             "skipped": dict(self.skipped),
             "consent": dict(self.consent),
             "withdrawn": dict(self.withdrawn),
@@ -339,14 +348,26 @@ class Recorder:
         # the gates just found the author not opted out, unless opt-outs are kept
         known = False if not self.include_opted_out else None
         post = to_post(status, event.observed_on, opted_out=known)
-        if kind == EDIT or status.edited_at is not None:  # a version of an edited post
-            self.stats.edits += 1
-        else:
+        # The first version of a post this run sees is a post, edited or not (a status first
+        # seen after its edit is one more post in the lake); a newer version is an edit; the
+        # same or an older one again (only without dedupe: replay) is a repeat, written for
+        # the merge to fold. As far as the bounded memory knows: a post forgotten counts again.
+        key = hash(post.uri)
+        version = status.version
+        written = self._written.get(key)
+        if written is None:
+            written = self._written_old.get(key)
+        if written is None:
             self.stats.posts += 1
             self.stats.consent[post.consent or ""] += 1  # posts, not versions
+        elif version > written:
+            self.stats.edits += 1
+        else:
+            self.stats.repeats += 1
+            version = written
         self._remember(post.observed_on, post.id, post.uri)
         # (without dedupe too: a later copy failing an author's gate withdraws the post)
-        self._written[hash(post.uri)] = status.version
+        self._written[key] = version
         if len(self._written) * 2 >= self.remember_uris:
             self._written_old, self._written = self._written, {}
         return post if self.pseudonymizer is None else self.pseudonymizer.post(post)
@@ -585,7 +606,8 @@ def replay(
     `workers`: processes replaying pieces of the input side by side (None: one per core; the
     input is cut only where pieces get at least `sources.replay.MIN_PIECE` bytes). Each
     writes files of its own; a post whose versions or delete land in two pieces is folded by
-    the lake's views like any other (docs/lake.md). The workers are started by a fresh
+    the lake's views like any other (docs/lake.md); each piece counts the first version it
+    sees of a post as a post, so such a post counts in each. The workers are started by a fresh
     server process (multiprocessing's forkserver), never forked from the caller, whose
     threads (Kafka clients, DuckDB, a notebook's) a fork would break.
 
@@ -626,8 +648,8 @@ def replay(
     return stats
 
 
-# per piece: events, posts, edits, rejected (the parent's progress line adds them up)
-_PROGRESS_FIELDS = 4
+# per piece: events, posts, edits, repeats, rejected (the parent's progress line adds them up)
+_PROGRESS_FIELDS = 5
 _progress: Any = None  # the shared counters, in a worker process
 
 
@@ -668,7 +690,7 @@ def _replay_pieces(
                 break
             if on_progress is not None:
                 now = list(counters)
-                total.events, total.posts, total.edits, total.rejected = (
+                total.events, total.posts, total.edits, total.repeats, total.rejected = (
                     sum(now[k::_PROGRESS_FIELDS]) for k in range(_PROGRESS_FIELDS)
                 )
                 total.elapsed = time.monotonic() - total.started
@@ -703,7 +725,7 @@ def _replay_piece(
 
     def progress(stats: RunStats) -> None:
         if _progress is not None:
-            counts = [stats.events, stats.posts, stats.edits, stats.rejected]
+            counts = [stats.events, stats.posts, stats.edits, stats.repeats, stats.rejected]
             _progress[base : base + _PROGRESS_FIELDS] = counts
 
     with fewer_collections():

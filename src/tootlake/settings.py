@@ -2,8 +2,9 @@
 TOOTLAKE_* environment < command-line flags. One name, four spellings: flag `--lake` = env
 `TOOTLAKE_LAKE` = TOML `lake = ...` = field `lake`.
 
-The config file is `$TOOTLAKE_CONFIG`, else `~/.config/tootlake/tootlake.toml`: outside the
-repository, since it may hold tokens. Secrets never print (`repr=False`, shown as ***): every
+The config file is `$TOOTLAKE_CONFIG` (which must exist; /dev/null for none), else
+`~/.config/tootlake/tootlake.toml` when it exists: outside the repository, since it may hold
+tokens. Secrets never print (`repr=False`, shown as ***): every
 token loaded here is registered with `tootlake.redact`, so logs and error messages mask it too.
 A file holding tokens that other users can read gets a warning, as ssh gives for keys.
 
@@ -107,6 +108,11 @@ def config_path() -> Path:
 
 def _read_config(path: Path) -> dict[str, Any]:
     if not path.exists():
+        if os.environ.get("TOOTLAKE_CONFIG"):  # named on purpose: a typo must not pass
+            raise ConfigError(
+                f"TOOTLAKE_CONFIG names {path}, which does not exist. Fix the path, or set it "
+                f"to {os.devnull} to read no config file."
+            )
         return {}
     try:
         with open(path, "rb") as handle:

@@ -159,7 +159,7 @@ class DashboardServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("TOOTLAKE_", "AWS_"))}
-        env["TOOTLAKE_CONFIG"] = str(log.with_suffix(".toml"))  # none: defaults only
+        env["TOOTLAKE_CONFIG"] = os.devnull  # no config file: defaults only
         self._log = open(log, "wb")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
             [

@@ -81,7 +81,7 @@ def test_restart_without_state_loss_after_sigkill(fediverse, tmp_path):
     for url in fed.urls:
         args += ["--instance", url, "--token", f"{url.removeprefix('http://')}={TOKEN}"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOOTLAKE_")}
-    env["TOOTLAKE_CONFIG"] = str(tmp_path / "none.toml")
+    env["TOOTLAKE_CONFIG"] = os.devnull
     logs = tmp_path / "logs"
     logs.mkdir()
 
@@ -210,7 +210,7 @@ def test_cli_with_token_never_writes_the_secret(fediverse, tmp_path):
     host = fed.hosts[0]
     lake = tmp_path / "lake"
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOOTLAKE_")}
-    env["TOOTLAKE_CONFIG"] = str(tmp_path / "none.toml")
+    env["TOOTLAKE_CONFIG"] = os.devnull
     proc = subprocess.Popen(
         [
             sys.executable,

@@ -5,6 +5,7 @@ over real sockets (the simulator serves them) and flags what they say about coll
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -123,7 +124,7 @@ def test_collect_refuses_instances_the_policy_denies_and_audits_it(fediverse, la
 
 
 def test_collect_command_says_what_the_policy_refused(fediverse, tmp_path, monkeypatch):
-    monkeypatch.setenv("TOOTLAKE_CONFIG", str(tmp_path / "none.toml"))
+    monkeypatch.setenv("TOOTLAKE_CONFIG", os.devnull)
     sim = fediverse(instances=2, seed=6, settings=InstanceSettings(token=TOKEN))
     fed = sim.fed
     path = write_policy(

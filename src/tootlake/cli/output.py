@@ -94,7 +94,7 @@ def status_line(quiet: bool) -> Iterator[Callable[[Any], None] | None]:
     def render(progress: Any) -> Text:
         stats = progress.stats
         now = time.monotonic()
-        done = stats.posts + stats.edits
+        done = stats.written
         rate = 0.0
         if last:
             rate = (done - last["done"]) / max(1e-6, now - last["at"])

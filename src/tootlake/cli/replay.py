@@ -119,10 +119,13 @@ def replay(
             target = settings.lake
     skipped = ", ".join(f"{n} {why}" for why, n in sorted(stats.skipped.items())) or "none"
     coerced = sum(stats.coerced.values())
+    repeats = (
+        f"{stats.repeats:,} versions written again (the merge keeps one); " if stats.repeats else ""
+    )
     fields = ", ".join(f"{name} {n:,}" for name, n in stats.coerced.most_common(5))
     click.echo(
         f"Replayed {stats.events:,} events into {target}: {stats.posts:,} posts, "
-        f"{stats.edits:,} edits, {stats.deletes:,} deletes; skipped {skipped}; "
+        f"{stats.edits:,} edits, {stats.deletes:,} deletes; {repeats}skipped {skipped}; "
         f"{stats.rejected:,} rejected (in the rejects table); "
         f"{coerced:,} odd fields stored as null or default{f' ({fields})' if fields else ''}; "
         f"{stats.commits} commits; {stats.posts_per_second:,.0f} posts/s."
@@ -174,7 +177,7 @@ def _replay_progress(quiet: bool, files: Sequence[str]) -> Iterator[Callable[[An
         def show(stats: Any) -> None:
             progress.update(
                 task,
-                description=f"Replaying {what}: {stats.posts + stats.edits:,} posts, "
+                description=f"Replaying {what}: {stats.written:,} posts, "
                 f"{stats.posts_per_second:,.0f} posts/s, {stats.rejected:,} bad lines",
             )
 
