@@ -106,8 +106,9 @@ def _print_result(result: DemoResult) -> None:
         f"Ground truth of the streamed instances: {result.expected:,} posts expected, "
         f"{result.missing:,} missing, {result.deleted_kept:,} deleted posts "
         f"still in the lake, {result.opted_out_kept:,} posts of authors who opted out in the "
-        f"lake (their opt-out shows on a streamed copy). (The polled instance gets 40 posts per request within Mastodon's "
-        f"paging budget, and polling cannot see edits or deletes.)"
+        f"lake (their opt-out shows on a streamed copy). (The polled instance gets 40 posts "
+        f"per request within Mastodon's paging budget, and polling cannot see edits or "
+        f"deletes.)"
         + (
             " A delete sent while a stream was down is not sent again: `tootlake revalidate` "
             "finds such deletes (docs/collect.md)."
