@@ -10,6 +10,9 @@ BIN := $(VENV)/bin
 RUN_EXTRAS := collect,report
 RUN_STAMP := $(VENV)/.installed-run
 DEV_STAMP := $(VENV)/.installed-dev
+NATIVE_STAMP := $(VENV)/.installed-native
+# rustup's cargo, also where a shell's profile did not put it on PATH
+export PATH := $(PATH):$(HOME)/.cargo/bin
 
 .PHONY: install run replay-real test lint bench clean kafka-up kafka-down s3-up s3-down help
 
@@ -27,12 +30,19 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(RUN_STAMP): pyproject.toml | $(BIN)/python
+$(RUN_STAMP): pyproject.toml $(NATIVE_STAMP) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[$(RUN_EXTRAS)]"
 	touch $@
 
+# The per-post text helpers in Rust (native/, docs/native.md): built with cargo from
+# crates.io, rebuilt when its sources change. Without them tootlake runs its Python code.
+$(NATIVE_STAMP): native/Cargo.toml native/Cargo.lock native/pyproject.toml native/src/lib.rs native/tootlake_native.pyi | $(BIN)/python
+	@command -v cargo >/dev/null || { echo "tootlake's native helpers need Rust's cargo (https://rustup.rs); without them, 'pip install -e .' runs tootlake in Python alone (docs/native.md)"; exit 1; }
+	$(BIN)/python -m pip install --quiet ./native
+	touch $@
+
 # dev and bench include [all], a superset of the run extras: the run stamp is made too.
-$(DEV_STAMP): pyproject.toml | $(BIN)/python
+$(DEV_STAMP): pyproject.toml $(NATIVE_STAMP) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
 	touch $@ $(RUN_STAMP)
 

@@ -119,7 +119,14 @@ def machine() -> dict[str, Any]:
     import platform
 
     load = os.getloadavg()
+    try:  # tootlake's text helpers in Rust (docs/native.md): in use when installed
+        import tootlake_native  # noqa: F401
+
+        native = True
+    except ImportError:
+        native = False
     return {
+        "native_text_helpers": native,
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "platform": platform.platform(),

@@ -74,7 +74,7 @@ SIZES: dict[str, dict[str, Any]] = {
 
 # Each shape is timed four ways, in this order within a round: our side and the talk's from
 # a parsed status (a dict), then both from the JSON bytes a server sends.
-RECORD_SIDES = ("ours", "talk", "ours_bytes", "talk_bytes")
+RECORD_SIDES = ("ours", "talk", "ours_bytes", "talk_bytes", "ours_python", "ours_bytes_python")
 RECORD_CODE = {
     "ours": "tootlake.record.from_status(status_dict, observed_on): validation, then the post",
     "talk": "talk_value_dict(status_dict, base_url): BeautifulSoup(content, 'html.parser').text "
@@ -83,6 +83,9 @@ RECORD_CODE = {
     "validation in one pass, then the post, as the collector and replay do",
     "talk_bytes": "json.loads(json_bytes) + talk_value_dict (plain json.loads: the talk's "
     "Mastodon.py also ran object hooks, dateutil and AttribAccessDict on every object)",
+    "ours_python": "as ours, with the Python text helpers instead of the native ones "
+    "(tootlake.text._native off: docs/native.md)",
+    "ours_bytes_python": "as ours_bytes, with the Python text helpers instead of the native ones",
 }
 
 
@@ -158,7 +161,19 @@ def bench_records(cfg: dict[str, Any], seed: int) -> dict[str, Any]:
         )
 
     def runner(items: list[tuple[str, str, dict[str, Any], bytes]], way: str) -> Any:
-        if way == "ours":
+        if way.endswith("_python"):  # the same, with tootlake.text's Python helpers
+            import tootlake.text
+
+            native_run = runner(items, way.removesuffix("_python"))
+
+            def run() -> None:
+                native, tootlake.text._native = tootlake.text._native, None
+                try:
+                    native_run()
+                finally:
+                    tootlake.text._native = native
+
+        elif way == "ours":
 
             def run() -> None:
                 for host, _base, status, _blob in items:
@@ -494,6 +509,10 @@ def _record_rows(r: dict[str, Any]) -> list[str]:
     return rows
 
 
+def _us(shape: dict[str, Any], side: str) -> str:
+    return f"{shape[side]['us_per_post']:.1f}" if side in shape else "-"  # (older results)
+
+
 def _record_shapes_section(r: dict[str, Any]) -> list[str]:
     lines = [
         "",
@@ -501,8 +520,8 @@ def _record_shapes_section(r: dict[str, Any]) -> list[str]:
         "",
         "| shape | statuses | JSON bytes (mean) | content chars | text chars (ours / talk's) "
         "| quotes (with the quoted status) | us per post: ours dict, bytes "
-        "| the talk's dict, bytes |",
-        "|---|---|---|---|---|---|---|---|",
+        "| ours with the Python text helpers: dict, bytes | the talk's dict, bytes |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for shape, s in r["shapes"].items():
         lines.append(
@@ -510,15 +529,17 @@ def _record_shapes_section(r: dict[str, Any]) -> list[str]:
             f"{s['content_chars_mean']:,} | {s['text_chars_mean']:g} / "
             f"{s['talk_text_chars_mean']:g} | {s['quotes']} ({s['quotes_with_status']}) | "
             f"{s['ours']['us_per_post']:.1f}, "
-            f"{s['ours_bytes']['us_per_post']:.1f} | {s['talk']['us_per_post']:.1f}, "
+            f"{s['ours_bytes']['us_per_post']:.1f} | {_us(s, 'ours_python')}, "
+            f"{_us(s, 'ours_bytes_python')} | {s['talk']['us_per_post']:.1f}, "
             f"{s['talk_bytes']['us_per_post']:.1f} |"
         )
     coerced = sum(s["coerced"] for s in r["shapes"].values())
     dropped = "none needed" if not coerced else f"{coerced:,} needed"
     lines += [
         "",
-        f"{r['rounds']} rounds; in each, every shape's four measurements in turn (ours from "
-        "dicts, the talk's from dicts, ours from bytes, the talk's from bytes), each at least "
+        f"{r['rounds']} rounds; in each, every shape's measurements in turn (ours from "
+        "dicts, the talk's from dicts, ours from bytes, the talk's from bytes, then ours "
+        "again from dicts and bytes with the Python text helpers), each at least "
         f"{r['seconds_per_round']:g} s. Ratios are of the medians. Every status passed our "
         f"validation ({dropped} a field dropped), and our post from a status' dict equals "
         "the one from its bytes.",
@@ -537,7 +558,8 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"{m['cpus']} shared cores (load average at start {m['load_average_at_start']}), each "
         "figure against its baseline in the same run. Medians; CPU ratios (user + system time) "
         "are steadier than wall-clock ones when other work shares the machine. "
-        "See bench/README.md.",
+        "See bench/README.md. tootlake's native text helpers (docs/native.md): "
+        + ("in use." if m.get("native_text_helpers") else "not installed."),
         "",
     ]
     kept = [(n, r) for n, r in b.items() if "made_at" in r]

@@ -16,6 +16,13 @@ import unicodedata
 
 from lxml import etree
 
+from tootlake._native import native
+
+# The C-speed versions of `_simple_text(_with_newlines(...))`, `count_words` and
+# `_may_hold_tag` (tootlake._native), equal to the Python below on any input
+# (tests/test_native.py); None without them, and then the Python runs.
+_native = native
+
 # Break tags become newlines before parsing, so the parser's text() has them already; one
 # regex pass is far cheaper than walking the tree in Python.
 _PARAGRAPH_BREAK = re.compile(r"</p>\s*<p(?:\s[^>]*)?>", re.IGNORECASE)
@@ -97,6 +104,9 @@ def html_to_text(html: str | None) -> str:
         return ""
     if "<" not in html and "&" not in html:
         return html
+    if _native is not None:
+        text = _native.simple_text(html)
+        return _parsed_text(_with_newlines(html)) if text is None else text
     html = _with_newlines(html)
     text = _simple_text(html)
     return _parsed_text(html) if text is None else text
@@ -146,6 +156,10 @@ def _parsed_text(html: str) -> str:
 
 def count_words(text: str) -> int:
     """Words as a reader counts them: runs of non-space characters."""
+    if _native is not None:
+        words = _native.count_words(text)
+        if words is not None:  # (None: lone surrogates)
+            return words
     return len(text.split())
 
 
@@ -159,7 +173,10 @@ def has_opt_out_tag(note_html: str | None) -> bool:
     zero-width spaces) removed, so that no markup, entity or invisible character inside the
     tag hides it. `_may_hold_tag` first rules out, on the raw HTML, bios where no `#` can be
     followed by an `n`: most bios, whose hashtags start with another letter."""
-    if not note_html or not _may_hold_tag(note_html):
+    if not note_html:
+        return False
+    held = None if _native is None else _native.may_hold_tag(note_html)
+    if not (_may_hold_tag(note_html) if held is None else held):  # (None: lone surrogates)
         return False
     text = html_to_text(note_html)
     if not text.isascii():

@@ -1,0 +1,677 @@
+//! C-speed versions of tootlake's per-post helpers: the text functions of `tootlake.text`,
+//! and the Arrow columns of `tootlake.lake.writer.records_to_batch`.
+//!
+//! Each function here equals Python code on every input; that code stays the reference (for
+//! the text, the regular expressions of `src/tootlake/text.py` define what these scanners do;
+//! for the columns, `pyarrow.array`), and tests/test_native.py holds the two equal with
+//! property tests. Where a function cannot answer (a str holding lone surrogates has no UTF-8
+//! form; a value of a type the column does not expect) it returns None and the caller runs
+//! the Python code. docs/native.md says why this module exists and how it is built.
+
+use pyo3::prelude::*;
+use pyo3::types::{
+    PyBool, PyBytes, PyDateAccess, PyDateTime, PyInt, PyList, PyString, PyTimeAccess, PyTuple,
+    PyTzInfo, PyTzInfoAccess,
+};
+
+/// Python's `str.isspace()` (and `\s` of its `re`): Unicode White_Space, plus U+001C-U+001F.
+#[inline]
+fn is_py_space(c: char) -> bool {
+    matches!(
+        c,
+        '\u{9}'..='\u{d}'
+            | '\u{1c}'..='\u{20}'
+            | '\u{85}'
+            | '\u{a0}'
+            | '\u{1680}'
+            | '\u{2000}'..='\u{200a}'
+            | '\u{2028}'
+            | '\u{2029}'
+            | '\u{202f}'
+            | '\u{205f}'
+            | '\u{3000}'
+    )
+}
+
+/// The UTF-8 form of a Python str; None when it holds lone surrogates.
+#[inline]
+fn utf8<'a>(text: &'a Bound<'_, PyString>) -> Option<&'a str> {
+    text.to_str().ok() // (the UnicodeEncodeError is dropped: None says "use Python")
+}
+
+// ---------------------------------------------------------------------------------------
+// html_to_text's fast path: _simple_text(_with_newlines(html))
+
+/// The first place from `at` that is not a space (`\s`), or the end.
+#[inline]
+fn skip_spaces(s: &str, mut at: usize) -> usize {
+    for c in s[at..].chars() {
+        if !is_py_space(c) {
+            break;
+        }
+        at += c.len_utf8();
+    }
+    at
+}
+
+/// The end of `_PARAGRAPH_BREAK` = `</p>\s*<p(?:\s[^>]*)?>` (IGNORECASE) matched at `at`.
+fn paragraph_break_end(s: &str, at: usize) -> Option<usize> {
+    let b = s.as_bytes();
+    if b.len() < at + 4 || b[at] != b'<' || b[at + 1] != b'/' || !matches!(b[at + 2], b'p' | b'P') {
+        return None;
+    }
+    if b[at + 3] != b'>' {
+        return None;
+    }
+    // \s* then `<p`: no backtracking can help (fewer spaces leave a space where `<` must be)
+    let i = skip_spaces(s, at + 4);
+    if b.len() < i + 2 || b[i] != b'<' || !matches!(b[i + 1], b'p' | b'P') {
+        return None;
+    }
+    let i = i + 2;
+    if i >= b.len() {
+        return None;
+    }
+    if b[i] == b'>' {
+        return Some(i + 1);
+    }
+    // `\s[^>]*>`: a space, then up to the first `>`, which must come
+    let c = s[i..].chars().next()?;
+    if !is_py_space(c) {
+        return None;
+    }
+    let from = i + c.len_utf8();
+    s[from..].find('>').map(|k| from + k + 1)
+}
+
+/// The end of `_LINE_BREAK` = `<br\s*/?>` (IGNORECASE) matched at `at`.
+fn line_break_end(s: &str, at: usize) -> Option<usize> {
+    let b = s.as_bytes();
+    if b.len() < at + 4
+        || b[at] != b'<'
+        || !matches!(b[at + 1], b'b' | b'B')
+        || !matches!(b[at + 2], b'r' | b'R')
+    {
+        return None;
+    }
+    let mut i = skip_spaces(s, at + 3);
+    if i < b.len() && b[i] == b'/' {
+        i += 1;
+    }
+    if i < b.len() && b[i] == b'>' {
+        Some(i + 1)
+    } else {
+        None
+    }
+}
+
+/// Every non-overlapping match of a pattern (`end_at`: its end when it matches at a `<`)
+/// replaced by `with`, left to right, as `re.sub` does.
+fn replace_matches(s: &str, end_at: fn(&str, usize) -> Option<usize>, with: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut copied = 0;
+    let mut at = 0;
+    while let Some(k) = s[at..].find('<') {
+        let start = at + k;
+        match end_at(s, start) {
+            Some(end) => {
+                out.push_str(&s[copied..start]);
+                out.push_str(with);
+                copied = end;
+                at = end;
+            }
+            None => at = start + 1,
+        }
+    }
+    out.push_str(&s[copied..]);
+    out
+}
+
+/// `_with_newlines`: paragraph breaks as a blank line, `<br>` as a newline.
+fn with_newlines(html: &str) -> String {
+    let paragraphs = replace_matches(html, paragraph_break_end, "\n\n");
+    replace_matches(&paragraphs, line_break_end, "\n")
+}
+
+/// `_SIMPLE_TAG_NAMES`
+#[inline]
+fn is_simple_tag_name(name: &[u8]) -> bool {
+    matches!(
+        name,
+        b"span"
+            | b"a"
+            | b"p"
+            | b"br"
+            | b"b"
+            | b"blockquote"
+            | b"code"
+            | b"del"
+            | b"em"
+            | b"i"
+            | b"li"
+            | b"ol"
+            | b"pre"
+            | b"s"
+            | b"strong"
+            | b"u"
+            | b"ul"
+    )
+}
+
+/// The end of `_SIMPLE_TAG` matched at `at` (a `<`): `</NAME>`, or `<NAME` then
+/// ` name="value"` attributes (`[a-z0-9-]+`, a value without `"<>`) then `>`. At most one
+/// name can be followed by ` ` or `>`, so the name is the run of lower-case letters.
+fn simple_tag_end(b: &[u8], at: usize) -> Option<usize> {
+    let mut i = at + 1;
+    let closing = i < b.len() && b[i] == b'/';
+    if closing {
+        i += 1;
+    }
+    let name_start = i;
+    while i < b.len() && b[i].is_ascii_lowercase() {
+        i += 1;
+    }
+    if !is_simple_tag_name(&b[name_start..i]) {
+        return None;
+    }
+    if !closing {
+        while i < b.len() && b[i] == b' ' {
+            let mut j = i + 1;
+            let name = j;
+            while j < b.len()
+                && (b[j].is_ascii_lowercase() || b[j].is_ascii_digit() || b[j] == b'-')
+            {
+                j += 1;
+            }
+            if j == name || j + 1 >= b.len() || b[j] != b'=' || b[j + 1] != b'"' {
+                return None; // an attribute begun and not finished: `>` cannot come here
+            }
+            j += 2;
+            while j < b.len() && !matches!(b[j], b'"' | b'<' | b'>') {
+                j += 1;
+            }
+            if j >= b.len() || b[j] != b'"' {
+                return None;
+            }
+            i = j + 1;
+        }
+    }
+    if i < b.len() && b[i] == b'>' {
+        Some(i + 1)
+    } else {
+        None
+    }
+}
+
+const MAX_TAGS: usize = 250; // `_MAX_TAGS`
+const ENTITIES: [(&str, &str); 7] = [
+    ("amp;", "&"),
+    ("lt;", "<"),
+    ("gt;", ">"),
+    ("quot;", "\""),
+    ("#39;", "'"),
+    ("apos;", "'"),
+    ("nbsp;", "\u{a0}"),
+];
+
+/// The entity at `rest` (just after a `&`): its text and length, when it is one of
+/// `_ENTITY_CHARS`.
+#[inline]
+fn entity_at(rest: &[u8]) -> Option<(&'static str, usize)> {
+    ENTITIES
+        .iter()
+        .find(|(name, _)| rest.starts_with(name.as_bytes()))
+        .map(|(name, text)| (*text, name.len()))
+}
+
+/// `_simple_text(html)` for `html` with its breaks already newlines.
+fn simple_text_of(html: &str) -> Option<String> {
+    let b = html.as_bytes();
+    let first = html.chars().next()?;
+    if matches!(first, ' ' | '\t' | '\n' | '\u{c}' | '\r' | '\u{feff}') || html.starts_with("</") {
+        return None;
+    }
+    let mut text = String::with_capacity(html.len());
+    let mut tags = 0;
+    let mut copied = 0;
+    let mut at = 0;
+    let mut ampersand = false;
+    while let Some(k) = b[at..].iter().position(|&c| c == b'<') {
+        let start = at + k;
+        let end = simple_tag_end(b, start)?; // another tag or a bare `<`: the parser's work
+        tags += 1;
+        if tags > MAX_TAGS {
+            return None;
+        }
+        text.push_str(&html[copied..start]);
+        copied = end;
+        at = end;
+    }
+    text.push_str(&html[copied..]);
+    for &c in text.as_bytes() {
+        match c {
+            0 | b'\r' => return None, // NUL and CR: libxml2 drops them or makes LF of them
+            b'&' => ampersand = true,
+            _ => {}
+        }
+    }
+    if !ampersand {
+        return Some(text);
+    }
+    // `_ODD_ENTITY` is searched in the whole document, tags included
+    let mut from = 0;
+    while let Some(k) = b[from..].iter().position(|&c| c == b'&') {
+        let at = from + k + 1;
+        entity_at(&b[at..])?;
+        from = at;
+    }
+    let t = text.as_bytes();
+    let mut decoded = String::with_capacity(text.len());
+    let mut copied = 0;
+    let mut from = 0;
+    while let Some(k) = t[from..].iter().position(|&c| c == b'&') {
+        let at = from + k;
+        let (chars, len) = entity_at(&t[at + 1..])?; // (every `&` starts one: checked above)
+        decoded.push_str(&text[copied..at]);
+        decoded.push_str(chars);
+        copied = at + 1 + len;
+        from = copied;
+    }
+    decoded.push_str(&text[copied..]);
+    Some(decoded)
+}
+
+/// `_simple_text(_with_newlines(html))`: the text of a status' HTML by string work when it
+/// holds only what Mastodon's sanitiser writes; None for anything else (the parser's work),
+/// for "" and for a str with lone surrogates.
+#[pyfunction]
+fn simple_text(html: &Bound<'_, PyString>) -> Option<String> {
+    let html = utf8(html)?;
+    if html.is_empty() {
+        return None;
+    }
+    simple_text_of(&with_newlines(html))
+}
+
+// ---------------------------------------------------------------------------------------
+// count_words
+
+/// `len(text.split())`; None for a str with lone surrogates.
+#[pyfunction]
+fn count_words(text: &Bound<'_, PyString>) -> Option<usize> {
+    let text = utf8(text)?;
+    let mut words = 0;
+    let mut in_word = false;
+    if text.is_ascii() {
+        for &c in text.as_bytes() {
+            let space = matches!(c, b'\t'..=b'\r' | 0x1c..=b' ');
+            if !space && !in_word {
+                words += 1;
+            }
+            in_word = !space;
+        }
+    } else {
+        for c in text.chars() {
+            let space = is_py_space(c);
+            if !space && !in_word {
+                words += 1;
+            }
+            in_word = !space;
+        }
+    }
+    Some(words)
+}
+
+// ---------------------------------------------------------------------------------------
+// has_opt_out_tag's pre-check: _may_hold_tag
+
+const TAG_LOOKS: usize = 4; // `_TAG_LOOKS`
+
+/// `_MAY_BE_N` at `at`: `n` or `N` not followed by an ASCII letter or digit other than `o`,
+/// or `&`, NUL or a character beyond ASCII (any byte from 0x80 starts one).
+#[inline]
+fn may_be_n(b: &[u8], at: usize) -> bool {
+    match b.get(at) {
+        Some(b'n' | b'N') => match b.get(at + 1) {
+            Some(&c) => !(c.is_ascii_alphanumeric() && c != b'o' && c != b'O'),
+            None => true,
+        },
+        Some(&c) => c == b'&' || c == 0 || c >= 0x80,
+        None => false,
+    }
+}
+
+/// `<!` or `<?` at `at`.
+#[inline]
+fn comment_or_pi(b: &[u8], at: usize) -> bool {
+    b.get(at) == Some(&b'<') && matches!(b.get(at + 1), Some(b'!' | b'?'))
+}
+
+/// The end of `<(?:[^>"']|"[^"]*"|'[^']*')*>` at `at` (a `<`): a quoted value may hold `>`.
+fn quoted_tag_end(b: &[u8], at: usize) -> Option<usize> {
+    let mut i = at + 1;
+    while i < b.len() {
+        match b[i] {
+            b'>' => return Some(i + 1),
+            q @ (b'"' | b'\'') => {
+                let close = b[i + 1..].iter().position(|&c| c == q)?;
+                i += close + 2;
+            }
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// The end of `<[^>]*>` at `at` (a `<`).
+fn plain_tag_end(b: &[u8], at: usize) -> Option<usize> {
+    b[at + 1..]
+        .iter()
+        .position(|&c| c == b'>')
+        .map(|k| at + k + 2)
+}
+
+/// `(?:TAG)*(?:MAY_BE_N|<[!?])` matched at `at`: tags one after another, then, at the end of
+/// any of them (the regex backtracks through each), what may become an `n`, or `<!`, `<?`.
+fn after_tags(b: &[u8], mut at: usize, tag_end: fn(&[u8], usize) -> Option<usize>) -> bool {
+    loop {
+        if may_be_n(b, at) || comment_or_pi(b, at) {
+            return true;
+        }
+        if b.get(at) != Some(&b'<') {
+            return false;
+        }
+        match tag_end(b, at) {
+            Some(end) => at = end,
+            None => return false,
+        }
+    }
+}
+
+/// `&(?:#0*35|#[xX]0*23|num)` somewhere in `b`.
+fn number_sign_entity(b: &[u8]) -> bool {
+    let mut from = 0;
+    while let Some(k) = b[from..].iter().position(|&c| c == b'&') {
+        let mut i = from + k + 1;
+        if b[i..].starts_with(b"num") {
+            return true;
+        }
+        if b.get(i) == Some(&b'#') {
+            i += 1;
+            let hex = matches!(b.get(i), Some(b'x' | b'X'));
+            if hex {
+                i += 1;
+            }
+            while b.get(i) == Some(&b'0') {
+                i += 1;
+            }
+            if b[i..].starts_with(if hex { b"23" } else { b"35" }) {
+                return true;
+            }
+        }
+        from = from + k + 1;
+    }
+    false
+}
+
+/// `_may_hold_tag(html)`: False when no opt-out tag can be in `html`; None for a str with
+/// lone surrogates.
+#[pyfunction]
+fn may_hold_tag(html: &Bound<'_, PyString>) -> Option<bool> {
+    let html = utf8(html)?;
+    let b = html.as_bytes();
+    if b.contains(&b'&') && number_sign_entity(b) {
+        return Some(true);
+    }
+    if html.contains('\u{ff03}') || html.contains('\u{fe5f}') {
+        return Some(true);
+    }
+    // `_NUMBER_SIGN_THEN` = `#(?:<span>)?+(?:MAY_BE_N|<)`, its matches left to right
+    let mut looked = 0;
+    let mut from = 0;
+    while let Some(k) = b[from..].iter().position(|&c| c == b'#') {
+        let sign = from + k;
+        let mut at = sign + 1;
+        if b[at..].starts_with(b"<span>") {
+            at += 6; // possessive: not given back when what follows fails
+        }
+        if may_be_n(b, at) {
+            return Some(true);
+        }
+        if b.get(at) != Some(&b'<') {
+            from = sign + 1;
+            continue;
+        }
+        if looked >= TAG_LOOKS {
+            return Some(true); // (the full check is linear)
+        }
+        looked += 1;
+        if after_tags(b, at, quoted_tag_end) || after_tags(b, at, plain_tag_end) {
+            return Some(true);
+        }
+        from = at + 1;
+    }
+    Some(false)
+}
+
+// ---------------------------------------------------------------------------------------
+// Arrow columns: the buffers `pyarrow.array(values, type=...)` makes, for the lake's types
+
+/// The column kinds of the lake's schemas (`tootlake.lake.writer._KINDS` names them).
+const STRING: u8 = 0;
+const INT64: u8 = 1;
+const BOOL: u8 = 2;
+const TIMESTAMP_US_UTC: u8 = 3;
+const LIST_OF_STRING: u8 = 4;
+
+/// A validity bitmap (bit set: a value), kept only when some value is null.
+struct Validity {
+    bits: Vec<u8>,
+    nulls: usize,
+}
+
+impl Validity {
+    fn new(len: usize) -> Self {
+        Validity {
+            bits: vec![0xff; len.div_ceil(8)],
+            nulls: 0,
+        }
+    }
+    #[inline]
+    fn null(&mut self, i: usize) {
+        self.bits[i / 8] &= !(1 << (i % 8));
+        self.nulls += 1;
+    }
+    fn into_py<'py>(self, py: Python<'py>) -> Py<PyAny> {
+        if self.nulls == 0 {
+            py.None()
+        } else {
+            PyBytes::new(py, &self.bits).into_any().unbind()
+        }
+    }
+}
+
+/// Appends the UTF-8 of a str to `data`; false for anything else (or a str that has none).
+#[inline]
+fn push_str(value: &Bound<'_, PyAny>, data: &mut Vec<u8>) -> bool {
+    if !value.is_exact_instance_of::<PyString>() {
+        return false;
+    }
+    // SAFETY: checked above that it is exactly a str
+    let text = unsafe { value.cast_unchecked::<PyString>() };
+    match text.to_str() {
+        Ok(s) => {
+            data.extend_from_slice(s.as_bytes());
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's days_from_civil).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146097 + doe - 719468
+}
+
+/// Microseconds since the epoch of an aware datetime in UTC (`datetime.timezone.utc`).
+#[inline]
+fn utc_micros(value: &Bound<'_, PyAny>, utc: &Bound<'_, PyTzInfo>) -> Option<i64> {
+    if !value.is_exact_instance_of::<PyDateTime>() {
+        return None;
+    }
+    // SAFETY: checked above that it is exactly a datetime
+    let dt = unsafe { value.cast_unchecked::<PyDateTime>() };
+    if !dt.get_tzinfo()?.is(utc) {
+        return None; // naive, or another zone: pyarrow's own conversion decides
+    }
+    let days = days_from_civil(
+        dt.get_year() as i64,
+        dt.get_month() as i64,
+        dt.get_day() as i64,
+    );
+    let seconds = days * 86_400
+        + dt.get_hour() as i64 * 3_600
+        + dt.get_minute() as i64 * 60
+        + dt.get_second() as i64;
+    Some(seconds * 1_000_000 + dt.get_microsecond() as i64)
+}
+
+/// String values with their offsets (None: a value that is not a str, or too much text).
+fn string_buffers<'py>(
+    items: impl Iterator<Item = Bound<'py, PyAny>>,
+    count: usize,
+    mut on_null: impl FnMut(usize) -> bool,
+) -> Option<(Vec<u8>, Vec<u8>)> {
+    let mut offsets: Vec<u8> = Vec::with_capacity((count + 1) * 4);
+    let mut data: Vec<u8> = Vec::with_capacity(count * 16);
+    offsets.extend_from_slice(&0i32.to_le_bytes());
+    for (i, value) in items.enumerate() {
+        if value.is_none() {
+            if !on_null(i) {
+                return None;
+            }
+        } else if !push_str(&value, &mut data) {
+            return None;
+        }
+        let end = i32::try_from(data.len()).ok()?; // (beyond 2 GiB: pyarrow chunks it)
+        offsets.extend_from_slice(&end.to_le_bytes());
+    }
+    Some((offsets, data))
+}
+
+/// The Arrow buffers of `values` as `pyarrow.array(values, type=T)` makes them, T given by
+/// `kind`: `(null_count, [validity, ...buffers])`, a list of strings with a third item, the
+/// buffers of its values. None when a value is not of the exact Python type the kind
+/// expects (str, int, bool, a datetime in `timezone.utc`, a list of str; or None): the
+/// caller asks pyarrow, which converts or refuses it as it always did.
+#[pyfunction]
+fn arrow_column<'py>(
+    py: Python<'py>,
+    values: &Bound<'py, PyList>,
+    kind: u8,
+) -> PyResult<Option<Bound<'py, PyTuple>>> {
+    let n = values.len();
+    let mut validity = Validity::new(n);
+    let bytes = |b: &[u8]| PyBytes::new(py, b).into_any().unbind();
+    let buffers: Vec<Py<PyAny>> = match kind {
+        STRING => {
+            let Some((offsets, data)) = string_buffers(values.iter(), n, |i| {
+                validity.null(i);
+                true
+            }) else {
+                return Ok(None);
+            };
+            vec![bytes(&offsets), bytes(&data)]
+        }
+        INT64 | TIMESTAMP_US_UTC => {
+            let utc = PyTzInfo::utc(py)?;
+            let mut data: Vec<u8> = Vec::with_capacity(n * 8);
+            for (i, value) in values.iter().enumerate() {
+                let number = if value.is_none() {
+                    validity.null(i);
+                    0
+                } else if kind == INT64 {
+                    if !value.is_exact_instance_of::<PyInt>() {
+                        return Ok(None);
+                    }
+                    match value.extract::<i64>() {
+                        Ok(number) => number,
+                        Err(_) => return Ok(None), // beyond int64: pyarrow says so
+                    }
+                } else {
+                    match utc_micros(&value, &utc) {
+                        Some(micros) => micros,
+                        None => return Ok(None),
+                    }
+                };
+                data.extend_from_slice(&number.to_le_bytes());
+            }
+            vec![bytes(&data)]
+        }
+        BOOL => {
+            let mut data = vec![0u8; n.div_ceil(8)];
+            for (i, value) in values.iter().enumerate() {
+                if value.is_none() {
+                    validity.null(i);
+                } else if value.is_exact_instance_of::<PyBool>() {
+                    if value.is_truthy()? {
+                        data[i / 8] |= 1 << (i % 8);
+                    }
+                } else {
+                    return Ok(None);
+                }
+            }
+            vec![bytes(&data)]
+        }
+        LIST_OF_STRING => {
+            let mut offsets: Vec<u8> = Vec::with_capacity((n + 1) * 4);
+            offsets.extend_from_slice(&0i32.to_le_bytes());
+            let mut items: Vec<Bound<'py, PyAny>> = Vec::with_capacity(n * 2);
+            for (i, value) in values.iter().enumerate() {
+                if value.is_none() {
+                    validity.null(i);
+                } else if let Ok(list) = value.cast_exact::<PyList>() {
+                    items.extend(list.iter());
+                } else {
+                    return Ok(None);
+                }
+                let end = i32::try_from(items.len()).ok();
+                let Some(end) = end else { return Ok(None) };
+                offsets.extend_from_slice(&end.to_le_bytes());
+            }
+            let count = items.len();
+            // items are never null here (pyarrow would keep a null item; we leave it to it)
+            let Some((item_offsets, data)) = string_buffers(items.into_iter(), count, |_| false)
+            else {
+                return Ok(None);
+            };
+            vec![bytes(&offsets), bytes(&item_offsets), bytes(&data)]
+        }
+        _ => return Ok(None),
+    };
+    let nulls = validity.nulls;
+    let mut all = vec![validity.into_py(py)];
+    all.extend(buffers);
+    Ok(Some(PyTuple::new(
+        py,
+        [
+            nulls.into_pyobject(py)?.into_any().unbind(),
+            PyList::new(py, all)?.into_any().unbind(),
+        ],
+    )?))
+}
+
+#[pymodule]
+fn tootlake_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(simple_text, m)?)?;
+    m.add_function(wrap_pyfunction!(count_words, m)?)?;
+    m.add_function(wrap_pyfunction!(may_hold_tag, m)?)?;
+    m.add_function(wrap_pyfunction!(arrow_column, m)?)?;
+    Ok(())
+}

@@ -1,0 +1,141 @@
+"""The native Arrow columns (`tootlake_native.arrow_column`, through
+`tootlake.lake.writer.column`) equal what `pyarrow.array` makes, on any values: the same
+array, or the same refusal (the native code leaves every value it does not know to pyarrow).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import UTC, datetime, timedelta, timezone
+from operator import attrgetter
+
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from tootlake.errors import BadStatus
+from tootlake.lake.writer import _KINDS, column, records_to_batch
+from tootlake.record import from_status
+from tootlake.record.model import arrow_schema
+
+try:
+    import tootlake_native
+except ImportError:  # pragma: no cover - a broken install
+    pytest.fail(
+        "tootlake_native is not installed: run `make install` (docs/native.md)",
+        pytrace=False,
+    )
+
+from .conftest import all_real_statuses
+
+STRING, INT64, BOOL, TIMESTAMP, LIST = (
+    pa.string(),
+    pa.int64(),
+    pa.bool_(),
+    pa.timestamp("us", tz="UTC"),
+    pa.list_(pa.string()),
+)
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+texts = st.text(
+    alphabet=st.characters(codec="utf-8") | st.sampled_from(["a", "é", "\x00", "😀", "\ud800"]),
+    max_size=20,
+) | st.sampled_from(["", "<p>", "\ud800x"])
+ints = st.integers(INT64_MIN, INT64_MAX) | st.sampled_from(
+    [0, -1, INT64_MIN, INT64_MAX, INT64_MAX + 1, INT64_MIN - 1, 10**30]
+)
+aware = st.datetimes(
+    min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59, 999999)
+)
+times = aware.map(lambda d: d.replace(tzinfo=UTC)) | aware.map(
+    lambda d: d.replace(tzinfo=timezone(timedelta(hours=2)))
+)
+others = st.sampled_from([1.5, b"x", True, 3, "s", ["a"], ("a",), datetime(2024, 1, 1)])
+
+
+def same(values: list, type_: pa.DataType) -> None:
+    """`column` with the native helpers equals pyarrow's own answer, refusal included."""
+    try:
+        expected = pa.array(values, type=type_)
+    except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:
+        with pytest.raises(type(exc)):
+            column(values, type_, native=tootlake_native)
+        return
+    got = column(values, type_, native=tootlake_native)
+    got.validate(full=True)
+    assert got.type == expected.type
+    assert got.null_count == expected.null_count
+    assert got.equals(expected), (values, got, expected)
+
+
+def nullable(values: st.SearchStrategy) -> st.SearchStrategy:
+    return st.lists(st.none() | values, max_size=40)
+
+
+FAST = settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@FAST
+@given(nullable(texts) | nullable(texts | others))
+@example([])
+@example([None])
+@example(["\ud800"])
+def test_strings(values):
+    same(values, STRING)
+
+
+@FAST
+@given(nullable(ints) | nullable(ints | others))
+@example([INT64_MAX, INT64_MIN, None])
+@example([INT64_MAX + 1])
+@example([True])
+def test_int64(values):
+    same(values, INT64)
+
+
+@FAST
+@given(nullable(st.booleans()) | nullable(st.booleans() | others))
+@example([True] * 9 + [None, False])
+@example([1])
+def test_bools(values):
+    same(values, BOOL)
+
+
+@FAST
+@given(nullable(times) | nullable(times | others))
+@example([datetime(1, 1, 1, tzinfo=UTC), datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)])
+@example([datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC), None])
+@example([datetime(2024, 2, 29, 12, tzinfo=UTC)])
+@example([datetime(2024, 1, 1)])  # naive: pyarrow's own reading
+def test_timestamps(values):
+    same(values, TIMESTAMP)
+
+
+@FAST
+@given(nullable(st.lists(texts, max_size=5)) | nullable(st.lists(texts | st.none(), max_size=3)))
+@example([[], None, ["a", "é"], []])
+@example([["a", None]])
+@example([("a",)])
+def test_lists_of_strings(values):
+    same(values, LIST)
+
+
+def test_every_column_of_real_posts_is_built_natively():
+    """Not vacuous: the lake's columns of real posts never fall back to pyarrow, and the
+    batch equals pyarrow's."""
+    posts = []
+    for _, host, status in all_real_statuses():
+        with contextlib.suppress(BadStatus):  # (malformed.json has a few on purpose)
+            posts.append(from_status(status, host))
+    assert len(posts) > 400
+    schema = arrow_schema()
+    for field in schema:
+        values = list(map(attrgetter(field.name), posts))
+        assert tootlake_native.arrow_column(values, _KINDS[field.type]) is not None, field
+    batch = records_to_batch(posts, schema)
+    expected = pa.RecordBatch.from_arrays(
+        [pa.array(list(map(attrgetter(f.name), posts)), type=f.type) for f in schema],
+        schema=schema,
+    )
+    assert batch.equals(expected)
