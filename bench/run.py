@@ -83,9 +83,9 @@ RECORD_CODE = {
     "validation in one pass, then the post, as the collector and replay do",
     "talk_bytes": "json.loads(json_bytes) + talk_value_dict (plain json.loads: the talk's "
     "Mastodon.py also ran object hooks, dateutil and AttribAccessDict on every object)",
-    "ours_python": "as ours, with the Python text helpers instead of the native ones "
-    "(tootlake.text._native off: docs/native.md)",
-    "ours_bytes_python": "as ours_bytes, with the Python text helpers instead of the native ones",
+    "ours_python": "as ours, with the Python instead of the native helpers "
+    "(tootlake._native.python_only(): docs/native.md)",
+    "ours_bytes_python": "as ours_bytes, with the Python instead of the native helpers",
 }
 
 
@@ -161,17 +161,14 @@ def bench_records(cfg: dict[str, Any], seed: int) -> dict[str, Any]:
         )
 
     def runner(items: list[tuple[str, str, dict[str, Any], bytes]], way: str) -> Any:
-        if way.endswith("_python"):  # the same, with tootlake.text's Python helpers
-            import tootlake.text
+        if way.endswith("_python"):  # the same, with the Python instead of tootlake_native
+            from tootlake._native import python_only
 
             native_run = runner(items, way.removesuffix("_python"))
 
             def run() -> None:
-                native, tootlake.text._native = tootlake.text._native, None
-                try:
+                with python_only():
                     native_run()
-                finally:
-                    tootlake.text._native = native
 
         elif way == "ours":
 
@@ -520,7 +517,7 @@ def _record_shapes_section(r: dict[str, Any]) -> list[str]:
         "",
         "| shape | statuses | JSON bytes (mean) | content chars | text chars (ours / talk's) "
         "| quotes (with the quoted status) | us per post: ours dict, bytes "
-        "| ours with the Python text helpers: dict, bytes | the talk's dict, bytes |",
+        "| ours without the native helpers: dict, bytes | the talk's dict, bytes |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for shape, s in r["shapes"].items():
@@ -539,7 +536,7 @@ def _record_shapes_section(r: dict[str, Any]) -> list[str]:
         "",
         f"{r['rounds']} rounds; in each, every shape's measurements in turn (ours from "
         "dicts, the talk's from dicts, ours from bytes, the talk's from bytes, then ours "
-        "again from dicts and bytes with the Python text helpers), each at least "
+        "again from dicts and bytes with the Python instead of the native helpers), each at least "
         f"{r['seconds_per_round']:g} s. Ratios are of the medians. Every status passed our "
         f"validation ({dropped} a field dropped), and our post from a status' dict equals "
         "the one from its bytes.",

@@ -8,6 +8,8 @@
 //! form; a value of a type the column does not expect) it returns None and the caller runs
 //! the Python code. docs/native.md says why this module exists and how it is built.
 
+mod post;
+
 use pyo3::prelude::*;
 use pyo3::types::{
     PyBool, PyBytes, PyDateAccess, PyDateTime, PyInt, PyList, PyString, PyTimeAccess, PyTuple,
@@ -128,7 +130,7 @@ fn replace_matches(s: &str, end_at: fn(&str, usize) -> Option<usize>, with: &str
 }
 
 /// `_with_newlines`: paragraph breaks as a blank line, `<br>` as a newline.
-fn with_newlines(html: &str) -> String {
+pub(crate) fn with_newlines(html: &str) -> String {
     let paragraphs = replace_matches(html, paragraph_break_end, "\n\n");
     replace_matches(&paragraphs, line_break_end, "\n")
 }
@@ -225,7 +227,7 @@ fn entity_at(rest: &[u8]) -> Option<(&'static str, usize)> {
 }
 
 /// `_simple_text(html)` for `html` with its breaks already newlines.
-fn simple_text_of(html: &str) -> Option<String> {
+pub(crate) fn simple_text_of(html: &str) -> Option<String> {
     let b = html.as_bytes();
     let first = html.chars().next()?;
     if matches!(first, ' ' | '\t' | '\n' | '\u{c}' | '\r' | '\u{feff}') || html.starts_with("</") {
@@ -299,7 +301,11 @@ fn simple_text(html: &Bound<'_, PyString>) -> Option<String> {
 /// `len(text.split())`; None for a str with lone surrogates.
 #[pyfunction]
 fn count_words(text: &Bound<'_, PyString>) -> Option<usize> {
-    let text = utf8(text)?;
+    Some(count_words_of(utf8(text)?))
+}
+
+/// `len(text.split())`
+pub(crate) fn count_words_of(text: &str) -> usize {
     let mut words = 0;
     let mut in_word = false;
     if text.is_ascii() {
@@ -319,7 +325,7 @@ fn count_words(text: &Bound<'_, PyString>) -> Option<usize> {
             in_word = !space;
         }
     }
-    Some(words)
+    words
 }
 
 // ---------------------------------------------------------------------------------------
@@ -418,13 +424,17 @@ fn number_sign_entity(b: &[u8]) -> bool {
 /// lone surrogates.
 #[pyfunction]
 fn may_hold_tag(html: &Bound<'_, PyString>) -> Option<bool> {
-    let html = utf8(html)?;
+    Some(may_hold_tag_of(utf8(html)?))
+}
+
+/// `_may_hold_tag(html)`
+pub(crate) fn may_hold_tag_of(html: &str) -> bool {
     let b = html.as_bytes();
     if b.contains(&b'&') && number_sign_entity(b) {
-        return Some(true);
+        return true;
     }
     if html.contains('\u{ff03}') || html.contains('\u{fe5f}') {
-        return Some(true);
+        return true;
     }
     // `_NUMBER_SIGN_THEN` = `#(?:<span>)?+(?:MAY_BE_N|<)`, its matches left to right
     let mut looked = 0;
@@ -436,22 +446,22 @@ fn may_hold_tag(html: &Bound<'_, PyString>) -> Option<bool> {
             at += 6; // possessive: not given back when what follows fails
         }
         if may_be_n(b, at) {
-            return Some(true);
+            return true;
         }
         if b.get(at) != Some(&b'<') {
             from = sign + 1;
             continue;
         }
         if looked >= TAG_LOOKS {
-            return Some(true); // (the full check is linear)
+            return true; // (the full check is linear)
         }
         looked += 1;
         if after_tags(b, at, quoted_tag_end) || after_tags(b, at, plain_tag_end) {
-            return Some(true);
+            return true;
         }
         from = at + 1;
     }
-    Some(false)
+    false
 }
 
 // ---------------------------------------------------------------------------------------
@@ -673,5 +683,16 @@ fn tootlake_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(count_words, m)?)?;
     m.add_function(wrap_pyfunction!(may_hold_tag, m)?)?;
     m.add_function(wrap_pyfunction!(arrow_column, m)?)?;
+    m.add_function(wrap_pyfunction!(post::to_post, m)?)?;
+    m.add("POST_FIELDS", PyTuple::new(m.py(), post::POST_FIELDS)?)?;
+    m.add(
+        "VALID_STATUS_FIELDS",
+        PyTuple::new(m.py(), post::VALID_STATUS_FIELDS)?,
+    )?;
+    m.add("STATUS_FIELDS", PyTuple::new(m.py(), post::STATUS_FIELDS)?)?;
+    m.add(
+        "ACCOUNT_FIELDS",
+        PyTuple::new(m.py(), post::ACCOUNT_FIELDS)?,
+    )?;
     Ok(())
 }

@@ -38,6 +38,7 @@ from typing import Annotated, Any
 
 import msgspec
 
+from tootlake._native import native as _native
 from tootlake.errors import BadStatus
 from tootlake.record.model import Post
 from tootlake.text import count_words, has_opt_out_tag, html_to_text
@@ -78,21 +79,26 @@ Count = Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]
 StatusId = str | int  # snowflake strings (Mastodon), flake ids (Pleroma), integers (some forks)
 
 
-class Present(msgspec.Struct):
+# The status Structs are not tracked by the garbage collector (gc=False): made from JSON,
+# they never hold a cycle, and each tracked object made per status brings the next
+# collection nearer (about 1 us a status where many objects live: bench/README.md).
+
+
+class Present(msgspec.Struct, gc=False):
     """Any JSON object whose content tootlake does not keep (only that it is there)."""
 
 
-class Application(msgspec.Struct):
+class Application(msgspec.Struct, gc=False):
     name: str | None = None
     website: str | None = None
 
 
-class Tag(msgspec.Struct):
+class Tag(msgspec.Struct, gc=False):
     name: str
     url: str | None = None  # the observing instance's /tags/ page (replay infers it from it)
 
 
-class Mention(msgspec.Struct):
+class Mention(msgspec.Struct, gc=False):
     """A mentioned account: `acct` is relative to the observing instance (bare when local)."""
 
     id: StatusId | None = None
@@ -100,18 +106,18 @@ class Mention(msgspec.Struct):
     acct: str | None = None
 
 
-class MovedTo(msgspec.Struct):
+class MovedTo(msgspec.Struct, gc=False):
     """The account an account moved to (only what names it)."""
 
     acct: str | None = None
     url: str | None = None
 
 
-class QuotedStatus(msgspec.Struct):
+class QuotedStatus(msgspec.Struct, gc=False):
     uri: str | None = None
 
 
-class Quote(msgspec.Struct):
+class Quote(msgspec.Struct, gc=False):
     """Mastodon 4.4+ `quote`: a Quote (`quoted_status`, null unless visible) or a
     ShallowQuote (`quoted_status_id`, not kept: an id is the observer's, not a uri)."""
 
@@ -119,14 +125,14 @@ class Quote(msgspec.Struct):
     quoted_status: QuotedStatus | None = None
 
 
-class ProfileField(msgspec.Struct):
+class ProfileField(msgspec.Struct, gc=False):
     """A profile field (`fields`: name and value, HTML): read for opt-out tags only."""
 
     name: str | None = None
     value: str | None = None
 
 
-class Account(msgspec.Struct):
+class Account(msgspec.Struct, gc=False):
     # In the order Mastodon serialises them: msgspec looks each key up from where the last
     # one matched, so the wire's order costs the fewest comparisons.
     id: StatusId | None = None
@@ -147,7 +153,7 @@ class Account(msgspec.Struct):
     fields: list[ProfileField] | None = None
 
 
-class StatusData(msgspec.Struct):
+class StatusData(msgspec.Struct, gc=False):
     """The fields of a Mastodon status that tootlake keeps, typed: the required ones first
     (a status missing several is rejected for the first of them), then the others in the
     order Mastodon serialises them (msgspec looks each key up from where the last matched)."""
@@ -605,7 +611,27 @@ def to_post(
 
     `opted_out`: `is_opted_out(account)` when the caller knows it already (None: work it out);
     `consent`: the author's consent level likewise (`tootlake.record.consent.consent_level`).
+
+    The native helpers build it when installed (`to_post` in native/src/post.rs, equal to
+    `to_post_python` on any validated status: tests/test_native_post.py).
     """
+    ingested_at = ingested_at or datetime.now(UTC)
+    if _native is not None:
+        post = _native.to_post(status, observed_on, ingested_at, opted_out, consent, _HELPERS)
+        if post is not None:
+            return post  # type: ignore[no-any-return]
+    return to_post_python(status, observed_on, ingested_at, opted_out=opted_out, consent=consent)
+
+
+def to_post_python(
+    status: ValidStatus,
+    observed_on: str | None,
+    ingested_at: datetime | None = None,
+    *,
+    opted_out: bool | None = None,
+    consent: str | None = None,
+) -> Post:
+    """`to_post` in Python: the reference the native one equals."""
     data = status.data
     account = data.account
     uri = data.uri
@@ -787,6 +813,29 @@ def _without_quote_fallback(content: str) -> str:
         at = closing.end()
     kept.append(content[at:])
     return "".join(kept)
+
+
+# What the native to_post falls back on (native/src/post.rs reads them in this order), and
+# whether it passes Post's fields in Post's order: a native module built for another Post
+# is not used.
+_HELPERS = (
+    Post,
+    html_to_text,
+    has_opt_out_tag,
+    _without_quote_fallback,
+    parse_time,
+    msgspec.structs.astuple,
+)
+if _native is not None and [
+    tuple(getattr(_native, name, ()))
+    for name in ("POST_FIELDS", "VALID_STATUS_FIELDS", "STATUS_FIELDS", "ACCOUNT_FIELDS")
+] != [
+    _POST_FIELDS,
+    ValidStatus.__struct_fields__,
+    StatusData.__struct_fields__,
+    Account.__struct_fields__,
+]:
+    _native = None  # pragma: no cover - a stale build: `make install` rebuilds it
 
 
 def from_status(
