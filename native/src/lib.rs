@@ -35,6 +35,12 @@ fn is_py_space(c: char) -> bool {
     )
 }
 
+/// `f()`, or None where it panics (a defect here must not stop a collector: the caller
+/// runs the Python instead, and the panic message names the defect on stderr).
+pub(crate) fn guarded<T>(f: impl FnOnce() -> Option<T>) -> Option<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(None)
+}
+
 /// The UTF-8 form of a Python str; None when it holds lone surrogates.
 #[inline]
 fn utf8<'a>(text: &'a Bound<'_, PyString>) -> Option<&'a str> {
@@ -292,7 +298,7 @@ fn simple_text(html: &Bound<'_, PyString>) -> Option<String> {
     if html.is_empty() {
         return None;
     }
-    simple_text_of(&with_newlines(html))
+    guarded(|| simple_text_of(&with_newlines(html)))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -301,7 +307,8 @@ fn simple_text(html: &Bound<'_, PyString>) -> Option<String> {
 /// `len(text.split())`; None for a str with lone surrogates.
 #[pyfunction]
 fn count_words(text: &Bound<'_, PyString>) -> Option<usize> {
-    Some(count_words_of(utf8(text)?))
+    let text = utf8(text)?;
+    guarded(|| Some(count_words_of(text)))
 }
 
 /// `len(text.split())`
@@ -424,7 +431,8 @@ fn number_sign_entity(b: &[u8]) -> bool {
 /// lone surrogates.
 #[pyfunction]
 fn may_hold_tag(html: &Bound<'_, PyString>) -> Option<bool> {
-    Some(may_hold_tag_of(utf8(html)?))
+    let html = utf8(html)?;
+    guarded(|| Some(may_hold_tag_of(html)))
 }
 
 /// `_may_hold_tag(html)`
@@ -582,6 +590,14 @@ fn string_buffers<'py>(
 /// caller asks pyarrow, which converts or refuses it as it always did.
 #[pyfunction]
 fn arrow_column<'py>(
+    py: Python<'py>,
+    values: &Bound<'py, PyList>,
+    kind: u8,
+) -> PyResult<Option<Bound<'py, PyTuple>>> {
+    guarded(|| Some(arrow_column_of(py, values, kind))).unwrap_or(Ok(None))
+}
+
+fn arrow_column_of<'py>(
     py: Python<'py>,
     values: &Bound<'py, PyList>,
     kind: u8,

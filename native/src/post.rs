@@ -621,14 +621,16 @@ pub fn to_post<'py>(
         parse_time: helpers.get_item(4).ok()?,
         astuple: helpers.get_item(5).ok()?,
     };
-    build(
-        py,
-        status,
-        observed_on,
-        ingested_at,
-        opted_out,
-        consent,
-        &helpers,
-    )
-    .ok()
+    crate::guarded(|| {
+        build(
+            py,
+            status,
+            observed_on,
+            ingested_at,
+            opted_out,
+            consent,
+            &helpers,
+        )
+        .ok()
+    })
 }
