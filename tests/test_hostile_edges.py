@@ -230,6 +230,27 @@ def test_a_decoded_status_holding_a_lone_surrogate_is_mended_and_writes(place):
     assert _parquet_texts([got]) == [to_post(got, "mastodon.social", NOW).text]
 
 
+@pytest.mark.parametrize(
+    "odd",
+    [{"noindex": 0}, {"locked": 0}, {"note": 5}, {"fields": "not a list"}, {"bot": "x"}],
+)
+def test_a_lone_surrogate_after_a_field_of_the_wrong_type_is_mended_too(odd):
+    """The wrong field stopped msgspec before the surrogate, and the slow path's json.loads
+    kept it: the post reached Arrow, which refused the whole batch (found by the native
+    to_post's property tests)."""
+    # (the content after the account, so that the odd field comes first)
+    status = {key: value for key, value in BASE.items() if key != "content"}
+    status.update(account=dict(BASE["account"], **odd), content="x\ud83dy")
+    for got in (
+        decode_status(json.dumps(status).encode(), NOW),
+        validate_status(status, NOW),
+    ):
+        assert isinstance(got, ValidStatus)
+        assert got.data.content == "x\ufffdy"
+        assert "surrogates" in got.coerced and len(got.coerced) == 2, got.coerced
+        assert _parquet_texts([got]) == [to_post(got, "mastodon.social", NOW).text]
+
+
 @st.composite
 def spliced_contents(draw: st.DrawFn) -> tuple[str, str]:
     """(the JSON string of a text with lone surrogate escapes spliced in, the text expected

@@ -9,6 +9,7 @@ import contextlib
 from datetime import UTC, datetime, timedelta, timezone
 from operator import attrgetter
 
+import msgspec
 import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -139,3 +140,88 @@ def test_every_column_of_real_posts_is_built_natively():
         schema=schema,
     )
     assert batch.equals(expected)
+
+
+def _python_batch(records, schema) -> pa.RecordBatch:
+    columns = [pa.array(list(map(attrgetter(f.name), records)), type=f.type) for f in schema]
+    return pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
+_POSTS = None
+
+
+def _real_posts() -> list:
+    global _POSTS
+    if _POSTS is None:
+        _POSTS = []
+        for _, host, status in all_real_statuses():
+            with contextlib.suppress(BadStatus):
+                _POSTS.append(from_status(status, host))
+    return _POSTS
+
+
+_VALUES = {
+    "string": texts,
+    "int64": ints,
+    "bool": st.booleans(),
+    "timestamp[us, tz=UTC]": times,
+    "list<item: string>": st.lists(texts, max_size=4),
+}
+
+
+@st.composite
+def odd_posts(draw) -> list:
+    """Real posts, some fields replaced by values of their type, None or another type."""
+    posts = _real_posts()
+    schema = arrow_schema()
+    chosen = draw(st.lists(st.sampled_from(range(len(posts))), min_size=1, max_size=12))
+    out = []
+    for index in chosen:
+        post = posts[index]
+        for _ in range(draw(st.integers(0, 3))):
+            field = draw(st.sampled_from(list(schema)))
+            value = draw(st.none() | _VALUES[str(field.type)] | others)
+            post = msgspec.structs.replace(post, **{field.name: value})
+        out.append(post)
+    return out
+
+
+@FAST
+@given(odd_posts())
+def test_a_batch_of_posts_is_pyarrow_s_batch(posts):
+    """`records_to_batch` reads each record once (`arrow_batch`); a column holding a value
+    it does not know is pyarrow's, which converts or refuses it."""
+    schema = arrow_schema()
+    try:
+        expected = _python_batch(posts, schema)
+    except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:
+        with pytest.raises(type(exc)):
+            records_to_batch(posts, schema)
+        return
+    got = records_to_batch(posts, schema)
+    got.validate(full=True)
+    assert got.equals(expected)
+
+
+@pytest.mark.parametrize("table", ["deletes", "sightings", "rejects"])
+def test_the_other_tables_batches(table):
+    from tootlake.lake.tables import RECORD_SCHEMAS
+    from tootlake.record import Delete, Reject, Sighting
+
+    now = datetime(2026, 12, 5, tzinfo=UTC)
+    records = {
+        "deletes": [
+            Delete("a.example", "1", None, now),
+            Delete(None, "2", "https://b/x", now, "noindex"),
+        ],
+        "sightings": [Sighting("https://a/1", "b.example", "9", now)] * 3,
+        "rejects": [Reject(now, "replay", "a.example", "f:1", "bad", "uri", "raw")],
+    }[table]
+    schema = RECORD_SCHEMAS[table]()
+    assert (
+        tootlake_native.arrow_batch(
+            list(records), [_KINDS[f.type] for f in schema], msgspec.structs.astuple
+        )
+        is not None
+    )
+    assert records_to_batch(records, schema).equals(_python_batch(records, schema))

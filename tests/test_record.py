@@ -1,8 +1,10 @@
+import contextlib
 from datetime import UTC, datetime
 
 import msgspec
 import pytest
 
+from tootlake._native import python_only
 from tootlake.errors import BadStatus
 from tootlake.record import (
     Post,
@@ -137,6 +139,20 @@ def test_opted_out_accounts_are_skipped_unless_asked():
     fields["account"] = {**fields["account"], "fields": [{"name": "x", "value": "y"}, field]}
     assert skip_reason(fields) == "opt_out_tag"
     assert from_status(fields, "mastodon.social").consent == "none"
+
+
+@pytest.mark.parametrize(
+    "value", ["&num;nobot", "&#35;noindex", "\uff03\uff4e\uff4f\uff42\uff4f\uff54"]
+)
+def test_a_profile_field_is_read_as_a_bio_is(value):
+    """A field was read only when it held a literal `#`: these tags, which a bio opts out
+    with, did not opt out from a field (found by the native to_post's property tests)."""
+    status = real_status("mastodonsocial.json", 3)
+    status["account"] = {**status["account"], "fields": [{"name": "Bots", "value": value}]}
+    assert skip_reason(status) == "opt_out_tag"
+    for native in (True, False):
+        with contextlib.nullcontext() if native else python_only():
+            assert from_status(status, "mastodon.social").opted_out is True
 
 
 def test_reblogs_and_non_public_posts_are_skipped():

@@ -560,27 +560,145 @@ fn utc_micros(value: &Bound<'_, PyAny>, utc: &Bound<'_, PyTzInfo>) -> Option<i64
     Some(seconds * 1_000_000 + dt.get_microsecond() as i64)
 }
 
-/// String values with their offsets (None: a value that is not a str, or too much text).
-fn string_buffers<'py>(
-    items: impl Iterator<Item = Bound<'py, PyAny>>,
-    count: usize,
-    mut on_null: impl FnMut(usize) -> bool,
-) -> Option<(Vec<u8>, Vec<u8>)> {
-    let mut offsets: Vec<u8> = Vec::with_capacity((count + 1) * 4);
-    let mut data: Vec<u8> = Vec::with_capacity(count * 16);
-    offsets.extend_from_slice(&0i32.to_le_bytes());
-    for (i, value) in items.enumerate() {
-        if value.is_none() {
-            if !on_null(i) {
-                return None;
+/// One column of Arrow buffers, filled value by value.
+struct Column {
+    kind: u8,
+    validity: Validity,
+    offsets: Vec<u8>,      // strings, lists: i32 offsets
+    data: Vec<u8>,         // strings: UTF-8; int64, timestamps: values; bools: bits
+    item_offsets: Vec<u8>, // lists: the i32 offsets of their strings (in `data`)
+    items: usize,
+    failed: bool, // a value this cannot hold: pyarrow makes the column
+}
+
+impl Column {
+    fn new(kind: u8, n: usize) -> Self {
+        let mut column = Column {
+            kind,
+            validity: Validity::new(n),
+            offsets: Vec::new(),
+            data: Vec::new(),
+            item_offsets: Vec::new(),
+            items: 0,
+            failed: kind > LIST_OF_STRING,
+        };
+        match kind {
+            STRING => {
+                column.offsets.reserve((n + 1) * 4);
+                column.offsets.extend_from_slice(&0i32.to_le_bytes());
+                column.data.reserve(n * 16);
             }
-        } else if !push_str(&value, &mut data) {
-            return None;
+            INT64 | TIMESTAMP_US_UTC => column.data.reserve(n * 8),
+            BOOL => column.data.resize(n.div_ceil(8), 0),
+            _ => {
+                column.offsets.reserve((n + 1) * 4);
+                column.offsets.extend_from_slice(&0i32.to_le_bytes());
+                column.item_offsets.extend_from_slice(&0i32.to_le_bytes());
+            }
         }
-        let end = i32::try_from(data.len()).ok()?; // (beyond 2 GiB: pyarrow chunks it)
-        offsets.extend_from_slice(&end.to_le_bytes());
+        column
     }
-    Some((offsets, data))
+
+    #[inline]
+    fn push(&mut self, i: usize, value: &Bound<'_, PyAny>, utc: &Bound<'_, PyTzInfo>) {
+        if !self.failed && self.try_push(i, value, utc).is_none() {
+            self.failed = true;
+        }
+    }
+
+    #[inline]
+    fn end_offset(offsets: &mut Vec<u8>, end: usize) -> Option<()> {
+        let end = i32::try_from(end).ok()?; // (beyond 2 GiB: pyarrow makes it)
+        offsets.extend_from_slice(&end.to_le_bytes());
+        Some(())
+    }
+
+    fn try_push(
+        &mut self,
+        i: usize,
+        value: &Bound<'_, PyAny>,
+        utc: &Bound<'_, PyTzInfo>,
+    ) -> Option<()> {
+        let null = value.is_none();
+        if null {
+            self.validity.null(i);
+        }
+        match self.kind {
+            STRING => {
+                if !null && !push_str(value, &mut self.data) {
+                    return None;
+                }
+                Self::end_offset(&mut self.offsets, self.data.len())
+            }
+            INT64 | TIMESTAMP_US_UTC => {
+                let number = if null {
+                    0
+                } else if self.kind == INT64 {
+                    if !value.is_exact_instance_of::<PyInt>() {
+                        return None;
+                    }
+                    value.extract::<i64>().ok()? // beyond int64: pyarrow says so
+                } else {
+                    utc_micros(value, utc)?
+                };
+                self.data.extend_from_slice(&number.to_le_bytes());
+                Some(())
+            }
+            BOOL => {
+                if !null {
+                    if !value.is_exact_instance_of::<PyBool>() {
+                        return None;
+                    }
+                    if value.is_truthy().ok()? {
+                        self.data[i / 8] |= 1 << (i % 8);
+                    }
+                }
+                Some(())
+            }
+            _ => {
+                if !null {
+                    let list = value.cast_exact::<PyList>().ok()?;
+                    for item in list.iter() {
+                        // (a null item pyarrow keeps as one: left to it)
+                        if !push_str(&item, &mut self.data) {
+                            return None;
+                        }
+                        self.items += 1;
+                        Self::end_offset(&mut self.item_offsets, self.data.len())?;
+                    }
+                }
+                Self::end_offset(&mut self.offsets, self.items)
+            }
+        }
+    }
+
+    /// `(null_count, [validity, ...buffers])`; a list of strings has its strings' offsets and
+    /// data after its own offsets. None when a value could not be held.
+    fn finish<'py>(self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        if self.failed {
+            return Ok(None);
+        }
+        let bytes = |b: &[u8]| PyBytes::new(py, b).into_any().unbind();
+        let buffers: Vec<Py<PyAny>> = match self.kind {
+            STRING => vec![bytes(&self.offsets), bytes(&self.data)],
+            INT64 | TIMESTAMP_US_UTC | BOOL => vec![bytes(&self.data)],
+            _ => vec![
+                bytes(&self.offsets),
+                bytes(&self.item_offsets),
+                bytes(&self.data),
+            ],
+        };
+        let nulls = self.validity.nulls;
+        let mut all = vec![self.validity.into_py(py)];
+        all.extend(buffers);
+        Ok(Some(PyTuple::new(
+            py,
+            [
+                nulls.into_pyobject(py)?.into_any().unbind(),
+                PyList::new(py, all)?.into_any().unbind(),
+            ],
+        )?))
+    }
 }
 
 /// The Arrow buffers of `values` as `pyarrow.array(values, type=T)` makes them, T given by
@@ -594,103 +712,57 @@ fn arrow_column<'py>(
     values: &Bound<'py, PyList>,
     kind: u8,
 ) -> PyResult<Option<Bound<'py, PyTuple>>> {
-    guarded(|| Some(arrow_column_of(py, values, kind))).unwrap_or(Ok(None))
+    guarded(|| {
+        Some((|| {
+            let utc = PyTzInfo::utc(py)?;
+            let mut column = Column::new(kind, values.len());
+            for (i, value) in values.iter().enumerate() {
+                column.push(i, &value, &utc);
+            }
+            column.finish(py)
+        })())
+    })
+    .unwrap_or(Ok(None))
 }
 
-fn arrow_column_of<'py>(
+/// The columns of `records` (Structs whose fields are the columns, in order: `astuple`
+/// gives them), each as `arrow_column` gives it, or None where a value could not be held
+/// (that column is pyarrow's to make). One pass over the records, each read once.
+#[pyfunction]
+fn arrow_batch<'py>(
     py: Python<'py>,
-    values: &Bound<'py, PyList>,
-    kind: u8,
-) -> PyResult<Option<Bound<'py, PyTuple>>> {
-    let n = values.len();
-    let mut validity = Validity::new(n);
-    let bytes = |b: &[u8]| PyBytes::new(py, b).into_any().unbind();
-    let buffers: Vec<Py<PyAny>> = match kind {
-        STRING => {
-            let Some((offsets, data)) = string_buffers(values.iter(), n, |i| {
-                validity.null(i);
-                true
-            }) else {
-                return Ok(None);
-            };
-            vec![bytes(&offsets), bytes(&data)]
-        }
-        INT64 | TIMESTAMP_US_UTC => {
+    records: &Bound<'py, PyList>,
+    kinds: Vec<u8>,
+    astuple: &Bound<'py, PyAny>,
+) -> PyResult<Option<Bound<'py, PyList>>> {
+    guarded(|| {
+        Some((|| {
             let utc = PyTzInfo::utc(py)?;
-            let mut data: Vec<u8> = Vec::with_capacity(n * 8);
-            for (i, value) in values.iter().enumerate() {
-                let number = if value.is_none() {
-                    validity.null(i);
-                    0
-                } else if kind == INT64 {
-                    if !value.is_exact_instance_of::<PyInt>() {
-                        return Ok(None);
-                    }
-                    match value.extract::<i64>() {
-                        Ok(number) => number,
-                        Err(_) => return Ok(None), // beyond int64: pyarrow says so
-                    }
-                } else {
-                    match utc_micros(&value, &utc) {
-                        Some(micros) => micros,
-                        None => return Ok(None),
-                    }
+            let n = records.len();
+            let mut columns: Vec<Column> = kinds.iter().map(|&k| Column::new(k, n)).collect();
+            for (i, record) in records.iter().enumerate() {
+                let fields = astuple.call1((record,))?;
+                let Ok(fields) = fields.cast_into::<PyTuple>() else {
+                    return Ok(None);
                 };
-                data.extend_from_slice(&number.to_le_bytes());
-            }
-            vec![bytes(&data)]
-        }
-        BOOL => {
-            let mut data = vec![0u8; n.div_ceil(8)];
-            for (i, value) in values.iter().enumerate() {
-                if value.is_none() {
-                    validity.null(i);
-                } else if value.is_exact_instance_of::<PyBool>() {
-                    if value.is_truthy()? {
-                        data[i / 8] |= 1 << (i % 8);
-                    }
-                } else {
+                if fields.len() != columns.len() {
                     return Ok(None);
                 }
-            }
-            vec![bytes(&data)]
-        }
-        LIST_OF_STRING => {
-            let mut offsets: Vec<u8> = Vec::with_capacity((n + 1) * 4);
-            offsets.extend_from_slice(&0i32.to_le_bytes());
-            let mut items: Vec<Bound<'py, PyAny>> = Vec::with_capacity(n * 2);
-            for (i, value) in values.iter().enumerate() {
-                if value.is_none() {
-                    validity.null(i);
-                } else if let Ok(list) = value.cast_exact::<PyList>() {
-                    items.extend(list.iter());
-                } else {
-                    return Ok(None);
+                for (j, column) in columns.iter_mut().enumerate() {
+                    column.push(i, &fields.get_borrowed_item(j)?.to_owned(), &utc);
                 }
-                let end = i32::try_from(items.len()).ok();
-                let Some(end) = end else { return Ok(None) };
-                offsets.extend_from_slice(&end.to_le_bytes());
             }
-            let count = items.len();
-            // items are never null here (pyarrow would keep a null item; we leave it to it)
-            let Some((item_offsets, data)) = string_buffers(items.into_iter(), count, |_| false)
-            else {
-                return Ok(None);
-            };
-            vec![bytes(&offsets), bytes(&item_offsets), bytes(&data)]
-        }
-        _ => return Ok(None),
-    };
-    let nulls = validity.nulls;
-    let mut all = vec![validity.into_py(py)];
-    all.extend(buffers);
-    Ok(Some(PyTuple::new(
-        py,
-        [
-            nulls.into_pyobject(py)?.into_any().unbind(),
-            PyList::new(py, all)?.into_any().unbind(),
-        ],
-    )?))
+            let out = PyList::empty(py);
+            for column in columns {
+                match column.finish(py)? {
+                    Some(built) => out.append(built)?,
+                    None => out.append(py.None())?,
+                }
+            }
+            Ok(Some(out))
+        })())
+    })
+    .unwrap_or(Ok(None))
 }
 
 #[pymodule]
@@ -699,6 +771,7 @@ fn tootlake_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(count_words, m)?)?;
     m.add_function(wrap_pyfunction!(may_hold_tag, m)?)?;
     m.add_function(wrap_pyfunction!(arrow_column, m)?)?;
+    m.add_function(wrap_pyfunction!(arrow_batch, m)?)?;
     m.add_function(wrap_pyfunction!(post::to_post, m)?)?;
     m.add("POST_FIELDS", PyTuple::new(m.py(), post::POST_FIELDS)?)?;
     m.add(

@@ -241,14 +241,6 @@ fn has_opt_out_tag(value: &Bound<'_, PyAny>, helpers: &Helpers<'_>) -> Out<bool>
     truthy(&helpers.has_opt_out_tag.call1((value,))?)
 }
 
-/// `value and "#" in value and has_opt_out_tag(value)`, for a profile field's name or value.
-fn field_has_tag(value: &Bound<'_, PyAny>, helpers: &Helpers<'_>) -> Out<bool> {
-    match text_of(value)? {
-        Some(text) if text.contains('#') => has_opt_out_tag(value, helpers),
-        _ => Ok(false),
-    }
-}
-
 /// `html_to_text(content)`
 fn html_to_text<'py>(
     py: Python<'py>,
@@ -359,8 +351,7 @@ fn build<'py>(
                     let item = item?;
                     let value = attr(&item, intern!(py, "value"))?;
                     let name = attr(&item, intern!(py, "name"))?;
-                    // (a field without a `#` is not read: `has_opt_out_tag_field`)
-                    if field_has_tag(&value, helpers)? || field_has_tag(&name, helpers)? {
+                    if has_opt_out_tag(&value, helpers)? || has_opt_out_tag(&name, helpers)? {
                         found = true;
                         break;
                     }

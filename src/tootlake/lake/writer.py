@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
 
+import msgspec
 import pyarrow as pa
 
 from tootlake._native import native as _native
@@ -41,11 +42,16 @@ def records_to_batch(
     records: Sequence[Post | Delete | Sighting | Reject], schema: pa.Schema
 ) -> pa.RecordBatch:
     """Columns of records as an Arrow record batch of `schema`."""
+    if _native is not None and records:
+        batch = _native_batch(records, schema)
+        if batch is not None:
+            return batch
     columns = [column(list(map(attrgetter(f.name), records)), f.type) for f in schema]
     return pa.RecordBatch.from_arrays(columns, schema=schema)
 
 
-# The lake's column types the native helpers build (`arrow_column` in native/src/lib.rs)
+# The lake's column types the native helpers build (`Column` in native/src/lib.rs); another
+# type is pyarrow's to convert
 _KINDS = {
     pa.string(): 0,
     pa.int64(): 1,
@@ -54,6 +60,33 @@ _KINDS = {
     pa.list_(pa.string()): 4,
 }
 _LIST_OF_STRING = 4
+_OTHER = 255
+
+
+def _native_batch(
+    records: Sequence[Post | Delete | Sighting | Reject], schema: pa.Schema
+) -> pa.RecordBatch | None:
+    """The batch by the native helpers, every record read once (`arrow_batch`): records of
+    one Struct type whose fields are the schema's columns, in order; None otherwise."""
+    kind = type(records[0])
+    if getattr(kind, "__struct_fields__", None) != tuple(schema.names) or not all(
+        type(record) is kind for record in records
+    ):
+        return None
+    assert _native is not None
+    built = _native.arrow_batch(
+        list(records), [_KINDS.get(f.type, _OTHER) for f in schema], msgspec.structs.astuple
+    )
+    if built is None:
+        return None
+    n = len(records)
+    columns = [
+        pa.array(list(map(attrgetter(f.name), records)), type=f.type)
+        if buffers is None  # a value the native code leaves to pyarrow
+        else _from_buffers(buffers, f.type, n)
+        for buffers, f in zip(built, schema, strict=True)
+    ]
+    return pa.RecordBatch.from_arrays(columns, schema=schema)
 
 
 def column(values: list[Any], type_: pa.DataType, *, native: Any = None) -> pa.Array:
@@ -68,15 +101,20 @@ def column(values: list[Any], type_: pa.DataType, *, native: Any = None) -> pa.A
     built = helpers.arrow_column(values, kind)
     if built is None:
         return pa.array(values, type=type_)
+    return _from_buffers(built, type_, len(values))
+
+
+def _from_buffers(built: tuple[int, list[bytes | None]], type_: pa.DataType, n: int) -> pa.Array:
+    """The array of the native helpers' buffers (zero copy)."""
     nulls, buffers = built
     wrapped = [None if b is None else pa.py_buffer(b) for b in buffers]
-    if kind != _LIST_OF_STRING:
-        return pa.Array.from_buffers(type_, len(values), wrapped, null_count=nulls)
-    items = int.from_bytes(buffers[1][-4:], "little")  # the last offset: strings in all
+    if _KINDS[type_] != _LIST_OF_STRING:
+        return pa.Array.from_buffers(type_, n, wrapped, null_count=nulls)
+    offsets = buffers[1]
+    assert offsets is not None
+    items = int.from_bytes(offsets[-4:], "little")  # the last offset: strings in all
     strings = pa.Array.from_buffers(pa.string(), items, [None, *wrapped[2:]], null_count=0)
-    return pa.Array.from_buffers(
-        type_, len(values), wrapped[:2], null_count=nulls, children=[strings]
-    )
+    return pa.Array.from_buffers(type_, n, wrapped[:2], null_count=nulls, children=[strings])
 
 
 def records_to_table(

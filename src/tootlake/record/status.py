@@ -240,6 +240,16 @@ def decode_status(data: bytes | str, now: datetime | None = None) -> ValidStatus
     try:
         status = _DECODER.decode(data)
     except msgspec.ValidationError as exc:
+        # A field of the wrong type is met before any lone surrogate escape after it: mend
+        # those first, or the slow path's json.loads would keep them (Arrow refuses them)
+        fixed = mend_surrogates(data) if b"\\u" in _raw(data) else None
+        if fixed is not None:
+            checked = decode_status(fixed, now)
+            if isinstance(checked, ValidStatus):
+                if "surrogates" not in checked.coerced:
+                    checked.coerced += ("surrogates",)
+                checked.size = len(data)
+            return checked
         value = _loose(data)
         if value is _UNREADABLE:
             return Rejection(f"not a JSON status ({exc})")
@@ -265,6 +275,10 @@ def decode_status(data: bytes | str, now: datetime | None = None) -> ValidStatus
             checked.coerced += ("surrogates",)
         return checked
     return _check(status, (), now, len(data))
+
+
+def _raw(data: bytes | str) -> bytes:
+    return data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
 
 
 def _without_surrogates(text: str) -> str:
@@ -578,13 +592,9 @@ def has_opt_out_tag_field(account: Account) -> bool:
     fields = account.fields
     if not fields:
         return False
-    for item in fields:  # (per post: most values hold no "#", which is cheaper to ask here)
-        value, name = item.value, item.name
-        if (value and "#" in value and has_opt_out_tag(value)) or (
-            name and "#" in name and has_opt_out_tag(name)
-        ):
-            return True
-    return False
+    # (every field in full, as a bio: `&num;nobot` and `＃ｎｏｂｏｔ` have no `#` and are tags;
+    # has_opt_out_tag's pre-check rules out the rest at string speed)
+    return any(has_opt_out_tag(item.value) or has_opt_out_tag(item.name) for item in fields)
 
 
 def consent_level(account: Account, opted_out: bool | None = None) -> str:
