@@ -659,3 +659,30 @@ def test_native_answers_every_real_status():
                 )
                 answered += 1
     assert answered > 20_000, answered  # ~1,050 statuses, twice, 14 ways each
+
+
+def test_an_exception_in_what_native_calls_reaches_the_caller_once():
+    """A KeyboardInterrupt (or any exception) raised by a Python function the native
+    to_post calls was swallowed, and the Python then ran the status again from the start."""
+    status = validate_status(minimal(content="<div>word</div>"))
+    assert isinstance(status, ValidStatus)
+    calls = []
+
+    def interrupted(html):
+        calls.append(html)
+        raise KeyboardInterrupt
+
+    helpers = (_HELPERS[0], interrupted, *_HELPERS[2:])
+    with pytest.raises(KeyboardInterrupt):
+        native().to_post(status, "a.example", INGESTED, None, None, helpers)
+    assert len(calls) == 1
+
+
+def test_an_opted_out_given_is_kept_as_given():
+    status = validate_status(minimal(content="<p>x</p>"))
+    assert isinstance(status, ValidStatus)
+    for value in (1, 0, True, False):
+        got = native().to_post(status, "a.example", INGESTED, value, None, _HELPERS)
+        want = to_post_python(status, "a.example", INGESTED, opted_out=value)
+        assert got == want
+        assert type(got.opted_out) is type(want.opted_out) is type(value)

@@ -126,18 +126,24 @@ struct Helpers<'py> {
     astuple: Bound<'py, PyAny>,
 }
 
-/// Why the native path gives up: the caller runs the Python.
-struct GiveUp;
+/// Why the native path stops: it gives up (a value it does not read: the caller runs the
+/// Python), or Python raised (in a function it called: the same exception the Python would
+/// meet, KeyboardInterrupt included, goes to the caller).
+enum Stop {
+    GiveUp,
+    Raised(PyErr),
+}
+use Stop::GiveUp;
 
-type Out<T> = Result<T, GiveUp>;
+type Out<T> = Result<T, Stop>;
 
-impl From<PyErr> for GiveUp {
-    fn from(_: PyErr) -> Self {
-        GiveUp
+impl From<PyErr> for Stop {
+    fn from(err: PyErr) -> Self {
+        Stop::Raised(err)
     }
 }
 
-impl From<std::convert::Infallible> for GiveUp {
+impl From<std::convert::Infallible> for Stop {
     fn from(never: std::convert::Infallible) -> Self {
         match never {}
     }
@@ -156,7 +162,7 @@ fn text_of<'a>(value: &'a Bound<'_, PyAny>) -> Out<Option<&'a str>> {
         return Ok(None);
     }
     let s = value.cast::<PyString>().map_err(|_| GiveUp)?;
-    Ok(Some(s.to_str()?))
+    Ok(Some(s.to_str().map_err(|_| GiveUp)?))
 }
 
 /// Python's truth of a `bool | None` (or any) value.
@@ -194,7 +200,7 @@ fn host_of<'py>(py: Python<'py>, url: &Bound<'py, PyAny>) -> Out<Option<Bound<'p
     // Python's lower() beyond ASCII (it can lengthen a string: İ), as the Python does
     let lowered = PyString::new(py, host).call_method0(intern!(py, "lower"))?;
     let lowered = lowered.cast_into::<PyString>().map_err(|_| GiveUp)?;
-    Ok(if lowered.to_str()?.is_empty() {
+    Ok(if lowered.to_str().map_err(|_| GiveUp)?.is_empty() {
         None
     } else {
         Some(lowered)
@@ -341,7 +347,8 @@ fn build<'py>(
     let text = html_to_text(py, &content, helpers)?;
     let text_str = text.cast::<PyString>().map_err(|_| GiveUp)?;
     let characters = text_str.len()?;
-    let words = count_words_of(text_str.to_str()?);
+    let words = count_words_of(text_str.to_str().map_err(|_| GiveUp)?);
+    let given_opted_out = opted_out;
     let opted_out: bool = if opted_out.is_none() {
         truthy(&a.get_item(13)?)? || has_opt_out_tag(&a.get_item(10)?, helpers)? || {
             let fields = a.get_item(15)?;
@@ -572,9 +579,13 @@ fn build<'py>(
             .to_owned()
             .into_any(),
         len_or_zero(&d.get_item(22)?)?.into_pyobject(py)?.into_any(),
-        pyo3::types::PyBool::new(py, opted_out)
-            .to_owned()
-            .into_any(),
+        if given_opted_out.is_none() {
+            pyo3::types::PyBool::new(py, opted_out)
+                .to_owned()
+                .into_any()
+        } else {
+            given_opted_out.clone() // (as given, as the Python keeps it)
+        },
         named,
         reply_acct,
         quote_uri,
@@ -603,17 +614,17 @@ pub fn to_post<'py>(
     opted_out: &Bound<'py, PyAny>,
     consent: &Bound<'py, PyAny>,
     helpers: &Bound<'py, PyTuple>,
-) -> Option<Bound<'py, PyAny>> {
+) -> PyResult<Option<Bound<'py, PyAny>>> {
     let helpers = Helpers {
-        post: helpers.get_item(0).ok()?,
-        html_to_text: helpers.get_item(1).ok()?,
-        has_opt_out_tag: helpers.get_item(2).ok()?,
-        without_quote_fallback: helpers.get_item(3).ok()?,
-        parse_time: helpers.get_item(4).ok()?,
-        astuple: helpers.get_item(5).ok()?,
+        post: helpers.get_item(0)?,
+        html_to_text: helpers.get_item(1)?,
+        has_opt_out_tag: helpers.get_item(2)?,
+        without_quote_fallback: helpers.get_item(3)?,
+        parse_time: helpers.get_item(4)?,
+        astuple: helpers.get_item(5)?,
     };
-    crate::guarded(|| {
-        build(
+    let built = crate::guarded(|| {
+        Some(build(
             py,
             status,
             observed_on,
@@ -621,7 +632,11 @@ pub fn to_post<'py>(
             opted_out,
             consent,
             &helpers,
-        )
-        .ok()
-    })
+        ))
+    });
+    match built {
+        Some(Ok(post)) => Ok(Some(post)),
+        Some(Err(Stop::Raised(err))) => Err(err),
+        Some(Err(Stop::GiveUp)) | None => Ok(None), // (None: a panic, reported on stderr)
+    }
 }
