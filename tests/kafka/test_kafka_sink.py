@@ -456,3 +456,44 @@ def test_four_workers_commit_to_one_s3_lake_at_once_each_record_once(kafka, topi
     assert_each_record_once(s3_lake, records)
     assert_lake_at_end(s3_lake, kafka, topic)
     assert committed_offsets(kafka, group, topic) == end_offsets(kafka, topic)
+
+
+class _Consumer:
+    """What the rebalance callbacks ask of a consumer, recorded."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, list[int]]] = []
+
+    def incremental_unassign(self, partitions: list[Any]) -> None:
+        self.calls.append(("incremental_unassign", [tp.partition for tp in partitions]))
+
+    def unassign(self) -> None:
+        self.calls.append(("unassign", []))
+
+    def commit(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+@pytest.mark.parametrize("strategy", ["cooperative-sticky", "range"])
+def test_the_rebalance_callbacks_give_partitions_up_themselves(tmp_path, strategy):
+    """Left to confluent_kafka, a revoke first asks librdkafka for the rebalance protocol,
+    which can block for ever when the revoke comes from close() (librdkafka issue 4041): a
+    sink worker of test_four_workers_commit_to_one_s3_lake_at_once_each_record_once hung
+    there. The callbacks now unassign as `_on_assign` assigns."""
+    from confluent_kafka import TopicPartition
+
+    from tootlake.kafka.sink import KafkaSinkWorker
+
+    worker = KafkaSinkWorker(
+        str(tmp_path / "lake"),
+        kafka="127.0.0.1:1",
+        topic="t",
+        config={"partition.assignment.strategy": strategy},
+    )
+    consumer = _Consumer()
+    worker._on_revoke(consumer, [TopicPartition("t", 0), TopicPartition("t", 2)])
+    worker._on_lost(consumer, [TopicPartition("t", 1)])
+    if strategy == "range":
+        assert consumer.calls == [("unassign", []), ("unassign", [])]
+    else:
+        assert consumer.calls == [("incremental_unassign", [0, 2]), ("incremental_unassign", [1])]

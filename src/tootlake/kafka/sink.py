@@ -751,7 +751,7 @@ class KafkaSinkWorker:
                 # the group's offsets may be behind the lake (a crash before they were
                 # committed): bring them up, for the lag the group shows
                 self._pending_offsets[tp.partition] = mark + 1
-        if "cooperative" in str(self._config.get("partition.assignment.strategy", "")):
+        if self._cooperative():
             consumer.incremental_assign(partitions)
         else:
             consumer.assign(partitions)
@@ -762,6 +762,18 @@ class KafkaSinkWorker:
         if resumed:
             log.info("resuming from the lake's marks: %s", ", ".join(resumed))
 
+    def _cooperative(self) -> bool:
+        return "cooperative" in str(self._config.get("partition.assignment.strategy", ""))
+
+    def _unassign(self, consumer: Any, partitions: list[Any]) -> None:
+        """Give the partitions up here, as `_on_assign` takes them: left to confluent_kafka,
+        it asks librdkafka for the rebalance protocol first, which can block for ever when
+        the revoke comes from `close()` (librdkafka issue 4041: a sink worker hung there)."""
+        if self._cooperative():
+            consumer.incremental_unassign(partitions)
+        else:
+            consumer.unassign()
+
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
         mine = [tp.partition for tp in partitions if tp.partition in self._buffers]
         try:
@@ -771,6 +783,7 @@ class KafkaSinkWorker:
             for partition in mine:
                 self._buffers.pop(partition, None)
                 self._pending_offsets.pop(partition, None)
+            self._unassign(consumer, partitions)
         self.stats.revoked += len(partitions)
         self._last_activity = time.monotonic()
         log.info("revoked %s[%s]", self.topic, _numbers(partitions))
@@ -781,6 +794,7 @@ class KafkaSinkWorker:
         for tp in partitions:
             self._buffers.pop(tp.partition, None)
             self._pending_offsets.pop(tp.partition, None)
+        self._unassign(consumer, partitions)
         self.stats.lost += len(partitions)
         log.warning(
             "lost %s[%s] to the group: their buffers are dropped", self.topic, _numbers(partitions)
