@@ -34,9 +34,9 @@ $(RUN_STAMP): pyproject.toml $(NATIVE_STAMP) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[$(RUN_EXTRAS)]"
 	touch $@
 
-# The per-post text helpers in Rust (native/, docs/native.md): built with cargo from
-# crates.io, rebuilt when its sources change. Without them tootlake runs its Python code.
-$(NATIVE_STAMP): native/Cargo.toml native/Cargo.lock native/pyproject.toml native/src/lib.rs native/tootlake_native.pyi | $(BIN)/python
+# The per-post helpers in Rust (native/, docs/native.md): built with cargo from crates.io,
+# rebuilt when their sources change. Without them tootlake runs its Python code.
+$(NATIVE_STAMP): native/Cargo.toml native/Cargo.lock native/pyproject.toml $(wildcard native/src/*.rs) native/tootlake_native.pyi | $(BIN)/python
 	@command -v cargo >/dev/null || { echo "tootlake's native helpers need Rust's cargo (https://rustup.rs); without them, 'pip install -e .' runs tootlake in Python alone (docs/native.md)"; exit 1; }
 	$(BIN)/python -m pip install --quiet ./native
 	touch $@
