@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -67,3 +68,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Browser tests last: Playwright's sync API must not share the main thread's event loop
     # state with the asyncio suites (simulate, collect) that run before it.
     items.sort(key=lambda item: "tests/browser/" in str(item.fspath).replace("\\", "/"))
+
+
+def native() -> ModuleType:
+    """tootlake_native (native/, built by `make install`); a test needing it fails, never
+    skips, without it."""
+    try:
+        import tootlake_native
+    except ImportError as error:
+        pytest.fail(
+            f"tootlake_native cannot be imported ({error}): run `make install`", pytrace=False
+        )
+    return tootlake_native

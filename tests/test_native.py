@@ -12,31 +12,13 @@ mutated, and character by character over all of Unicode."""
 
 from __future__ import annotations
 
-from types import ModuleType
-
-import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tootlake.text import _may_hold_tag, _simple_text, _with_newlines
 
-from .conftest import all_real_statuses
+from .conftest import all_real_statuses, native
 from .test_text_fastpath import ODD_PIECE, TEXT, mastodon_html
-
-try:
-    import tootlake_native
-except ImportError as error:  # not built: every test fails (none is skipped)
-    _NATIVE: ModuleType | None = None
-    _MISSING = f"tootlake_native cannot be imported ({error}): run `make install`"
-else:
-    _NATIVE = tootlake_native
-    _MISSING = ""
-
-
-def native() -> ModuleType:
-    if _NATIVE is None:
-        pytest.fail(_MISSING, pytrace=False)
-    return _NATIVE
 
 
 def _has_surrogates(text: str) -> bool:

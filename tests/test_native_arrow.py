@@ -20,15 +20,7 @@ from tootlake.lake.writer import _KINDS, column, records_to_batch
 from tootlake.record import from_status
 from tootlake.record.model import arrow_schema
 
-try:
-    import tootlake_native
-except ImportError:  # pragma: no cover - a broken install
-    pytest.fail(
-        "tootlake_native is not installed: run `make install` (docs/native.md)",
-        pytrace=False,
-    )
-
-from .conftest import all_real_statuses
+from .conftest import all_real_statuses, native
 
 STRING, INT64, BOOL, TIMESTAMP, LIST = (
     pa.string(),
@@ -61,9 +53,9 @@ def same(values: list, type_: pa.DataType) -> None:
         expected = pa.array(values, type=type_)
     except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:
         with pytest.raises(type(exc)):
-            column(values, type_, native=tootlake_native)
+            column(values, type_, native=native())
         return
-    got = column(values, type_, native=tootlake_native)
+    got = column(values, type_, native=native())
     got.validate(full=True)
     assert got.type == expected.type
     assert got.null_count == expected.null_count
@@ -133,7 +125,7 @@ def test_every_column_of_real_posts_is_built_natively():
     schema = arrow_schema()
     for field in schema:
         values = list(map(attrgetter(field.name), posts))
-        assert tootlake_native.arrow_column(values, _KINDS[field.type]) is not None, field
+        assert native().arrow_column(values, _KINDS[field.type]) is not None, field
     batch = records_to_batch(posts, schema)
     expected = pa.RecordBatch.from_arrays(
         [pa.array(list(map(attrgetter(f.name), posts)), type=f.type) for f in schema],
@@ -219,7 +211,7 @@ def test_the_other_tables_batches(table):
     }[table]
     schema = RECORD_SCHEMAS[table]()
     assert (
-        tootlake_native.arrow_batch(
+        native().arrow_batch(
             list(records), [_KINDS[f.type] for f in schema], msgspec.structs.astuple
         )
         is not None

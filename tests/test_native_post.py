@@ -19,7 +19,6 @@ import sys
 from collections import Counter
 from datetime import UTC, datetime, timedelta, timezone
 from functools import cache
-from types import ModuleType
 from typing import Any
 
 import msgspec
@@ -43,23 +42,7 @@ from tootlake.record.status import (
     validate_status,
 )
 
-from .conftest import BENCH, all_real_statuses
-
-try:
-    import tootlake_native
-except ImportError as error:  # not built: every test fails (none is skipped)
-    _NATIVE: ModuleType | None = None
-    _MISSING = f"tootlake_native cannot be imported ({error}): run `make install`"
-else:
-    _NATIVE = tootlake_native
-    _MISSING = ""
-
-
-def native() -> ModuleType:
-    if _NATIVE is None:
-        pytest.fail(_MISSING, pytrace=False)
-    return _NATIVE
-
+from .conftest import BENCH, all_real_statuses, native
 
 # What the native to_post answered, over the whole run (None: it left the post to Python).
 ANSWERS: Counter[str] = Counter()

@@ -343,8 +343,11 @@ class Recorder:
             if reason in AUTHOR_GATES:
                 return self._withdraw(status, event, reason)
             return None
-        if self.dedupe and self._written_before(status):
-            return self._sighting(event, status)
+        key = hash(status.uri)
+        version = status.version
+        written = self._written_version(key)
+        if self.dedupe and written is not None and version <= written:
+            return self._sighting(event, status)  # this version, or a newer one, is written
         # the gates just found the author not opted out, unless opt-outs are kept
         known = False if not self.include_opted_out else None
         post = to_post(status, event.observed_on, opted_out=known)
@@ -352,11 +355,6 @@ class Recorder:
         # seen after its edit is one more post in the lake); a newer version is an edit; the
         # same or an older one again (only without dedupe: replay) is a repeat, written for
         # the merge to fold. As far as the bounded memory knows: a post forgotten counts again.
-        key = hash(post.uri)
-        version = status.version
-        written = self._written.get(key)
-        if written is None:
-            written = self._written_old.get(key)
         if written is None:
             self.stats.posts += 1
             self.stats.consent[post.consent or ""] += 1  # posts, not versions
@@ -402,13 +400,10 @@ class Recorder:
         if len(self._uris) > self.remember:
             self._uris.popitem(last=False)
 
-    def _written_before(self, status: ValidStatus) -> bool:
-        """This version of the post (or a newer one) is in the lake already."""
-        key = hash(status.uri)
+    def _written_version(self, key: int) -> str | None:
+        """The version of the post (its hashed uri) written last, as far as memory knows."""
         written = self._written.get(key)
-        if written is None:
-            written = self._written_old.get(key)
-        return written is not None and status.version <= written
+        return self._written_old.get(key) if written is None else written
 
     def _sighting(self, event: Event, status: ValidStatus) -> Sighting | None:
         """A post written already, seen on another instance; None when seen here before."""

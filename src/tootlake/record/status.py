@@ -242,7 +242,7 @@ def decode_status(data: bytes | str, now: datetime | None = None) -> ValidStatus
     except msgspec.ValidationError as exc:
         # A field of the wrong type is met before any lone surrogate escape after it: mend
         # those first, or the slow path's json.loads would keep them (Arrow refuses them)
-        fixed = mend_surrogates(data) if b"\\u" in _raw(data) else None
+        fixed = mend_surrogates(data)
         if fixed is not None:
             checked = decode_status(fixed, now)
             if isinstance(checked, ValidStatus):
@@ -275,10 +275,6 @@ def decode_status(data: bytes | str, now: datetime | None = None) -> ValidStatus
             checked.coerced += ("surrogates",)
         return checked
     return _check(status, (), now, len(data))
-
-
-def _raw(data: bytes | str) -> bytes:
-    return data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
 
 
 def _without_surrogates(text: str) -> str:
