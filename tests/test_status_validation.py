@@ -25,6 +25,7 @@ from tootlake.record import (
     to_post,
     validate_status,
 )
+from tootlake.record.status import latest_time, usable_id
 
 from .conftest import all_real_statuses, real_status
 
@@ -383,3 +384,54 @@ def test_wrong_typed_consent_fields_never_mean_collect():
     for fields in ("#nobot", [{"name": 1, "value": "x"}], [["#nobot"]], {"a": "b"}):
         account = dict(base["account"], fields=fields)
         assert skip_reason(dict(base, account=account)) == "opt_out_tag", fields
+
+
+def _snowflake_now(days: float = 0) -> int:
+    return int((datetime.now(UTC) + timedelta(days=days)).timestamp() * 1000) << 16
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        # around tomorrow's limit (the fast path for 17-19 digits decides these), both ways
+        st.integers(-(2**40), 2**40).map(lambda d: str(_snowflake_now(1) + d)),
+        st.integers(0, 10**21).map(str),
+        st.text("0123456789\u0660\u0661\u00b2", min_size=15, max_size=21),
+        st.integers(-5, 30).map(lambda n: "0" * max(n, 0) + "1"),
+    ),
+    st.booleans(),
+)
+def test_a_status_id_is_checked_as_usable_id_says(status_id, given_now):
+    """`_check` tests a snowflake itself, with the limit it made once; it must agree with
+    `usable_id` (the reference) on every id, and the time given or taken from the clock."""
+    status = real_status("mastodonsocial.json", 17)
+    status["id"] = status_id
+    now = datetime.now(UTC) if given_now else None
+    latest = None if now is None else latest_time(now)
+    want = usable_id(status_id, latest)
+    got = validate_status(status, now)
+    if usable_id(status_id, latest) != want:
+        return  # the clock's second turned over the limit meanwhile: either answer is right
+    if want is None:
+        assert isinstance(got, Rejection) and got.field == "id", got
+    else:
+        assert isinstance(got, ValidStatus) and got.id == want, got
+
+
+@pytest.mark.parametrize("given_now", [False, True])
+def test_a_snowflake_at_the_limit_is_checked_as_usable_id_says(given_now):
+    from tootlake.record.status import _snowflake_limit
+
+    now = datetime.now(UTC) if given_now else None
+    for _ in range(3):  # (a second may turn over between the two answers)
+        latest = None if now is None else latest_time(now)
+        limit = _snowflake_limit(latest)
+        answers = []
+        for status_id in (str(limit - 1), str(limit), str(limit + 1)):
+            status = real_status("mastodonsocial.json", 17)
+            status["id"] = status_id
+            got = validate_status(status, now)
+            answers.append(got.id if isinstance(got, ValidStatus) else None)
+        if _snowflake_limit(latest) == limit:
+            break
+    assert answers == [str(limit - 1), str(limit), None]

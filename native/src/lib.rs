@@ -1,5 +1,6 @@
 //! C-speed versions of tootlake's per-post helpers: the text functions of `tootlake.text`,
-//! and the Arrow columns of `tootlake.lake.writer.records_to_batch`.
+//! the Arrow columns of `tootlake.lake.writer.records_to_batch`, `to_post` (post.rs) and the
+//! WebSocket frame of the streaming API (frame.rs).
 //!
 //! Each function here equals Python code on every input; that code stays the reference (for
 //! the text, the regular expressions of `src/tootlake/text.py` define what these scanners do;
@@ -8,6 +9,7 @@
 //! form; a value of a type the column does not expect) it returns None and the caller runs
 //! the Python code. docs/native.md says why this module exists and how it is built.
 
+mod frame;
 mod post;
 
 use pyo3::prelude::*;
@@ -773,6 +775,7 @@ fn tootlake_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(arrow_column, m)?)?;
     m.add_function(wrap_pyfunction!(arrow_batch, m)?)?;
     m.add_function(wrap_pyfunction!(post::to_post, m)?)?;
+    m.add_function(wrap_pyfunction!(frame::ws_frame, m)?)?;
     m.add("POST_FIELDS", PyTuple::new(m.py(), post::POST_FIELDS)?)?;
     m.add(
         "VALID_STATUS_FIELDS",

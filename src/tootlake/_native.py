@@ -13,7 +13,12 @@ from types import ModuleType
 __all__ = ["native", "python_only"]
 
 # the modules that use it, each through a module attribute `_native`
-USERS = ("tootlake.text", "tootlake.record.status", "tootlake.lake.writer")
+USERS = (
+    "tootlake.text",
+    "tootlake.record.status",
+    "tootlake.lake.writer",
+    "tootlake.sources.mastodon",
+)
 
 
 def _load() -> ModuleType | None:

@@ -351,3 +351,71 @@ def test_collect_keeps_a_websocket_status_sent_as_a_deep_object(tmp_path):
     assert posts.keys() == {deep["uri"], plain["uri"]}
     assert rejects == []
     assert result.health[server.host]["errors"] == 0
+
+
+# -- a burst of WebSocket messages goes to the bridge together -----------------------------
+
+
+def _ws_frame(text: bytes) -> bytes:
+    """An unmasked server text frame (RFC 6455), written raw so that a burst is one write."""
+    n = len(text)
+    if n < 126:
+        head = bytes([0x81, n])
+    elif n < 65536:
+        head = bytes([0x81, 126]) + n.to_bytes(2, "big")
+    else:
+        head = bytes([0x81, 127]) + n.to_bytes(8, "big")
+    return head + text
+
+
+def test_a_websocket_burst_is_handed_over_together_with_one_ack(tmp_path):
+    """Messages that wait in websockets' queue go to the bridge in one offer (each alone cost
+    as much CPU as decoding it), whose last event alone acks: its cursor covers the others.
+    If websockets moved its queue, every message would go alone and this fails."""
+    burst = 60
+    frames = b"".join(
+        _ws_frame(
+            json.dumps(
+                {"stream": ["public"], "event": "update", "payload": _json(_status(n)).decode()}
+            ).encode()
+        )
+        for n in range(1, burst + 1)
+    )
+
+    async def websocket(request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        assert request.transport is not None
+        await asyncio.sleep(0.3)  # the backfill (an empty page) is over: acks move the cursor
+        request.transport.write(frames)  # the whole burst at once
+        await asyncio.sleep(0.3)
+        await ws.close()
+        return ws
+
+    offers: list[list[Event]] = []
+
+    class Recording(FakeFleet):
+        async def put(self, events: list[Event]) -> None:
+            offers.append(list(events))
+            await super().put(events)
+
+    routes = {"/api/v1/streaming": websocket, "/api/v1/timelines/public": json_answer([])}
+    with serve(routes) as server:
+
+        async def main() -> None:
+            async with aiohttp.ClientSession() as session:
+                fleet = Recording(tmp_path, session=session)
+                worker = _worker(fleet, server.url)
+                info = InstanceInfo(server.url, version="4.3.0", streaming_url=server.url)
+                with pytest.raises(fleet_module.InstanceDown, match="closed the stream"):
+                    await worker._stream_once(info)
+                ids = [e.status.id for e in fleet.out if e.status is not None]
+                assert ids == [str(ID0 + n) for n in range(1, burst + 1)]
+                assert len(offers) < burst // 4, [len(o) for o in offers]
+                for offer in offers:
+                    assert [e.ack is not None for e in offer] == [False] * (len(offer) - 1) + [True]
+                    offer[-1].ack()  # what the lake's commit does, batch by batch
+                    assert fleet.state.cursor(worker.host) == offer[-1].status.id
+                assert fleet.state.cursor(worker.host) == str(ID0 + burst)
+
+        run(main)

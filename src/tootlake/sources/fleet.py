@@ -92,6 +92,7 @@ _FEW = 32
 _GATHER = 0.005
 _TAKE_EVENTS = 256  # events one take hands over at most (beyond the first offer's)...
 _TAKE_BYTES = 1024 * 1024  # ...and their bytes
+_WS_BATCH = 256  # WebSocket messages handed to the bridge together at most
 REJECTS_REMEMBERED = 1_000  # a worker's recent timeline rejects, kept once each
 
 
@@ -551,7 +552,7 @@ class InstanceWorker:
                         if event is not None:
                             events.append(event)
                     if events:
-                        await self._emit(events)
+                        await self._emit(_last_ack(events))
                         self._handed()
         except TooLarge as exc:
             raise TooLarge(f"{self.host} SSE stream: {exc}; connection dropped") from None
@@ -595,6 +596,8 @@ class InstanceWorker:
             ) as ws:
                 self._ws_refusals = 0
                 connected()
+                queued = _queued_frames(ws)
+                events: list[Event] = []
                 while True:
                     try:
                         # bytes: msgspec reads UTF-8 itself (invalid UTF-8 is one bad frame)
@@ -603,8 +606,21 @@ class InstanceWorker:
                         break
                     event = self._ws_event(message)
                     if event is not None:
-                        await self._emit([event])
+                        events.append(event)
+                    # Events go to the bridge together while whole messages wait in
+                    # websockets' queue (a server sends in bursts): handing each over alone
+                    # cost as much CPU as decoding it. None wait behind a frame still coming.
+                    if events and (
+                        queued is None
+                        or not queued
+                        or not queued[-1].fin
+                        or len(events) >= _WS_BATCH
+                    ):
+                        await self._emit(_last_ack(events))
                         self._handed()
+                        events = []
+                await self._emit(_last_ack(events))
+                self._handed()
         except InvalidStatus as exc:
             status = exc.response.status_code
             body = bytes(exc.response.body or b"")[:ERROR_BODY]
@@ -944,6 +960,24 @@ def poll_interval(previous: float, got: int, low: float, high: float) -> float:
     it came back empty; within [low, high]."""
     interval = previous / 2 if got else previous * 1.5
     return min(high, max(low, interval))
+
+
+def _last_ack(events: list[Event]) -> list[Event]:
+    """Stream events handed over together, with the last one's ack alone: a stream event's
+    ack moves the cursor to where it was at its making, which never goes down, so the last
+    covers the others (and a batch of the lake that holds only some of them acks nothing:
+    the cursor lags, never leads). Each ack cost a locked cursor update at the commit."""
+    for event in events[:-1]:
+        event.ack = None
+    return events
+
+
+def _queued_frames(ws: Any) -> collections.deque[Any] | None:
+    """The frames websockets received and recv() has not returned yet (its Assembler's
+    queue, internal to websockets 13 and later); None where it is not found, and then each
+    message is handed over alone."""
+    queue = getattr(getattr(getattr(ws, "recv_messages", None), "frames", None), "queue", None)
+    return queue if isinstance(queue, collections.deque) else None
 
 
 @cache

@@ -35,9 +35,14 @@ from urllib.parse import urlsplit
 import msgspec
 import orjson
 
+from tootlake._native import native
 from tootlake._version import __version__
 from tootlake.errors import ConfigError, SourceError
 from tootlake.record import host_of, mend_surrogates
+
+# The native helpers (tootlake._native) when their build has `ws_frame` (an older build of
+# native/ lacks it: `make install` rebuilds it); None runs the Python.
+_native = native if hasattr(native, "ws_frame") else None
 
 __all__ = [
     "AuthRequired",
@@ -574,6 +579,17 @@ _WS_FRAME = msgspec.json.Decoder(_WsFrame)
 
 
 def parse_ws_frame(text: str | bytes) -> tuple[str, bytes | None] | None:
+    """A WebSocket text frame -> (event, payload), or None for other messages (see
+    `parse_ws_frame_python`, the reference). The native helpers read the usual frame in one
+    pass (the payload's JSON string straight into bytes); any other goes to the Python."""
+    if _native is not None:
+        fast = _native.ws_frame(text)
+        if fast is not None:
+            return fast  # type: ignore[no-any-return]
+    return parse_ws_frame_python(text)
+
+
+def parse_ws_frame_python(text: str | bytes) -> tuple[str, bytes | None] | None:
     """A WebSocket text frame -> (event, payload), or None for other messages.
 
     The payload comes as bytes: the status's JSON text (Mastodon sends it as a JSON string;
