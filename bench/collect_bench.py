@@ -1,7 +1,7 @@
 """Collector benchmarks, each with its baseline in the same run (results: bench/results/collect.*).
 
     python bench/collect_bench.py [--quick] [--only simulator,ceiling,throughput,fleet]
-        [--rates 1000,2500,5000,7000] [--results DIR]
+        [--rates 1000,2500,5000,7000] [--baseline REV [--pairs N]] [--results DIR]
 
 * simulator: `tootlake simulate` alone at each rate, read by clients that only count events:
   the rate it was asked for against the rate it delivered, and its CPU.
@@ -496,11 +496,14 @@ def baseline_source(rev: str) -> Path:
 
 
 def bench_throughput(
-    work: Path, rates: list[float], seconds: float, baseline: Path | None = None
+    work: Path, rates: list[float], seconds: float, baseline: Path | None = None, pairs: int = 1
 ) -> dict[str, Any]:
     """`rates`: posts/s on the streams; the simulator publishes rate / STREAMABLE. The talk's
     listener runs at the highest rate, after the collector, against the same simulator. With
-    `baseline` (an older checkout's src/), that collector runs too, right after ours."""
+    `baseline` (an older checkout's src/), that collector runs too, right after ours; with
+    `pairs` > 1, ours and the baseline alternate that many times (a later run meets a
+    simulator holding more posts: alternating spreads that over both) and the ratio is of
+    the CPU per event of all the runs of each side."""
     out: dict[str, Any] = {"instances": 4, "federation": 0, "seconds": seconds, "runs": []}
     for rate in rates:
         sim, urls = start_simulator(
@@ -515,8 +518,15 @@ def bench_throughput(
             collector = run_collector(work, urls, seconds, f"tp{int(rate)}")
             sim_cores = (proc_cpu(sim.proc.pid) - cpu0) / (time.monotonic() - t0)
             before = None
-            if baseline is not None:
-                before = run_collector(work, urls, seconds, f"base{int(rate)}", baseline)
+            ours, theirs = [collector], []
+            for pair in range(pairs if baseline is not None else 0):
+                if pair:
+                    ours.append(run_collector(work, urls, seconds, f"tp{int(rate)}-{pair}"))
+                theirs.append(
+                    run_collector(work, urls, seconds, f"base{int(rate)}-{pair}", baseline)
+                )
+            if theirs:
+                before = theirs[0]
             talk = None
             if rate == max(rates):
                 talk = run_talk(work, urls, seconds, f"talk{int(rate)}")
@@ -530,8 +540,15 @@ def bench_throughput(
         }
         if before is not None:
             run["baseline_collector"] = before
+            run["pairs"] = [
+                [o["cpu_us_per_event"], t["cpu_us_per_event"]]
+                for o, t in zip(ours, theirs, strict=True)
+            ]
             run["cpu_per_event_vs_baseline"] = round(
-                collector["cpu_us_per_event"] / max(before["cpu_us_per_event"], 1), 3
+                sum(o["cpu_seconds"] for o in ours)
+                / sum(o["events"] for o in ours)
+                / (sum(t["cpu_seconds"] for t in theirs) / sum(t["events"] for t in theirs)),
+                3,
             )
         if talk:
             # Like for like: status updates handled per second, both over a steady window
@@ -670,12 +687,22 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
             ]
             for run in compared:
                 c, b = run["collector"], run["baseline_collector"]
+                cpu = ", ".join(f"{o} / {t}" for o, t in run.get("pairs", [])) or (
+                    f"{c['cpu_us_per_event']} / {b['cpu_us_per_event']}"
+                )
                 lines.append(
                     f"| {run['rate']:g} | {c['steady_events_per_second']:,} / "
-                    f"{b['steady_events_per_second']:,} | {c['cpu_us_per_event']} / "
-                    f"{b['cpu_us_per_event']} | {run['cpu_per_event_vs_baseline']} | "
+                    f"{b['steady_events_per_second']:,} | {cpu} | "
+                    f"{run['cpu_per_event_vs_baseline']} | "
                     f"{c['peak_rss_mb']} / {b['peak_rss_mb']} |"
                 )
+            if any(len(run.get("pairs", [])) > 1 for run in compared):
+                lines += [
+                    "",
+                    "Ours and the baseline ran alternately (ours first), one pair of CPU "
+                    "figures per pair of runs; the ratio is of all the CPU per all the events "
+                    "of each side.",
+                ]
             lines.append("")
     ce = results.get("ceiling")
     if ce:
@@ -735,6 +762,10 @@ def main() -> None:
         "each throughput rate, for its CPU per event in the same run",
     )  # fmt: skip
     parser.add_argument(
+        "--pairs", type=int, default=1,
+        help="with --baseline: run ours and the baseline alternately this many times",
+    )  # fmt: skip
+    parser.add_argument(
         "--results", type=Path, help="folder for collect.json and collect.md (default: "
         "bench/results/, or bench/data/quick/ with --quick)",
     )  # fmt: skip
@@ -765,7 +796,7 @@ def main() -> None:
     if "throughput" in only:
         baseline = baseline_source(args.baseline) if args.baseline else None
         results["baseline"] = args.baseline
-        results["throughput"] = bench_throughput(work, rates, seconds, baseline)
+        results["throughput"] = bench_throughput(work, rates, seconds, baseline, args.pairs)
     if "fleet" in only:
         results["fleet"] = bench_fleet(work, args.fleet_instances, 500.0, 2 * seconds, 20)
     keep_earlier(results, folder / "collect.json")

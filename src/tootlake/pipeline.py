@@ -38,6 +38,7 @@ from tootlake.transports.memory import MemoryTransport
 
 if TYPE_CHECKING:
     from tootlake.kafka.producer import KafkaTransport
+    from tootlake.lake.maintenance import MergeStats
     from tootlake.record.pseudonymize import Pseudonymizer
 
 __all__ = [
@@ -426,8 +427,6 @@ def merge_lake(lake: str, *, isolated: bool = False) -> None:
     long-running collector uses it so that the merge's transient memory (DuckDB's window and
     delta-rs' writer: about 300 MB for 200k posts) goes back to the system when it is done,
     and a crash inside delta-rs cannot take the collector down."""
-    from tootlake.lake.maintenance import merge_posts
-
     try:
         if isolated:
             import multiprocessing
@@ -435,9 +434,9 @@ def merge_lake(lake: str, *, isolated: bool = False) -> None:
 
             context = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(1, mp_context=context) as pool:
-                stats = pool.submit(merge_posts, lake).result()
+                stats = pool.submit(_merge_posts, lake).result()
         else:
-            stats = merge_posts(lake)
+            stats = _merge_posts(lake)
     except TootlakeError as exc:
         log.warning("Could not merge the posts table of %s (the next run will): %s", lake, exc)
         return
@@ -452,6 +451,13 @@ def merge_lake(lake: str, *, isolated: bool = False) -> None:
             stats.deleted,
             stats.seconds,
         )
+
+
+def _merge_posts(lake: str) -> MergeStats:
+    # (imported here: a collector that merges in a child need not load DuckDB itself)
+    from tootlake.lake.maintenance import merge_posts
+
+    return merge_posts(lake)
 
 
 class PeriodicMerge:

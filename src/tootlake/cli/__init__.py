@@ -7,6 +7,13 @@ takes are in `options`, shared printing in `output`, error handling and signals 
 
 from __future__ import annotations
 
+import os
+
+# The command line does no linear algebra: numpy (pyarrow imports it) need not start its BLAS
+# threads, whose start-up spin cost about 0.1 s of CPU a process, the collector's merge child
+# included. A value set by the user is kept.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import click
 
 from tootlake._version import __version__
