@@ -677,9 +677,10 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
         lines.append("")
         compared = [run for run in tp["runs"] if "baseline_collector" in run]
         if compared:
+            alternating = any(len(run.get("pairs", [])) > 1 for run in compared)
             lines += [
                 f"### Against the collector of `{results.get('baseline')}`, same simulator, "
-                "right after ours",
+                + ("alternating with ours" if alternating else "right after ours"),
                 "",
                 "| streamed posts/s asked | updates/s (ours / baseline) "
                 "| CPU µs/event (ours / baseline) | ratio | peak RSS MB (ours / baseline) |",
@@ -696,7 +697,7 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
                     f"{run['cpu_per_event_vs_baseline']} | "
                     f"{c['peak_rss_mb']} / {b['peak_rss_mb']} |"
                 )
-            if any(len(run.get("pairs", [])) > 1 for run in compared):
+            if alternating:
                 lines += [
                     "",
                     "Ours and the baseline ran alternately (ours first), one pair of CPU "

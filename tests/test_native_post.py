@@ -37,6 +37,7 @@ from tootlake.record.status import (
     ValidStatus,
     decode_status,
     host_of,
+    parse_time,
     to_post,
     to_post_python,
     validate_status,
@@ -255,9 +256,27 @@ FLAGS = st.sampled_from([True, False, None])
 # validation coerces the wrong types (locked/noindex: to True, others dropped)
 ODD_FLAGS = FLAGS | st.sampled_from(["yes", "false", 1, 0])
 COUNTS = st.none() | st.sampled_from([0, 1, 7, -1]) | st.integers(0, 2**63 - 1)
-TIMES = st.sampled_from(
-    [None, "", "2020-01-01", "2020-01-01T00:00:00.000Z", "2021-06-01T12:00:00+02:00",
-     "garbage", "0001-01-01T00:00:00+01:00", "2999-01-01T00:00:00Z"]
+# Mastodon's usual form (which the native reads itself), with every field in and out of range
+USUAL_TIMES = st.builds(
+    "{:04d}-{:02d}-{:02d}{}{:02d}:{:02d}:{:02d}{}{}".format,
+    st.integers(0, 9999),
+    st.integers(0, 13),
+    st.integers(0, 32),
+    st.sampled_from(["T", "T", " ", "t"]),
+    st.integers(0, 25),
+    st.integers(0, 61),
+    st.integers(0, 61),
+    st.sampled_from(["", ".000", ".151", ".999999", ".5", ".1234", "."]),
+    st.sampled_from(["Z", "Z", "z", "+00:00", ""]),
+)
+TIMES = (
+    st.sampled_from(
+        [None, "", "2020-01-01", "2020-01-01T00:00:00.000Z", "2021-06-01T12:00:00+02:00",
+         "garbage", "0001-01-01T00:00:00+01:00", "2999-01-01T00:00:00Z",
+         "2024-02-29T23:59:59.999Z", "2023-02-29T00:00:00.000Z", "２０２０-01-01T00:00:00Z",
+         "2020-01-01T00:00:00.000Z\n", "+020-01-01T00:00:00.000Z"]
+    )
+    | USUAL_TIMES
 )  # fmt: skip
 TAG_NAMES = st.sampled_from(
     ["İstanbul", "İ", "ΣΑΣ", "Caturday", "STRASSE", "ß", "ǅungla", "\u212a", "ﬁ", "", "python"]
@@ -669,3 +688,19 @@ def test_an_opted_out_given_is_kept_as_given():
         want = to_post_python(status, "a.example", INGESTED, opted_out=value)
         assert got == want
         assert type(got.opted_out) is type(want.opted_out) is type(value)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(USUAL_TIMES | TIMES)
+def test_an_account_created_at_is_read_as_parse_time_does(value):
+    """The native reads Mastodon's usual time itself (a call to `parse_time` cost as much as
+    the rest of the field); any other form, or a date out of range, goes to `parse_time`."""
+    status = validated(minimal(account={"created_at": value}), "validate")
+    assert isinstance(status, ValidStatus)
+    post = check(status, "observer.example", datetime(2026, 1, 1, tzinfo=UTC), None, None)
+    assert post is not None  # the native answered
+    want = parse_time(value)
+    assert post.account_created_at == want
+    assert shape(post.account_created_at) == shape(want)
+    if want is not None:
+        assert post.account_created_at.tzinfo is want.tzinfo

@@ -8,7 +8,7 @@
 
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyList, PyString, PyTuple};
+use pyo3::types::{PyDateTime, PyList, PyString, PyTuple, PyTzInfo};
 
 use crate::{count_words_of, may_hold_tag_of, simple_text_of, with_newlines};
 
@@ -134,6 +134,52 @@ enum Stop {
     Raised(PyErr),
 }
 use Stop::GiveUp;
+
+/// `parse_time` of Mastodon's usual form, `YYYY-MM-DDTHH:MM:SS.mmmZ` (or without the
+/// fraction, or with six digits of it): what `datetime.fromisoformat` makes of it, in UTC.
+/// None for any other value, and for a date or time out of range: `parse_time` decides.
+fn usual_time<'py>(value: &Bound<'py, PyAny>) -> Option<Bound<'py, PyAny>> {
+    let text = value
+        .cast_exact::<PyString>()
+        .ok()?
+        .to_str()
+        .ok()?
+        .as_bytes();
+    let n = text.len();
+    if !matches!(n, 20 | 24 | 27) || text[n - 1] != b'Z' {
+        return None;
+    }
+    let digits = |from: usize, to: usize| -> Option<u32> {
+        text[from..to].iter().try_fold(0u32, |acc, &c| {
+            c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+        })
+    };
+    let shape = [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')];
+    if shape.iter().any(|&(at, c)| text[at] != c) {
+        return None;
+    }
+    let micros = match n {
+        20 => 0,
+        24 if text[19] == b'.' => digits(20, 23)? * 1000,
+        27 if text[19] == b'.' => digits(20, 26)?,
+        _ => return None,
+    };
+    let py = value.py();
+    let utc = PyTzInfo::utc(py).ok()?;
+    PyDateTime::new(
+        py,
+        i32::try_from(digits(0, 4)?).ok()?,
+        u8::try_from(digits(5, 7)?).ok()?,
+        u8::try_from(digits(8, 10)?).ok()?,
+        u8::try_from(digits(11, 13)?).ok()?,
+        u8::try_from(digits(14, 16)?).ok()?,
+        u8::try_from(digits(17, 19)?).ok()?,
+        micros,
+        Some(&utc),
+    )
+    .ok()
+    .map(|time| time.into_any())
+}
 
 type Out<T> = Result<T, Stop>;
 
@@ -537,7 +583,11 @@ fn build<'py>(
         locked
     };
     let language = non_empty(d.get_item(9)?)?.unwrap_or_else(none);
-    let account_created_at = helpers.parse_time.call1((a.get_item(9)?,))?;
+    let created_value = a.get_item(9)?;
+    let account_created_at = match usual_time(&created_value) {
+        Some(time) => time,
+        None => helpers.parse_time.call1((created_value,))?,
+    };
     let fields: [Bound<'py, PyAny>; 48] = [
         uri,
         v.get_item(1)?,
