@@ -340,11 +340,11 @@ fn build<'py>(
     // Each Struct's fields at once (msgspec.structs.astuple, in C), read by position:
     // `getattr` per field cost as much as the Python did.
     let fields_of = |obj: &Bound<'py, PyAny>| -> Out<Bound<'py, PyTuple>> {
-        Ok(helpers
+        helpers
             .astuple
             .call1((obj,))?
             .cast_into::<PyTuple>()
-            .map_err(|_| GiveUp)?)
+            .map_err(|_| GiveUp)
     };
     let v = fields_of(status)?;
     let data = v.get_item(0)?;
@@ -420,7 +420,7 @@ fn build<'py>(
     let consent: Bound<'py, PyAny> = if consent.is_none() {
         let level = if opted_out {
             "none"
-        } else if indexable.is(&pyo3::types::PyBool::new(py, true)) && !truthy(&locked)? {
+        } else if indexable.is(pyo3::types::PyBool::new(py, true)) && !truthy(&locked)? {
             "opt-in"
         } else {
             "opt-out"
@@ -473,7 +473,7 @@ fn build<'py>(
         let author_id = a.get_item(0)?;
         let same_author = !author_id.is_none()
             && (reply_to.eq(&author_id)?
-                || (!reply_to.get_type().is(&author_id.get_type())
+                || (!reply_to.get_type().is(author_id.get_type())
                     && reply_to.str()?.as_any().eq(author_id.str()?)?));
         if same_author {
             reply_acct = acct.clone(); // a self-reply: a thread
