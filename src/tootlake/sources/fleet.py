@@ -613,7 +613,7 @@ class InstanceWorker:
                     if events and (
                         queued is None
                         or not queued
-                        or not queued[-1].fin
+                        or not getattr(queued[-1], "fin", False)
                         or len(events) >= _WS_BATCH
                     ):
                         await self._emit(_last_ack(events))
