@@ -92,7 +92,8 @@ _FEW = 32
 _GATHER = 0.005
 _TAKE_EVENTS = 256  # events one take hands over at most (beyond the first offer's)...
 _TAKE_BYTES = 1024 * 1024  # ...and their bytes
-_WS_BATCH = 256  # WebSocket messages handed to the bridge together at most
+_WS_BATCH = 256  # WebSocket messages handed to the bridge together at most...
+_WS_BATCH_BYTES = 1024 * 1024  # ...and their bytes
 REJECTS_REMEMBERED = 1_000  # a worker's recent timeline rejects, kept once each
 
 
@@ -598,6 +599,7 @@ class InstanceWorker:
                 connected()
                 queued = _queued_frames(ws)
                 events: list[Event] = []
+                size = 0
                 while True:
                     try:
                         # bytes: msgspec reads UTF-8 itself (invalid UTF-8 is one bad frame)
@@ -607,6 +609,7 @@ class InstanceWorker:
                     event = self._ws_event(message)
                     if event is not None:
                         events.append(event)
+                        size += len(message)
                     # Events go to the bridge together while whole messages wait in
                     # websockets' queue (a server sends in bursts): handing each over alone
                     # cost as much CPU as decoding it. None wait behind a frame still coming.
@@ -615,10 +618,11 @@ class InstanceWorker:
                         or not queued
                         or not getattr(queued[-1], "fin", False)
                         or len(events) >= _WS_BATCH
+                        or size >= _WS_BATCH_BYTES
                     ):
                         await self._emit(_last_ack(events))
                         self._handed()
-                        events = []
+                        events, size = [], 0
                 await self._emit(_last_ack(events))
                 self._handed()
         except InvalidStatus as exc:
