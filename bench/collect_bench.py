@@ -83,8 +83,10 @@ class Measured:
         return self
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> Measured:
-        if self.proc.poll() is None and self.code is None:
-            self.proc.send_signal(sig)
+        if self.code is None:
+            # (not Popen.send_signal: its poll() would reap a process that ended by itself,
+            # and wait4 would find no child to measure)
+            os.kill(self.proc.pid, sig)
         return self.wait(timeout)
 
 
@@ -506,12 +508,13 @@ def bench_throughput(
     the CPU per event of all the runs of each side."""
     out: dict[str, Any] = {"instances": 4, "federation": 0, "seconds": seconds, "runs": []}
     for rate in rates:
+        runs = 2 * pairs if baseline is not None else 1  # and the talk's listener's
         sim, urls = start_simulator(
             work,
             instances=4,
             rate=round(rate / STREAMABLE),
             federation=0,
-            seconds=2 * seconds + 30,
+            seconds=(runs + 1) * (seconds + 15),
         )
         try:
             cpu0, t0 = proc_cpu(sim.proc.pid), time.monotonic()
