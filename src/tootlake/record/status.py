@@ -465,15 +465,7 @@ def _check(
     if not status.uri:
         return Rejection("empty uri", "uri")
     latest = latest_time(now)
-    raw_id = status.id
-    status_id: str | None = None
-    if type(raw_id) is str and 17 <= len(raw_id) <= 19 and raw_id.isdigit():
-        # a snowflake, the usual id: usable_id's test, with the limit made once above
-        limit = _LIMITS[2] if now is None else _snowflake_limit(latest)
-        if raw_id.isascii() and int(raw_id) <= limit:
-            status_id = raw_id
-    else:
-        status_id = usable_id(raw_id, latest if now is not None else None)
+    status_id = usable_id(status.id, latest)
     if status_id is None:
         return Rejection(f"not a status id: {str(status.id)[:40]!r}", "id")
     account = status.account
@@ -522,6 +514,8 @@ _LIMITS: list[Any] = [0, EARLIEST, 0]
 
 
 def _snowflake_limit(latest: datetime | None) -> int:
+    if latest is _LIMITS[1]:  # tomorrow as latest_time() made it: its limit is made too
+        return int(_LIMITS[2])
     if latest is not None:
         return (int(latest.timestamp() * 1000) << _SNOWFLAKE_SHIFT) | 0xFFFF
     latest_time()
