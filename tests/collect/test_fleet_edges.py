@@ -368,19 +368,19 @@ def _ws_frame(text: bytes) -> bytes:
     return head + text
 
 
-def test_a_websocket_burst_is_handed_over_together_with_one_ack(tmp_path):
-    """Messages that wait in websockets' queue go to the bridge in one offer (each alone cost
-    as much CPU as decoding it), whose last event alone acks: its cursor covers the others.
-    If websockets moved its queue, every message would go alone and this fails."""
+@pytest.mark.parametrize("transport", ["websocket", "sse"])
+def test_a_stream_burst_is_handed_over_together_with_one_ack(tmp_path, transport):
+    """Messages that wait in websockets' queue (or come in one SSE read) go to the bridge in
+    one offer (each alone cost as much CPU as decoding it), whose last event alone acks: its
+    cursor covers the others. If websockets moved its queue, every message would go alone
+    and this fails."""
     burst = 60
+    payloads = [_json(_status(n)).decode() for n in range(1, burst + 1)]
     frames = b"".join(
-        _ws_frame(
-            json.dumps(
-                {"stream": ["public"], "event": "update", "payload": _json(_status(n)).decode()}
-            ).encode()
-        )
-        for n in range(1, burst + 1)
+        _ws_frame(json.dumps({"stream": ["public"], "event": "update", "payload": p}).encode())
+        for p in payloads
     )
+    events = "".join(f"event: update\ndata: {p}\n\n" for p in payloads).encode()
 
     async def websocket(request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse()
@@ -392,6 +392,14 @@ def test_a_websocket_burst_is_handed_over_together_with_one_ack(tmp_path):
         await ws.close()
         return ws
 
+    async def sse(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await asyncio.sleep(0.3)
+        await response.write(events)  # the whole burst at once
+        await asyncio.sleep(0.3)
+        return response
+
     offers: list[list[Event]] = []
 
     class Recording(FakeFleet):
@@ -399,13 +407,18 @@ def test_a_websocket_burst_is_handed_over_together_with_one_ack(tmp_path):
             offers.append(list(events))
             await super().put(events)
 
-    routes = {"/api/v1/streaming": websocket, "/api/v1/timelines/public": json_answer([])}
+    routes = {
+        "/api/v1/streaming": websocket,
+        "/api/v1/streaming/public": sse,
+        "/api/v1/timelines/public": json_answer([]),
+    }
     with serve(routes) as server:
 
         async def main() -> None:
             async with aiohttp.ClientSession() as session:
                 fleet = Recording(tmp_path, session=session)
                 worker = _worker(fleet, server.url)
+                worker.transport = transport
                 info = InstanceInfo(server.url, version="4.3.0", streaming_url=server.url)
                 with pytest.raises(fleet_module.InstanceDown, match="closed the stream"):
                     await worker._stream_once(info)
