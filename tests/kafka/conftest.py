@@ -14,8 +14,10 @@ Sink suites run on a local and an S3 lake (`lake_url` from tests/lakes.py).
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -357,6 +359,54 @@ def sink_command(kafka: str, topic: str, group: str, lake: str, *extra: str) -> 
         "--kafka", kafka, "--topic", topic, "--group", group, "--lake", lake,
         "-X", "session.timeout.ms=6000", *extra,
     ]  # fmt: skip
+
+
+class SinkProcess:
+    """A `tootlake sink` process whose stdout and stderr are read as they come (no pipe fills
+    up, and its log can be watched while it runs: `log`). `finish` waits for it; one that
+    does not end in time prints every thread's stack (SIGUSR1) and is killed, and the test
+    fails with its log and those stacks, which say where it hung."""
+
+    def __init__(self, command: list[str]) -> None:
+        self.command = command
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        self.out: list[str] = []
+        self.log: list[str] = []
+        self._readers = [
+            threading.Thread(target=lines.extend, args=(pipe,), daemon=True)
+            for lines, pipe in ((self.out, self.process.stdout), (self.log, self.process.stderr))
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    def finish(self, timeout: float) -> int:
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.send_signal(signal.SIGUSR1)
+            time.sleep(2)
+            self.kill()
+            pytest.fail(
+                f"tootlake sink did not end within {timeout:.0f} s; its log, then its threads' "
+                "stacks:\n" + "".join(self.log)
+            )
+        self._join()
+        return self.process.returncode
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self._join()
+
+    def _join(self) -> None:
+        for reader in self._readers:
+            reader.join(timeout=10)
+        for pipe in (self.process.stdout, self.process.stderr):
+            if pipe is not None:
+                pipe.close()
 
 
 def lake_marks(lake: str, topic: str) -> dict[str, dict[int, int | None]]:

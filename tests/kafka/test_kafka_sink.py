@@ -40,6 +40,7 @@ from tootlake.transports import Batch
 from .conftest import (
     PARTITIONS,
     REAL_FILES,
+    SinkProcess,
     assert_each_post_once,
     assert_each_record_once,
     assert_lake_at_end,
@@ -271,17 +272,18 @@ def test_sigterm_flushes_commits_and_exits(kafka, topic, group, tmp_path):
     produce_unique(kafka, topic, n)
     lake = str(tmp_path / "lake")
     # nothing is due by size or age: only the shutdown flush writes
-    sink = subprocess.Popen(
-        sink_command(kafka, topic, group, lake, "--max-bytes", "1GB", "--max-age", "3600"),
-        stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    time.sleep(4)
-    assert sink.poll() is None
-    assert committed_offsets(kafka, group, topic) == dict.fromkeys(range(4), -1001)  # none yet
-    sink.send_signal(signal.SIGTERM)
-    out, err = sink.communicate(timeout=60)
-    assert sink.returncode == 0, err
-    assert f"Sank {n:,} messages" in out
+    sink = SinkProcess(
+        sink_command(kafka, topic, group, lake, "--max-bytes", "1GB", "--max-age", "3600")
+    )
+    try:
+        time.sleep(4)
+        assert sink.process.poll() is None
+        assert committed_offsets(kafka, group, topic) == dict.fromkeys(range(4), -1001)  # none
+        sink.process.send_signal(signal.SIGTERM)
+        assert sink.finish(60) == 0, "".join(sink.log)
+    finally:
+        sink.kill()
+    assert f"Sank {n:,} messages" in "".join(sink.out)
     assert_each_post_once(lake, n)
     assert committed_offsets(kafka, group, topic) == end_offsets(kafka, topic)
 
@@ -298,19 +300,23 @@ def test_a_rebalance_from_one_worker_to_two_writes_each_post_once(kafka, topic, 
         "--until-idle",
         "5",
     ]
-    first = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while sum(committed_offsets(kafka, group, topic).values()) < 500:
-        assert first.poll() is None and time.monotonic() < deadline, (
-            "the first worker wrote nothing"
-        )
-        time.sleep(0.05)
-    later.start()
-    second = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
-    _, first_log = first.communicate(timeout=180)
-    _, second_log = second.communicate(timeout=180)
-    later.join()
-    assert first.returncode == 0 and second.returncode == 0, first_log + second_log
+    workers = [SinkProcess(command)]
+    try:
+        deadline = time.monotonic() + 60
+        while sum(committed_offsets(kafka, group, topic).values()) < 500:
+            assert workers[0].process.poll() is None and time.monotonic() < deadline, (
+                "the first worker wrote nothing"
+            )
+            time.sleep(0.05)
+        later.start()
+        workers.append(SinkProcess(command))
+        codes = [w.finish(180) for w in workers]
+        later.join()
+    finally:
+        for w in workers:
+            w.kill()
+    first_log, second_log = ("".join(w.log) for w in workers)
+    assert codes == [0, 0], first_log + second_log
     assert f"INFO assigned {topic}[0,1,2,3]" in first_log
     assert f"INFO revoked {topic}[" in first_log  # partitions moved to the second worker...
     moved = [line for line in second_log.splitlines() if f"INFO assigned {topic}[" in line]
@@ -421,31 +427,25 @@ def test_four_workers_commit_to_one_s3_lake_at_once_each_record_once(kafka, topi
         "--until-idle",
         "8",
     ]
-    workers = [
-        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for _ in range(PARTITIONS)
-    ]
-    logs: list[list[str]] = [[] for _ in workers]
-    readers = [
-        threading.Thread(target=lambda w=w, lines=lines: lines.extend(w.stderr), daemon=True)
-        for w, lines in zip(workers, logs, strict=True)
-    ]
-    for reader in readers:
-        reader.start()
-    # Once each worker owns a partition, the rest, so that all four have rows to commit.
-    deadline = time.monotonic() + 120
-    while not all(any(f"assigned {topic}[" in ln and "[]" not in ln for ln in lines)
-                  for lines in logs):  # fmt: skip
-        assert time.monotonic() < deadline, "the group did not give each worker a partition"
-        time.sleep(0.2)
-    rest = records[half:]
-    for k in range(4):
-        send(kafka, topic, rest[k * len(rest) // 4 : (k + 1) * len(rest) // 4])
-        time.sleep(0.5)
-    outputs = [w.communicate(timeout=600)[0] for w in workers]
-    for reader in readers:
-        reader.join(timeout=10)
-    assert all(w.returncode == 0 for w in workers), "".join(ln for lines in logs for ln in lines)
+    workers = [SinkProcess(command) for _ in range(PARTITIONS)]
+    try:
+        # Once each worker owns a partition, the rest, so that all four have rows to commit.
+        deadline = time.monotonic() + 120
+        while not all(any(f"assigned {topic}[" in ln and "[]" not in ln for ln in w.log)
+                      for w in workers):  # fmt: skip
+            assert time.monotonic() < deadline, "the group did not give each worker a partition"
+            time.sleep(0.2)
+        rest = records[half:]
+        for k in range(4):
+            send(kafka, topic, rest[k * len(rest) // 4 : (k + 1) * len(rest) // 4])
+            time.sleep(0.5)
+        deadline = time.monotonic() + 600
+        codes = [w.finish(max(1.0, deadline - time.monotonic())) for w in workers]
+    finally:
+        for w in workers:
+            w.kill()
+    assert codes == [0] * PARTITIONS, "".join(ln for w in workers for ln in w.log)
+    outputs = ["".join(w.out) for w in workers]
     stats = [json.loads(out) for out in outputs]
     assert all(s["commits"] > 0 for s in stats), stats  # all four wrote to the lake
     # ...at the same time: posts_all's commits of the four partitions interleave
@@ -497,3 +497,128 @@ def test_the_rebalance_callbacks_give_partitions_up_themselves(tmp_path, strateg
         assert consumer.calls == [("unassign", []), ("unassign", [])]
     else:
         assert consumer.calls == [("incremental_unassign", [0, 2]), ("incremental_unassign", [1])]
+
+
+class _LeavingConsumer(_Consumer):
+    """A consumer the worker leaves while partition 3 is still on its way to it: as librdkafka
+    does, the polls after `unsubscribe` run the assignment's callback, then the revoke's,
+    and fetch a message of it meanwhile. Records what is assigned when `close` comes."""
+
+    def __init__(self, worker: Any, steps: list[str]) -> None:
+        super().__init__()
+        self.worker = worker
+        self.steps = iter(steps)
+        self.assigned: set[int] = set()
+        self.at_close: set[int] | None = None
+        self.release = threading.Event()  # what `close` waits for, when it hangs
+
+    def unsubscribe(self) -> None:
+        self.calls.append(("unsubscribe", []))
+
+    def consume(self, num_messages: int, timeout: float) -> list[Any]:
+        from confluent_kafka import TopicPartition
+
+        step = next(self.steps, "")
+        self.calls.append(("consume " + step, sorted(self.assigned)))
+        if step == "assign":
+            self.worker._on_assign(self, [TopicPartition("t", 3)])
+        elif step == "revoke":
+            self.worker._on_revoke(self, [TopicPartition("t", 3)])
+        return [object()] if step == "message" else []  # not a Message: adding it would fail
+
+    def incremental_assign(self, partitions: list[Any]) -> None:
+        self.assigned |= {tp.partition for tp in partitions}
+
+    def incremental_unassign(self, partitions: list[Any]) -> None:
+        super().incremental_unassign(partitions)
+        self.assigned -= {tp.partition for tp in partitions}
+
+    def assignment(self) -> list[Any]:
+        return sorted(self.assigned)
+
+    def close(self) -> None:
+        self.at_close = set(self.assigned)
+        self.calls.append(("close", sorted(self.assigned)))
+        if "hang" in self.worker.topic:
+            self.release.wait()
+
+
+def _leaving_worker(tmp_path: Path, topic: str = "t") -> KafkaSinkWorker:
+    return KafkaSinkWorker(
+        str(tmp_path / "lake"),
+        kafka="127.0.0.1:1",
+        topic=topic,
+        config={"partition.assignment.strategy": "cooperative-sticky"},
+    )
+
+
+def test_a_worker_leaves_the_group_before_it_closes_the_consumer(tmp_path):
+    """A rebalance callback run inside close() can block for ever (librdkafka 4041, 4527,
+    4884): a worker of test_four_workers_commit_to_one_s3_lake_at_once_each_record_once hung
+    in CI, its last line the assignment of a partition another worker had just left. The
+    worker now unsubscribes and polls until nothing is assigned, so the assignment and its
+    revoke run in its own polls, and close() finds no partition to give up."""
+    worker = _leaving_worker(tmp_path)
+    consumer = _LeavingConsumer(worker, ["assign", "message", "revoke"])
+    worker._leave(consumer)
+    worker._close(consumer)
+    assert consumer.calls == [
+        ("unsubscribe", []),
+        ("consume assign", []),
+        ("consume message", [3]),
+        ("consume revoke", [3]),
+        ("incremental_unassign", [3]),
+        ("consume ", []),  # the second poll in a row that ends with nothing assigned
+        ("close", []),
+    ]
+    assert consumer.at_close == set() and worker.stats.messages == 0  # the message dropped
+    assert worker._buffers == {} and worker._consumer is None
+
+
+def test_a_worker_that_cannot_leave_or_close_says_so_and_goes_on(tmp_path, monkeypatch, caplog):
+    import tootlake.kafka.sink as sink
+
+    monkeypatch.setattr(sink, "_LEAVE_TIMEOUT", 0.5)
+    monkeypatch.setattr(sink, "_CLOSE_TIMEOUT", 0.5)
+    worker = _leaving_worker(tmp_path, "t-hang")
+    consumer = _LeavingConsumer(worker, ["assign"])  # and no revoke, ever
+    try:
+        started = time.monotonic()
+        worker._leave(consumer)
+        worker._close(consumer)
+        assert time.monotonic() - started < 5
+    finally:
+        consumer.release.set()
+    assert consumer.at_close == {3} and worker._consumer is None
+    said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert said == [
+        "t-hang: the group had not taken back this worker's partitions after 0 s; closing "
+        "all the same",
+        "closing the Kafka consumer of t-hang did not end within 0 s; going on without it: "
+        "what this worker received is in the lake, and the group drops the worker after its "
+        "session timeout",
+    ]
+
+
+def test_sigusr1_prints_a_running_sinks_stacks_and_it_goes_on(kafka, topic, group, tmp_path):
+    produce_unique(kafka, topic, 100)
+    sink = SinkProcess(sink_command(kafka, topic, group, str(tmp_path / "lake")))
+    try:
+        deadline = time.monotonic() + 60
+        while not any(f"assigned {topic}[" in line for line in sink.log):
+            assert sink.process.poll() is None and time.monotonic() < deadline, sink.log
+            time.sleep(0.1)
+        sink.process.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + 10
+        while not any("most recent call first" in line for line in sink.log):
+            assert time.monotonic() < deadline, sink.log
+            time.sleep(0.1)
+        time.sleep(0.5)
+        assert sink.process.poll() is None  # still running
+        sink.process.send_signal(signal.SIGTERM)
+        assert sink.finish(60) == 0, "".join(sink.log)
+    finally:
+        sink.kill()
+    log = "".join(sink.log)
+    assert "tootlake/kafka/sink.py" in log and "Current thread" in log  # the main thread's stack
+    assert "Sank 100 messages" in "".join(sink.out)

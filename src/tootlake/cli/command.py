@@ -1,10 +1,13 @@
 """What every command shares when it runs: one place that turns a TootlakeError into a clean
-message (a real bug still shows its traceback), and a clean stop on Ctrl-C or SIGTERM."""
+message (a real bug still shows its traceback), a clean stop on Ctrl-C or SIGTERM, and, for the
+long-running commands, every thread's stack on stderr at SIGUSR1 (to see where one hangs)."""
 
 from __future__ import annotations
 
+import faulthandler
 import functools
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -34,7 +37,7 @@ def run_command(func: Callable[..., Any]) -> Callable[..., Any]:
 @contextmanager
 def stop_on_signals(stop: threading.Event, message: str) -> Iterator[None]:
     """First Ctrl-C/SIGTERM: set `stop` (the command drains, writes and commits). A second
-    Ctrl-C: stop now."""
+    Ctrl-C: stop now. SIGUSR1: print every thread's stack to stderr and go on."""
 
     def handler(signum: int, frame: Any) -> None:
         if stop.is_set():
@@ -46,8 +49,23 @@ def stop_on_signals(stop: threading.Event, message: str) -> Iterator[None]:
         yield
         return
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    stacks = _stacks_on_sigusr1()
     try:
         yield
     finally:
+        if stacks:
+            faulthandler.unregister(signal.SIGUSR1)
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+def _stacks_on_sigusr1() -> bool:
+    """Have SIGUSR1 print every thread's stack to the process's stderr; False where there is
+    no such file (stderr closed, or replaced by a test runner). faulthandler writes from its
+    C handler, so it answers while the main thread is blocked in C (librdkafka, delta-rs),
+    where a Python signal handler would never run."""
+    try:
+        faulthandler.register(signal.SIGUSR1, file=sys.__stderr__, all_threads=True)
+    except (AttributeError, OSError, RuntimeError, ValueError):  # no usable file descriptor
+        return False
+    return True

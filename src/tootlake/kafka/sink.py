@@ -33,7 +33,8 @@ with the same app id) fails the commit, which is retried here with fresh marks.
 
 Rebalances: partitions that are revoked are flushed and committed before they move; lost
 partitions (the group evicted this worker) are dropped, and an in-flight flush of theirs makes
-no further commit.
+no further commit. On the way out a worker leaves the group (unsubscribe, then polls until its
+partitions are revoked) before it closes the consumer: a rebalance inside close() can block.
 
 Pseudonymised topics: a producer that pseudonymises sets each message's `tootlake-key-id`
 header. Every message's header must match the lake (`tootlake.lake.pseudonyms`): the key id
@@ -101,6 +102,10 @@ _CONSUME_TIMEOUT = 0.2  # seconds a poll of the consumer waits for messages
 # two minutes with no offset committed (the rows were in the lake; monitoring saw no progress).
 _CONSUME_MESSAGES = 2_000
 _OFFSETS_RETRY = 1.0  # seconds between attempts at group offsets that failed
+# Leaving the group before close: how long to wait for the revoke; how long close may take
+# before the worker goes on without it (everything it received is in the lake by then).
+_LEAVE_TIMEOUT = 30.0
+_CLOSE_TIMEOUT = 30.0
 
 
 def consumer_config(
@@ -377,6 +382,7 @@ class KafkaSinkWorker:
             )  # fmt: skip
             self._loop(consumer)
             self._offsets_to_marks()
+            self._leave(consumer)
         except BaseException:
             # Leave uncommitted what was not committed: closing must not flush it (the revoke
             # callback would); the next owner reads it again from the marks.
@@ -821,11 +827,49 @@ class KafkaSinkWorker:
             self._reported_errors.add(err.code())
             log.warning("Kafka: %s", err.str())
 
+    def _leave(self, consumer: Any) -> None:
+        """Leave the group before closing: unsubscribe, then poll until the revoke (and any
+        assignment still on its way) has run in the loop's own thread. A rebalance callback
+        run inside close() can block for ever (librdkafka issues 4041, 4527 and 4884; a
+        worker of the four-workers test hung in CI with an assignment arriving as it left);
+        after this, close() has no partition left to give up. Messages fetched meanwhile are
+        dropped: they are past the marks, where the partitions' next owner starts."""
+        consumer.unsubscribe()
+        deadline = time.monotonic() + _LEAVE_TIMEOUT
+        settled = 0  # polls in a row with nothing assigned
+        while settled < 2:
+            if time.monotonic() >= deadline:
+                log.warning(
+                    "%s: the group had not taken back this worker's partitions after %.0f s; "
+                    "closing all the same", self.topic, _LEAVE_TIMEOUT,
+                )  # fmt: skip
+                return
+            consumer.consume(num_messages=_CONSUME_MESSAGES, timeout=0.1)
+            settled = settled + 1 if not consumer.assignment() else 0
+
     def _close(self, consumer: Any) -> None:
-        try:
-            consumer.close()  # leaves the group: its partitions move at once
-        except Exception as exc:  # closing must not hide the error that got us here
-            log.warning("closing the Kafka consumer: %s", exc)
+        """Close the consumer (leaves the group: its partitions move at once), on a thread of
+        its own: should librdkafka block in it all the same, the worker logs that and goes on
+        after `_CLOSE_TIMEOUT` (the group drops it after its session timeout)."""
+        failed: list[BaseException] = []
+
+        def close() -> None:
+            try:
+                consumer.close()
+            except BaseException as exc:  # reported below, by the worker's thread
+                failed.append(exc)
+
+        closer = threading.Thread(target=close, name="tootlake-kafka-close", daemon=True)
+        closer.start()
+        closer.join(_CLOSE_TIMEOUT)
+        if closer.is_alive():
+            log.warning(
+                "closing the Kafka consumer of %s did not end within %.0f s; going on without "
+                "it: what this worker received is in the lake, and the group drops the worker "
+                "after its session timeout", self.topic, _CLOSE_TIMEOUT,
+            )  # fmt: skip
+        elif failed:  # closing must not hide the error that got us here
+            log.warning("closing the Kafka consumer: %s", failed[0])
         self._consumer = None
 
 
