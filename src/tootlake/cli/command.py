@@ -64,8 +64,11 @@ def _stacks_on_sigusr1() -> bool:
     no such file (stderr closed, or replaced by a test runner). faulthandler writes from its
     C handler, so it answers while the main thread is blocked in C (librdkafka, delta-rs),
     where a Python signal handler would never run."""
+    stderr = sys.__stderr__
+    if stderr is None:
+        return False
     try:
-        faulthandler.register(signal.SIGUSR1, file=sys.__stderr__, all_threads=True)
-    except (AttributeError, OSError, RuntimeError, ValueError):  # no usable file descriptor
+        faulthandler.register(signal.SIGUSR1, file=stderr, all_threads=True)
+    except (OSError, ValueError):  # no usable file descriptor (io.UnsupportedOperation)
         return False
     return True
