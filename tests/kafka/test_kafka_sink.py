@@ -427,8 +427,9 @@ def test_four_workers_commit_to_one_s3_lake_at_once_each_record_once(kafka, topi
         "--until-idle",
         "8",
     ]
-    workers = [SinkProcess(command) for _ in range(PARTITIONS)]
+    workers: list[SinkProcess] = []
     try:
+        workers += [SinkProcess(command) for _ in range(PARTITIONS)]
         # Once each worker owns a partition, the rest, so that all four have rows to commit.
         deadline = time.monotonic() + 120
         while not all(any(f"assigned {topic}[" in ln and "[]" not in ln for ln in w.log)
@@ -500,16 +501,19 @@ def test_the_rebalance_callbacks_give_partitions_up_themselves(tmp_path, strateg
 
 
 class _LeavingConsumer(_Consumer):
-    """A consumer the worker leaves while partition 3 is still on its way to it: as librdkafka
-    does, the polls after `unsubscribe` run the assignment's callback, then the revoke's,
-    and fetch a message of it meanwhile. Records what is assigned when `close` comes."""
+    """A consumer the worker leaves while a rebalance is under way, as librdkafka behaves: the
+    polls after `unsubscribe` first find nothing assigned but the member still in the group
+    (the unsubscribe waits for the rebalance), then run partition 3's assignment callback,
+    fetch a message, run the revoke callback, and the member leaves (its id is cleared).
+    Records what is assigned, and the member id, when `close` comes."""
 
     def __init__(self, worker: Any, steps: list[str]) -> None:
         super().__init__()
         self.worker = worker
         self.steps = iter(steps)
         self.assigned: set[int] = set()
-        self.at_close: set[int] | None = None
+        self.member: str | None = "rdkafka-member-1"
+        self.at_close: tuple[set[int], str | None] | None = None
         self.release = threading.Event()  # what `close` waits for, when it hangs
 
     def unsubscribe(self) -> None:
@@ -521,12 +525,18 @@ class _LeavingConsumer(_Consumer):
         step = next(self.steps, "")
         self.calls.append(("consume " + step, sorted(self.assigned)))
         if step == "assign":
-            self.worker._on_assign(self, [TopicPartition("t", 3)])
+            self.worker._on_assign(self, [TopicPartition(self.worker.topic, 3)])
         elif step == "revoke":
-            self.worker._on_revoke(self, [TopicPartition("t", 3)])
+            self.worker._on_revoke(self, [TopicPartition(self.worker.topic, 3)])
+        elif step == "left":
+            self.member = None
         return [object()] if step == "message" else []  # not a Message: adding it would fail
 
+    def memberid(self) -> str | None:
+        return self.member
+
     def incremental_assign(self, partitions: list[Any]) -> None:
+        self.calls.append(("incremental_assign", [tp.partition for tp in partitions]))
         self.assigned |= {tp.partition for tp in partitions}
 
     def incremental_unassign(self, partitions: list[Any]) -> None:
@@ -537,42 +547,59 @@ class _LeavingConsumer(_Consumer):
         return sorted(self.assigned)
 
     def close(self) -> None:
-        self.at_close = set(self.assigned)
+        self.at_close = (set(self.assigned), self.member)
         self.calls.append(("close", sorted(self.assigned)))
         if "hang" in self.worker.topic:
             self.release.wait()
 
 
-def _leaving_worker(tmp_path: Path, topic: str = "t") -> KafkaSinkWorker:
-    return KafkaSinkWorker(
+def _leaving_worker(tmp_path: Path, topic: str = "t", **config: Any) -> KafkaSinkWorker:
+    worker = KafkaSinkWorker(
         str(tmp_path / "lake"),
         kafka="127.0.0.1:1",
         topic=topic,
-        config={"partition.assignment.strategy": "cooperative-sticky"},
+        config={"partition.assignment.strategy": "cooperative-sticky", **config},
     )
+    worker._leaving = True  # as run() sets it, once everything is committed
+    return worker
 
 
 def test_a_worker_leaves_the_group_before_it_closes_the_consumer(tmp_path):
     """A rebalance callback run inside close() can block for ever (librdkafka 4041, 4527,
     4884): a worker of test_four_workers_commit_to_one_s3_lake_at_once_each_record_once hung
     in CI, its last line the assignment of a partition another worker had just left. The
-    worker now unsubscribes and polls until nothing is assigned, so the assignment and its
-    revoke run in its own polls, and close() finds no partition to give up."""
+    worker now unsubscribes and polls until nothing is assigned and its member id is gone,
+    so a rebalance under way ends in its own polls (the assignment only taken to be given
+    back: no lake read, no buffer) and close() finds nothing to do."""
     worker = _leaving_worker(tmp_path)
-    consumer = _LeavingConsumer(worker, ["assign", "message", "revoke"])
+    steps = ["", "", "assign", "message", "revoke", "left"]
+    consumer = _LeavingConsumer(worker, steps)
     worker._leave(consumer)
     worker._close(consumer)
     assert consumer.calls == [
         ("unsubscribe", []),
+        ("consume ", []),  # nothing assigned, but still a member: the rebalance goes on
+        ("consume ", []),
         ("consume assign", []),
+        ("incremental_assign", [3]),
         ("consume message", [3]),
         ("consume revoke", [3]),
         ("incremental_unassign", [3]),
-        ("consume ", []),  # the second poll in a row that ends with nothing assigned
+        ("consume left", []),
         ("close", []),
     ]
-    assert consumer.at_close == set() and worker.stats.messages == 0  # the message dropped
+    assert consumer.at_close == (set(), None)
+    assert worker.stats.messages == 0 and worker.stats.assigned == 0  # the message dropped
     assert worker._buffers == {} and worker._consumer is None
+
+
+def test_a_static_member_does_not_leave_the_group_on_its_way_out(tmp_path):
+    """Static membership exists so that a restarted worker takes its partitions back with no
+    rebalance: unsubscribing would send the LeaveGroup its close() leaves out."""
+    worker = _leaving_worker(tmp_path, **{"group.instance.id": "worker-1"})
+    consumer = _LeavingConsumer(worker, [])
+    worker._leave(consumer)
+    assert consumer.calls == []
 
 
 def test_a_worker_that_cannot_leave_or_close_says_so_and_goes_on(tmp_path, monkeypatch, caplog):
@@ -582,22 +609,48 @@ def test_a_worker_that_cannot_leave_or_close_says_so_and_goes_on(tmp_path, monke
     monkeypatch.setattr(sink, "_CLOSE_TIMEOUT", 0.5)
     worker = _leaving_worker(tmp_path, "t-hang")
     consumer = _LeavingConsumer(worker, ["assign"])  # and no revoke, ever
-    try:
-        started = time.monotonic()
-        worker._leave(consumer)
-        worker._close(consumer)
-        assert time.monotonic() - started < 5
-    finally:
-        consumer.release.set()
-    assert consumer.at_close == {3} and worker._consumer is None
+    # a close() called on the worker's own thread would hang this test: fail it instead
+    threading.Timer(20, consumer.release.set).start()
+    started = time.monotonic()
+    worker._leave(consumer)
+    worker._close(consumer)
+    took = time.monotonic() - started
+    consumer.release.set()
+    assert took < 5 and consumer.at_close == ({3}, "rdkafka-member-1")
     said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert said == [
-        "t-hang: the group had not taken back this worker's partitions after 0 s; closing "
-        "all the same",
+        "t-hang: this worker had not left the group after 0 s; closing all the same",
         "closing the Kafka consumer of t-hang did not end within 0 s; going on without it: "
         "what this worker received is in the lake, and the group drops the worker after its "
         "session timeout",
     ]
+
+
+class _Recording(KafkaSinkWorker):
+    """A worker that records, when it closes the consumer, what the group still gives it."""
+
+    def _close(self, consumer: Any) -> None:
+        self.at_close = (consumer.assignment(), consumer.memberid())
+        super()._close(consumer)
+
+
+@pytest.mark.parametrize("strategy", ["cooperative-sticky", "range"])
+def test_a_sink_worker_has_left_the_group_when_it_closes_the_consumer(
+    kafka, topic, group, tmp_path, strategy
+):
+    produce_unique(kafka, topic, 200)
+    lake = str(tmp_path / "lake")
+    leaving: list[int] = []
+    worker = _Recording(
+        lake, kafka=kafka, topic=topic, group=group, until_idle=1.5,
+        config={"session.timeout.ms": 6000, "partition.assignment.strategy": strategy},
+        on_leaving=lambda: leaving.append(worker.stats.commits),
+    )  # fmt: skip
+    stats = worker.run()
+    assert worker.at_close == ([], None)
+    assert leaving == [stats.commits] and stats.commits > 0  # called once all was committed
+    assert_each_post_once(lake, 200)
+    assert committed_offsets(kafka, group, topic) == end_offsets(kafka, topic)
 
 
 def test_sigusr1_prints_a_running_sinks_stacks_and_it_goes_on(kafka, topic, group, tmp_path):
@@ -622,3 +675,19 @@ def test_sigusr1_prints_a_running_sinks_stacks_and_it_goes_on(kafka, topic, grou
     log = "".join(sink.log)
     assert "tootlake/kafka/sink.py" in log and "Current thread" in log  # the main thread's stack
     assert "Sank 100 messages" in "".join(sink.out)
+
+
+def test_a_sink_stuck_on_its_way_out_prints_its_stacks_and_exits_1(tmp_path):
+    """The watchdog the command line arms once everything is committed: a process blocked in
+    C with the GIL held (where no Python code runs, as in a rebalance callback that hangs in
+    librdkafka) still ends, with its stacks on stderr."""
+    code = (
+        "import time\n"
+        "from tootlake.cli.command import arm_watchdog\n"
+        "arm_watchdog(1.0)\n"
+        "sum(range(10**12))\n"  # one C call that keeps the GIL for minutes
+    )
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and time.monotonic() - started < 20
+    assert "Timeout (0:00:01)!" in done.stderr and "most recent call first" in done.stderr

@@ -18,7 +18,7 @@ import click
 from tootlake.cli.output import clean
 from tootlake.errors import TootlakeError
 
-__all__ = ["run_command", "stop_on_signals"]
+__all__ = ["arm_watchdog", "disarm_watchdog", "run_command", "stop_on_signals"]
 
 
 def run_command(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -49,26 +49,43 @@ def stop_on_signals(stop: threading.Event, message: str) -> Iterator[None]:
         yield
         return
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    stacks = _stacks_on_sigusr1()
+    _stacks_on_sigusr1()
     try:
         yield
     finally:
-        if stacks:
-            faulthandler.unregister(signal.SIGUSR1)
         for sig, old in previous.items():
             signal.signal(sig, old)
 
 
-def _stacks_on_sigusr1() -> bool:
-    """Have SIGUSR1 print every thread's stack to the process's stderr; False where there is
-    no such file (stderr closed, or replaced by a test runner). faulthandler writes from its
-    C handler, so it answers while the main thread is blocked in C (librdkafka, delta-rs),
-    where a Python signal handler would never run."""
+def _stacks_on_sigusr1() -> None:
+    """Have SIGUSR1 print every thread's stack to the process's stderr, for the rest of the
+    process (registered again, it stays one handler; never unregistered, which would also
+    drop a handler registered before). Nothing where there is no SIGUSR1 (Windows) or no
+    stderr file descriptor (closed, or replaced by a test runner). faulthandler writes from
+    its C handler, so it answers while the main thread is blocked in C (librdkafka,
+    delta-rs), where a Python signal handler would never run."""
     stderr = sys.__stderr__
-    if stderr is None:
-        return False
+    if stderr is None or not hasattr(signal, "SIGUSR1"):
+        return
     try:
         faulthandler.register(signal.SIGUSR1, file=stderr, all_threads=True)
     except (OSError, ValueError):  # no usable file descriptor (io.UnsupportedOperation)
-        return False
-    return True
+        return
+
+
+def arm_watchdog(seconds: float) -> None:
+    """Should the process still run `seconds` from now, print every thread's stack to stderr
+    and exit with status 1, from faulthandler's own C thread: it works where a process is
+    blocked in C holding the GIL and no Python code can run. For a command's last step,
+    once everything is written (`disarm_watchdog` when the step ends)."""
+    stderr = sys.__stderr__
+    if stderr is None:
+        return
+    try:
+        faulthandler.dump_traceback_later(seconds, exit=True, file=stderr)
+    except (OSError, ValueError):  # no usable file descriptor
+        return
+
+
+def disarm_watchdog() -> None:
+    faulthandler.cancel_dump_traceback_later()

@@ -8,7 +8,7 @@ import threading
 
 import click
 
-from tootlake.cli.command import run_command, stop_on_signals
+from tootlake.cli.command import arm_watchdog, disarm_watchdog, run_command, stop_on_signals
 from tootlake.cli.options import (
     Seconds,
     format_option,
@@ -90,7 +90,7 @@ def sink(
     are not tootlake Avro go to LAKE/_tootlake/dead-letter/. SIGTERM or Ctrl-C: flush, commit,
     exit.
     """
-    from tootlake.kafka.sink import KafkaSinkWorker
+    from tootlake.kafka.sink import LEAVE_WATCHDOG, KafkaSinkWorker
     from tootlake.settings import load_settings, parse_size
 
     settings = load_settings(lake=lake, kafka=parse_options(kafka_options))
@@ -123,7 +123,13 @@ def sink(
                 f"{now.messages:,} messages, {now.posts:,} posts, {now.commits:,} Delta "
                 f"commits, {now.messages_per_second:,.0f} messages/s"
             )
-        stats = worker.run()
+        # Once everything is committed the worker leaves the group. Should librdkafka block
+        # there (docs/kafka.md, "Leaving the group"), stacks on stderr and exit status 1.
+        worker.on_leaving = lambda: arm_watchdog(LEAVE_WATCHDOG)
+        try:
+            stats = worker.run()
+        finally:
+            disarm_watchdog()
     if fmt == "json":
         click.echo(json.dumps(stats.as_dict(), indent=2))
         return

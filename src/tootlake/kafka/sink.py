@@ -73,6 +73,7 @@ __all__ = [
     "COMMIT_ORDER",
     "DEFAULT_GROUP",
     "KIND_TABLES",
+    "LEAVE_WATCHDOG",
     "KafkaSinkWorker",
     "SinkWorkerStats",
     "app_id",
@@ -106,6 +107,9 @@ _OFFSETS_RETRY = 1.0  # seconds between attempts at group offsets that failed
 # before the worker goes on without it (everything it received is in the lake by then).
 _LEAVE_TIMEOUT = 30.0
 _CLOSE_TIMEOUT = 30.0
+# How long leaving and closing may take in all before a process is deemed stuck (a watchdog
+# the command line arms at `on_leaving`).
+LEAVE_WATCHDOG = _LEAVE_TIMEOUT + _CLOSE_TIMEOUT + 30.0
 
 
 def consumer_config(
@@ -298,6 +302,8 @@ class KafkaSinkWorker:
     in the Confluent wire format. `sightings`: also write every post's own sighting (its
     instance, local id and ingest time), as the collector's embedded sink does
     (`LakeWriter(sightings=True)`), so a topic fed by collectors gives the same lake.
+    `on_leaving` is called once everything received is committed, before the worker leaves
+    the group and closes the consumer (the command line arms a watchdog there).
     """
 
     def __init__(
@@ -317,6 +323,7 @@ class KafkaSinkWorker:
         on_progress: Callable[[SinkWorkerStats], None] | None = None,
         connect_timeout: float = 10.0,
         sightings: bool = False,
+        on_leaving: Callable[[], None] | None = None,
     ) -> None:
         self.lake = lake
         self.sightings = sightings
@@ -329,6 +336,7 @@ class KafkaSinkWorker:
         self.storage = storage or storage_for(lake)
         self.stop = stop or threading.Event()
         self.on_progress = on_progress
+        self.on_leaving = on_leaving
         self.connect_timeout = connect_timeout
         self.stats = SinkWorkerStats()
         self._decoder = EnvelopeDecoder(schema_registry)
@@ -345,6 +353,7 @@ class KafkaSinkWorker:
         self._flushers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tootlake-flush")
         self._last_activity = time.monotonic()
         self._ever_assigned = False
+        self._leaving = False  # set once everything is committed and the worker leaves
         self._reported_errors: set[Any] = set()
         # the lake's pseudonymisation key id (None: raw); unknown until run() reads the lake
         self._key_id: str | None = None
@@ -382,6 +391,9 @@ class KafkaSinkWorker:
             )  # fmt: skip
             self._loop(consumer)
             self._offsets_to_marks()
+            self._leaving = True
+            if self.on_leaving is not None:
+                self.on_leaving()
             self._leave(consumer)
         except BaseException:
             # Leave uncommitted what was not committed: closing must not flush it (the revoke
@@ -744,7 +756,12 @@ class KafkaSinkWorker:
 
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
         """Start each partition at posts_all's mark + 1 (the offsets the lake has), or where
-        the group's offsets say when it has none."""
+        the group's offsets say when it has none. While leaving, only take them (the protocol
+        asks it) to give them back: no lake read, no buffer."""
+        if self._leaving:
+            self._take(consumer, partitions)
+            log.info("assigned %s[%s] while leaving", self.topic, _numbers(partitions))
+            return
         apps = [app_id(self.topic, tp.partition) for tp in partitions]
         marks = self._marks.read(POSTS_ALL, apps) if apps else {}
         resumed = []
@@ -757,16 +774,19 @@ class KafkaSinkWorker:
                 # the group's offsets may be behind the lake (a crash before they were
                 # committed): bring them up, for the lag the group shows
                 self._pending_offsets[tp.partition] = mark + 1
-        if self._cooperative():
-            consumer.incremental_assign(partitions)
-        else:
-            consumer.assign(partitions)
+        self._take(consumer, partitions)
         self.stats.assigned += len(partitions)
         self._ever_assigned = self._ever_assigned or bool(partitions)
         self._last_activity = time.monotonic()
         log.info("assigned %s[%s]", self.topic, _numbers(partitions))
         if resumed:
             log.info("resuming from the lake's marks: %s", ", ".join(resumed))
+
+    def _take(self, consumer: Any, partitions: list[Any]) -> None:
+        if self._cooperative():
+            consumer.incremental_assign(partitions)
+        else:
+            consumer.assign(partitions)
 
     def _cooperative(self) -> bool:
         return "cooperative" in str(self._config.get("partition.assignment.strategy", ""))
@@ -828,29 +848,38 @@ class KafkaSinkWorker:
             log.warning("Kafka: %s", err.str())
 
     def _leave(self, consumer: Any) -> None:
-        """Leave the group before closing: unsubscribe, then poll until the revoke (and any
-        assignment still on its way) has run in the loop's own thread. A rebalance callback
-        run inside close() can block for ever (librdkafka issues 4041, 4527 and 4884; a
-        worker of the four-workers test hung in CI with an assignment arriving as it left);
-        after this, close() has no partition left to give up. Messages fetched meanwhile are
-        dropped: they are past the marks, where the partitions' next owner starts."""
+        """Leave the group before closing: unsubscribe, then poll until nothing is assigned
+        and the member id is gone (librdkafka defers an unsubscribe until a rebalance under
+        way ends, and clears the id when it sends LeaveGroup), so an assignment still on its
+        way and its revoke run in this thread's polls. A rebalance callback run inside
+        close() can block for ever (librdkafka issues 4041, 4527 and 4884; a worker of the
+        four-workers test hung in CI with an assignment arriving as it left); after this,
+        close() has no rebalance left to run. Messages fetched meanwhile are dropped: they
+        are past the marks, where the partitions' next owner starts.
+
+        A static member (group.instance.id) does not leave: unsubscribing would send the
+        LeaveGroup that static membership exists to avoid (a restarted worker takes its
+        partitions back without a rebalance); its close() does not leave the group either."""
+        if self._config.get("group.instance.id"):
+            return
         consumer.unsubscribe()
         deadline = time.monotonic() + _LEAVE_TIMEOUT
-        settled = 0  # polls in a row with nothing assigned
-        while settled < 2:
+        while consumer.assignment() or consumer.memberid():
             if time.monotonic() >= deadline:
                 log.warning(
-                    "%s: the group had not taken back this worker's partitions after %.0f s; "
-                    "closing all the same", self.topic, _LEAVE_TIMEOUT,
+                    "%s: this worker had not left the group after %.0f s; closing all the "
+                    "same", self.topic, _LEAVE_TIMEOUT,
                 )  # fmt: skip
                 return
             consumer.consume(num_messages=_CONSUME_MESSAGES, timeout=0.1)
-            settled = settled + 1 if not consumer.assignment() else 0
 
     def _close(self, consumer: Any) -> None:
         """Close the consumer (leaves the group: its partitions move at once), on a thread of
-        its own: should librdkafka block in it all the same, the worker logs that and goes on
-        after `_CLOSE_TIMEOUT` (the group drops it after its session timeout)."""
+        its own: should librdkafka wait in it for ever all the same, the worker logs that and
+        goes on after `_CLOSE_TIMEOUT` (the group drops it after its session timeout). This
+        cannot help when close() blocks inside a rebalance callback's assign call, which
+        holds the GIL: `_leave` keeps callbacks out of close(), and the command line's
+        watchdog (`on_leaving`) ends such a process."""
         failed: list[BaseException] = []
 
         def close() -> None:
