@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,7 +45,6 @@ from tootlake.record import Reject, reject_arrow_schema
 
 from . import lakes
 from .conftest import REAL
-from .ports import free_port
 
 s3_lake = lakes.s3_lake  # the fixture, for this module
 
@@ -704,8 +704,10 @@ class Dashboard:
     """`tootlake dashboard` as a user starts it, on a free loopback port."""
 
     def __init__(self, tmp_path: Path, lake: Path, *args: str) -> None:
-        self.port = free_port()
-        self.log = tmp_path / f"dashboard-{self.port}.log"
+        # Port 0: the server takes a free port itself and prints it (one picked here was
+        # free when picked, not necessarily when the server bound it seconds later).
+        self.port = 0
+        self.log = tmp_path / f"dashboard-{uuid.uuid4().hex[:8]}.log"
         self._log = open(self.log, "wb")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
             [
@@ -716,7 +718,7 @@ class Dashboard:
                 "--lake",
                 str(lake),
                 "--port",
-                str(self.port),
+                "0",
                 *args,
             ],  # fmt: skip
             stdout=self._log,
@@ -727,6 +729,12 @@ class Dashboard:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             assert self.process.poll() is None, self.log.read_text()
+            if not self.port:
+                found = re.search(r"on http://127\.0\.0\.1:(\d+)/ ", self.log.read_text())
+                if found is None:
+                    time.sleep(0.2)
+                    continue
+                self.port = int(found.group(1))
             try:
                 if self.get("/healthz")[0] == 200:
                     return

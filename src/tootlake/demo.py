@@ -201,11 +201,25 @@ def run_demo(
 
         # Publish once the collector is connected, stop shortly before it does, and cut
         # the first instance's streams midway (mid-event) to show reconnect and backfill.
+        # Connected means every instance streamed with a token has a live stream: a post
+        # published before would only be found by the backfill of the newest page (a fixed
+        # 1 s wait lost some on a loaded machine). At most a third of the run is waited for.
         quiet_tail = min(3.0, duration / 4)
+        live = fed.instances[: len(urls) - 2]
+        ended = threading.Event()
+
+        def publish_once_connected() -> None:
+            ended.wait(0.2)
+            waited = 0.2
+            while waited < duration / 3 and not all(i.connections for i in live):
+                if ended.wait(0.1):
+                    return
+                waited += 0.1
+            sim.call(fed.start_publishing, rate, edits=0.02, deletes=0.01)
+
+        publisher = threading.Thread(target=publish_once_connected, daemon=True)
+        publisher.start()
         timers = [
-            threading.Timer(
-                1.0, lambda: sim.call(fed.start_publishing, rate, edits=0.02, deletes=0.01)
-            ),
             threading.Timer(duration / 2, cut),
             threading.Timer(duration - quiet_tail, lambda: sim.call(fed.stop_publishing)),
         ]
@@ -235,6 +249,8 @@ def run_demo(
             fleet_log.removeFilter(announced)
         for timer in timers:
             timer.cancel()
+        ended.set()
+        publisher.join()
         sim.call(fed.stop_publishing)
         truth = sim.call(fed.truth, [spec.host for spec in streamed])
         # The polled instance is collected too: an author whose `noindex` shows there (on

@@ -8,6 +8,7 @@ reach its CDN here); it drives the system Chromium through `executable_path`.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -19,8 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
@@ -156,8 +155,10 @@ class DashboardServer:
     """`tootlake dashboard` as a user starts it: a real uvicorn server on a loopback port."""
 
     def __init__(self, lake: str, *, refresh: int = 2, log: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/"
+        # Port 0: the server takes a free port itself and prints it (a port picked here was
+        # free when picked, not necessarily when the server bound it seconds later).
+        self.port = 0
+        self.url = ""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("TOOTLAKE_", "AWS_"))}
         env["TOOTLAKE_CONFIG"] = os.devnull  # no config file: defaults only
         self._log = open(log, "wb")  # noqa: SIM115 - closed in stop()
@@ -170,7 +171,7 @@ class DashboardServer:
                 "--lake",
                 lake,
                 "--port",
-                str(self.port),
+                "0",
                 "--refresh",
                 str(refresh),
             ],
@@ -189,6 +190,13 @@ class DashboardServer:
                 raise AssertionError(
                     f"the dashboard exited: {self.log.read_text(errors='replace')}"
                 )
+            if not self.port:
+                found = re.search(r"on http://127\.0\.0\.1:(\d+)/ ", self.log.read_text())
+                if found is None:
+                    time.sleep(0.2)
+                    continue
+                self.port = int(found.group(1))
+                self.url = f"http://127.0.0.1:{self.port}/"
             try:
                 with urllib.request.urlopen(self.url + "healthz", timeout=2) as response:
                     if response.status == 200:

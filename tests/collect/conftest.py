@@ -68,8 +68,9 @@ class Running:
     def handed_out(self) -> int:
         return self.fleet.handed_out if self.fleet else 0
 
-    def settle(self, quiet: float = 1.0, timeout: float = 30.0) -> None:
-        """Wait until no event came for `quiet` seconds."""
+    def settle(self, quiet: float = 2.0, timeout: float = 30.0) -> None:
+        """Wait until no event came for `quiet` seconds (2: a reconnect's backoff is capped
+        at 1 s in the tests' options, and a loaded machine adds to it)."""
         deadline = time.monotonic() + timeout
         last, since = -1, time.monotonic()
         while time.monotonic() < deadline:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -381,12 +382,25 @@ def test_a_stream_burst_is_handed_over_together_with_one_ack(tmp_path, transport
         for p in payloads
     )
     events = "".join(f"event: update\ndata: {p}\n\n" for p in payloads).encode()
+    backfilled = threading.Event()
+
+    async def timeline(request: web.Request) -> web.StreamResponse:
+        backfilled.set()
+        return web.Response(body=b"[]", content_type="application/json")
+
+    async def after_the_backfill() -> None:
+        """The backfill (an empty page) is over: acks move the cursor from then on."""
+        for _ in range(200):
+            if backfilled.is_set():
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)  # its answer read
 
     async def websocket(request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         assert request.transport is not None
-        await asyncio.sleep(0.3)  # the backfill (an empty page) is over: acks move the cursor
+        await after_the_backfill()
         request.transport.write(frames)  # the whole burst at once
         await asyncio.sleep(0.3)
         await ws.close()
@@ -395,7 +409,7 @@ def test_a_stream_burst_is_handed_over_together_with_one_ack(tmp_path, transport
     async def sse(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
-        await asyncio.sleep(0.3)
+        await after_the_backfill()
         await response.write(events)  # the whole burst at once
         await asyncio.sleep(0.3)
         return response
@@ -410,7 +424,7 @@ def test_a_stream_burst_is_handed_over_together_with_one_ack(tmp_path, transport
     routes = {
         "/api/v1/streaming": websocket,
         "/api/v1/streaming/public": sse,
-        "/api/v1/timelines/public": json_answer([]),
+        "/api/v1/timelines/public": timeline,
     }
     with serve(routes) as server:
 

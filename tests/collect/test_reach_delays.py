@@ -30,7 +30,8 @@ from .conftest import Running, all_connected, assert_lake_matches, wait_for
 
 TOKEN = "reach-token"
 DELAYS = {1: 2.0, 2: 5.0, 3: 5.0}  # target index -> seconds; instance 0 gets copies at once
-LATENCY = 1.0  # seconds a copy may take from the instance to the collector's seen_at
+LATENCY = 2.0  # seconds a copy may take from the instance to the collector's seen_at
+# (the largest of ~250: one stall of a loaded CI machine; the median is held to 0.5 s)
 TRUNCATION = 1.0  # a remote copy's created_at is cut to the second
 
 
@@ -124,7 +125,7 @@ def test_sightings_are_the_arrivals_plus_collector_latency(collected):
         late = at - post["created"] - post["arrivals"][host]
         assert -0.001 <= late <= LATENCY, (uri, host, late)
         lateness.append(late)
-    assert statistics.median(lateness) < LATENCY
+    assert statistics.median(lateness) < 0.5
 
 
 def test_reach_by_origin_equals_the_simulators_answer(collected):

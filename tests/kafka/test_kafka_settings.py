@@ -11,7 +11,6 @@ import logging
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import click
@@ -278,12 +277,12 @@ def test_wrong_credentials_are_a_quick_clear_error_naming_the_broker(
         )
         args = ["collect", "--instance", "http://127.0.0.1:9", *target, "--duration", "30"]
         args += ["--lake", str(tmp_path / "lake"), "-q"]
-    started = time.monotonic()
     done = tootlake(args, env, timeout=60)
-    elapsed = time.monotonic() - started
     assert done.returncode == 1, done.stdout + done.stderr
-    assert elapsed < 8, f"{elapsed:.1f} s: waited for the 10 s connect timeout"
     [error] = [line for line in done.stderr.splitlines() if line.startswith("Error:")]
+    # said when the refusal is seen, at once; waiting out the 10 s connect timeout would
+    # have said "Cannot reach Kafka ... within 10 s" (a wall-clock bound here, with the
+    # process's start-up in it, failed on slow machines and proved nothing more)
     assert f"Kafka at {kafka_sasl.bootstrap} refused the connection" in error
     assert "Authentication failed" in error and "sasl.password" in error
     assert wrong not in done.stdout + done.stderr

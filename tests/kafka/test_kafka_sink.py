@@ -173,23 +173,34 @@ def test_sink_killed_with_sigkill_mid_stream_then_restarted_writes_each_post_onc
     # static membership: the restarted worker takes its partitions back at once
     command = sink_command(kafka, topic, group, lake_url, "--max-bytes", "64KB",
                            "-X", f"group.instance.id=worker-{uuid.uuid4().hex[:6]}")  # fmt: skip
-    first = subprocess.Popen([*command, "--until-idle", "30"], stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while sum(committed_offsets(kafka, group, topic).values()) < 2000:
-        assert first.poll() is None, first.stderr.read() if first.stderr else ""
-        assert time.monotonic() < deadline, "the sink wrote nothing"
-        time.sleep(0.05)
-    first.send_signal(signal.SIGKILL)
-    first.communicate(timeout=30)
-    at_kill = sum(committed_offsets(kafka, group, topic).values())
+    # (its log is read as it comes: a pipe nobody read filled up and stopped the worker)
+    first = SinkProcess([*command, "--until-idle", "30"])
+    try:
+        deadline = time.monotonic() + 120
+        while _committed(kafka, group, topic) < 2000:
+            assert first.process.poll() is None, "".join(first.log)
+            assert time.monotonic() < deadline, "the sink wrote nothing"
+            time.sleep(0.05)
+        first.process.send_signal(signal.SIGKILL)
+        first.finish(30)
+    finally:
+        first.kill()
+    at_kill = _committed(kafka, group, topic)
     assert at_kill < n, "the sink had finished before it was killed: nothing was tested"
-    second = subprocess.run(
-        [*command, "--until-idle", "2"], capture_output=True, text=True, timeout=180
-    )
-    assert second.returncode == 0, second.stderr
+    second = SinkProcess([*command, "--until-idle", "2"])
+    try:
+        assert second.finish(600) == 0, "".join(second.log)
+    finally:
+        second.kill()
     assert_each_post_once(lake_url, n)
     assert_lake_at_end(lake_url, kafka, topic)
     assert committed_offsets(kafka, group, topic) == end_offsets(kafka, topic)
+
+
+def _committed(kafka: str, group: str, topic: str) -> int:
+    """Group offsets committed, summed over the partitions (one with none counts 0, not the
+    -1001 Kafka gives it)."""
+    return sum(max(0, offset) for offset in committed_offsets(kafka, group, topic).values())
 
 
 def crash(kafka: str, topic: str, group: str, lake: str, member: str, where: str) -> Any:
@@ -276,7 +287,11 @@ def test_sigterm_flushes_commits_and_exits(kafka, topic, group, tmp_path):
         sink_command(kafka, topic, group, lake, "--max-bytes", "1GB", "--max-age", "3600")
     )
     try:
-        time.sleep(4)
+        deadline = time.monotonic() + 120
+        while not any(f"assigned {topic}[0,1,2,3]" in line for line in sink.log):
+            assert sink.process.poll() is None and time.monotonic() < deadline, sink.log
+            time.sleep(0.1)
+        time.sleep(3)  # the 3,000 messages are fetched in well under a second
         assert sink.process.poll() is None
         assert committed_offsets(kafka, group, topic) == dict.fromkeys(range(4), -1001)  # none
         sink.process.send_signal(signal.SIGTERM)
@@ -303,14 +318,15 @@ def test_a_rebalance_from_one_worker_to_two_writes_each_post_once(kafka, topic, 
     workers = [SinkProcess(command)]
     try:
         deadline = time.monotonic() + 60
-        while sum(committed_offsets(kafka, group, topic).values()) < 500:
+        while _committed(kafka, group, topic) < 500:
             assert workers[0].process.poll() is None and time.monotonic() < deadline, (
                 "the first worker wrote nothing"
             )
             time.sleep(0.05)
         later.start()
         workers.append(SinkProcess(command))
-        codes = [w.finish(180) for w in workers]
+        deadline = time.monotonic() + 600
+        codes = [w.finish(max(1.0, deadline - time.monotonic())) for w in workers]
         later.join()
     finally:
         for w in workers:

@@ -448,7 +448,9 @@ async def test_a_flood_rate_caps_it():
             await asyncio.sleep(1.0)
             rate = (fed.published - started) / (loop.time() - t0)
         await fed.stop_publishing()
-    assert 250 < rate < 500
+    # capped at 400/s; the lower bound only says it floods (a stall of the loaded loop is
+    # never made up: the allowance holds 50 ms of posts)
+    assert 100 < rate < 500
 
 
 def test_simulate_hostile_writes_the_instances_and_the_truth(tmp_path):
