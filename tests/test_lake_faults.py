@@ -45,6 +45,7 @@ from tootlake.record import Reject, reject_arrow_schema
 
 from . import lakes
 from .conftest import REAL
+from .ports import printed_port
 
 s3_lake = lakes.s3_lake  # the fixture, for this module
 
@@ -729,12 +730,10 @@ class Dashboard:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             assert self.process.poll() is None, self.log.read_text()
+            self.port = self.port or printed_port(self.log.read_text())
             if not self.port:
-                found = re.search(r"on http://127\.0\.0\.1:(\d+)/ ", self.log.read_text())
-                if found is None:
-                    time.sleep(0.2)
-                    continue
-                self.port = int(found.group(1))
+                time.sleep(0.2)
+                continue
             try:
                 if self.get("/healthz")[0] == 200:
                     return

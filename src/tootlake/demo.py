@@ -14,6 +14,7 @@ import logging
 import re
 import shutil
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -209,12 +210,10 @@ def run_demo(
         ended = threading.Event()
 
         def publish_once_connected() -> None:
-            ended.wait(0.2)
-            waited = 0.2
-            while waited < duration / 3 and not all(i.connections for i in live):
+            deadline = time.monotonic() + duration / 3
+            while not all(i.connections for i in live) and time.monotonic() < deadline:
                 if ended.wait(0.1):
                     return
-                waited += 0.1
             sim.call(fed.start_publishing, rate, edits=0.02, deletes=0.01)
 
         publisher = threading.Thread(target=publish_once_connected, daemon=True)

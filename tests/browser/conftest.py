@@ -8,7 +8,6 @@ reach its CDN here); it drives the system Chromium through `executable_path`.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -20,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.ports import printed_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
@@ -190,13 +191,11 @@ class DashboardServer:
                 raise AssertionError(
                     f"the dashboard exited: {self.log.read_text(errors='replace')}"
                 )
+            self.port = self.port or printed_port(self.log.read_text())
             if not self.port:
-                found = re.search(r"on http://127\.0\.0\.1:(\d+)/ ", self.log.read_text())
-                if found is None:
-                    time.sleep(0.2)
-                    continue
-                self.port = int(found.group(1))
-                self.url = f"http://127.0.0.1:{self.port}/"
+                time.sleep(0.2)
+                continue
+            self.url = f"http://127.0.0.1:{self.port}/"
             try:
                 with urllib.request.urlopen(self.url + "healthz", timeout=2) as response:
                     if response.status == 200:

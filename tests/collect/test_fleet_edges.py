@@ -369,19 +369,25 @@ def _ws_frame(text: bytes) -> bytes:
     return head + text
 
 
-@pytest.mark.parametrize("transport", ["websocket", "sse"])
-def test_a_stream_burst_is_handed_over_together_with_one_ack(tmp_path, transport):
-    """Messages that wait in websockets' queue (or come in one SSE read) go to the bridge in
-    one offer (each alone cost as much CPU as decoding it), whose last event alone acks: its
-    cursor covers the others. If websockets moved its queue, every message would go alone
-    and this fails."""
-    burst = 60
-    payloads = [_json(_status(n)).decode() for n in range(1, burst + 1)]
-    frames = b"".join(
-        _ws_frame(json.dumps({"stream": ["public"], "event": "update", "payload": p}).encode())
-        for p in payloads
+def _burst_messages(burst: int) -> list[bytes]:
+    """The WebSocket messages of a burst of `burst` updates (statuses ID0 + 1, + 2, ...)."""
+    return [
+        json.dumps(
+            {"stream": ["public"], "event": "update", "payload": _json(_status(n)).decode()}
+        ).encode()
+        for n in range(1, burst + 1)
+    ]
+
+
+def _offers_of_a_burst(tmp_path: Path, transport: str, burst: int) -> list[list[Event]]:
+    """Stream a burst of `burst` updates in one write, once the backfill is over; the offers
+    the worker made of them. Checks what holds however they were cut: every status arrives,
+    in order; an offer's last event alone acks, and its ack moves the cursor to it."""
+    messages = _burst_messages(burst)
+    frames = b"".join(_ws_frame(m) for m in messages)
+    events = b"".join(
+        b"event: update\ndata: " + json.loads(m)["payload"].encode() + b"\n\n" for m in messages
     )
-    events = "".join(f"event: update\ndata: {p}\n\n" for p in payloads).encode()
     backfilled = threading.Event()
 
     async def timeline(request: web.Request) -> web.StreamResponse:
@@ -438,7 +444,6 @@ def test_a_stream_burst_is_handed_over_together_with_one_ack(tmp_path, transport
                     await worker._stream_once(info)
                 ids = [e.status.id for e in fleet.out if e.status is not None]
                 assert ids == [str(ID0 + n) for n in range(1, burst + 1)]
-                assert len(offers) < burst // 4, [len(o) for o in offers]
                 for offer in offers:
                     assert [e.ack is not None for e in offer] == [False] * (len(offer) - 1) + [True]
                     offer[-1].ack()  # what the lake's commit does, batch by batch
@@ -446,3 +451,30 @@ def test_a_stream_burst_is_handed_over_together_with_one_ack(tmp_path, transport
                 assert fleet.state.cursor(worker.host) == str(ID0 + burst)
 
         run(main)
+    return offers
+
+
+@pytest.mark.parametrize("transport", ["websocket", "sse"])
+def test_a_stream_burst_is_handed_over_together_with_one_ack(tmp_path, transport):
+    """Messages that wait in websockets' queue (or come in one SSE read) go to the bridge in
+    one offer (each alone cost as much CPU as decoding it), whose last event alone acks: its
+    cursor covers the others. If websockets moved its queue, every message would go alone
+    and this fails."""
+    burst = 60
+    offers = _offers_of_a_burst(tmp_path, transport, burst)
+    assert len(offers) < burst // 4, [len(o) for o in offers]
+
+
+@pytest.mark.parametrize("cap", ["messages", "bytes"])
+def test_a_websocket_burst_is_cut_at_the_batch_caps(tmp_path, monkeypatch, cap):
+    """A WebSocket batch holds at most _WS_BATCH messages and closes once it holds
+    _WS_BATCH_BYTES (here 5 messages, or 3 messages' bytes): a flood goes over in offers
+    that reach the cap, never beyond it, each still acking once."""
+    if cap == "messages":
+        monkeypatch.setattr(fleet_module, "_WS_BATCH", 5)
+        most = 5
+    else:
+        monkeypatch.setattr(fleet_module, "_WS_BATCH_BYTES", 3 * len(_burst_messages(1)[0]))
+        most = 3
+    offers = _offers_of_a_burst(tmp_path, "websocket", 60)
+    assert max(len(o) for o in offers) == most, [len(o) for o in offers]

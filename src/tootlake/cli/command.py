@@ -58,19 +58,13 @@ def stop_on_signals(stop: threading.Event, message: str) -> Iterator[None]:
 
 
 def _stacks_on_sigusr1() -> None:
-    """Have SIGUSR1 print every thread's stack to the process's stderr, for the rest of the
-    process (registered again, it stays one handler; never unregistered, which would also
-    drop a handler registered before). Nothing where there is no SIGUSR1 (Windows) or no
-    stderr file descriptor (closed, or replaced by a test runner). faulthandler writes from
-    its C handler, so it answers while the main thread is blocked in C (librdkafka,
+    """Have SIGUSR1 print every thread's stack to stderr, for the rest of the process
+    (registered again, it stays one handler; never unregistered, which would also drop a
+    handler registered before). None on Windows, which has no SIGUSR1. faulthandler writes
+    from its C handler, so it answers while the main thread is blocked in C (librdkafka,
     delta-rs), where a Python signal handler would never run."""
-    stderr = sys.__stderr__
-    if stderr is None or not hasattr(signal, "SIGUSR1"):
-        return
-    try:
-        faulthandler.register(signal.SIGUSR1, file=stderr, all_threads=True)
-    except (OSError, ValueError):  # no usable file descriptor (io.UnsupportedOperation)
-        return
+    if hasattr(signal, "SIGUSR1"):
+        _to_stderr(faulthandler.register, signal.SIGUSR1, all_threads=True)
 
 
 def arm_watchdog(seconds: float) -> None:
@@ -78,12 +72,17 @@ def arm_watchdog(seconds: float) -> None:
     and exit with status 1, from faulthandler's own C thread: it works where a process is
     blocked in C holding the GIL and no Python code can run. For a command's last step,
     once everything is written (`disarm_watchdog` when the step ends)."""
-    stderr = sys.__stderr__
-    if stderr is None:
+    _to_stderr(faulthandler.dump_traceback_later, seconds, exit=True)
+
+
+def _to_stderr(handler: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+    """Set up a faulthandler `handler` that writes to the process's stderr; nothing where it
+    has no file descriptor (closed, or replaced by a test runner)."""
+    if sys.__stderr__ is None:
         return
     try:
-        faulthandler.dump_traceback_later(seconds, exit=True, file=stderr)
-    except (OSError, ValueError):  # no usable file descriptor
+        handler(*args, file=sys.__stderr__, **kwargs)
+    except (OSError, ValueError):  # no usable file descriptor (io.UnsupportedOperation)
         return
 
 
