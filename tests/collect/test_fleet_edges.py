@@ -71,6 +71,15 @@ class FakeFleet:
         await self.open.wait()
         self.out.extend(events)
 
+    def has_room(self) -> bool:  # (the WebSocket reader offers from the socket's callback)
+        return self.open.is_set()
+
+    def offer(self, events: list[Event]) -> bool:
+        if not self.open.is_set():
+            return False
+        self.out.extend(events)
+        return True
+
 
 def _worker(fleet: FakeFleet, url: str = "http://127.0.0.1:1") -> InstanceWorker:
     worker = InstanceWorker(fleet, InstanceSpec(url))  # type: ignore[arg-type]
@@ -198,6 +207,31 @@ def test_nothing_queued_behind_an_event_that_was_cut_off_gets_in(tmp_path):
         assert fleet.out == []
         assert all(isinstance(r, asyncio.CancelledError) for r in results)
         assert worker.events == 0  # counted only once handed out
+
+    run(main)
+
+
+def test_websocket_messages_wait_behind_an_emit_that_waits(tmp_path):
+    """A backfill page waits for room in the bridge: the stream's messages, which the socket's
+    callback would hand over at once, must not pass it (its events were made first), so the
+    callback leaves them to the reader, and makes no event of them meanwhile."""
+    page = Event(UPDATE, "127.0.0.1:1", id=str(ID0 + 5))
+    message = (
+        b'{"stream":["public"],"event":"update","payload":'
+        + json.dumps(_json(_status(6)).decode()).encode()
+        + b"}"
+    )
+
+    async def main() -> None:
+        fleet = FakeFleet(tmp_path, block=True)
+        worker = _worker(fleet)
+        waiting = asyncio.create_task(worker._emit([page]))
+        await fleet.waiting.wait()
+        fleet.open.set()  # room, but the page has not gone in yet
+        assert worker._emit_now([message]) is False and worker._handing is None
+        await waiting
+        assert worker._emit_now([message]) is True
+        assert [e.id or e.status.id for e in fleet.out] == [str(ID0 + 5), str(ID0 + 6)]
 
     run(main)
 
@@ -426,6 +460,10 @@ def _offers_of_a_burst(tmp_path: Path, transport: str, burst: int) -> list[list[
         async def put(self, events: list[Event]) -> None:
             offers.append(list(events))
             await super().put(events)
+
+        def offer(self, events: list[Event]) -> bool:
+            offers.append(list(events))
+            return super().offer(events)
 
     routes = {
         "/api/v1/streaming": websocket,

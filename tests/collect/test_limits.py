@@ -5,8 +5,11 @@ REST and instance-document bodies, error bodies. A server past a limit loses its
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import logging
 import os
+import socket
 import threading
 import time
 from typing import Any
@@ -303,24 +306,105 @@ def test_collect_takes_the_limits_as_options(monkeypatch, tmp_path):
     ]
 
 
-def test_a_keepalive_ping_on_a_closed_connection_is_not_logged(caplog):
-    """websockets logs "keepalive ping failed" with two tracebacks when its keepalive pings
-    a connection we closed (a message too big); the worker says why the connection ended,
-    once. Any other keepalive failure is still logged."""
-    from websockets.exceptions import ConnectionClosedError
-    from websockets.frames import Close
+async def _raw_websocket(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, frames: Any, sent: list[int]
+) -> None:
+    """A WebSocket server by hand (aiohttp's cannot send a frame header that lies): the
+    upgrade, then the bytes `frames()` yields, until the client goes away. A small send
+    buffer: what it writes is little more than what the client read."""
+    writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 128 * 1024)
+    request = await reader.readuntil(b"\r\n\r\n")
+    key = next(
+        line.split(b":", 1)[1].strip()
+        for line in request.split(b"\r\n")
+        if line.lower().startswith(b"sec-websocket-key:")
+    )
+    accept = base64.b64encode(
+        hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest()
+    )
+    writer.write(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+    )
+    sent.append(0)
+    try:
+        for chunk in frames():
+            writer.write(chunk)
+            await writer.drain()
+            sent[-1] += len(chunk)
+    except (ConnectionError, RuntimeError):
+        pass  # the collector dropped the connection
+    finally:
+        writer.close()
 
-    from tootlake.sources.fleet import _ws_log
 
-    def keepalive_failure(error: BaseException) -> None:
-        try:
-            raise error
-        except BaseException:
-            _ws_log.error("keepalive ping failed", exc_info=True)
+def _huge_frame() -> Any:
+    """One text frame that says it holds 2**40 bytes, then zeros for ever."""
+    yield b"\x81\x7f" + (1 << 40).to_bytes(8, "big")
+    while True:
+        yield bytes(256 * 1024)
 
-    with caplog.at_level(logging.ERROR, logger=_ws_log.name):
-        keepalive_failure(ConnectionClosedError(None, Close(1009, "message too big"), None))
-        assert not caplog.records
-        keepalive_failure(RuntimeError("something else"))
-        _ws_log.error("keepalive ping failed")  # (no exception: kept)
-    assert [r.getMessage() for r in caplog.records] == ["keepalive ping failed"] * 2
+
+def _endless_fragments() -> Any:
+    """A text message in fragments of 256 KiB each (each under the limit), never ending."""
+    yield b"\x01\x7f" + (256 * 1024).to_bytes(8, "big") + bytes(256 * 1024)
+    while True:
+        yield b"\x00\x7f" + (256 * 1024).to_bytes(8, "big") + bytes(256 * 1024)
+
+
+@pytest.mark.parametrize("frames", [_huge_frame, _endless_fragments], ids=["frame", "fragments"])
+def test_a_websocket_message_beyond_the_limit_is_not_read_on(tmp_path, caplog, frames):
+    """A 2**40-byte frame, or fragments that never end: the connection is dropped as the
+    message passes the limit (1 MiB), not read on, not even to be discarded (picows would
+    close it 10 ms later, its buffer doubling meanwhile), and only the worker says why."""
+    sent: list[int] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _raw_websocket(reader, writer, frames, sent)
+
+    ready = threading.Event()
+    loop = asyncio.new_event_loop()
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        async def start() -> None:
+            box["server"] = await asyncio.start_server(handle, "127.0.0.1", 0)
+            ready.set()
+
+        loop.run_until_complete(start())
+        loop.run_forever()
+        box["server"].close()
+        loop.run_until_complete(box["server"].wait_closed())
+        loop.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    port = box["server"].sockets[0].getsockname()[1]
+    routes = {
+        "/api/v2/instance": json_answer(
+            {**DOC_V2, "configuration": {"urls": {"streaming": f"ws://127.0.0.1:{port}"}}}
+        ),
+        "/api/v1/timelines/public": json_answer([]),
+    }
+    try:
+        with (
+            caplog.at_level(logging.DEBUG),
+            serve(routes) as server,
+            running_fleet(
+                [InstanceSpec(server.url, TOKEN)], tmp_path, stream="websocket"
+            ) as fleet,
+        ):
+            fleet.wait_status(server.host, "failing", f"a message larger than {MiB} bytes")
+            wait_for(lambda: len(sent) >= 2, 20, "a second connection (after the backoff)")
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+    # (read on for 10 ms as picows does, it was 11 to 22 MB)
+    assert max(sent[:-1]) < 4 * MiB, [n // 1024 for n in sent]
+    loud = [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno >= logging.WARNING and not r.name.startswith("tootlake.sources.fleet")
+    ]
+    assert not loud, loud
