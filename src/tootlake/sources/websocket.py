@@ -5,8 +5,8 @@ own transports (and its TLS).
 to the same origin only) and returns a `Stream`. Its messages reach the reader a batch per
 read, from the socket's callback (`Stream.deliver`), or through `Stream.receive` when they
 must wait. The collector reads thousands of messages a second on one asyncio loop:
-websockets' frame parser and its per-message futures cost 12 us of CPU per message, picows'
-callbacks 5 (docs/collect.md, "WebSocket").
+websockets' frame parser and its per-message futures cost 10 us of CPU per message, picows'
+callbacks 5 (bench/results/ws.md).
 
 Everything stays bounded: a message (one frame, or its fragments together) beyond
 `max_message` ends the connection at once (`TooLarge`: the rest is not read, not even to be
