@@ -1,6 +1,6 @@
 """Collector benchmarks, each with its baseline in the same run (results: bench/results/collect.*).
 
-    python bench/collect_bench.py [--quick] [--only simulator,ceiling,throughput,fleet]
+    python bench/collect_bench.py [--quick] [--only simulator,ceiling,throughput,fleet,marginal]
         [--rates 1000,2500,5000,7000] [--baseline REV [--pairs N]] [--results DIR]
 
 * simulator: `tootlake simulate` alone at each rate, read by clients that only count events:
@@ -17,6 +17,9 @@
   status updates handled per second on both sides (the talk's on_update calls; ours include
   the posts of opted-out authors, which we skip and the talk kept). The ratio of the posts we
   write (opted-out authors left out) is given beside it.
+* marginal (with --baseline): the CPU of one more event, beyond what a run costs whatever its
+  length, for ours and the baseline: each runs 15 s then 45 s at the highest rate, the sides
+  alternating, --pairs times.
 * fleet: 1,000 simulated instances, every one streaming to one collector: peak RSS, lag per
   half, how many streamed. Baseline: the talk's one-process-per-instance design, measured on
   20 instances and scaled to 1,000 (RSS adds up per process).
@@ -194,6 +197,7 @@ def run_collector(
         "instances": result["instances"],
         "reconnects": result["reconnects"],
         "cpu_seconds": round(proc.cpu, 1),
+        "cpu_seconds_exact": round(proc.cpu, 3),
         "cpu_cores_used": round(proc.cpu / proc.seconds, 2),
         # start-up (imports, probes) included: an upper bound of the cost of one event
         "cpu_us_per_event": round(proc.cpu / max(s["events"], 1) * 1e6),
@@ -591,7 +595,51 @@ def bench_fleet(
     return out
 
 
-SECTIONS = ("simulator", "ceiling", "throughput", "fleet")
+def bench_marginal(
+    work: Path, rate: float, baseline: Path, short: float, long: float, repeats: int
+) -> Any:
+    """CPU per event beyond the fixed costs: ours and the baseline alternate, each running
+    `short` then `long` seconds against one simulator, `repeats` times; the long runs' extra
+    CPU over their extra events is the cost of one more event, what is left of the short
+    runs' CPU the cost of a run whatever its length (start-up, probes, the end-of-run merge's
+    start). Sums over the repeats: one pair of runs is too noisy on a shared machine."""
+    sim, urls = start_simulator(
+        work, instances=4, rate=round(rate / STREAMABLE), federation=0,
+        seconds=2 * repeats * (short + long + 20) + 120,
+    )  # fmt: skip
+    sides = {"ours": None, "baseline": baseline}
+    runs: dict[str, list[list[dict[str, Any]]]] = {side: [] for side in sides}
+    try:
+        for n in range(repeats):
+            for side, source in sides.items():
+                pair = [
+                    run_collector(work, urls, s, f"m-{side}-{s:g}-{n}", source)
+                    for s in (short, long)
+                ]
+                runs[side].append(pair)
+                print(side, [(r["events"], r["cpu_seconds_exact"]) for r in pair], flush=True)
+    finally:
+        sim.stop()
+    out: dict[str, Any] = {"rate": rate, "short": short, "long": long, "repeats": repeats}
+    cpu = "cpu_seconds_exact"
+    for side, pairs in runs.items():
+        extra_cpu = sum(b[cpu] - a[cpu] for a, b in pairs)
+        extra_events = sum(b["events"] - a["events"] for a, b in pairs)
+        marginal = extra_cpu / max(extra_events, 1)
+        out[side] = {
+            "runs": [[{k: r[k] for k in ("seconds", "events", cpu)} for r in p] for p in pairs],
+            "marginal_us_per_event": round(marginal * 1e6, 1),
+            "fixed_cpu_seconds": round(
+                sum(a[cpu] - marginal * a["events"] for a, _ in pairs) / len(pairs), 2
+            ),
+        }
+    out["marginal_ratio"] = round(
+        out["ours"]["marginal_us_per_event"] / out["baseline"]["marginal_us_per_event"], 3
+    )
+    return out
+
+
+SECTIONS = ("simulator", "ceiling", "throughput", "fleet", "marginal")
 
 
 def keep_earlier(results: dict[str, Any], path: Path) -> None:
@@ -708,6 +756,40 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
                     "of each side.",
                 ]
             lines.append("")
+    mg = results.get("marginal")
+    if mg:
+        lines += [
+            f"## CPU per event beyond a run's fixed costs ({mg['rate']:g} posts/s, against "
+            f"`{results.get('baseline')}`)",
+            "",
+            f"Each side ran {mg['short']:g} s then {mg['long']:g} s against one simulator, the "
+            f"sides alternating, {mg['repeats']} times: the long runs' extra CPU over their "
+            "extra events is what one more event costs; what is left of the short runs' CPU is "
+            "what a run costs whatever its length (start-up, probes, and for ours the start of "
+            "the end-of-run merge of `posts` in its child process, whose work grows with the "
+            "posts).",
+            "",
+            "| | CPU s / events, short runs | CPU s / events, long runs | µs per event beyond "
+            "the fixed costs | fixed CPU s |",
+            "|---|---|---|---|---|",
+        ]
+        for side in ("ours", "baseline"):
+            m = mg[side]
+            shorts = ", ".join(
+                f"{a['cpu_seconds_exact']:.2f} / {a['events']:,}" for a, _ in m["runs"]
+            )
+            longs = ", ".join(
+                f"{b['cpu_seconds_exact']:.2f} / {b['events']:,}" for _, b in m["runs"]
+            )
+            lines.append(
+                f"| {side} | {shorts} | {longs} "
+                f"| {m['marginal_us_per_event']} | {m['fixed_cpu_seconds']} |"
+            )
+        lines += [
+            "",
+            f"Ratio of the costs per event beyond the fixed ones: {mg['marginal_ratio']}",
+            "",
+        ]
     ce = results.get("ceiling")
     if ce:
         c = ce["collector"]
@@ -803,6 +885,18 @@ def main() -> None:
         results["throughput"] = bench_throughput(work, rates, seconds, baseline, args.pairs)
     if "fleet" in only:
         results["fleet"] = bench_fleet(work, args.fleet_instances, 500.0, 2 * seconds, 20)
+    if "marginal" in only:
+        if not args.baseline:
+            parser.error("--only marginal needs --baseline REV")
+        results["baseline"] = args.baseline
+        results["marginal"] = bench_marginal(
+            work,
+            max(rates),
+            baseline_source(args.baseline),
+            seconds / 2,
+            seconds * 1.5,
+            args.pairs,
+        )
     keep_earlier(results, folder / "collect.json")
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "collect.json").write_text(json.dumps(results, indent=1))

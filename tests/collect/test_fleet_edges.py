@@ -75,6 +75,7 @@ class FakeFleet:
         return self.open.is_set()
 
     def offer(self, events: list[Event]) -> bool:
+        self.waiting.set()  # (an offer came: as put's wait says)
         if not self.open.is_set():
             return False
         self.out.extend(events)

@@ -276,6 +276,25 @@ def test_a_message_beyond_the_limit_ends_the_stream_at_once(first, again):
     assert f"larger than {MiB} bytes" in str(ended)
 
 
+@pytest.mark.parametrize("last, fits", [(200, True), (201, False)])
+def test_a_fragmented_message_fits_the_limit_to_the_byte(last, fits):
+    """The limit is of the message, its fragments together: 1,000 bytes in three fragments
+    pass a 1,000-byte limit, and so does a frame of 1,000; one byte more does not."""
+    sizes = [400, 400, last]
+    wire = b"".join(
+        frame(1 if i == 0 else 0, b"x" * n, fin=i == len(sizes) - 1) for i, n in enumerate(sizes)
+    )
+
+    async def scenario(port: int) -> Any:
+        return await drain(await connect(port, max_message=1000))
+
+    got, ended = run(streaming(wire + frame(1, b"y" * (1000 + (not fits))), frame(8)), scenario)
+    if fits:
+        assert (got, ended) == ([b"x" * 1000, b"y" * 1000], None)
+    else:
+        assert got == [] and isinstance(ended, TooLarge)
+
+
 @pytest.mark.parametrize("payload", [b"", b"{}"], ids=["empty", "small"])
 def test_messages_not_taken_stop_the_reading_at_the_buffer_cap(payload):
     """A flood of (even empty) messages while the reader takes none: reading stops once

@@ -163,8 +163,9 @@ class Stream:
     def _add_part(self, frame: Any) -> None:
         parts = self._parts
         assert parts is not None
-        self._part_bytes += frame.payload_size + _OVERHEAD
-        if self._part_bytes > self.max_message + _OVERHEAD:
+        self._part_bytes += frame.payload_size
+        # (empty fragments are not free: each counts _OVERHEAD towards the limit too)
+        if max(self._part_bytes, (len(parts) + 1) * _OVERHEAD) > self.max_message:
             self._parts = None
             return self._too_large()
         parts.append(frame.get_payload_as_bytes())
