@@ -178,7 +178,7 @@ class _Bridge:
     def offer(self, events: list[Event]) -> bool:
         size = sum(event.size for event in events)
         with self._cond:
-            if self.size >= self.capacity or self.bytes >= self.max_bytes:
+            if not self.has_room():
                 return False
             self._items.append((events, size))
             self.size += len(events)
@@ -344,11 +344,7 @@ class InstanceWorker:
         the stream's reader then hands them over in order (`_websocket`)."""
         if self._emitting or self._cut or not self.fleet.has_room():
             return False
-        events = []
-        for message in messages:
-            event = self._ws_event(message)
-            if event is not None:
-                events.append(event)
+        events = self._ws_events(messages)
         if events:
             # (cannot fail: the bridge had room, and only this thread adds to it)
             if not self.fleet.offer(_last_ack(events)):  # pragma: no cover - see above
@@ -630,15 +626,13 @@ class InstanceWorker:
                     raise InstanceDown(f"{self.host} WebSocket: {exc}") from None
                 if not messages:  # the server ended the stream well
                     break
-                events = []
-                for message in messages:
-                    event = self._ws_event(message)
-                    if event is not None:
-                        events.append(event)
-                await self._emit(_last_ack(events))
+                await self._emit(_last_ack(self._ws_events(messages)))
                 self._handed()
         finally:
             stream.close()
+
+    def _ws_events(self, messages: list[bytes]) -> list[Event]:
+        return [e for e in map(self._ws_event, messages) if e is not None]
 
     def _ws_event(self, message: str | bytes) -> Event | None:
         try:

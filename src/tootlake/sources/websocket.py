@@ -427,9 +427,8 @@ async def open_stream(
     sent = dict(headers)
     for _ in range(REDIRECTS + 1):
         try:
-            return await _open(
-                url, sent, connect_timeout, keepalive, max_message, max_buffered, logger
-            )
+            stream = Stream(max_message, max_buffered, keepalive)
+            return await _open(url, sent, stream, connect_timeout, logger)
         except Refused as exc:
             location = exc.headers.get("Location")
             if exc.status not in (301, 302, 303, 307, 308) or not location:
@@ -439,29 +438,23 @@ async def open_stream(
 
 
 async def _open(
-    url: str,
-    headers: dict[str, str],
-    connect_timeout: float,
-    keepalive: float,
-    max_message: int,
-    max_buffered: int,
-    logger: logging.Logger,
+    url: str, headers: dict[str, str], stream: Stream, timeout: float, logger: logging.Logger
 ) -> Stream:
+    """One connection attempt, for `stream` (a Stream holds one connection)."""
     try:
         import picows
     except ImportError as exc:  # pragma: no cover - the collect extra brings it
         raise MissingDependency("picows", "collect") from exc
-    stream = Stream(max_message, max_buffered, keepalive)
     listener = _listener_class()
     try:
-        async with asyncio.timeout(connect_timeout):
+        async with asyncio.timeout(timeout):
             await picows.ws_connect(
                 lambda: listener(stream),
                 url,
                 extra_headers=headers,
-                websocket_handshake_timeout=connect_timeout,
+                websocket_handshake_timeout=timeout,
                 enable_auto_ping=False,  # Stream pings itself (_tick)
-                max_frame_size=max_message,  # one frame; a fragmented message: Stream counts
+                max_frame_size=stream.max_message,  # one frame; a fragmented message: Stream counts
                 max_redirects=0,  # followed by open_stream
                 proxy=None,
                 use_aiofastnet=False,  # asyncio's transports and TLS: as fast here
