@@ -37,7 +37,7 @@ from tootlake.pipeline import (
 from tootlake.record import Consent
 from tootlake.record.pseudonymize import Pseudonymizer
 from tootlake.settings import Settings, check_private, token_for
-from tootlake.sources.fleet import FleetOptions, FleetSource, InstanceSpec
+from tootlake.sources.fleet import FleetOptions, FleetSource, InstanceSpec, Status
 from tootlake.sources.mastodon import (
     USER_AGENT,
     AuthRequired,
@@ -229,6 +229,24 @@ class CollectResult:
         for entry in self.health.values():
             out[entry["status"]] = out.get(entry["status"], 0) + 1
         return out
+
+    def failure(self) -> str | None:
+        """Why nothing could be collected, when no instance was ever read: no event came,
+        none streamed or was polled at any point, and each ended failing or needing a token
+        (the CLI then exits with status 1). None otherwise: an instance that was read and
+        stayed quiet worked, and a run stopped while instances were starting did not fail."""
+        entries = self.health
+        if not entries or self.stats.events:
+            return None
+        if any(entry.get("reached") for entry in entries.values()):
+            return None
+        if any(e["status"] not in (Status.FAILING, Status.NEEDS_TOKEN) for e in entries.values()):
+            return None
+        states = ", ".join(f"{n} {status}" for status, n in sorted(self.counts().items()))
+        host, first = min(entries.items())
+        why = first["detail"] or first["last_error"] or first["status"]
+        more = f" (and {len(entries) - 1} more above)" if len(entries) > 1 else ""
+        return f"Nothing was collected: no instance could be read ({states}). {host}: {why}{more}"
 
 
 @dataclass

@@ -334,3 +334,39 @@ def test_a_collect_leaves_its_counts_in_the_lake_without_the_token(fediverse, la
     assert {entry["mode"] for entry in record["instances"].values()} == {"stream"}
     html = render_html_report(lake)
     assert f"<dt>Skipped as opted out</dt><dd>{opted_out}</dd>" in html
+
+
+def test_collect_exits_1_when_no_instance_could_be_read(fediverse, tmp_path, monkeypatch):
+    """A run that read nothing because every instance failed or needs a token says so and
+    exits 1 (a cron job must see it); a run that read a quiet instance exits 0."""
+    import socket
+
+    from click.testing import CliRunner
+
+    from tootlake.cli import main
+
+    monkeypatch.setenv("TOOTLAKE_CONFIG", os.devnull)
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    dead = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    closed.close()  # nothing listens there: connection refused
+    feeds = {"local": "authenticated", "remote": "authenticated"}
+    sim = fediverse(instances=2, seed=5, settings=InstanceSettings(token=TOKEN, live_feeds=feeds))
+    fed = sim.fed
+    base = ["collect", "--duration", "3", "-q", "--instance", dead, "--instance", fed.urls[0]]
+
+    failed = CliRunner().invoke(main, [*base, "--lake", str(tmp_path / "a")])
+    assert failed.exit_code == 1, failed.output
+    assert "Nothing was collected: no instance could be read (1 failing, 1 needs token)" in (
+        failed.output
+    )
+    assert "Collected 0 posts" in failed.output  # the summary still comes first
+    assert "127.0.0.1:" in failed.output.split("Nothing was collected")[1]
+
+    # the same, with a token for the second: it streams (and nothing is published)
+    host = fed.hosts[0]
+    quiet = CliRunner().invoke(
+        main, [*base, "--token", f"{host}={TOKEN}", "--lake", str(tmp_path / "b")]
+    )
+    assert quiet.exit_code == 0, quiet.output
+    assert f"{host}: streaming" in quiet.output

@@ -29,6 +29,7 @@ from tootlake.cli.options import (
     topic_option,
 )
 from tootlake.cli.output import print_collect_summary, status_line
+from tootlake.errors import SourceError
 
 
 def _limit_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -158,7 +159,8 @@ def collect(
     allows it; otherwise the instance is reported as needing a token. Ctrl-C or SIGTERM stops
     cleanly: what was received is written and the cursors saved. Instances that --policy
     denies are not read; --retain DAYS removes what is older at the end of the run. Each run
-    is recorded in the lake's `audit` table.
+    is recorded in the lake's `audit` table. Exits with status 1 when no instance could be
+    read at all (each failing or needing a token).
     """
     from tootlake.collector import collect as run_collect
     from tootlake.settings import parse_size
@@ -214,3 +216,6 @@ def collect(
     if stats_path:
         with open(stats_path, "w", encoding="utf-8") as handle:
             json.dump(result.as_dict(), handle, indent=1)
+    failure = result.failure()
+    if failure is not None:  # a cron job or a script must see it: exit status 1
+        raise SourceError(failure)

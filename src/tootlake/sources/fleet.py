@@ -248,6 +248,7 @@ class InstanceWorker:
         self._ws_refusals = 0  # WebSocket handshakes refused in a row: 3 = use SSE
         self._not_before = 0.0  # monotonic time before which no REST request goes out
         self.events = 0
+        self.reached = False  # it streamed or was polled at some point of the run
         self._emit_lock = asyncio.Lock()
         self._emitting = 0  # emits waiting for the lock or the bridge (_emit_now waits too)
         self.errors = 0
@@ -260,6 +261,8 @@ class InstanceWorker:
         if status != self.status or detail != self.detail:
             if status != self.status:
                 self.since = time.time()
+            if status in (Status.STREAMING, Status.POLLING):
+                self.reached = True
             self.status, self.detail = status, detail
             log.log(
                 level,
@@ -305,6 +308,7 @@ class InstanceWorker:
             "version": self.info.version if self.info else None,
             "transport": self.transport if self.mode == Mode.STREAM else None,
             "events": self.events,
+            "reached": self.reached,
             "errors": self.errors,
             "reconnects": self.reconnects,
             "last_error": self.last_error,
