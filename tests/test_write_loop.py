@@ -134,3 +134,59 @@ def test_a_flush_failing_after_posts_were_committed_retries_only_what_is_left(
     deletes = tables.load(lake, DELETES)
     assert deletes is not None and deletes.to_pyarrow_table().num_rows == 3
     assert (writer.stats.posts, writer.stats.deletes, writer.stats.commits) == (10, 3, 2)
+
+
+@pytest.mark.parametrize("failing", ["posts_all", "sightings"])
+def test_posts_own_sightings_are_written_once_each_even_across_a_failed_flush(
+    tmp_path, monkeypatch, failing
+):
+    """With `sightings=True` each post with an instance gets its own sighting (its uri,
+    instance, local id and ingest time), made from its converted batch, beside the Sighting
+    records the collector sends: none for a post without an instance, none twice when a
+    flush fails at either table and is retried."""
+    from datetime import UTC, datetime
+
+    import msgspec
+
+    from tootlake.lake import writer as writer_module
+    from tootlake.lake.layout import SIGHTINGS
+    from tootlake.record import Sighting
+
+    monkeypatch.setattr(writer_module, "CONVERT_ROWS", 4)
+    posts = some_posts(11)
+    posts[2] = msgspec.structs.replace(posts[2], observed_on=None)  # replayed without one
+    posts[9] = msgspec.structs.replace(posts[9], observed_on=None)
+    seen_elsewhere = Sighting(posts[0].uri, "elsewhere.example", "77", datetime.now(UTC))
+    lake = str(tmp_path / "lake")
+    writer = LakeWriter(lake, sightings=True)
+    writer.add(posts[:6])  # converted mid-way: 4 here, the rest at the flush
+    writer.add([seen_elsewhere, *posts[6:]])
+    real_append = writer_module.append
+    failed: list[str] = []
+
+    def append_failing_once(lake_: str, table: str, data, **kwargs):  # type: ignore[no-untyped-def]
+        if table == failing and not failed:
+            failed.append(table)
+            raise LakeError("disk full (injected)")
+        return real_append(lake_, table, data, **kwargs)
+
+    monkeypatch.setattr(writer_module, "append", append_failing_once)
+    with pytest.raises(LakeError):
+        writer.flush()
+    writer.flush()
+    assert writer.buffered == 0
+    table = tables.load(lake, SIGHTINGS)
+    assert table is not None
+    rows = table.to_pyarrow_table(columns=["uri", "observed_on", "id", "seen_at"]).to_pylist()
+    expected = [
+        {"uri": p.uri, "observed_on": p.observed_on, "id": p.id, "seen_at": p.ingested_at}
+        for p in posts
+        if p.observed_on is not None
+    ]
+    expected.append(
+        {"uri": posts[0].uri, "observed_on": "elsewhere.example", "id": "77",
+         "seen_at": seen_elsewhere.seen_at}  # fmt: skip
+    )
+    key = lambda row: (row["uri"], row["observed_on"])  # noqa: E731
+    assert sorted(rows, key=key) == sorted(expected, key=key)
+    assert writer.stats.sightings == len(expected) == 10 and writer.stats.posts == 11
