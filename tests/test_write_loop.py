@@ -136,14 +136,15 @@ def test_a_flush_failing_after_posts_were_committed_retries_only_what_is_left(
     assert (writer.stats.posts, writer.stats.deletes, writer.stats.commits) == (10, 3, 2)
 
 
-@pytest.mark.parametrize("failing", ["posts_all", "sightings"])
+@pytest.mark.parametrize("failing", ["posts_all", "sightings", "own sightings"])
 def test_posts_own_sightings_are_written_once_each_even_across_a_failed_flush(
     tmp_path, monkeypatch, failing
 ):
     """With `sightings=True` each post with an instance gets its own sighting (its uri,
     instance, local id and ingest time), made from its converted batch, beside the Sighting
-    records the collector sends: none for a post without an instance, none twice when a
-    flush fails at either table and is retried."""
+    records the collector sends: none for a post without an instance (null, or "" from a
+    library caller), none twice and none missing when a flush fails at either table, or
+    while making the sightings, and is retried."""
     from datetime import UTC, datetime
 
     import msgspec
@@ -153,16 +154,14 @@ def test_posts_own_sightings_are_written_once_each_even_across_a_failed_flush(
     from tootlake.record import Sighting
 
     monkeypatch.setattr(writer_module, "CONVERT_ROWS", 4)
-    posts = some_posts(11)
+    posts = some_posts(9)
     posts[2] = msgspec.structs.replace(posts[2], observed_on=None)  # replayed without one
-    posts[9] = msgspec.structs.replace(posts[9], observed_on=None)
+    posts[7] = msgspec.structs.replace(posts[7], observed_on="")
     seen_elsewhere = Sighting(posts[0].uri, "elsewhere.example", "77", datetime.now(UTC))
-    lake = str(tmp_path / "lake")
-    writer = LakeWriter(lake, sightings=True)
-    writer.add(posts[:6])  # converted mid-way: 4 here, the rest at the flush
-    writer.add([seen_elsewhere, *posts[6:]])
     real_append = writer_module.append
+    real_own = LakeWriter._own_sightings
     failed: list[str] = []
+    made: list[int] = []
 
     def append_failing_once(lake_: str, table: str, data, **kwargs):  # type: ignore[no-untyped-def]
         if table == failing and not failed:
@@ -170,9 +169,22 @@ def test_posts_own_sightings_are_written_once_each_even_across_a_failed_flush(
             raise LakeError("disk full (injected)")
         return real_append(lake_, table, data, **kwargs)
 
+    def own_failing_once(self, posts_batch):  # type: ignore[no-untyped-def]
+        made.append(posts_batch.num_rows)
+        if failing == "own sightings" and not failed and len(made) == 2:  # the flush's
+            failed.append(failing)
+            raise MemoryError("injected")
+        return real_own(self, posts_batch)
+
     monkeypatch.setattr(writer_module, "append", append_failing_once)
-    with pytest.raises(LakeError):
+    monkeypatch.setattr(LakeWriter, "_own_sightings", own_failing_once)
+    lake = str(tmp_path / "lake")
+    writer = LakeWriter(lake, sightings=True)
+    writer.add(posts[:6])  # converted here
+    writer.add([seen_elsewhere, *posts[6:]])  # 3 posts: converted by the flush
+    with pytest.raises((LakeError, MemoryError)):
         writer.flush()
+    assert failed
     writer.flush()
     assert writer.buffered == 0
     table = tables.load(lake, SIGHTINGS)
@@ -181,7 +193,7 @@ def test_posts_own_sightings_are_written_once_each_even_across_a_failed_flush(
     expected = [
         {"uri": p.uri, "observed_on": p.observed_on, "id": p.id, "seen_at": p.ingested_at}
         for p in posts
-        if p.observed_on is not None
+        if p.observed_on
     ]
     expected.append(
         {"uri": posts[0].uri, "observed_on": "elsewhere.example", "id": "77",
@@ -189,4 +201,6 @@ def test_posts_own_sightings_are_written_once_each_even_across_a_failed_flush(
     )
     key = lambda row: (row["uri"], row["observed_on"])  # noqa: E731
     assert sorted(rows, key=key) == sorted(expected, key=key)
-    assert writer.stats.sightings == len(expected) == 10 and writer.stats.posts == 11
+    assert writer.stats.sightings == len(expected) == 8 and writer.stats.posts == 9
+    assert rows_in(lake) == 9
+    assert made[:2] == [6, 3]  # (the flush converted the last three)

@@ -231,22 +231,31 @@ class CollectResult:
         return out
 
     def failure(self) -> str | None:
-        """Why nothing could be collected, when no instance was ever read: no event came,
-        none streamed or was polled at any point, and each ended failing or needing a token
-        (the CLI then exits with status 1). None otherwise: an instance that was read and
-        stayed quiet worked, and a run stopped while instances were starting did not fail."""
+        """Why nothing could be collected, when no instance was ever read: no event came, no
+        stream connected and no page was read at any point of the run, whatever each
+        instance's state at its end (failing, needing a token, or still waiting for an
+        answer: a server that hangs). The CLI then exits with status 1. None otherwise: an
+        instance that was read and stayed quiet worked."""
         entries = self.health
         if not entries or self.stats.events:
             return None
         if any(entry.get("reached") for entry in entries.values()):
             return None
-        if any(e["status"] not in (Status.FAILING, Status.NEEDS_TOKEN) for e in entries.values()):
-            return None
         states = ", ".join(f"{n} {status}" for status, n in sorted(self.counts().items()))
         host, first = min(entries.items())
-        why = first["detail"] or first["last_error"] or first["status"]
-        more = f" (and {len(entries) - 1} more above)" if len(entries) > 1 else ""
-        return f"Nothing was collected: no instance could be read ({states}). {host}: {why}{more}"
+        if first["status"] == Status.FAILING and first["last_error"]:
+            why = first["last_error"]  # (its detail promises a retry the run will not make)
+        elif first["status"] == Status.STARTING:
+            why = "no answer by the end of the run"
+        else:
+            why = first["detail"] or first["last_error"] or first["status"]
+        if not why.startswith(host):
+            why = f"{host}: {why}"
+        more = ""
+        if len(entries) > 1:
+            more = f" ({len(entries) - 1} more: every instance's state is in "
+            more += f"{self.state_dir}/health.json)" if self.state_dir else "the summary)"
+        return f"Nothing was collected: no instance could be read ({states}). {why}{more}"
 
 
 @dataclass
@@ -412,8 +421,9 @@ def collect(
     health = fleet.health()
     if pseudonymizer is not None:  # an instance's error may quote a URL with a status id
         for entry in health.values():
-            if isinstance(entry.get("detail"), str):
-                entry["detail"] = pseudonymizer.message(entry["detail"])
+            for key in ("detail", "last_error"):
+                if isinstance(entry.get(key), str):
+                    entry[key] = pseudonymizer.message(entry[key])
     retention = None
     if retain_days is not None:
         retention = _retain(lake, retain_days)

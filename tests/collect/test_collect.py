@@ -337,8 +337,9 @@ def test_a_collect_leaves_its_counts_in_the_lake_without_the_token(fediverse, la
 
 
 def test_collect_exits_1_when_no_instance_could_be_read(fediverse, tmp_path, monkeypatch):
-    """A run that read nothing because every instance failed or needs a token says so and
-    exits 1 (a cron job must see it); a run that read a quiet instance exits 0."""
+    """A run that read nothing, because every instance failed, needs a token, never
+    answered or only said 429, says so and exits 1 (a cron job must see it); a run that
+    read a quiet instance exits 0."""
     import socket
 
     from click.testing import CliRunner
@@ -350,23 +351,80 @@ def test_collect_exits_1_when_no_instance_could_be_read(fediverse, tmp_path, mon
     closed.bind(("127.0.0.1", 0))
     dead = f"http://127.0.0.1:{closed.getsockname()[1]}"
     closed.close()  # nothing listens there: connection refused
+    hung = socket.socket()  # connects, and never answers: the probe waits past the run
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(8)
+    silent = f"http://127.0.0.1:{hung.getsockname()[1]}"
     feeds = {"local": "authenticated", "remote": "authenticated"}
-    sim = fediverse(instances=2, seed=5, settings=InstanceSettings(token=TOKEN, live_feeds=feeds))
-    fed = sim.fed
-    base = ["collect", "--duration", "3", "-q", "--instance", dead, "--instance", fed.urls[0]]
-
-    failed = CliRunner().invoke(main, [*base, "--lake", str(tmp_path / "a")])
-    assert failed.exit_code == 1, failed.output
-    assert "Nothing was collected: no instance could be read (1 failing, 1 needs token)" in (
-        failed.output
+    sim = fediverse(
+        instances=2,
+        seed=5,
+        settings=[
+            InstanceSettings(token=TOKEN, live_feeds=feeds),
+            InstanceSettings(rate_limit=(1, 300.0)),  # the probe, then 429s: never a page
+        ],
     )
+    fed = sim.fed
+    base = ["collect", "--duration", "3", "-q", "--instance", fed.urls[0]]
+    try:
+        failed = CliRunner().invoke(
+            main,
+            [*base, "--instance", dead, "--instance", silent, "--instance", fed.urls[1],
+             "--lake", str(tmp_path / "a")],
+        )  # fmt: skip
+    finally:
+        hung.close()
+    assert failed.exit_code == 1, failed.output
+    said = failed.output.split("Nothing was collected: ")[1]
+    assert said.startswith(
+        "no instance could be read (1 failing, 1 needs token, 1 polling, 1 starting). "
+    ), said
+    assert "(3 more: every instance's state is in " in said and "health.json)" in said
+    assert "retry in" not in said  # the run is over: no retry is coming
     assert "Collected 0 posts" in failed.output  # the summary still comes first
-    assert "127.0.0.1:" in failed.output.split("Nothing was collected")[1]
 
-    # the same, with a token for the second: it streams (and nothing is published)
+    # the same first instance with a token: it streams (and nothing is published)
     host = fed.hosts[0]
     quiet = CliRunner().invoke(
         main, [*base, "--token", f"{host}={TOKEN}", "--lake", str(tmp_path / "b")]
     )
     assert quiet.exit_code == 0, quiet.output
     assert f"{host}: streaming" in quiet.output
+
+
+def _health(status, *, reached=False, detail="", last_error="", events=0):
+    return {"status": status, "reached": reached, "detail": detail,
+            "last_error": last_error, "events": events}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("health", "said"),
+    [
+        ({"a.example": _health("failing", reached=True, last_error="HTTP 503")}, None),
+        ({"a.example": _health("polling", reached=True)}, None),
+        (
+            {"a.example": _health("failing", detail="a.example /api: HTTP 503; retry in 8s",
+                                  last_error="a.example /api: HTTP 503")},
+            "(1 failing). a.example /api: HTTP 503",
+        ),
+        ({"a.example": _health("starting")}, "(1 starting). a.example: no answer by the end"),
+        (
+            {"b.example": _health("needs token", detail="Give one with --token"),
+             "a.example": _health("polling", detail="rate limited: waiting 300s")},
+            "(1 needs token, 1 polling). a.example: rate limited: waiting 300s (1 more: ",
+        ),
+    ],
+)  # fmt: skip
+def test_a_run_failed_only_when_no_instance_was_ever_read(health, said):
+    """`CollectResult.failure()`: an instance that was read once (a stream connected, a page
+    came) and failed later, or stayed quiet, is a run that worked."""
+    from tootlake.collector import CollectResult
+    from tootlake.pipeline import RunStats
+
+    result = CollectResult(RunStats(), health, state_dir="/state")
+    failure = result.failure()
+    if said is None:
+        assert failure is None
+    else:
+        assert failure is not None and said in failure, failure
+    assert CollectResult(RunStats(events=1), health).failure() is None

@@ -160,7 +160,7 @@ def collect(
     cleanly: what was received is written and the cursors saved. Instances that --policy
     denies are not read; --retain DAYS removes what is older at the end of the run. Each run
     is recorded in the lake's `audit` table. Exits with status 1 when no instance could be
-    read at all (each failing or needing a token).
+    read at all (failing, needing a token, rate limited or silent the whole run).
     """
     from tootlake.collector import collect as run_collect
     from tootlake.settings import parse_size

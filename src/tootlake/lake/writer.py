@@ -24,6 +24,7 @@ from typing import Any
 
 import msgspec
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from tootlake._native import native as _native
 from tootlake.lake.layout import DELETES, POSTS_ALL, REJECTS, SIGHTINGS
@@ -142,10 +143,10 @@ class _Buffer:
     def convert(self) -> None:
         if self.records:
             batch = records_to_batch(self.records, self.schema)
+            if self.then is not None:  # first: should it fail, the records wait as they were
+                self.then(batch)
             self.add_batch(batch)
             self.records = []
-            if self.then is not None:
-                self.then(batch)
 
     def add_batch(self, batch: pa.RecordBatch) -> None:
         self.batches.append(batch)
@@ -196,6 +197,8 @@ class LakeWriter:
 
     @property
     def buffered(self) -> int:
+        """Rows waiting in every table (a post's own sighting counts once the post is
+        converted to Arrow: `CONVERT_ROWS` at a time, and at the flush)."""
         return sum(map(len, self._buffers.values()))
 
     def _buffer(self, table: str) -> _Buffer:
@@ -205,10 +208,11 @@ class LakeWriter:
     def _own_sightings(self, posts: pa.RecordBatch) -> None:
         """A post's own sighting (`sightings=True`), made from its converted batch's columns
         (uri, observed_on, id, ingested_at): no Sighting object per post (about 0.7 us a
-        post, bench/README.md). A post with no instance has none."""
+        post, bench/results/stages.md). A post with no instance (null or "") has none."""
         observed = posts.column("observed_on")
-        if observed.null_count:
-            posts = posts.filter(observed.is_valid())
+        seen = pc.not_equal(observed, "")  # (null where null: filter drops those too)
+        if observed.null_count or not pc.all(seen).as_py():
+            posts = posts.filter(seen)
         if posts.num_rows:
             buffer = self._buffers[SIGHTINGS]
             columns = [posts.column(name) for name in ("uri", "observed_on", "id", "ingested_at")]

@@ -248,7 +248,7 @@ class InstanceWorker:
         self._ws_refusals = 0  # WebSocket handshakes refused in a row: 3 = use SSE
         self._not_before = 0.0  # monotonic time before which no REST request goes out
         self.events = 0
-        self.reached = False  # it streamed or was polled at some point of the run
+        self.reached = False  # a stream connected or a page was read at some point of the run
         self._emit_lock = asyncio.Lock()
         self._emitting = 0  # emits waiting for the lock or the bridge (_emit_now waits too)
         self.errors = 0
@@ -261,8 +261,6 @@ class InstanceWorker:
         if status != self.status or detail != self.detail:
             if status != self.status:
                 self.since = time.time()
-            if status in (Status.STREAMING, Status.POLLING):
-                self.reached = True
             self.status, self.detail = status, detail
             log.log(
                 level,
@@ -512,6 +510,7 @@ class InstanceWorker:
 
         def connected() -> None:
             nonlocal backfill
+            self.reached = True
             self._set(Status.STREAMING, self.transport)
             # From here until the backfill caught up, stream events must not move
             # `contiguous`: set synchronously, before any stream event is read.
@@ -907,6 +906,7 @@ class InstanceWorker:
                 await asyncio.sleep(self._fail(exc))
                 continue
             self.backoff.reset()
+            self.reached = True
             self._set(Status.POLLING, reason)
             if got >= PAGE_LIMIT:
                 continue  # more is waiting: next page as soon as the budget allows
