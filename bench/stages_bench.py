@@ -101,6 +101,7 @@ def _round(path: Path) -> dict[str, float]:
     """One round over the recorded frames: CPU microseconds per frame, by stage."""
     import tempfile
 
+    from tootlake._arrow import skip_pandas_probe
     from tootlake._gc import fewer_collections
     from tootlake.lake.writer import LakeWriter
     from tootlake.pipeline import Recorder, RunStats, batches
@@ -109,6 +110,7 @@ def _round(path: Path) -> dict[str, float]:
     from tootlake.sources.mastodon import parse_ws_frame
     from tootlake.sources.state import CollectorState
 
+    skip_pandas_probe()  # as the CLI does: pyarrow would import pandas to ask about a list
     frames = _load(path)
     n = len(frames)
     out: dict[str, float] = {}
