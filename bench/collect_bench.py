@@ -560,9 +560,11 @@ def bench_throughput(
         if talk:
             # Like for like: status updates handled per second, both over a steady window
             # (every event is an update here: the simulator makes no edits or deletes).
-            theirs = max(talk["steady_posts_per_second"], 0.1)
-            run["speedup"] = round(collector["steady_events_per_second"] / theirs, 1)
-            run["speedup_written_posts"] = round(collector["steady_posts_per_second"] / theirs, 1)
+            talk_rate = max(talk["steady_posts_per_second"], 0.1)
+            run["speedup"] = round(collector["steady_events_per_second"] / talk_rate, 1)
+            run["speedup_written_posts"] = round(
+                collector["steady_posts_per_second"] / talk_rate, 1
+            )
         print(json.dumps(run), flush=True)
         out["runs"].append(run)
     return out

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -36,6 +35,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import collect_bench as cb  # noqa: E402
+import harness  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 WORK = cb.ROOT / "bench" / "data" / "stages"
@@ -188,6 +188,7 @@ def main() -> None:
     if args.round:
         print(json.dumps(_round(args.round)), flush=True)
         return
+    machine = harness.machine()  # (its load average: before this benchmark's own work)
     WORK.mkdir(parents=True, exist_ok=True)
     path = WORK / "frames.bin"
     rate = round(5000 / cb.STREAMABLE)
@@ -210,8 +211,7 @@ def main() -> None:
     chain = sum(v for k, v in medians.items() if k not in ("ws_frame", "decode_status"))
     result = {
         "made": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": f"{os.cpu_count()} cores",
-        "load_average_before": round(os.getloadavg()[0], 1),
+        "machine": machine,
         "frames": runs[0]["frames"],
         "posts": runs[0]["posts"],
         "runs": runs,
@@ -223,7 +223,8 @@ def main() -> None:
     lines = [
         "# A collected post's CPU, stage by stage",
         "",
-        f"Run {result['made']} on {result['machine']} by `bench/stages_bench.py`: "
+        f"Run {result['made']} on {machine['cpus']} cores (load average before: "
+        f"{machine['load_average_at_start'][0]}) by `bench/stages_bench.py`: "
         f"{result['frames']:,} WebSocket frames recorded from the simulator (4 instances, "
         f"5,000 posts/s), {result['posts']:,} of them posts written; the collector's code run "
         f"over them in one process, no sockets or threads, {args.rounds} rounds (median).",

@@ -36,6 +36,22 @@ def rows_in(lake: str) -> int:
     return 0 if table is None else table.count()
 
 
+def fail_append_once(monkeypatch, table: str, failed: list[str]) -> None:  # type: ignore[no-untyped-def]
+    """The writer's commit of `table` fails once ("disk full"), noted in `failed`; any other
+    commit, and that one again, goes through."""
+    from tootlake.lake import writer as writer_module
+
+    real_append = writer_module.append
+
+    def append(lake: str, name: str, data, **kwargs):  # type: ignore[no-untyped-def]
+        if name == table and not failed:
+            failed.append(name)
+            raise LakeError("disk full (injected)")
+        return real_append(lake, name, data, **kwargs)
+
+    monkeypatch.setattr(writer_module, "append", append)
+
+
 def test_each_batch_is_acknowledged_only_once_its_posts_are_in_the_lake(tmp_path):
     lake = str(tmp_path / "lake")
     posts = some_posts(30)
@@ -116,16 +132,7 @@ def test_a_flush_failing_after_posts_were_committed_retries_only_what_is_left(
     writer = LakeWriter(lake)
     writer.add(posts)
     writer.add([Delete(p.observed_on, p.id, p.uri, p.ingested_at) for p in posts[:3]])
-    real_append = writer_module.append
-    failed: list[str] = []
-
-    def append_failing_deletes_once(lake_: str, table: str, data, **kwargs):  # type: ignore[no-untyped-def]
-        if table == DELETES and not failed:
-            failed.append(table)
-            raise LakeError("disk full (injected)")
-        return real_append(lake_, table, data, **kwargs)
-
-    monkeypatch.setattr(writer_module, "append", append_failing_deletes_once)
+    fail_append_once(monkeypatch, DELETES, [])
     with pytest.raises(LakeError):
         writer.flush()
     assert rows_in(lake) == 10 and writer.buffered == 3  # the posts are in; the deletes wait
@@ -158,16 +165,10 @@ def test_posts_own_sightings_are_written_once_each_even_across_a_failed_flush(
     posts[2] = msgspec.structs.replace(posts[2], observed_on=None)  # replayed without one
     posts[7] = msgspec.structs.replace(posts[7], observed_on="")
     seen_elsewhere = Sighting(posts[0].uri, "elsewhere.example", "77", datetime.now(UTC))
-    real_append = writer_module.append
     real_own = LakeWriter._own_sightings
     failed: list[str] = []
     made: list[int] = []
-
-    def append_failing_once(lake_: str, table: str, data, **kwargs):  # type: ignore[no-untyped-def]
-        if table == failing and not failed:
-            failed.append(table)
-            raise LakeError("disk full (injected)")
-        return real_append(lake_, table, data, **kwargs)
+    fail_append_once(monkeypatch, failing, failed)
 
     def own_failing_once(self, posts_batch):  # type: ignore[no-untyped-def]
         made.append(posts_batch.num_rows)
@@ -176,7 +177,6 @@ def test_posts_own_sightings_are_written_once_each_even_across_a_failed_flush(
             raise MemoryError("injected")
         return real_own(self, posts_batch)
 
-    monkeypatch.setattr(writer_module, "append", append_failing_once)
     monkeypatch.setattr(LakeWriter, "_own_sightings", own_failing_once)
     lake = str(tmp_path / "lake")
     writer = LakeWriter(lake, sightings=True)

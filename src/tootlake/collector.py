@@ -249,6 +249,7 @@ class CollectResult:
             why = "no answer by the end of the run"
         else:
             why = first["detail"] or first["last_error"] or first["status"]
+        why = " ".join(why.split())[:500]  # remote text: one line, bounded like last_error
         if not why.startswith(host):
             why = f"{host}: {why}"
         more = ""

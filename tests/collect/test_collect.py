@@ -408,6 +408,10 @@ def _health(status, *, reached=False, detail="", last_error="", events=0):
             "(1 failing). a.example /api: HTTP 503",
         ),
         ({"a.example": _health("starting")}, "(1 starting). a.example: no answer by the end"),
+        (  # a server's text: one line, bounded
+            {"a.example": _health("needs token", detail="x\n\x1b[2Jforged line " * 100)},
+            "(1 needs token). a.example: x \x1b[2Jforged line x",
+        ),
         (
             {"b.example": _health("needs token", detail="Give one with --token"),
              "a.example": _health("polling", detail="rate limited: waiting 300s")},
@@ -427,4 +431,5 @@ def test_a_run_failed_only_when_no_instance_was_ever_read(health, said):
         assert failure is None
     else:
         assert failure is not None and said in failure, failure
+        assert "\n" not in failure and len(failure) < 700
     assert CollectResult(RunStats(events=1), health).failure() is None
