@@ -135,6 +135,15 @@ def test_lake_layout_is_delta_tables_hive_partitioned_zstd(lake):
         assert all(f.parent.parent.name == table for f in files)
         meta = pq.ParquetFile(files[0]).metadata
         assert meta.row_group(0).column(0).compression == "ZSTD"
+        # a dictionary only for columns with repeated values (tables.PLAIN_COLUMNS)
+        encodings = {
+            meta.schema.column(i).name: meta.row_group(0).column(i).encodings
+            for i in range(meta.num_columns)
+        }
+        for name in ("uri", "id", "url", "text"):
+            assert "RLE_DICTIONARY" not in encodings[name], name
+        for name in ("acct", "language", "app"):
+            assert "RLE_DICTIONARY" in encodings[name], name
     # no file outside the Delta logs' lists, no temporary file
     listed = {
         Path(uri)

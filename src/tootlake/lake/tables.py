@@ -66,6 +66,9 @@ TIME_COLUMN = {
 # Files of about this size (delta-rs' default is 100 MiB); compaction aims at it too.
 TARGET_FILE_BYTES = 128 * 1024 * 1024
 ROW_GROUP_ROWS = 32 * 1024
+# Text columns whose values are (nearly) all different: a dictionary never pays for them, and
+# Parquet's writer fills one per row group until it outgrows its limit, then writes plain.
+PLAIN_COLUMNS = ("uri", "id", "url", "text", "raw")
 APPEND_ATTEMPTS = 5
 
 
@@ -198,9 +201,15 @@ def writer_properties() -> Any:
     """ZSTD, statistics on: what every file of the lake is written with (also by OPTIMIZE
     and MERGE). Row groups of ROW_GROUP_ROWS: delta-rs holds a whole row group per open
     partition while it writes, so parquet's default (a million rows) made rewriting ten
-    partitions 1.1 GB; DuckDB reads the smaller groups in parallel just as well."""
+    partitions 1.1 GB; DuckDB reads the smaller groups in parallel just as well. No
+    dictionary for PLAIN_COLUMNS (a name a table lacks is ignored)."""
     deltalake = _deltalake()
-    return deltalake.WriterProperties(compression="ZSTD", max_row_group_size=ROW_GROUP_ROWS)
+    plain = deltalake.ColumnProperties(dictionary_enabled=False)
+    return deltalake.WriterProperties(
+        compression="ZSTD",
+        max_row_group_size=ROW_GROUP_ROWS,
+        column_properties=dict.fromkeys(PLAIN_COLUMNS, plain),
+    )
 
 
 # What delta-rs and object_store put around the cause of an I/O error: error kinds nested
