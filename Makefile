@@ -30,14 +30,19 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(RUN_STAMP): pyproject.toml $(NATIVE_STAMP) | $(BIN)/python
+# `make run` builds the native helpers where cargo is installed, and runs without them (the
+# same results, in Python, slower) where it is not; `make test` needs them.
+HAVE_CARGO := $(shell PATH="$(PATH)" command -v cargo 2>/dev/null)
+RUN_NATIVE := $(if $(HAVE_CARGO),$(NATIVE_STAMP))
+
+$(RUN_STAMP): pyproject.toml $(RUN_NATIVE) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[$(RUN_EXTRAS)]"
 	touch $@
 
 # The per-post helpers in Rust (native/, docs/native.md): built with cargo from crates.io,
 # rebuilt when their sources change. Without them tootlake runs its Python code.
 $(NATIVE_STAMP): native/Cargo.toml native/Cargo.lock native/pyproject.toml $(wildcard native/src/*.rs) native/tootlake_native.pyi | $(BIN)/python
-	@command -v cargo >/dev/null || { echo "tootlake's native helpers need Rust's cargo (https://rustup.rs); without them, 'pip install -e .' runs tootlake in Python alone (docs/native.md)"; exit 1; }
+	@command -v cargo >/dev/null || { echo "Building tootlake's native helpers needs Rust's cargo (https://rustup.rs): make test, make install, make lint and make bench need them; make run and make replay-real work without (in Python alone: docs/native.md)"; exit 1; }
 	$(BIN)/python -m pip install --quiet ./native
 	touch $@
 
@@ -52,6 +57,7 @@ install: $(DEV_STAMP)
 # into ./demo-lake, the demo's own (streaming with tokens, polling, a token-less instance),
 # then the report. Each run starts that lake afresh.
 run: $(RUN_STAMP)
+	@$(if $(HAVE_CARGO),:,echo "Note: Rust's cargo is not installed, so tootlake runs without its native helpers: the same results, more slowly (https://rustup.rs, then make run again: docs/native.md)")
 	$(BIN)/tootlake demo
 
 # Replay the bundled real recordings (tests/fixtures/real) into ./real-lake, a lake of their

@@ -437,5 +437,5 @@ def test_the_svg_check_allows_an_inline_png_image():
 
 def test_a_missing_matplotlib_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
-    with pytest.raises(MissingDependency, match=r'pip install "tootlake\[report\]"'):
+    with pytest.raises(MissingDependency, match=r'pip install -e "\.\[report\]"'):
         charts.plot_apps(pa.table({"app": ["Web"], "posts": [1]}))

@@ -172,7 +172,7 @@ def test_a_missing_dashboard_dependency_names_an_extra_that_exists(tmp_path, mon
     with pytest.raises(MissingDependency) as caught:
         serve(lake, port=0)
     assert caught.value.extra in extras and "uvicorn" in extras[caught.value.extra][-1]
-    assert f'pip install "tootlake[{caught.value.extra}]"' in str(caught.value)
+    assert f'pip install -e ".[{caught.value.extra}]"' in str(caught.value)
 
 
 def test_dashboard_on_port_0_prints_the_port_it_listens_on(tmp_path):
@@ -291,6 +291,14 @@ def test_the_demo_lake_is_its_own(tmp_path):
     with pytest.raises(ConfigError, match="not a demo lake"):
         prepare_demo_lake(str(real))
     assert (real / "posts").exists()
+    afile = tmp_path / "a-file"
+    afile.write_text("not a folder")
+    with pytest.raises(ConfigError, match="not a demo lake"):
+        prepare_demo_lake(str(afile))
+    empty = tmp_path / "empty"  # an empty folder holds nothing to mix with: taken
+    empty.mkdir()
+    prepare_demo_lake(str(empty))
+    assert (empty / "_tootlake" / "demo").exists()
 
 
 def test_report_days_and_hours_in_a_named_time_zone(tmp_path):
@@ -357,3 +365,54 @@ def test_a_time_in_seconds_is_finite_and_not_negative(args, said):
     overflows the timers: every option in seconds refuses both, with its name."""
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2 and said in result.output, result.output
+
+
+def test_the_collect_summary_says_how_many_posts_were_withdrawn(capsys):
+    """A post written, then removed when a later copy showed its author opted out, is in
+    "Collected" but not in the lake: the summary says so, or its figures do not add up."""
+    from collections import Counter
+
+    from tootlake.cli.output import print_collect_summary
+    from tootlake.collector import CollectResult
+    from tootlake.pipeline import RunStats
+
+    stats = RunStats(posts=12, skipped=Counter({"noindex": 3}))
+    print_collect_summary(CollectResult(stats, state_dir="/s"), "./lake")
+    assert "withdrawn" not in capsys.readouterr().out
+    stats.withdrawn.update({"noindex": 2, "bot": 1})
+    print_collect_summary(CollectResult(stats, state_dir="/s", refused={"a.example": "x"}), "./l")
+    out = capsys.readouterr().out
+    assert "skipped 3 noindex; 3 posts withdrawn when a later copy failed a consent gate " in out
+    assert "(1 bot, 2 noindex)" in out
+    assert "Refused by the policy: 1 instance (not read)" in out
+
+
+def test_the_logging_options_are_taken_after_the_command_too(tmp_path):
+    """docs/collect.md says `--log-level info`; people put it after the command, where click
+    said "No such option". Before or after, it sets the same thing; after `--` it is an
+    argument."""
+    import logging
+
+    lake = str(tmp_path / "lake")
+    runner = CliRunner()
+    assert runner.invoke(main, ["replay", str(REAL / "mastodonsocial.json"), "--lake", lake,
+                                "--quiet"]).exit_code == 0  # fmt: skip
+    root = logging.getLogger()
+    saved = root.level, root.handlers[:]
+    try:
+        for args in (
+            ["sql", "SELECT 1 AS x", "--lake", lake, "--log-level", "debug", "--log-format=json"],
+            ["--log-level", "debug", "sql", "SELECT 1 AS x", "--lake", lake],
+        ):
+            root.setLevel(logging.WARNING)
+            result = runner.invoke(main, args)
+            assert result.exit_code == 0, result.output
+            assert root.level == logging.DEBUG, args
+        bad = runner.invoke(main, ["sql", "SELECT 1", "--lake", lake, "--log-level", "loud"])
+        assert bad.exit_code == 2 and "Invalid value for '--log-level'" in bad.output
+        after = runner.invoke(main, ["sql", "--lake", lake, "--format", "csv", "--",
+                                     "SELECT '--log-level' AS x"])  # fmt: skip
+        assert after.exit_code == 0 and "--log-level" in after.output, after.output
+    finally:
+        root.setLevel(saved[0])
+        root.handlers[:] = saved[1]

@@ -210,7 +210,7 @@ def test_enrich_without_lingua_names_the_extra(monkeypatch, lake):
     Path(lake).mkdir()
     result = CliRunner().invoke(main, ["enrich", "--lake", lake])
     assert result.exit_code == 1
-    assert 'pip install "tootlake[lang]"' in result.output
+    assert 'pip install -e ".[lang]"' in result.output
 
 
 def test_enrich_leaves_a_row_in_the_audit_table_even_when_interrupted(tmp_path, lake):

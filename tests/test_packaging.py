@@ -153,7 +153,7 @@ def test_an_html_report_without_its_extra_names_the_extra_to_install(core: Env) 
     _ok(core.tootlake("replay", str(REAL / "mastodonsocial.json"), "--lake", str(lake), "-q"))
     result = core.tootlake("report", "--lake", str(lake), "--html", "report.html")
     assert result.returncode == 1
-    assert 'pip install "tootlake[report]"' in result.stderr
+    assert 'pip install -e ".[report]"' in result.stderr
 
 
 def test_the_demo_and_the_html_report_run_with_the_runtime_extras(runtime: Env) -> None:
@@ -162,3 +162,22 @@ def test_the_demo_and_the_html_report_run_with_the_runtime_extras(runtime: Env) 
     _ok(runtime.tootlake("report", "--lake", "demo-lake", "--html", "report.html"))
     page = (runtime.cwd / "report.html").read_text()
     assert page.count("<svg") >= 5 and page.rstrip().endswith("</html>")
+
+
+def test_make_run_works_without_cargo_and_make_test_says_it_needs_it(tmp_path):
+    """The README promises `make run` on a fresh machine with Python: without Rust's cargo it
+    installs the run extras and says the native helpers are left out, instead of stopping;
+    `make test` needs them and stops naming cargo. (`make -n -B`: the plan, nothing run.)"""
+    python = Path(sys.executable).resolve().parent
+    bare = {"PATH": f"{python}:/usr/bin:/bin", "HOME": str(tmp_path)}  # no ~/.cargo/bin
+    assert _run(["sh", "-c", "command -v cargo"], cwd=ROOT, env=bare).returncode != 0
+    run = _ok(_run(["make", "-n", "-B", "run"], cwd=ROOT, env=bare)).stdout
+    assert "./native" not in run and "cargo is not installed" in run
+    assert f'-e ".[{RUN_EXTRAS}]"' in run and "tootlake demo" in run
+    test = _run(["make", "-B", "--dry-run", "test"], cwd=ROOT, env=bare).stdout
+    assert "command -v cargo" in test and "./native" in test  # the check runs first
+    done = _run(["make", "-B", "test", "VENV=" + str(tmp_path / "venv")], cwd=ROOT, env=bare)
+    assert done.returncode != 0 and "needs Rust's cargo (https://rustup.rs)" in done.stdout
+    with_cargo = _ok(_run(["make", "-n", "-B", "run"], cwd=ROOT)).stdout
+    if shutil.which("cargo") or (Path.home() / ".cargo/bin/cargo").exists():
+        assert "./native" in with_cargo and "cargo is not installed" not in with_cargo

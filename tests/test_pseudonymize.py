@@ -676,3 +676,20 @@ def test_the_pseudonyms_are_hmac_sha256_under_the_key(key, value):
 
     want = hmac.new(key, b"acct\x00" + value.encode("utf-8", "surrogatepass"), hashlib.sha256)
     assert Pseudonymizer(key)._hash(b"acct", value, 64) == want.hexdigest()
+
+
+def test_the_collectors_own_messages_keep_their_meaning_when_pseudonymised():
+    """A pseudonymised run masks quoted values in messages (they may be a server's words); the
+    collector's own words about an instance (its live feed access) are not quoted, so the
+    summary still says why a token is needed."""
+    from tootlake.sources.mastodon import InstanceInfo, choose_mode
+
+    for access in ("authenticated", "disabled"):
+        info = InstanceInfo.from_v2(
+            "https://a.example",
+            {"version": "4.5.0", "configuration": {"timelines_access": {"live_feeds": {
+                "local": access, "remote": access}}}},
+        )  # fmt: skip
+        mode, reason = choose_mode(info, "public", has_token=False)
+        assert mode == "needs token"
+        assert f"live feed access is {access}" in P.message(reason)

@@ -103,7 +103,7 @@ def test_missing_credentials_are_a_lake_error(s3_lake, monkeypatch):
 
 def test_missing_boto3_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "boto3", None)
-    with pytest.raises(MissingDependency, match=r'pip install "tootlake\[s3\]"'):
+    with pytest.raises(MissingDependency, match=r'pip install -e "\.\[s3\]"'):
         storage_for("s3://bucket/lake")
 
 

@@ -160,6 +160,19 @@ def test_report_sections_render_safely_for_a_terminal(tmp_path):
     assert '"' + HOSTILE.replace('"', '""') + '"' in render_report(tables, "csv")
 
 
+def test_one_row_sections_show_shares_as_percentages():
+    """The one-row sections (edits, deletes) list their figures; a share reads 3.7%, as in the
+    other sections, not 0.0."""
+    tables = {
+        "edits": pa.table({"posts": [1234], "edited": [45], "edited_share": [0.0367]}),
+        "deletes": pa.table({"posts": [1234], "deleted": [17], "deleted_share": [0.0138]}),
+    }
+    text = render_report(tables, "table")
+    assert re.search(r"edited_share\s*│\s*3\.7%", text), text
+    assert re.search(r"deleted_share\s*│\s*1\.4%", text), text
+    assert re.search(r"posts\s*│\s*1,234", text), text
+
+
 # -- the CLI, as a person runs it ---------------------------------------------------------
 
 
@@ -299,3 +312,15 @@ def test_compact_on_a_terminal_shows_its_steps_then_only_the_result(hostile_lake
         [sys.executable, "-m", "tootlake", "compact", "--lake", lake, "-q"], _env(tmp_path)
     )
     assert b"Compacting" not in quiet and b"Compacted" in quiet
+
+
+def test_list_and_struct_values_are_json_in_csv_and_markdown():
+    """`sql "select * from audit" --format csv` wrote list columns as Python's repr
+    (['a', 'b']): JSON is what a spreadsheet or a script reads back."""
+    table = pa.table({"hosts": [["a.example", 'b"c'], []], "s": [{"k": 1}, None]})
+    rows = list(csv.reader(io.StringIO(render_table(table, "csv"), newline="")))
+    assert [json.loads(v) for v in (rows[1][0], rows[1][1], rows[2][0])] == [
+        ["a.example", 'b"c'], {"k": 1}, []
+    ]
+    assert rows[2][1] == ""
+    assert '| ["a.example", "b' in render_table(table, "markdown")

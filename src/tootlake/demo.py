@@ -41,12 +41,14 @@ _TOKEN = "demo-token"
 
 def prepare_demo_lake(lake: str, *, keep: bool = False) -> None:
     """Make `lake` the demo's: a new folder, or one the demo made before, emptied unless
-    `keep`. Any other existing path is refused: the demo must not touch a real lake (or mix
-    simulated posts into one)."""
+    `keep`. An empty folder is taken too; any other existing path is refused: the demo must
+    not touch a real lake (or mix simulated posts into one)."""
     root = Path(lake)
     mark = root.joinpath(*_DEMO_MARK)
     if root.exists():
-        if not mark.exists():
+        if root.is_dir() and not any(root.iterdir()):
+            pass  # nothing to mix with, nothing to lose
+        elif not mark.exists():
             raise ConfigError(
                 f"{lake} exists and is not a demo lake: the demo writes only to a lake of "
                 f"its own. Give another --lake (the default is {DEMO_LAKE})."

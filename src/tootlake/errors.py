@@ -31,7 +31,8 @@ class MissingDependency(TootlakeError):
     def __init__(self, module: str, extra: str) -> None:
         super().__init__(
             f"This needs the Python package {module!r}, which is not installed. "
-            f'Install it with: pip install "tootlake[{extra}]"'
+            # (tootlake is installed from a clone, not PyPI: README.md, "Install")
+            f'Install it from tootlake\'s folder with: pip install -e ".[{extra}]"'
         )
         self.module = module
         self.extra = extra

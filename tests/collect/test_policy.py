@@ -137,7 +137,7 @@ def test_collect_command_says_what_the_policy_refused(fediverse, tmp_path, monke
         args += ["--instance", url]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
-    assert "Refused by the policy: 1 instances" in result.output
+    assert "Refused by the policy: 1 instance (not read)" in result.output
     assert f"{fed.hosts[1]}: the policy {path}: not listed, default deny" in result.output
     everyone = write_policy(tmp_path / "deny.toml", 'default = "deny"\n')
     refused = CliRunner().invoke(main, [*args[:-4], "--policy", everyone, *args[-4:]])

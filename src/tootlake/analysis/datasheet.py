@@ -28,6 +28,7 @@ import duckdb
 from tootlake._version import __version__
 from tootlake.lake.reader import open_lake
 from tootlake.record import arrow_schema
+from tootlake.text import counted
 
 __all__ = ["Datasheet", "build_datasheet", "render_html", "render_markdown", "write_datasheet"]
 
@@ -182,7 +183,10 @@ Table = tuple[list[str], list[list[str]]]
 
 
 def _sections(s: Datasheet) -> list[tuple[str, list[str | Table]]]:
-    n = f"{s.posts:,} posts by {s.authors:,} accounts of {s.origins:,} servers"
+    n = (
+        f"{counted(s.posts, 'post')} by {counted(s.authors, 'account')} of "
+        f"{counted(s.origins, 'server')}"
+    )
     span = f"from {s.first_post} to {s.last_post}" if s.first_post else "no posts"
     runs = ", ".join(f"{k} {v}" for k, v in sorted(s.runs.items())) or "none recorded"
     consent = ", ".join(f"{k} ({v} runs)" for k, v in sorted(s.consent.items())) or "unknown"
@@ -216,7 +220,7 @@ def _sections(s: Datasheet) -> list[tuple[str, list[str | Table]]]:
             "Motivation and composition",
             [
                 f"Public Mastodon posts collected with tootlake into a Delta Lake ({s.lake}): {n}, "
-                f"seen on {s.observed_on:,} instances, {span} (created_at, UTC).",
+                f"seen on {counted(s.observed_on, 'instance')}, {span} (created_at, UTC).",
                 "Each row of `posts` is the latest version of one post (by uri); deleted posts are "
                 "absent. Only public posts are collected; boosts are not.",
             ],

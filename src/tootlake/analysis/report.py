@@ -94,7 +94,7 @@ TITLES = {
 # What an empty section means, said under its title (table and Markdown formats).
 EMPTY_NOTES = (
     {
-        name: "No languages detected yet: run `tootlake enrich` (needs tootlake[lang])."
+        name: "No languages detected yet: run `tootlake enrich` (needs the `lang` extra)."
         for name in ("language_tags", "language_confusions", "untagged_languages")
     }
     | {
@@ -262,7 +262,10 @@ def render_report(
                 pa.table(
                     {
                         "figure": [k for k, _ in pairs],
-                        "value": [_cell(v) if not isinstance(v, str) else v for _, v in pairs],
+                        "value": [
+                            v if isinstance(v, str) else _cell(v, share=_is_share(k))
+                            for k, v in pairs
+                        ],
                     }
                 )
                 if pairs
@@ -300,17 +303,25 @@ def render_table(
         clean = _for_terminal if terminal else _same
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow([clean(c) for c in columns])
-        writer.writerows([clean(row[c]) for c in columns] for row in rows)
+        writer.writerows([clean(_flat(row[c])) for c in columns] for row in rows)
         return buffer.getvalue()
     if fmt == "markdown":
         lines = [f"## {_md_cell(title)}", ""] if title else []
         lines.append("| " + " | ".join(_md_cell(c) for c in columns) + " |")
         lines.append("|" + "---|" * len(columns))
         for row in rows:
-            cells = [_md_cell(row[c]) for c in columns]
+            cells = [_md_cell(_flat(row[c])) for c in columns]
             lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines) + "\n"
     return _rich_table(rows, columns, title)
+
+
+def _flat(value: Any) -> Any:
+    """A list or struct value (an Arrow list or struct column) as JSON text, which other
+    tools read back, not as Python's repr."""
+    if isinstance(value, list | dict):
+        return json.dumps(value, ensure_ascii=False, default=str)
+    return value
 
 
 def _for_terminal(value: Any) -> Any:

@@ -59,7 +59,38 @@ COMMANDS: list[click.Command] = [
 ]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+_GLOBAL_OPTIONS = ("--log-level", "--log-format")  # options of `tootlake` itself, with a value
+
+
+class _Group(click.Group):
+    """`tootlake`'s group: its own options are taken after the command too
+    (`tootlake collect ... --log-level info`, as people type them), not only before it."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        hoisted: list[str] = []
+        rest: list[str] = []
+        i = 0
+        while i < len(args):
+            arg = args[i]
+            if arg == "--":  # what follows is arguments, whatever they look like
+                rest += args[i:]
+                break
+            if arg in _GLOBAL_OPTIONS and i + 1 < len(args):
+                hoisted += args[i : i + 2]
+                i += 2
+                continue
+            if arg.startswith(tuple(f"{name}=" for name in _GLOBAL_OPTIONS)):
+                hoisted.append(arg)
+            else:
+                rest.append(arg)
+            i += 1
+        return super().parse_args(ctx, hoisted + rest)
+
+
+@click.group(
+    cls=_Group,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(__version__, prog_name="tootlake")
 @click.option(
     "--log-level",

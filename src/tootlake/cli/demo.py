@@ -65,11 +65,12 @@ def demo(
 ) -> None:
     """Collect from a simulated fediverse (no internet needed), then print the report.
 
-    Starts COUNT simulated Mastodon instances on 127.0.0.1 that publish, edit and delete posts;
-    the collector streams from those it has a token for (WebSocket and SSE), polls an open one,
-    and reports the one whose live feeds need a token. Cuts one stream midway to show the
-    backfill. Then the lake is checked against the simulator's ground truth and analysed.
-    With --hostile, the rejected and coerced statuses are checked against the truth too.
+    Starts --instances simulated Mastodon instances on 127.0.0.1 that publish, edit and
+    delete posts; the collector streams from those it has a token for (WebSocket and SSE),
+    polls an open one, and reports the one whose live feeds need a token. Cuts one stream
+    midway to show the backfill. Then the lake is checked against the simulator's ground
+    truth and analysed. With --hostile, the rejected and coerced statuses are checked against
+    the truth too.
     """
     from tootlake.analysis.report import render_report
     from tootlake.demo import run_demo

@@ -44,8 +44,8 @@ def enrich(
     quiet: bool,
     fmt: str,
 ) -> None:
-    """Detect the language of the text of every post not detected yet, with lingua (pip
-    install "tootlake[lang]"), and append it to the lake's `languages` table (uri,
+    """Detect the language of the text of every post not detected yet, with lingua (the
+    `lang` extra: pip install -e ".[lang]"), and append it to the lake's `languages` table (uri,
     language_detected, language_confidence, detected_at), a commit per 20,000 posts. The
     report compares it with the posts' language tags. Safe to interrupt and rerun: it goes on
     where it stopped. Run one at a time per lake."""

@@ -57,7 +57,9 @@ def discover(start: str, limit: int, output: str | None, timeline: str) -> None:
     if output:
         with open(output, "w", encoding="utf-8") as handle:
             handle.write(text)
-        click.echo(f"Wrote {len(reports)} instances to {output}", err=True)
+        from tootlake.text import counted
+
+        click.echo(f"Wrote {counted(len(reports), 'instance')} to {output}", err=True)
     else:
         click.echo(text, nl=False)
 

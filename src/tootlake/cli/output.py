@@ -134,14 +134,24 @@ def print_collect_summary(result: Any, lake: str) -> None:
     stats = result.stats
     counts = result.counts()
     modes = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "none"
+    from tootlake.text import counted
+
     skipped = ", ".join(f"{n} {why}" for why, n in sorted(stats.skipped.items())) or "none"
+    # posts written, then removed when a later copy showed their author opted out: the
+    # report counts fewer posts than "Collected" by as many
+    withdrawn = ", ".join(f"{n} {why}" for why, n in sorted(stats.withdrawn.items()))
+    if withdrawn:
+        withdrawn = (
+            f"; {counted(sum(stats.withdrawn.values()), 'post')} withdrawn when a later copy "
+            f"failed a consent gate ({withdrawn})"
+        )
     click.echo(
         f"Collected {stats.posts:,} posts, {stats.edits:,} edits, {stats.deletes:,} deletes "
         f"into {lake} in {stats.elapsed:,.1f}s ({stats.posts_per_second:,.1f} posts/s); "
         f"{stats.sightings:,} sightings of posts already written, {stats.duplicates:,} "
-        f"duplicates dropped; skipped {skipped}; {stats.rejected:,} rejected (in the rejects "
-        f"table); {sum(stats.coerced.values()):,} odd fields stored as null or default; "
-        f"{stats.commits} commits. Instances: {modes}. State: {result.state_dir}"
+        f"duplicates dropped; skipped {skipped}{withdrawn}; {stats.rejected:,} rejected (in "
+        f"the rejects table); {sum(stats.coerced.values()):,} odd fields stored as null or "
+        f"default; {stats.commits} commits. Instances: {modes}. State: {result.state_dir}"
     )
     if len(result.health) <= 30:
         for host, entry in sorted(result.health.items()):
@@ -154,7 +164,7 @@ def print_collect_summary(result: Any, lake: str) -> None:
             )
     refused = getattr(result, "refused", None) or {}
     if refused:
-        click.echo(f"Refused by the policy: {len(refused)} instances (not read)")
+        click.echo(f"Refused by the policy: {counted(len(refused), 'instance')} (not read)")
         for host, why in sorted(refused.items())[:30]:
             click.echo(f"  {one_line(host)}: {one_line(why)}")
     retention = getattr(result, "retention", None)

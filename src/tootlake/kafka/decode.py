@@ -398,7 +398,7 @@ def _polars_available() -> bool:
     except ImportError:
         log.info(
             "polars is not installed: decoding Avro message by message (about 5x slower for a "
-            'sink catching up; pip install "tootlake[fast-sink]" brings it)'
+            'sink catching up; pip install -e ".[fast-sink]" brings it)'
         )
         return False
     return True

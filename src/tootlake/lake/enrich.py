@@ -4,7 +4,7 @@
 Mastodon does not detect languages; the `language` of a post is whatever its client tagged
 (often the user's default). `enrich()` detects the language of the `text` of every post of
 the `posts` view that the `languages` table has no row for yet, with lingua
-(`lingua-language-detector`, made for short text: the extra `tootlake[lang]`), and appends
+(`lingua-language-detector`, made for short text: the extra `lang`), and appends
 
     uri                  the post
     language_detected    ISO 639-1 code of the most likely language; NULL when the text has

@@ -301,7 +301,7 @@ def choose_mode(info: InstanceInfo, timeline: str, has_token: bool) -> tuple[str
         return Mode.POLL, "no token; the public timeline is open" + (
             "" if access == "public" else " (not announced: trying)"
         )
-    return Mode.NEEDS_TOKEN, f"live feed access is {access!r}: a user token is needed"
+    return Mode.NEEDS_TOKEN, f"live feed access is {access}: a user token is needed"
 
 
 # ----------------------------------------------------------------------------------------
