@@ -408,3 +408,19 @@ def test_a_websocket_message_beyond_the_limit_is_not_read_on(tmp_path, caplog, f
         if r.levelno >= logging.WARNING and not r.name.startswith("tootlake.sources.fleet")
     ]
     assert not loud, loud
+
+
+def test_an_https_url_on_a_plain_http_server_says_to_give_http():
+    """`revalidate` (or `collect`) given https:// for a server speaking plain HTTP, as the
+    simulator does, failed with a bare `[SSL: WRONG_VERSION_NUMBER]`: the error says what to
+    change."""
+    from tootlake.sources.mastodon import InstanceDown
+
+    async def main(url: str) -> None:
+        async with aiohttp.ClientSession() as session:
+            with pytest.raises(InstanceDown, match="WRONG_VERSION_NUMBER") as caught:
+                await probe(session, url)
+        assert "give a plain-HTTP one's URL with http://" in str(caught.value)
+
+    with serve({"/api/v2/instance": json_answer(DOC_V2)}) as server:
+        asyncio.run(main(server.url.replace("http://", "https://")))

@@ -40,6 +40,7 @@ from tootlake.sources.mastodon import (
     InstanceError,
     RateLimit,
     RateLimited,
+    describe_error,
     raise_for_status,
     read_body,
     read_head,
@@ -174,8 +175,7 @@ async def _answer(
     except InstanceError:
         raise
     except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
-        why = "timed out" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
-        raise InstanceDown(f"{what}: {why[:200]}") from None
+        raise InstanceDown(f"{what}: {describe_error(exc)}") from None
 
 
 class InstanceLookups:

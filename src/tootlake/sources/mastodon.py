@@ -61,6 +61,7 @@ __all__ = [
     "TooLarge",
     "USER_AGENT",
     "choose_mode",
+    "describe_error",
     "fetch_page",
     "advance",
     "id_key",
@@ -800,15 +801,20 @@ async def get_bytes(
     except InstanceError:
         raise
     except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
-        raise InstanceDown(f"{what}: {_describe(exc)}") from None
+        raise InstanceDown(f"{what}: {describe_error(exc)}") from None
     return body, headers
 
 
-def _describe(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
+    """A network error in a few words (at most 200 characters), with a hint where one helps:
+    an https:// URL on a server speaking plain HTTP fails TLS with `WRONG_VERSION_NUMBER`."""
     text = str(exc) or type(exc).__name__
     if isinstance(exc, TimeoutError):
         text = "timed out"
-    return text[:200]
+    text = text[:200]
+    if "WRONG_VERSION_NUMBER" in text:
+        text += " (the server does not speak TLS there: give a plain-HTTP one's URL with http://)"
+    return text
 
 
 async def probe(
