@@ -72,8 +72,10 @@ def enrich(
         return
     per_post = stats.detect_seconds / stats.examined * 1000 if stats.examined else 0.0
     click.echo(
-        f"Detected languages in {settings.lake}: {stats.examined:,} posts looked at, "
-        f"{stats.detected:,} with a language, {stats.too_short:,} with too little text; "
-        f"{stats.skipped_short:,} shorter than {min_letters} characters left out; "
+        f"Detected languages in {settings.lake}: {stats.examined:,} posts looked at: "
+        f"{stats.detected:,} with a language, {stats.too_short:,} without one (under "
+        f"{min_letters} letters once links, mentions, hashtags and emoji codes are out, or "
+        f"no language fits); {stats.skipped_short:,} posts under {min_letters} characters "
+        f"not looked at; "
         f"{stats.seconds:.1f} s ({per_post:.2f} ms a post in {stats.detector})."
     )
