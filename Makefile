@@ -14,7 +14,7 @@ NATIVE_STAMP := $(VENV)/.installed-native
 # rustup's cargo, also where a shell's profile did not put it on PATH
 export PATH := $(PATH):$(HOME)/.cargo/bin
 
-.PHONY: install run replay-real test lint bench clean kafka-up kafka-down s3-up s3-down help
+.PHONY: install run replay-real native-note test lint bench clean kafka-up kafka-down s3-up s3-down help
 
 help:
 	@echo "make run      set up and run the demo (collect a simulated fediverse into ./demo-lake, print the report)"
@@ -32,8 +32,11 @@ $(BIN)/python:
 
 # `make run` builds the native helpers where cargo is installed, and runs without them (the
 # same results, in Python, slower) where it is not; `make test` needs them.
-HAVE_CARGO := $(shell PATH="$(PATH)" command -v cargo 2>/dev/null)
+# (`cargo --version`, not `command -v`: a rustup shim without a toolchain cannot build)
+HAVE_CARGO := $(shell PATH="$(PATH)" cargo --version 2>/dev/null)
 RUN_NATIVE := $(if $(HAVE_CARGO),$(NATIVE_STAMP))
+# Without cargo, a module built before from sources changed since would not match them
+STALE_NATIVE := $(if $(HAVE_CARGO),,$(if $(wildcard $(NATIVE_STAMP)),$(shell find native/src native/Cargo.toml native/Cargo.lock -newer $(NATIVE_STAMP) 2>/dev/null | head -1)))
 
 $(RUN_STAMP): pyproject.toml $(RUN_NATIVE) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[$(RUN_EXTRAS)]"
@@ -56,13 +59,17 @@ install: $(DEV_STAMP)
 # The main job on a machine without internet: a simulated fediverse on loopback, collected
 # into ./demo-lake, the demo's own (streaming with tokens, polling, a token-less instance),
 # then the report. Each run starts that lake afresh.
-run: $(RUN_STAMP)
-	@$(if $(HAVE_CARGO),:,echo "Note: Rust's cargo is not installed, so tootlake runs without its native helpers: the same results, more slowly (https://rustup.rs, then make run again: docs/native.md)")
+run: $(RUN_STAMP) native-note
 	$(BIN)/tootlake demo
+
+# What `make run` and `make replay-real` say when they run without the native helpers.
+native-note: $(RUN_STAMP)
+	@$(if $(STALE_NATIVE),$(BIN)/python -m pip uninstall --quiet -y tootlake-native && rm -f $(NATIVE_STAMP) && echo "Note: native/ changed since its module was built and cargo is not installed to build it again: the old module is removed")
+	@$(BIN)/python -c "import tootlake_native" 2>/dev/null || echo "Note: tootlake runs without its native helpers (Rust's cargo is not installed to build them): the same results, more slowly. Install cargo (https://rustup.rs) and run make again to build them (docs/native.md)."
 
 # Replay the bundled real recordings (tests/fixtures/real) into ./real-lake, a lake of their
 # own (made afresh, never mixed with the demo's simulated posts), and print the report.
-replay-real: $(RUN_STAMP)
+replay-real: $(RUN_STAMP) native-note
 	rm -rf ./real-lake
 	$(BIN)/tootlake replay tests/fixtures/real/mastodonsocial.json tests/fixtures/real/malformed.json tests/fixtures/real/timelines.jsonl --lake ./real-lake --quiet
 	$(BIN)/tootlake report --lake ./real-lake

@@ -295,10 +295,18 @@ def test_the_demo_lake_is_its_own(tmp_path):
     afile.write_text("not a folder")
     with pytest.raises(ConfigError, match="not a demo lake"):
         prepare_demo_lake(str(afile))
-    empty = tmp_path / "empty"  # an empty folder holds nothing to mix with: taken
-    empty.mkdir()
-    prepare_demo_lake(str(empty))
-    assert (empty / "_tootlake" / "demo").exists()
+    empty = tmp_path / "empty"  # an empty folder holds nothing to mix with: taken as it is
+    empty.mkdir(mode=0o2770)
+    empty.chmod(0o2770)
+    link = tmp_path / "link"  # also through a link to one
+    link.symlink_to(empty, target_is_directory=True)
+    prepare_demo_lake(str(link))
+    assert (empty / "_tootlake" / "demo").exists() and link.is_symlink()
+    assert empty.stat().st_mode & 0o7777 == 0o2770  # not removed and made again
+    (empty / "posts").mkdir()
+    prepare_demo_lake(str(link))  # now the demo's own: emptied through the link
+    assert not (empty / "posts").exists() and (empty / "_tootlake" / "demo").exists()
+    assert link.is_symlink() and empty.stat().st_mode & 0o7777 == 0o2770
 
 
 def test_report_days_and_hours_in_a_named_time_zone(tmp_path):
@@ -410,9 +418,30 @@ def test_the_logging_options_are_taken_after_the_command_too(tmp_path):
             assert root.level == logging.DEBUG, args
         bad = runner.invoke(main, ["sql", "SELECT 1", "--lake", lake, "--log-level", "loud"])
         assert bad.exit_code == 2 and "Invalid value for '--log-level'" in bad.output
+        bare = runner.invoke(main, ["sql", "SELECT 1", "--lake", lake, "--log-level"])
+        assert bare.exit_code == 2 and "'--log-level' requires an argument" in bare.output
         after = runner.invoke(main, ["sql", "--lake", lake, "--format", "csv", "--",
                                      "SELECT '--log-level' AS x"])  # fmt: skip
         assert after.exit_code == 0 and "--log-level" in after.output, after.output
     finally:
         root.setLevel(saved[0])
         root.handlers[:] = saved[1]
+
+
+def test_the_replay_summary_says_how_many_posts_were_withdrawn(tmp_path):
+    """A later copy of a post whose author has since opted out (noindex) withdraws it: the
+    replay counted it among its posts, so its summary says so, as collect's does."""
+    from .conftest import real_status
+
+    status = real_status("mastodonsocial.json", 1)
+    if status["account"].get("noindex"):  # (the recording's first author did not opt out)
+        pytest.skip("the first recorded author opted out")
+    later = json.loads(json.dumps(status))
+    later["account"]["noindex"] = True
+    lines = tmp_path / "two.jsonl"
+    lines.write_text(json.dumps(status) + "\n" + json.dumps(later) + "\n", encoding="utf-8")
+    result = CliRunner().invoke(main, ["replay", str(lines), "--lake", str(tmp_path / "lake")])
+    assert result.exit_code == 0, result.output
+    assert "1 post withdrawn when a later copy failed a consent gate (1 noindex)" in result.output
+    assert "Replayed 2 events" in result.output
+    assert re.search(r"; (1 commit|[02-9]\d* commits|1\d+ commits);", result.output)

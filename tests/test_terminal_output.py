@@ -324,3 +324,13 @@ def test_list_and_struct_values_are_json_in_csv_and_markdown():
     ]
     assert rows[2][1] == ""
     assert '| ["a.example", "b' in render_table(table, "markdown")
+    # standard JSON at any depth: NaN as null, times as the top-level columns show them
+    from datetime import UTC, datetime
+
+    odd = pa.table({"s": [{"t": datetime(2024, 1, 2, tzinfo=UTC), "n": float("nan")}],
+                    "l": [[1.5, float("inf"), None]], "b": [[b"\x00\xff"]]})  # fmt: skip
+    cells = next(csv.DictReader(io.StringIO(render_table(odd, "csv"), newline="")))
+    assert json.loads(cells["s"]) == {"t": "2024-01-02T00:00:00Z", "n": None}
+    assert json.loads(cells["l"]) == [1.5, None, None]
+    assert json.loads(cells["b"]) == ["00ff"]
+    assert "NaN" not in cells["s"] and "Infinity" not in cells["l"]

@@ -45,16 +45,19 @@ def prepare_demo_lake(lake: str, *, keep: bool = False) -> None:
     not touch a real lake (or mix simulated posts into one)."""
     root = Path(lake)
     mark = root.joinpath(*_DEMO_MARK)
-    if root.exists():
-        if root.is_dir() and not any(root.iterdir()):
-            pass  # nothing to mix with, nothing to lose
-        elif not mark.exists():
-            raise ConfigError(
-                f"{lake} exists and is not a demo lake: the demo writes only to a lake of "
-                f"its own. Give another --lake (the default is {DEMO_LAKE})."
-            )
-        if not keep:
-            shutil.rmtree(root)
+    if mark.exists():
+        if not keep:  # emptied, not removed: a link to it, and its mode, stay
+            for child in root.iterdir():
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child)
+                else:
+                    child.unlink()
+    elif root.exists() and not (root.is_dir() and not any(root.iterdir())):
+        # (an empty folder is used as it is: nothing to mix with or lose, its mode kept)
+        raise ConfigError(
+            f"{lake} exists and is not a demo lake: the demo writes only to a lake of "
+            f"its own. Give another --lake (the default is {DEMO_LAKE})."
+        )
     mark.parent.mkdir(parents=True, exist_ok=True)
     mark.write_text("made by `tootlake demo`: replaced on each run\n")
 

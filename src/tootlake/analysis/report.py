@@ -15,6 +15,7 @@ import csv
 import html
 import io
 import json
+import math
 import re
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
@@ -317,11 +318,26 @@ def render_table(
 
 
 def _flat(value: Any) -> Any:
-    """A list or struct value (an Arrow list or struct column) as JSON text, which other
-    tools read back, not as Python's repr."""
+    """A list, struct or map value (an Arrow list, struct or map column) as standard JSON
+    text, which other tools read back, not as Python's repr."""
     if isinstance(value, list | dict):
-        return json.dumps(value, ensure_ascii=False, default=str)
+        return json.dumps(_json_value(value), ensure_ascii=False, allow_nan=False, default=str)
     return value
+
+
+def _json_value(value: Any) -> Any:
+    """`value` with what JSON cannot hold made plain, at any depth: times as the top-level
+    columns show them, NaN and infinities as null, bytes as hex."""
+    if isinstance(value, list | tuple):
+        return [_json_value(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _json_value(v) for k, v in value.items()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, bytes):
+        return value.hex()
+    value = _plain(value)
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def _for_terminal(value: Any) -> Any:

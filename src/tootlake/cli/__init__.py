@@ -75,7 +75,9 @@ class _Group(click.Group):
             if arg == "--":  # what follows is arguments, whatever they look like
                 rest += args[i:]
                 break
-            if arg in _GLOBAL_OPTIONS and i + 1 < len(args):
+            if arg in _GLOBAL_OPTIONS:
+                if i + 1 == len(args):
+                    raise click.BadOptionUsage(arg, f"Option '{arg}' requires an argument.", ctx)
                 hoisted += args[i : i + 2]
                 i += 2
                 continue
@@ -97,14 +99,14 @@ class _Group(click.Group):
     default="warning",
     type=click.Choice(["debug", "info", "warning", "error"]),
     envvar="TOOTLAKE_LOG_LEVEL",
-    help="How much to log (stderr).",
+    help="How much to log (stderr). Before or after the command.",
 )
 @click.option(
     "--log-format",
     default="text",
     type=click.Choice(["text", "json"]),
     envvar="TOOTLAKE_LOG_FORMAT",
-    help="Log lines as text, or JSON lines for services.",
+    help="Log lines as text, or JSON lines for services. Before or after the command.",
 )
 def main(log_level: str, log_format: str) -> None:
     """Collect public Mastodon posts into a lake of Delta Lake tables and study them with DuckDB."""

@@ -128,6 +128,19 @@ def status_line(quiet: bool) -> Iterator[Callable[[Any], None] | None]:
         yield lambda progress: live.update(render(progress))
 
 
+def withdrawn_summary(stats: Any) -> str:
+    """The part of a run's summary about posts withdrawn ("; 3 posts withdrawn ...", or ""):
+    written, then removed when a later copy showed their author opted out (the run counted
+    them among its posts)."""
+    from tootlake.text import counted
+
+    if not stats.withdrawn:
+        return ""
+    gates = ", ".join(f"{n} {why}" for why, n in sorted(stats.withdrawn.items()))
+    total = counted(sum(stats.withdrawn.values()), "post")
+    return f"; {total} withdrawn when a later copy failed a consent gate ({gates})"
+
+
 def print_collect_summary(result: Any, lake: str) -> None:
     """The final summary of a collection (`tootlake.collector.CollectResult`): counts, then
     each instance (up to 30), then the first few bad inputs on stderr."""
@@ -137,21 +150,15 @@ def print_collect_summary(result: Any, lake: str) -> None:
     from tootlake.text import counted
 
     skipped = ", ".join(f"{n} {why}" for why, n in sorted(stats.skipped.items())) or "none"
-    # posts written, then removed when a later copy showed their author opted out: the
-    # report counts fewer posts than "Collected" by as many
-    withdrawn = ", ".join(f"{n} {why}" for why, n in sorted(stats.withdrawn.items()))
-    if withdrawn:
-        withdrawn = (
-            f"; {counted(sum(stats.withdrawn.values()), 'post')} withdrawn when a later copy "
-            f"failed a consent gate ({withdrawn})"
-        )
+    withdrawn = withdrawn_summary(stats)
     click.echo(
         f"Collected {stats.posts:,} posts, {stats.edits:,} edits, {stats.deletes:,} deletes "
         f"into {lake} in {stats.elapsed:,.1f}s ({stats.posts_per_second:,.1f} posts/s); "
         f"{stats.sightings:,} sightings of posts already written, {stats.duplicates:,} "
         f"duplicates dropped; skipped {skipped}{withdrawn}; {stats.rejected:,} rejected (in "
         f"the rejects table); {sum(stats.coerced.values()):,} odd fields stored as null or "
-        f"default; {stats.commits} commits. Instances: {modes}. State: {result.state_dir}"
+        f"default; {counted(stats.commits, 'commit')}. Instances: {modes}. "
+        f"State: {result.state_dir}"
     )
     if len(result.health) <= 30:
         for host, entry in sorted(result.health.items()):

@@ -21,7 +21,7 @@ from tootlake.cli.options import (
     schema_registry_option,
     topic_option,
 )
-from tootlake.cli.output import clean, stderr_is_terminal
+from tootlake.cli.output import clean, stderr_is_terminal, withdrawn_summary
 from tootlake.kafka.settings import parse_options
 from tootlake.settings import load_settings
 
@@ -117,6 +117,8 @@ def replay(
                 pseudonymizer=pseudonymizer,
             )
             target = settings.lake
+    from tootlake.text import counted
+
     skipped = ", ".join(f"{n} {why}" for why, n in sorted(stats.skipped.items())) or "none"
     coerced = sum(stats.coerced.values())
     repeats = (
@@ -125,10 +127,10 @@ def replay(
     fields = ", ".join(f"{name} {n:,}" for name, n in stats.coerced.most_common(5))
     click.echo(
         f"Replayed {stats.events:,} events into {target}: {stats.posts:,} posts, "
-        f"{stats.edits:,} edits, {stats.deletes:,} deletes; {repeats}skipped {skipped}; "
-        f"{stats.rejected:,} rejected (in the rejects table); "
+        f"{stats.edits:,} edits, {stats.deletes:,} deletes; {repeats}skipped {skipped}"
+        f"{withdrawn_summary(stats)}; {stats.rejected:,} rejected (in the rejects table); "
         f"{coerced:,} odd fields stored as null or default{f' ({fields})' if fields else ''}; "
-        f"{stats.commits} commits; {stats.posts_per_second:,.0f} posts/s."
+        f"{counted(stats.commits, 'commit')}; {stats.posts_per_second:,.0f} posts/s."
     )
     if stats.bad and not quiet:
         for line in _bad_lines_summary(stats):

@@ -175,7 +175,7 @@ async def _answer(
     except InstanceError:
         raise
     except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
-        raise InstanceDown(f"{what}: {describe_error(exc)}") from None
+        raise InstanceDown(f"{what}: {describe_error(exc, url)}") from None
 
 
 class InstanceLookups:

@@ -801,18 +801,32 @@ async def get_bytes(
     except InstanceError:
         raise
     except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
-        raise InstanceDown(f"{what}: {describe_error(exc)}") from None
+        raise InstanceDown(f"{what}: {describe_error(exc, url)}") from None
     return body, headers
 
 
-def describe_error(exc: BaseException) -> str:
-    """A network error in a few words (at most 200 characters), with a hint where one helps:
-    an https:// URL on a server speaking plain HTTP fails TLS with `WRONG_VERSION_NUMBER`."""
+# What OpenSSL says when a TLS handshake meets a plain-HTTP answer (3.0: WRONG_VERSION_NUMBER;
+# 3.2+: RECORD_LAYER_FAILURE; others: PACKET_LENGTH_TOO_LONG, HTTP_REQUEST)
+_PLAIN_HTTP_REASONS = frozenset(
+    {"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG", "HTTP_REQUEST"}
+)
+
+
+def describe_error(exc: BaseException, url: str = "") -> str:
+    """A network error in a few words (its text cut to 200 characters), with a hint where
+    one helps: an https:// `url` whose server speaks plain HTTP fails its TLS handshake."""
+    import ssl
+
     text = str(exc) or type(exc).__name__
     if isinstance(exc, TimeoutError):
         text = "timed out"
     text = text[:200]
-    if "WRONG_VERSION_NUMBER" in text:
+    tls = getattr(exc, "os_error", None) or exc.__cause__ or exc
+    if (
+        url.startswith("https://")
+        and isinstance(tls, ssl.SSLError)
+        and getattr(tls, "reason", None) in _PLAIN_HTTP_REASONS
+    ):
         text += " (the server does not speak TLS there: give a plain-HTTP one's URL with http://)"
     return text
 
