@@ -144,11 +144,11 @@ def withdrawn_summary(stats: Any) -> str:
 def print_collect_summary(result: Any, lake: str) -> None:
     """The final summary of a collection (`tootlake.collector.CollectResult`): counts, then
     each instance (up to 30), then the first few bad inputs on stderr."""
+    from tootlake.text import counted
+
     stats = result.stats
     counts = result.counts()
     modes = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "none"
-    from tootlake.text import counted
-
     skipped = ", ".join(f"{n} {why}" for why, n in sorted(stats.skipped.items())) or "none"
     withdrawn = withdrawn_summary(stats)
     click.echo(

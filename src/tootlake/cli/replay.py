@@ -81,6 +81,7 @@ def replay(
     """
     from tootlake.pipeline import replay as replay_files
     from tootlake.pipeline import replay_to_kafka
+    from tootlake.text import counted
 
     settings = load_settings(
         lake=lake,
@@ -117,8 +118,6 @@ def replay(
                 pseudonymizer=pseudonymizer,
             )
             target = settings.lake
-    from tootlake.text import counted
-
     skipped = ", ".join(f"{n} {why}" for why, n in sorted(stats.skipped.items())) or "none"
     coerced = sum(stats.coerced.values())
     repeats = (
