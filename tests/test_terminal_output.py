@@ -334,3 +334,14 @@ def test_list_and_struct_values_are_json_in_csv_and_markdown():
     assert json.loads(cells["l"]) == [1.5, None, None]
     assert json.loads(cells["b"]) == ["00ff"]
     assert "NaN" not in cells["s"] and "Infinity" not in cells["l"]
+
+    def strict(text: str) -> object:  # what JavaScript's JSON.parse accepts
+        def refuse(name: str) -> object:
+            raise ValueError(name)
+
+        return json.loads(text, parse_constant=refuse)
+
+    whole = strict(render_table(odd, "json"))
+    lines = [strict(line) for line in render_table(odd, "jsonl").splitlines()]
+    assert whole == lines == [{"s": {"t": "2024-01-02T00:00:00Z", "n": None},
+                               "l": [1.5, None, None], "b": ["00ff"]}]  # fmt: skip

@@ -234,7 +234,14 @@ def report_as_dict(report: dict[str, pa.Table]) -> dict[str, Any]:
 
 
 def _json(value: Any) -> str:
-    return json_for_terminal(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+    return json_for_terminal(_dumps(value, indent=2))
+
+
+def _dumps(value: Any, indent: int | None = None) -> str:
+    """`value` as standard JSON (`_json_value`), for every format that writes JSON."""
+    return json.dumps(
+        _json_value(value), indent=indent, ensure_ascii=False, allow_nan=False, default=str
+    )
 
 
 def _title(name: str, table: pa.Table) -> str:
@@ -295,7 +302,7 @@ def render_table(
     if fmt == "json":
         return _json(rows)
     if fmt == "jsonl":  # one object a line (`sql --format jsonl`), escaped as JSON is
-        dumps = (json.dumps(row, ensure_ascii=False, default=str) for row in rows)
+        dumps = (_dumps(row) for row in rows)
         return "".join(json_for_terminal(line) + "\n" for line in dumps)
     if fmt == "csv":
         buffer = io.StringIO()
@@ -320,20 +327,16 @@ def render_table(
 def _flat(value: Any) -> Any:
     """A list, struct or map value (an Arrow list, struct or map column) as standard JSON
     text, which other tools read back, not as Python's repr."""
-    if isinstance(value, list | dict):
-        return json.dumps(_json_value(value), ensure_ascii=False, allow_nan=False, default=str)
-    return value
+    return _dumps(value) if isinstance(value, list | dict) else value
 
 
 def _json_value(value: Any) -> Any:
     """`value` with what JSON cannot hold made plain, at any depth: times as the top-level
-    columns show them, NaN and infinities as null, bytes as hex."""
+    columns show them, NaN and infinities (a float's, a Decimal's) as null, bytes as hex."""
     if isinstance(value, list | tuple):
         return [_json_value(v) for v in value]
     if isinstance(value, dict):
         return {str(k): _json_value(v) for k, v in value.items()}
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
     if isinstance(value, bytes):
         return value.hex()
     value = _plain(value)

@@ -60,6 +60,7 @@ COMMANDS: list[click.Command] = [
 
 
 _GLOBAL_OPTIONS = ("--log-level", "--log-format")  # options of `tootlake` itself, with a value
+_GLOBAL_WITH_VALUE = tuple(f"{name}=" for name in _GLOBAL_OPTIONS)  # --log-level=info
 
 
 class _Group(click.Group):
@@ -81,7 +82,7 @@ class _Group(click.Group):
                 hoisted += args[i : i + 2]
                 i += 2
                 continue
-            if arg.startswith(tuple(f"{name}=" for name in _GLOBAL_OPTIONS)):
+            if arg.startswith(_GLOBAL_WITH_VALUE):
                 hoisted.append(arg)
             else:
                 rest.append(arg)
