@@ -9,6 +9,7 @@
 //! form; a value of a type the column does not expect) it returns None and the caller runs
 //! the Python code. docs/native.md says why this module exists and how it is built.
 
+mod check;
 mod frame;
 mod post;
 
@@ -529,7 +530,7 @@ fn push_str(value: &Bound<'_, PyAny>, data: &mut Vec<u8>) -> bool {
 }
 
 /// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's days_from_civil).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+pub(crate) fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     let y = if month <= 2 { year - 1 } else { year };
     let era = if y >= 0 { y } else { y - 399 } / 400;
     let yoe = y - era * 400;
@@ -776,6 +777,7 @@ fn tootlake_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(arrow_batch, m)?)?;
     m.add_function(wrap_pyfunction!(post::to_post, m)?)?;
     m.add_function(wrap_pyfunction!(frame::ws_frame, m)?)?;
+    m.add_function(wrap_pyfunction!(check::check_status, m)?)?;
     m.add("POST_FIELDS", PyTuple::new(m.py(), post::POST_FIELDS)?)?;
     m.add(
         "VALID_STATUS_FIELDS",

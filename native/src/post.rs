@@ -138,7 +138,14 @@ use Stop::GiveUp;
 /// `parse_time` of Mastodon's usual form, `YYYY-MM-DDTHH:MM:SS.mmmZ` (or without the
 /// fraction, or with six digits of it): what `datetime.fromisoformat` makes of it, in UTC.
 /// None for any other value, and for a date or time out of range: `parse_time` decides.
-fn usual_time<'py>(value: &Bound<'py, PyAny>) -> Option<Bound<'py, PyAny>> {
+pub(crate) fn usual_time<'py>(value: &Bound<'py, PyAny>) -> Option<Bound<'py, PyAny>> {
+    usual_time_micros(value).map(|(time, _)| time)
+}
+
+/// `usual_time`, with the time's microseconds since the epoch.
+pub(crate) fn usual_time_micros<'py>(
+    value: &Bound<'py, PyAny>,
+) -> Option<(Bound<'py, PyAny>, i64)> {
     let text = value
         .cast_exact::<PyString>()
         .ok()?
@@ -164,21 +171,28 @@ fn usual_time<'py>(value: &Bound<'py, PyAny>) -> Option<Bound<'py, PyAny>> {
         27 if text[19] == b'.' => digits(20, 26)?,
         _ => return None,
     };
+    let (year, month, day) = (digits(0, 4)?, digits(5, 7)?, digits(8, 10)?);
+    let (hour, minute, second) = (digits(11, 13)?, digits(14, 16)?, digits(17, 19)?);
     let py = value.py();
     let utc = PyTzInfo::utc(py).ok()?;
-    PyDateTime::new(
+    // (made first: it refuses what is out of range, so the arithmetic below is on a real date)
+    let time = PyDateTime::new(
         py,
-        i32::try_from(digits(0, 4)?).ok()?,
-        u8::try_from(digits(5, 7)?).ok()?,
-        u8::try_from(digits(8, 10)?).ok()?,
-        u8::try_from(digits(11, 13)?).ok()?,
-        u8::try_from(digits(14, 16)?).ok()?,
-        u8::try_from(digits(17, 19)?).ok()?,
+        i32::try_from(year).ok()?,
+        u8::try_from(month).ok()?,
+        u8::try_from(day).ok()?,
+        u8::try_from(hour).ok()?,
+        u8::try_from(minute).ok()?,
+        u8::try_from(second).ok()?,
         micros,
         Some(&utc),
     )
-    .ok()
-    .map(|time| time.into_any())
+    .ok()?
+    .into_any();
+    let days = crate::days_from_civil(i64::from(year), i64::from(month), i64::from(day));
+    let seconds =
+        days * 86_400 + i64::from(hour) * 3_600 + i64::from(minute) * 60 + i64::from(second);
+    Some((time, seconds * 1_000_000 + i64::from(micros)))
 }
 
 type Out<T> = Result<T, Stop>;

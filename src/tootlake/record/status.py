@@ -462,6 +462,11 @@ def _check(
 ) -> ValidStatus | Rejection:
     """What types cannot say: identity, author and time are usable; times parse. `size`:
     bytes of the status as received (None: estimated from what is kept)."""
+    if _native is not None and now is None and size is not None:
+        # (native/src/check.rs: the usual status in one call; None leaves it to the Python)
+        checked = _native.check_status(status, coerced, size, ValidStatus)
+        if checked is not None:
+            return checked  # type: ignore[no-any-return]
     if not status.uri:
         return Rejection("empty uri", "uri")
     latest = latest_time(now)
