@@ -335,6 +335,9 @@ def test_valid_status_is_unchanged_by_the_fast_path():
         ({"uri": ""}, "uri"),
         ({"id": 1.5}, "id"),
         ({"id": True}, "id"),
+        ({"id": "1" * 65}, "id"),
+        ({"id": "9" * 5000}, "id"),  # (int() of more than 4,300 digits raises)
+        ({"id": "0" * 4400 + "1"}, "id"),
         ({"account": "bob"}, "account"),
         ({"created_at": "0001-01-01T00:00:00+01:00"}, "created_at"),
         ({"created_at": "9999-12-31T23:59:59Z"}, "created_at"),

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from tootlake.errors import ConfigError
 from tootlake.sources.fleet import poll_interval
 from tootlake.sources.mastodon import (
+    MAX_RETRY_AFTER,
     Backoff,
     InstanceInfo,
     Mode,
@@ -163,6 +164,36 @@ def test_retry_after_in_seconds_http_date_or_from_the_reset():
         300.92355
     )
     assert retry_after({}, NOW) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.sampled_from(["inf", "-inf", "nan", "1e999", "9" * 5000, "-5", "\u0661\u0662", ""]),
+        st.text(max_size=40),
+        st.integers(-(10**30), 10**30).map(str),
+        st.floats().map(str),
+    ),
+    st.sampled_from(["Retry-After", "X-RateLimit-Reset", "X-RateLimit-Limit"]),
+)
+def test_rate_headers_of_any_value_never_raise_and_bound_the_wait(value, name):
+    """A server's rate-limit headers are untrusted: any value is read or ignored, never an
+    error (an OverflowError stopped every page of a server sending `inf`), and no wait it
+    asks for is longer than MAX_RETRY_AFTER (`Retry-After: 999...` made an instance sleep
+    for ever)."""
+    headers = {name: value, "X-RateLimit-Remaining": value}
+    rate = RateLimit.from_headers(headers)
+    assert rate.limit is None or isinstance(rate.limit, int)
+    assert rate.min_interval(NOW) >= 0.0
+    wait = retry_after(headers, NOW)
+    assert wait is None or 0.0 <= wait <= MAX_RETRY_AFTER
+
+
+def test_a_wait_longer_than_the_cap_is_the_cap():
+    assert retry_after({"Retry-After": "9" * 5000}, NOW) == MAX_RETRY_AFTER
+    assert retry_after({"Retry-After": "86400"}, NOW) == MAX_RETRY_AFTER
+    assert retry_after({"X-RateLimit-Reset": "2999-01-01T00:00:00Z"}, NOW) == MAX_RETRY_AFTER
+    assert RateLimit.from_headers({"X-RateLimit-Remaining": "1e999"}).remaining is None
 
 
 def test_backoff_is_capped_exponential_with_jitter():

@@ -505,9 +505,10 @@ def usable_id(value: Any, latest: datetime | None = None) -> str | None:
     elif type(value) is not str:
         return None
     if value.isdigit() and value.isascii():  # the common case: a snowflake or a count
-        if len(value) >= 17 and int(value) > _snowflake_limit(latest):
+        # (the length first: int() of more than 4,300 digits raises)
+        if len(value) > 64 or (len(value) >= 17 and int(value) > _snowflake_limit(latest)):
             return None
-        return value if len(value) <= 64 else None
+        return value
     if not _ID.fullmatch(value) or value[0] == "-":
         return None
     return value

@@ -283,10 +283,6 @@ class InstanceInfo:
                 return level
         return "public"
 
-    def version_tuple(self) -> tuple[int, ...]:
-        match = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", self.version)
-        return tuple(int(g or 0) for g in match.groups()) if match else ()
-
 
 def choose_mode(info: InstanceInfo, timeline: str, has_token: bool) -> tuple[str, str]:
     """(mode, reason) for an instance: stream with a token, else poll if the feed is open."""
@@ -412,23 +408,32 @@ def _parse_http_time(value: str) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+# The longest wait a 429 may ask for: a server asking for more (a lie, a bug, "9" * 5000
+# seconds) is asked again after this, politely, rather than never.
+MAX_RETRY_AFTER = 3600.0
+
+
 def retry_after(headers: Mapping[str, str], now: datetime | None = None) -> float | None:
     """Seconds to wait from `Retry-After` (seconds or an HTTP date), else from
-    `X-RateLimit-Reset`; None when neither says."""
+    `X-RateLimit-Reset`, at most MAX_RETRY_AFTER; None when neither says."""
     now = now or datetime.now(UTC)
     value = headers.get("Retry-After")
     if value:
         if value.strip().isdigit():
-            return float(value.strip())
+            return min(float(value.strip()), MAX_RETRY_AFTER)
         when = _parse_http_time(value)
         if when is not None:
-            return max(0.0, (when - now).total_seconds())
+            return _seconds_until(when, now)
     reset = headers.get("X-RateLimit-Reset")
     if reset:
         when = _parse_http_time(reset)
         if when is not None:
-            return max(0.0, (when - now).total_seconds())
+            return _seconds_until(when, now)
     return None
+
+
+def _seconds_until(when: datetime, now: datetime) -> float:
+    return min(max(0.0, (when - now).total_seconds()), MAX_RETRY_AFTER)
 
 
 @dataclass(frozen=True)
@@ -444,7 +449,7 @@ class RateLimit:
         def _int(name: str) -> int | None:
             try:
                 return int(float(headers[name]))
-            except (KeyError, ValueError):
+            except (KeyError, ValueError, OverflowError):  # ("inf", "1e999": a server's lie)
                 return None
 
         reset = headers.get("X-RateLimit-Reset")
