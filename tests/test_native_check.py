@@ -170,6 +170,7 @@ def statuses(draw: st.DrawFn) -> dict[str, Any]:
 def _native_in_use() -> None:
     native()  # fails, never skips, without the module
     assert status_module._native is not None, "the native helpers are not in use"
+    assert status_module._NATIVE_CHECK, "the native module predates check_status"
 
 
 @settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -462,7 +462,7 @@ def _check(
 ) -> ValidStatus | Rejection:
     """What types cannot say: identity, author and time are usable; times parse. `size`:
     bytes of the status as received (None: estimated from what is kept)."""
-    if _native is not None and now is None and size is not None:
+    if _native is not None and now is None and size is not None and _NATIVE_CHECK:
         # (native/src/check.rs: the usual status in one call; None leaves it to the Python)
         checked = _native.check_status(status, coerced, size, ValidStatus)
         if checked is not None:
@@ -850,6 +850,8 @@ if _native is not None and [
     Account.__struct_fields__,
 ]:
     _native = None  # pragma: no cover - a stale build: `make install` rebuilds it
+# (a build from before check_status keeps its other helpers)
+_NATIVE_CHECK = hasattr(_native, "check_status")
 
 
 def from_status(
