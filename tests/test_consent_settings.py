@@ -102,3 +102,20 @@ def test_a_config_file_named_but_missing_is_an_error(tmp_path, monkeypatch):
     monkeypatch.delenv("TOOTLAKE_CONFIG")
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "empty"))
     assert load_settings().consent_policy() == Consent()
+
+
+@pytest.mark.parametrize("line", ["lake = 5", "lake = ['a']", 'lake = ""', "lake = true"])
+def test_a_lake_of_the_wrong_type_in_the_config_file_is_an_error_naming_it(config, line):
+    """(`lake = 5` ended in a TypeError traceback from the lake's first use)"""
+    config(line + "\n")
+    with pytest.raises(ConfigError, match="lake must be the path or URL of the lake"):
+        load_settings()
+
+
+@pytest.mark.parametrize("text", ["inf", "infMB", "nan", "1e400", "-inf", "x", "12q"])
+def test_a_size_that_is_no_number_of_bytes_is_an_error_naming_it(text):
+    """(`--max-body inf` ended in an OverflowError traceback, `nan` in a ValueError)"""
+    from tootlake.settings import parse_size
+
+    with pytest.raises(ConfigError, match="Invalid size"):
+        parse_size(text)

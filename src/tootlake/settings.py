@@ -16,6 +16,7 @@ key per line (`sasl.mechanism = "PLAIN"`); they merge with TOOTLAKE_KAFKA_<KEY> 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import stat
 import tomllib
@@ -283,6 +284,12 @@ def load_settings(**flags: Any) -> Settings:
     tokens.update(flags.get("tokens") or {})
     if values.get("retain") is not None:
         values["retain"] = retain_days(values["retain"])
+    lake = values.get("lake")
+    if lake is not None and (not isinstance(lake, str) or not lake.strip()):
+        raise ConfigError(
+            f"The config file {path}: lake must be the path or URL of the lake, e.g. "
+            'lake = "./lake" or lake = "s3://bucket/lake".'
+        )
     if values.get("policy") is not None and not isinstance(values["policy"], str):
         raise ConfigError(f"The config file {path}: policy must be the path of a TOML file.")
     if values.get("pseudonymize") is not None and not isinstance(values["pseudonymize"], str):
@@ -336,9 +343,11 @@ def parse_size(text: str | int) -> int:
     try:
         value = float(number) * units[unit]
     except (ValueError, KeyError):
+        value = math.nan
+    if not math.isfinite(value):  # (also "inf" and "nan", which float() reads)
         raise ConfigError(
             f"Invalid size {text!r}: use a number of bytes or units, such as 128MB or 1GiB"
-        ) from None
+        )
     if value < 1024:
         raise ConfigError(f"Invalid size {text!r}: at least 1KB")
     return int(value)
