@@ -71,6 +71,10 @@ def read_instances_file(path: str | Path) -> list[str]:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"Cannot read the instances file {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError:
+        raise ConfigError(
+            f"Cannot read the instances file {path}: it is not UTF-8 text (one host or URL a line)"
+        ) from None
     out = []
     for line in text.splitlines():
         entry = line.split("#", 1)[0].strip()

@@ -120,6 +120,10 @@ def _read_config(path: Path) -> dict[str, Any]:
             return tomllib.load(handle)
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"Cannot read the config file {path}: {exc}") from exc
+    except UnicodeDecodeError:  # (TOML is UTF-8: a binary or UTF-16 file)
+        raise ConfigError(
+            f"Cannot read the config file {path}: it is not UTF-8 text (TOML)"
+        ) from None
 
 
 def check_private(path: str | Path, what: str = "file", holds: str = "tokens") -> bool:
@@ -286,9 +290,15 @@ def load_settings(**flags: Any) -> Settings:
         values["retain"] = retain_days(values["retain"])
     lake = values.get("lake")
     if lake is not None and (not isinstance(lake, str) or not lake.strip()):
+        if flags.get("lake") is not None:
+            where = "--lake"
+        elif env.get("TOOTLAKE_LAKE"):
+            where = "TOOTLAKE_LAKE"
+        else:
+            where = f"The config file {path}: lake"
         raise ConfigError(
-            f"The config file {path}: lake must be the path or URL of the lake, e.g. "
-            'lake = "./lake" or lake = "s3://bucket/lake".'
+            f"{where} must be the path or URL of the lake, e.g. ./lake or s3://bucket/lake "
+            f"(not {lake!r})."
         )
     if values.get("policy") is not None and not isinstance(values["policy"], str):
         raise ConfigError(f"The config file {path}: policy must be the path of a TOML file.")
@@ -309,17 +319,23 @@ def load_settings(**flags: Any) -> Settings:
     return Settings(tokens=tokens, kafka=kafka, **values)
 
 
+# A century: the cutoff of more (1e300) is before year 1, which no date can hold
+MAX_RETAIN_DAYS = 36_525
+
+
 def retain_days(
     value: Any, where: str = "--retain, TOOTLAKE_RETAIN or retain in the config"
 ) -> float:
-    """Days of retention (`retain = 30`, `--retain 30`, TOOTLAKE_RETAIN=30): a number >= 0."""
+    """Days of retention (`retain = 30`, `--retain 30`, TOOTLAKE_RETAIN=30): a number from 0
+    to MAX_RETAIN_DAYS."""
     try:
         days = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         days = -1.0
-    if isinstance(value, bool) or not days >= 0 or days == float("inf"):
+    if isinstance(value, bool) or not 0 <= days <= MAX_RETAIN_DAYS:
         raise ConfigError(
-            f"Invalid retention {value!r} ({where}): a number of days, 0 or more, e.g. 30"
+            f"Invalid retention {value!r} ({where}): a number of days from 0 to "
+            f"{MAX_RETAIN_DAYS:,} (a century), e.g. 30"
         )
     return days
 
@@ -330,6 +346,9 @@ def token_for(settings: Settings, host: str) -> str | None:
     return settings.tokens.get(host) or settings.tokens.get(
         host.replace(".", "_").replace(":", "_")
     )
+
+
+MAX_SIZE = 1024**4  # a size option's largest (10**30 overflowed the writers it was given to)
 
 
 def parse_size(text: str | int) -> int:
@@ -348,6 +367,8 @@ def parse_size(text: str | int) -> int:
         raise ConfigError(
             f"Invalid size {text!r}: use a number of bytes or units, such as 128MB or 1GiB"
         )
+    if value > MAX_SIZE:
+        raise ConfigError(f"Invalid size {text!r}: at most 1TiB")
     if value < 1024:
         raise ConfigError(f"Invalid size {text!r}: at least 1KB")
     return int(value)

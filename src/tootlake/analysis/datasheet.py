@@ -26,6 +26,7 @@ from typing import Any
 import duckdb
 
 from tootlake._version import __version__
+from tootlake.errors import ConfigError
 from tootlake.lake.reader import open_lake
 from tootlake.record import arrow_schema
 from tootlake.text import counted
@@ -361,6 +362,9 @@ def write_datasheet(lake: str, output: str | None = None, *, as_html: bool = Fal
     sheet = build_datasheet(lake)
     text = render_html(sheet) if as_html else render_markdown(sheet)
     if output:
-        with open(output, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        try:
+            with open(output, "w", encoding="utf-8") as handle:
+                handle.write(text)
+        except OSError as exc:
+            raise ConfigError(f"Cannot write {output}: {exc.strerror or exc}") from exc
     return text

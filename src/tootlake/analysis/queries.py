@@ -17,6 +17,7 @@ import duckdb
 import pyarrow as pa
 
 from tootlake.errors import ConfigError
+from tootlake.lake.reader import connect
 
 __all__ = [
     "AGE_BUCKETS",
@@ -398,7 +399,7 @@ def _uppercase_of() -> dict[str, tuple[str, ...]]:
     """For each character, the others that DuckDB's lower() maps to it (lower() maps one
     code point to one). Cased letters all lie below U+1F000 (the last cased script, Adlam,
     ends at U+1E95F); surrogates are not characters."""
-    with duckdb.connect() as con:
+    with connect() as con:
         rows = con.sql(
             "SELECT lower(chr(r::INTEGER)) AS l, list(chr(r::INTEGER) ORDER BY r) "
             "FROM range(1, 126976) t(r) "

@@ -200,6 +200,8 @@ def as_pylist(table: pa.Table) -> list[dict[str, Any]]:
         if pa.types.is_timestamp(f.type) and f.type.unit == "ns" and _has_nanoseconds(table[i]):
             iso = "%Y-%m-%dT%H:%M:%S" + ("%z" if f.type.tz is not None else "")
             table = table.set_column(i, f.name, pc.strftime(table[i], format=iso))
+        elif (text := _beyond_python_as_text(table[i])) is not None:
+            table = table.set_column(i, f.name, text)
     aware = [
         f.name for f in table.schema if pa.types.is_timestamp(f.type) and f.type.tz is not None
     ]
@@ -214,6 +216,35 @@ def as_pylist(table: pa.Table) -> list[dict[str, Any]]:
             if row[name] is not None:
                 row[name] = row[name].replace(tzinfo=UTC)
     return rows
+
+
+# The seconds of 0001-01-01 and of the last second of 9999-12-31: a datetime holds nothing else
+_FIRST_SECOND, _LAST_SECOND = -62_135_596_800, 253_402_300_799
+_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000}
+
+
+def _beyond_python_as_text(column: pa.ChunkedArray) -> pa.ChunkedArray | None:
+    """A time or date column holding a value no datetime can (DuckDB's `infinity`, the year
+    10000: a user's query in `tootlake sql`) as text, `infinity` and `-infinity` named; None
+    when every value fits (as_py raised OverflowError on them)."""
+    kind = column.type
+    if pa.types.is_timestamp(kind) and kind.unit == "ns":
+        return None  # (an int64 of nanoseconds is always within 1677-2262)
+    if pa.types.is_timestamp(kind):
+        per = _PER_SECOND[kind.unit]
+        values, top = column.cast(pa.int64()), 2**63 - 1
+        low, high = _FIRST_SECOND * per, _LAST_SECOND * per + per - 1
+    elif pa.types.is_date32(kind):
+        values, top = column.cast(pa.int32()).cast(pa.int64()), 2**31 - 1
+        low, high = _FIRST_SECOND // 86_400, _LAST_SECOND // 86_400
+    else:
+        return None
+    beyond = pc.or_(pc.less(values, low), pc.greater(values, high))
+    if not pc.any(beyond).as_py():
+        return None
+    text = column.cast(pa.string())
+    text = pc.if_else(pc.greater_equal(values, top), "infinity", text)
+    return pc.if_else(pc.less_equal(values, -top), "-infinity", text)
 
 
 def _has_nanoseconds(column: pa.ChunkedArray) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from tootlake.cli.command import run_command
-from tootlake.cli.options import Seconds, lake_option, quiet_option
+from tootlake.cli.options import MAX_RATE, Number, Seconds, lake_option, quiet_option
 from tootlake.cli.output import print_collect_summary, status_line
 from tootlake.demo import DEMO_LAKE, DemoResult
 
@@ -31,7 +31,7 @@ from tootlake.demo import DEMO_LAKE, DemoResult
     "--rate",
     default=100.0,
     show_default=True,
-    type=float,
+    type=Number(min=0, max=MAX_RATE, show_max=False),
     help="Posts per second the simulated fediverse publishes.",
 )
 @lake_option(
@@ -46,7 +46,7 @@ from tootlake.demo import DEMO_LAKE, DemoResult
     "--hostile",
     default=0.0,
     show_default=True,
-    type=click.FloatRange(0, 1),
+    type=Number(0, 1),
     metavar="RATE",
     help="Share of public statuses served mutated (to reject, or with fields to coerce), plus "
     "instances that flood, stall, send huge bodies or a bad instance document.",

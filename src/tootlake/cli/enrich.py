@@ -7,7 +7,7 @@ import json
 import click
 
 from tootlake.cli.command import run_command
-from tootlake.cli.options import format_option, lake_option, quiet_option
+from tootlake.cli.options import Count, format_option, lake_option, quiet_option
 from tootlake.cli.output import step_line
 
 
@@ -23,7 +23,7 @@ from tootlake.cli.output import step_line
 )
 @click.option(
     "--limit",
-    type=click.IntRange(min=1),
+    type=Count(1),
     default=None,
     metavar="N",
     help="Detect at most N posts in this run (the next run goes on).",

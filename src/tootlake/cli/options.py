@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from tootlake.kafka.settings import DEFAULT_TOPIC, parse_options
-from tootlake.settings import load_settings
+from tootlake.settings import MAX_RETAIN_DAYS, load_settings
 
 __all__ = [
     "Seconds",
@@ -44,21 +44,67 @@ Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 TIMELINE = click.Choice(["public", "local", "remote"])
 
 
-class Seconds(click.FloatRange):
-    """A time in seconds: not negative (above zero with `above_zero`), and finite. `nan`
-    passes a range check (a `--duration nan` run stopped at once); `inf` overflows the
-    timers it is given to."""
+def _lower_bound(kind: click.FloatRange | click.IntRange) -> str:
+    """The range as help shows it when its upper bound is there only to refuse overflows."""
+    if kind.min is None:
+        return ""
+    return f"x{'>' if kind.min_open else '>='}{kind.min}"
 
-    name = "seconds"
 
-    def __init__(self, *, above_zero: bool = False) -> None:
-        super().__init__(min=0, min_open=above_zero)
+class Number(click.FloatRange):
+    """A finite number in a range: `nan` passes a range check, `inf` an open one. With
+    `show_max=False` help shows only the lower bound (the upper one refuses overflows)."""
+
+    what = "a number"
+
+    def __init__(self, *args: Any, show_max: bool = True, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.show_max = show_max
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        seconds = super().convert(value, param, ctx)
-        if not math.isfinite(seconds):
-            self.fail(f"{value} is not a number of seconds.", param, ctx)
-        return seconds
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value} is not {self.what}.", param, ctx)
+        if not self.show_max and self.max is not None and number > self.max:
+            self.fail(f"{value} is more than {self.max:,.0f}.", param, ctx)
+        return super().convert(number, param, ctx)
+
+    def _describe_range(self) -> str:
+        return super()._describe_range() if self.show_max else _lower_bound(self)
+
+
+class Count(click.IntRange):
+    """A whole number from `min` to one DuckDB and the timers can hold (10**30 overflowed
+    them), help showing only the lower bound."""
+
+    def __init__(self, min: int = 0, max: int = 2**62) -> None:  # noqa: A002 (click's names)
+        super().__init__(min, max)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = click.INT.convert(value, param, ctx)
+        if self.max is not None and number > self.max:
+            self.fail(f"{value} is more than {self.max:,}.", param, ctx)
+        return super().convert(number, param, ctx)
+
+    def _describe_range(self) -> str:
+        return _lower_bound(self)
+
+
+MAX_RATE = 1_000_000.0  # posts per second a simulation publishes at most (inf overflowed)
+# Ten years: longer overflows the timers a time is given to (1e30 s hung `collect`)
+MAX_SECONDS = 10 * 365 * 86_400
+
+
+class Seconds(Number):
+    """A time in seconds: not negative (above zero with `above_zero`), finite, at most ten
+    years. `nan` passes a range check (a `--duration nan` run stopped at once); `inf` and
+    1e30 overflow the timers it is given to."""
+
+    name = "seconds"
+    what = "a number of seconds"
+
+    def __init__(self, *, above_zero: bool = False) -> None:
+        super().__init__(min=0, min_open=above_zero, max=MAX_SECONDS, show_max=False)
 
 
 def lake_option(
@@ -154,7 +200,7 @@ def retain_option(func: Callable[..., Any]) -> Callable[..., Any]:
     decide."""
     return click.option(
         "--retain",
-        type=click.FloatRange(min=0),
+        type=Number(min=0, max=MAX_RETAIN_DAYS),
         default=None,
         metavar="DAYS",
         help="Remove posts older than DAYS (by created_at) with their detected languages, and "

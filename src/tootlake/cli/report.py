@@ -7,7 +7,13 @@ from typing import Any
 import click
 
 from tootlake.cli.command import run_command
-from tootlake.cli.options import format_option, lake_option, skip_corrupt_option, tz_option
+from tootlake.cli.options import (
+    Count,
+    format_option,
+    lake_option,
+    skip_corrupt_option,
+    tz_option,
+)
 from tootlake.cli.output import echo_output, stdout_is_terminal
 from tootlake.settings import load_settings
 
@@ -24,7 +30,13 @@ from tootlake.settings import load_settings
     "--html", "html_path", type=click.Path(dir_okay=False), help="Also write an HTML report."
 )
 @click.option("--term", "terms", multiple=True, help="A word to follow per day (repeatable).")
-@click.option("--top", default=20, show_default=True, help="Rows of the top-N sections.")
+@click.option(
+    "--top",
+    default=20,
+    show_default=True,
+    type=Count(0),
+    help="Rows of the top-N sections.",
+)
 @tz_option
 @skip_corrupt_option
 @click.option(

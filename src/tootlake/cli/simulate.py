@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from tootlake.cli.command import run_command
-from tootlake.cli.options import Seconds
+from tootlake.cli.options import MAX_RATE, Number, Seconds
 
 
 @click.command()
@@ -14,7 +14,7 @@ from tootlake.cli.options import Seconds
     help="Simulated Mastodon instances, each on its own 127.0.0.1 port.",
 )  # fmt: skip
 @click.option(
-    "--rate", default=20.0, show_default=True, type=click.FloatRange(min=0),
+    "--rate", default=20.0, show_default=True, type=Number(min=0, max=MAX_RATE, show_max=False),
     help="Posts published per second, across all instances (0: serve only).",
 )  # fmt: skip
 @click.option(
@@ -38,16 +38,15 @@ from tootlake.cli.options import Seconds
     help="Other simulated instances each post reaches.",
 )  # fmt: skip
 @click.option(
-    "--edits", default=0.02, show_default=True, help="Chance per post of also editing a recent one."
-)
+    "--edits", default=0.02, show_default=True, type=Number(0, 1),
+    help="Chance per post of also editing a recent one.",
+)  # fmt: skip
 @click.option(
-    "--deletes",
-    default=0.01,
-    show_default=True,
+    "--deletes", default=0.01, show_default=True, type=Number(0, 1),
     help="Chance per post of also deleting a recent one.",
-)
+)  # fmt: skip
 @click.option(
-    "--hostile", default=0.0, show_default=True, type=click.FloatRange(0, 1), metavar="RATE",
+    "--hostile", default=0.0, show_default=True, type=Number(0, 1), metavar="RATE",
     help="Share of public statuses served mutated (invalid, fields of the wrong type, shapes "
     "of other servers), and add instances that flood, stall, send huge bodies or a bad "
     "instance document. The truth file says which posts are good and which to reject.",

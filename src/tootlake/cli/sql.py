@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from tootlake.cli.command import run_command
-from tootlake.cli.options import format_option, lake_option, skip_corrupt_option
+from tootlake.cli.options import Count, format_option, lake_option, skip_corrupt_option
 from tootlake.cli.output import clean, echo_output, stdout_is_terminal
 from tootlake.settings import load_settings
 
@@ -27,7 +27,7 @@ _PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 )
 @click.option(
     "--limit",
-    type=click.IntRange(min=0),
+    type=Count(0),
     metavar="N",
     help=f"Print at most N rows, 0 for all. Default: {SQL_TERMINAL_LIMIT:,} when the output "
     "is a terminal (a note says when rows were left out), all otherwise.",

@@ -333,8 +333,43 @@ def _split_envelopes(
             pc.filter(index, bad).to_pylist(), pc.filter(kind, bad).to_pylist(), strict=True
         ):
             errors.append((i, f"envelope of kind {k!r} without its record"))
+    for k in KINDS:
+        masks[k] = _without_impossible_times(column(k), masks[k], index, lake_schema(k), errors)
+    errors.sort()
     tables = {k: _rows_of(column(k), masks[k], index, lake_schema(k)) for k in KINDS}
     return tables, errors
+
+
+# Microseconds of 0001-01-01 and of the last of 9999-12-31: a datetime holds nothing beyond
+_EARLIEST_US = -62_135_596_800_000_000
+_LATEST_US = 253_402_300_799_999_999
+
+
+def _without_impossible_times(
+    struct: Any, mask: Any, index: Any, schema: Any, errors: list[tuple[int, str]]
+) -> Any:
+    """`mask` less the rows holding a time no datetime can (year 148108: the lake's every
+    Python reader raised on it); each is an error, as fastavro makes it one by one."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    struct = _one_chunk(struct)
+    impossible = None
+    for column in schema:
+        if not pa.types.is_timestamp(column.type):
+            continue
+        micros = struct.field(column.name).cast(pa.int64())
+        out = pc.or_(pc.less(micros, _EARLIEST_US), pc.greater(micros, _LATEST_US))
+        out = pc.fill_null(out, False)  # (a null time is no impossible one)
+        impossible = out if impossible is None else pc.or_(impossible, out)
+    if impossible is None:
+        return mask
+    impossible = pc.and_(mask, impossible)
+    if not pc.any(impossible).as_py():
+        return mask
+    for i in pc.filter(index, impossible).to_pylist():
+        errors.append((i, "invalid Avro body: a time outside the years 1-9999"))
+    return pc.and_(mask, pc.invert(impossible))
 
 
 def _rows_of(struct: Any, mask: Any, index: Any, schema: Any) -> tuple[Any, Any]:

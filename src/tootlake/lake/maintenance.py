@@ -147,6 +147,9 @@ class RetentionStats:
         return asdict(self)
 
 
+MAX_DURATION = timedelta(days=36_525)  # a century
+
+
 def parse_duration(text: str | float | timedelta) -> timedelta:
     """`7d`, `12h`, `30m`, `90s` or a number of seconds, as a timedelta."""
     if isinstance(text, timedelta):
@@ -160,11 +163,15 @@ def parse_duration(text: str | float | timedelta) -> timedelta:
     try:
         seconds = float(number) * units[unit]
     except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds):  # (also "inf" and "nan", which float() reads)
         raise ConfigError(
             f"Invalid duration {text!r}: use a number with d, h, m or s, such as 7d or 12h"
-        ) from None
+        )
     if seconds < 0:
         raise ConfigError(f"Invalid duration {text!r}: it cannot be negative")
+    if seconds > MAX_DURATION.total_seconds():  # (a timedelta or a date of more overflows)
+        raise ConfigError(f"Invalid duration {text!r}: at most {MAX_DURATION.days:,}d")
     return timedelta(seconds=seconds)
 
 
@@ -319,11 +326,9 @@ def _merge_once(lake: str, *, memory_limit: str | None) -> MergeStats:
 
 
 def _connect(lake: str, files: LakeFiles, memory_limit: str | None) -> Any:
-    import duckdb
+    from tootlake.lake.reader import SIGHTINGS_VIEW, _configure_remote, connect
 
-    from tootlake.lake.reader import SIGHTINGS_VIEW, _configure_remote
-
-    con = duckdb.connect()
+    con = connect()
     con.execute("SET TimeZone = 'UTC'")
     # A merge runs inside collectors and sinks: bounded memory, spilling beyond it (the window
     # over the tail holds whole rows), in order only where a query says so.

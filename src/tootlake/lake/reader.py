@@ -364,6 +364,20 @@ def check_old_layout(lake: str) -> None:
         )
 
 
+# DuckDB installs and loads extensions a query asks for, downloading them from its servers
+# (`read_csv('http://...')` fetched httpfs): tootlake needs none (S3 goes through fsspec), and
+# a tool that sends nothing but to the servers it is pointed at must not fetch code.
+DUCKDB_CONFIG: dict[str, Any] = {
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+}
+
+
+def connect() -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection that fetches no extension from the network."""
+    return duckdb.connect(config=DUCKDB_CONFIG)
+
+
 def check_lake(lake: str) -> bool:
     """Check that `lake` can be read: a local lake that does not exist, or is not a folder, is a
     LakeError naming the path; so is a lake of the old layout. True when it holds tables, False
@@ -399,7 +413,7 @@ def _open(
     check_lake(lake)
     storage = storage_for(lake)
     files = read_files(lake)
-    con = connection or duckdb.connect()
+    con = connection or connect()
     con.execute("SET TimeZone = 'UTC'")  # times are UTC in the lake; show them as such
     # Every query binds the views again, reading each file's footer: keep them (Delta never
     # rewrites a file in place).

@@ -348,7 +348,12 @@ def validate_status(value: Any, now: datetime | None = None) -> ValidStatus | Re
             try:
                 _PACKER.encode(checked.data)
             except (OverflowError, ValueError):
-                _ENCODER.encode(checked.data)
+                try:
+                    _ENCODER.encode(checked.data)
+                except UnicodeEncodeError:
+                    raise  # (lone surrogates: mended below)
+                except ValueError:  # (str() of an int of more than 4,300 digits)
+                    return Rejection("a number with more than 4,300 digits")
     except RecursionError:
         return Rejection(_TOO_DEEP)
     except UnicodeEncodeError:  # (in a value, or a key msgspec.convert reads)

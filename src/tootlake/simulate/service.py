@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tootlake._gc import fewer_collections
+from tootlake.errors import ConfigError
 from tootlake.simulate.fediverse import Fediverse, Truth
 from tootlake.simulate.hostile import INSTANCE_KINDS
 from tootlake.simulate.server import InstanceSettings
@@ -105,6 +106,9 @@ async def _serve(
     status: Callable[[str], None],
 ) -> Truth:
     feeds = "authenticated" if token_required else "public"
+    for path in (write_instances, tokens_file, truth_file):
+        if path:  # before anything runs: the truth file is written only at the end
+            _check_writable(path)
 
     def settings_of(index: int, misbehave: str | None = None) -> InstanceSettings:
         return InstanceSettings(
@@ -189,3 +193,12 @@ async def _serve(
         return truth
     finally:
         await fed.close()
+
+
+def _check_writable(path: str | Path) -> None:
+    """A ConfigError naming `path` when it cannot be written (a missing folder, no right)."""
+    try:
+        with open(path, "a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"Cannot write {path}: {exc.strerror or exc}") from exc

@@ -81,7 +81,7 @@ def mastodon_error(body: bytes) -> bool:
     what a 404 or 410 of the API carries, where a proxy's or another server's page is HTML."""
     try:
         msgspec.json.decode(body, type=_ErrorDoc)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return False
     return True
 

@@ -146,8 +146,12 @@ def normalize_instance(value: str) -> str:
         raise ConfigError("Empty instance name.")
     if "://" not in value:
         value = f"https://{value}"
-    parts = urlsplit(value)
-    if parts.scheme not in {"http", "https"} or not parts.hostname:
+    try:
+        parts = urlsplit(value)
+        hostname = parts.hostname
+    except ValueError:  # ("[x": an IPv6 bracket unclosed; a character NFKC makes "/")
+        hostname = None
+    if not hostname or parts.scheme not in {"http", "https"}:
         raise ConfigError(
             f"Invalid instance {value!r}: give a host name (mastodon.social) or an http(s) URL."
         )
@@ -380,7 +384,8 @@ def _advance(cursor: str | None, *ids: str | None) -> str | None:
     return max_id(cursor, *(i for i in present if i.isdigit() == kind))
 
 
-_LINK = re.compile(r"<([^>]*)>\s*((?:;\s*[^;,]+)*)")
+# (`[^<>]`: from each `<` of a header of many, the scan stops at the next one, not the end)
+_LINK = re.compile(r"<([^<>]*)>\s*((?:;\s*[^;,]+)*)")
 
 
 def parse_link_header(value: str | None) -> dict[str, str]:
@@ -403,7 +408,7 @@ def _parse_http_time(value: str) -> datetime | None:
     except ValueError:
         try:
             parsed = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # (a year beyond a C long)
             return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
@@ -419,7 +424,7 @@ def retry_after(headers: Mapping[str, str], now: datetime | None = None) -> floa
     now = now or datetime.now(UTC)
     value = headers.get("Retry-After")
     if value:
-        if value.strip().isdigit():
+        if value.strip().isdigit() and value.isascii():  # ("²" is a digit float() refuses)
             return min(float(value.strip()), MAX_RETRY_AFTER)
         when = _parse_http_time(value)
         if when is not None:
@@ -468,7 +473,7 @@ class RateLimit:
             return 0.0
         if self.limit and self.remaining * 2 > self.limit:
             return 0.0
-        left = max(0.0, (self.reset - (now or datetime.now(UTC))).total_seconds())
+        left = _seconds_until(self.reset, now or datetime.now(UTC))  # (a reset in 9999: capped)
         usable = self.remaining - reserve
         if usable <= 0:
             return left
