@@ -258,3 +258,30 @@ def test_blank_lake_is_not_blamed_on_the_config_file(tmp_path, monkeypatch, how)
     result = CliRunner().invoke(main, args)
     clean_error(result, where)
     assert "config file" not in result.output
+
+
+def test_an_instances_file_naming_no_instance_says_so(tmp_path):
+    """(was: "Give an instances FILE or --instance", with a file given)"""
+    empty = tmp_path / "instances.txt"
+    empty.write_text("# nothing yet\n\n")
+    result = CliRunner().invoke(main, ["instances", "check", str(empty), "--no-rules"])
+    clean_error(result, "names no instance")
+
+
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [("", "is no file name"), (" ", "is no file name"), ("{tmp}", "is a directory")],
+)
+def test_keygen_without_a_file_name_says_so(tmp_path, name, says):
+    """(was: "The key file . exists" for an empty name)"""
+    result = CliRunner().invoke(main, ["keygen", name.format(tmp=tmp_path)])
+    clean_error(result, says)
+
+
+def test_keygen_force_does_not_replace_a_special_file(tmp_path):
+    """(as root, `keygen --force /dev/full` made the device a regular file)"""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    result = CliRunner().invoke(main, ["keygen", "--force", str(fifo)])
+    clean_error(result, "not a regular file")
+    assert fifo.is_fifo()

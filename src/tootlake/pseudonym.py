@@ -35,7 +35,11 @@ def generate_key(path: str | Path, *, force: bool = False) -> str:
     """Write a new random key to `path` (mode 0600; a missing folder is made, mode 0700) and
     return its id. An existing `path` is an error unless `force` (then it is replaced
     atomically)."""
+    if not str(path).strip() or Path(path).is_dir() or str(path).endswith(("/", os.sep)):
+        raise ConfigError(f"The key file {str(path)!r} is no file name: give the path of a file.")
     path = Path(path)
+    if path.exists() and not path.is_file():  # (--force would replace /dev/full, as root)
+        raise ConfigError(f"The key file {path} is not a regular file: give another FILE.")
     if "~" in path.parts:  # a quoted ~ is no home folder: it would make a folder named ~
         raise ConfigError(
             f"The key file {path} has a literal ~ in it (quoted, the shell does not expand "

@@ -74,7 +74,7 @@ def dashboard(
             "login and shows everything in the lake.",
             err=True,
         )
-    shown = f"[{host}]" if ":" in host else host
+    shown = f"[{host}]" if ":" in host and not host.startswith("[") else host
 
     def listening(bound: int) -> None:  # the real port: --port 0 lets the system choose
         click.echo(

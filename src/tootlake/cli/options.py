@@ -376,7 +376,15 @@ def settings_and_specs(
     )
     names = list(instances)
     if instances_file:
-        names += read_instances_file(instances_file)
+        listed = read_instances_file(instances_file)
+        if not listed:
+            from tootlake.errors import ConfigError
+
+            raise ConfigError(
+                f"The instances file {instances_file} names no instance (one host or URL a "
+                "line; # starts a comment)."
+            )
+        names += listed
     return settings, read_instances(names, settings)
 
 
