@@ -5,7 +5,6 @@ to anything but 127.0.0.1 (port 9 refuses connections)."""
 
 from __future__ import annotations
 
-import logging
 import os
 import subprocess
 import sys
@@ -18,17 +17,11 @@ from tootlake.cli import main
 
 from .conftest import REAL
 
+# (an autouse fixture: `main` points the root logger at the runner's stderr; it puts it back)
+from .test_cli import _restore_logging  # noqa: F401
+
 BIG = str(10**30)
 EXE = str(Path(sys.executable).with_name("tootlake"))
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging():
-    root = logging.getLogger()
-    handlers, level, hook = root.handlers[:], root.level, sys.excepthook
-    yield
-    root.handlers[:], sys.excepthook = handlers, hook
-    root.setLevel(level)
 
 
 @pytest.fixture
