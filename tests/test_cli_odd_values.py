@@ -278,3 +278,13 @@ def test_keygen_force_does_not_replace_a_special_file(tmp_path):
     result = CliRunner().invoke(main, ["keygen", "--force", str(fifo)])
     clean_error(result, "not a regular file")
     assert fifo.is_fifo()
+
+
+def test_the_simulators_tokens_file_is_private_from_its_making(tmp_path):
+    """The output files are made before the run, to fail early; the tokens file is made
+    readable by its owner only at once (not 0644 until the tokens are written)."""
+    from tootlake.simulate.service import _check_writable
+
+    tokens = tmp_path / "tokens.txt"
+    _check_writable(tokens, 0o600)
+    assert tokens.exists() and tokens.stat().st_mode & 0o077 == 0

@@ -106,9 +106,11 @@ async def _serve(
     status: Callable[[str], None],
 ) -> Truth:
     feeds = "authenticated" if token_required else "public"
-    for path in (write_instances, tokens_file, truth_file):
-        if path:  # before anything runs: the truth file is written only at the end
-            _check_writable(path)
+    # before anything runs: the truth file is written only at the end (the tokens file is
+    # made readable by its owner only from the start)
+    for path, mode in ((write_instances, 0o666), (tokens_file, 0o600), (truth_file, 0o666)):
+        if path:
+            _check_writable(path, mode)
 
     def settings_of(index: int, misbehave: str | None = None) -> InstanceSettings:
         return InstanceSettings(
@@ -195,10 +197,10 @@ async def _serve(
         await fed.close()
 
 
-def _check_writable(path: str | Path) -> None:
-    """A ConfigError naming `path` when it cannot be written (a missing folder, no right)."""
+def _check_writable(path: str | Path, mode: int) -> None:
+    """A ConfigError naming `path` when it cannot be written (a missing folder, no right);
+    a file made here gets `mode` (less the umask)."""
     try:
-        with open(path, "a", encoding="utf-8"):
-            pass
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, mode))
     except OSError as exc:
         raise ConfigError(f"Cannot write {path}: {exc.strerror or exc}") from exc
