@@ -288,3 +288,18 @@ def test_the_simulators_tokens_file_is_private_from_its_making(tmp_path):
     tokens = tmp_path / "tokens.txt"
     _check_writable(tokens, 0o600)
     assert tokens.exists() and tokens.stat().st_mode & 0o077 == 0
+
+
+@pytest.mark.parametrize("host", ["[::1]", "::1"])
+def test_dashboard_shows_an_ipv6_host_in_one_pair_of_brackets(lake, host, monkeypatch):
+    """(was: http://[[::1]]:8000/ for `--host [::1]`) No server: `serve` only says where."""
+    import tootlake.analysis.dashboard
+
+    def serve(lake, *, on_listening, **options):
+        on_listening(8123)
+
+    monkeypatch.setattr(tootlake.analysis.dashboard, "serve", serve)
+    result = CliRunner().invoke(main, ["dashboard", "--lake", lake, "--host", host])
+    assert result.exit_code == 0, result.output
+    assert "http://[::1]:8123/" in result.output
+    assert "[[" not in result.output

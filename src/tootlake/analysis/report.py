@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 from tootlake.analysis import queries
 from tootlake.errors import ConfigError
 from tootlake.lake.reader import open_lake
+from tootlake.record import FIRST_DATETIME_SECOND, LAST_DATETIME_SECOND
 from tootlake.text import for_terminal, json_for_terminal
 
 __all__ = ["FORMATS", "SECTIONS", "TOP_TERMS", "build_report", "render_report", "render_table"]
@@ -218,8 +219,6 @@ def as_pylist(table: pa.Table) -> list[dict[str, Any]]:
     return rows
 
 
-# The seconds of 0001-01-01 and of the last second of 9999-12-31: a datetime holds nothing else
-_FIRST_SECOND, _LAST_SECOND = -62_135_596_800, 253_402_300_799
 _PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000}
 
 
@@ -233,10 +232,10 @@ def _beyond_python_as_text(column: pa.ChunkedArray) -> pa.ChunkedArray | None:
     if pa.types.is_timestamp(kind):
         per = _PER_SECOND[kind.unit]
         values, top = column.cast(pa.int64()), 2**63 - 1
-        low, high = _FIRST_SECOND * per, _LAST_SECOND * per + per - 1
+        low, high = FIRST_DATETIME_SECOND * per, LAST_DATETIME_SECOND * per + per - 1
     elif pa.types.is_date32(kind):
         values, top = column.cast(pa.int32()).cast(pa.int64()), 2**31 - 1
-        low, high = _FIRST_SECOND // 86_400, _LAST_SECOND // 86_400
+        low, high = FIRST_DATETIME_SECOND // 86_400, LAST_DATETIME_SECOND // 86_400
     else:
         return None
     beyond = pc.or_(pc.less(values, low), pc.greater(values, high))

@@ -34,7 +34,7 @@ from tootlake.kafka.schema import (
     writer_schemas,
     zigzag_varint,
 )
-from tootlake.record import Sighting
+from tootlake.record import FIRST_DATETIME_SECOND, LAST_DATETIME_SECOND, Sighting
 
 __all__ = ["DecodedBatch", "EnvelopeDecoder", "dead_letter_line"]
 
@@ -341,8 +341,8 @@ def _split_envelopes(
 
 
 # Microseconds of 0001-01-01 and of the last of 9999-12-31: a datetime holds nothing beyond
-_EARLIEST_US = -62_135_596_800_000_000
-_LATEST_US = 253_402_300_799_999_999
+_EARLIEST_US = FIRST_DATETIME_SECOND * 1_000_000
+_LATEST_US = LAST_DATETIME_SECOND * 1_000_000 + 999_999
 
 
 def _without_impossible_times(

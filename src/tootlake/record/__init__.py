@@ -21,6 +21,8 @@ from tootlake.record.model import (
     sighting_arrow_schema,
 )
 from tootlake.record.status import (
+    FIRST_DATETIME_SECOND,
+    LAST_DATETIME_SECOND,
     Rejection,
     StatusData,
     ValidStatus,
@@ -36,7 +38,9 @@ from tootlake.record.status import (
 )
 
 __all__ = [
+    "FIRST_DATETIME_SECOND",
     "GATES",
+    "LAST_DATETIME_SECOND",
     "RAW_LIMIT",
     "Consent",
     "Delete",

@@ -44,6 +44,8 @@ from tootlake.record.model import Post
 from tootlake.text import count_words, has_opt_out_tag, html_to_text
 
 __all__ = [
+    "FIRST_DATETIME_SECOND",
+    "LAST_DATETIME_SECOND",
     "Account",
     "Mention",
     "MovedTo",
@@ -66,6 +68,9 @@ __all__ = [
 
 INT64_MAX = 2**63 - 1
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)  # no fediverse post is older
+# The first and last second Python's datetime can hold (years 1 and 9999, UTC), from the epoch
+FIRST_DATETIME_SECOND = -62_135_596_800
+LAST_DATETIME_SECOND = 253_402_300_799
 FUTURE_SLACK = timedelta(days=1)  # clocks drift; a day ahead is a lie, not a drift
 
 # Status ids: Mastodon snowflakes (digits), Pleroma/Akkoma flake ids (base62), GoToSocial
