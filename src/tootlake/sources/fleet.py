@@ -349,11 +349,23 @@ class InstanceWorker:
         events = self._ws_events(messages)
         if events:
             # (cannot fail: the bridge had room, and only this thread adds to it)
-            if not self.fleet.offer(_last_ack(events)):  # pragma: no cover - see above
+            if not self.fleet.offer(self._acked(events)):  # pragma: no cover - see above
                 raise AssertionError("the bridge refused events after saying it had room")
             self._emitted(events)
         self._handed()
         return True
+
+    def _acked(self, events: list[Event]) -> list[Event]:
+        """Stream events handed over together, the last one given the ack of them all.
+
+        `_stream_event` makes its events without acks. A stream event's ack would move the
+        cursor to where it was at its making, which never goes down; so the last one's covers
+        the others, and it is made once per read (a batch of the lake that holds only some of
+        them acks nothing: the cursor lags, never leads). Called right after the events were
+        made, with no await between: the cursor is still where the last one left it."""
+        if events:
+            events[-1].ack = self._ack(self._handing or self.contiguous)
+        return events
 
     def _emitted(self, events: list[Event]) -> None:
         """Events in the bridge: counted, and remembered for the audit after a reconnect."""
@@ -362,14 +374,15 @@ class InstanceWorker:
         if size:
             recent = self._recent
             for event in events:
-                if event.status is not None:
-                    status_id = event.status.id
-                    recent[status_id] = event.status.data.edited_at or ""
+                status = event.status
+                if status is not None:
+                    status_id = status.id
+                    recent[status_id] = status.data.edited_at or ""
                     recent.move_to_end(status_id)
-                    if len(recent) > size:
-                        recent.popitem(last=False)
                 elif event.id is not None:
                     recent.pop(event.id, None)
+            while len(recent) > size:  # (trimmed once per read)
+                recent.popitem(last=False)
 
     # -- the life of a worker ---------------------------------------------------------
 
@@ -571,7 +584,7 @@ class InstanceWorker:
                         if event is not None:
                             events.append(event)
                     if events:
-                        await self._emit(_last_ack(events))
+                        await self._emit(self._acked(events))
                         self._handed()
         except TooLarge as exc:
             raise TooLarge(f"{self.host} SSE stream: {exc}; connection dropped") from None
@@ -629,7 +642,7 @@ class InstanceWorker:
                     raise InstanceDown(f"{self.host} WebSocket: {exc}") from None
                 if not messages:  # the server ended the stream well
                     break
-                await self._emit(_last_ack(self._ws_events(messages)))
+                await self._emit(self._acked(self._ws_events(messages)))
                 self._handed()
         finally:
             stream.close()
@@ -641,7 +654,9 @@ class InstanceWorker:
         try:
             frame = parse_ws_frame(message)
         except ValueError as exc:
-            return self._reject(Rejection(f"bad WebSocket frame: {exc}"), message, "websocket")
+            return self._reject(
+                Rejection(f"bad WebSocket frame: {exc}"), message, "websocket", acked=False
+            )
         if frame is None:
             return None
         name, payload = frame
@@ -650,17 +665,24 @@ class InstanceWorker:
         return self._stream_event(name, payload, "websocket")
 
     def _reject(
-        self, rejection: Rejection, raw: bytes | str, source: str, ack_id: str | None = None
+        self,
+        rejection: Rejection,
+        raw: bytes | str,
+        source: str,
+        ack_id: str | None = None,
+        *,
+        acked: bool = True,
     ) -> Event:
         """What could not become a post goes to the rejects table; its ack still moves the
-        cursor, so a restart does not meet the same poison again."""
+        cursor, so a restart does not meet the same poison again. `acked=False`: a stream
+        event, whose read is given one ack (`_acked`)."""
         return reject_event(
             rejection,
             raw,
             source=source,
             observed_on=self.host,
             where=f"{self.host} {source}",
-            ack=self._ack(ack_id or self._cursor()),
+            ack=self._ack(ack_id or self._cursor()) if acked else None,
         )
 
     @property
@@ -693,13 +715,15 @@ class InstanceWorker:
         self._handing = None
 
     def _stream_event(self, name: str, data: bytes, source: str = "sse") -> Event | None:
+        """The event of one stream message (None for one to skip), without an ack: the
+        caller gives the read's last event the ack of them all (`_acked`)."""
         if name == DELETE:
             status_id = data.decode("utf-8", "replace").strip().strip('"')
             if not status_id or len(status_id) > 256:
-                return self._reject(Rejection("delete event without a status id"), data, source)
-            return Event(
-                DELETE, self.host, id=status_id, where=self.host, ack=self._ack(self._cursor())
-            )
+                return self._reject(
+                    Rejection("delete event without a status id"), data, source, acked=False
+                )
+            return Event(DELETE, self.host, id=status_id, where=self.host)
         if name not in (UPDATE, EDIT):
             return None
         status = decode_status(data)
@@ -708,7 +732,7 @@ class InstanceWorker:
                 poison = _raw_id(data)
                 if poison is not None:
                     self._see(poison)
-            return self._reject(status, data, source)
+            return self._reject(status, data, source, acked=False)
         if isinstance(data, Mended) and "surrogates" not in status.coerced:
             status.coerced += ("surrogates",)  # mended in the frame, before decode_status
         status_id = status.id
@@ -721,8 +745,8 @@ class InstanceWorker:
             self._stream_ids[kind] += 1
             self._stream_highs[kind] = advance(self._stream_highs[kind], status_id)
         elif name == UPDATE:
-            self._handing = advance(self._cursor(), status_id)
-        return Event(name, self.host, status=status, where=self.host, ack=self._ack(self._cursor()))
+            self._handing = advance(self._handing or self.contiguous, status_id)
+        return Event(name, self.host, status=status, where=self.host)
 
     def _see(self, status_id: str) -> None:
         """Remember an id handed out during the backfill (stream and pages meet there), the
@@ -952,16 +976,6 @@ def poll_interval(previous: float, got: int, low: float, high: float) -> float:
     it came back empty; within [low, high]."""
     interval = previous / 2 if got else previous * 1.5
     return min(high, max(low, interval))
-
-
-def _last_ack(events: list[Event]) -> list[Event]:
-    """Stream events handed over together, with the last one's ack alone: a stream event's
-    ack moves the cursor to where it was at its making, which never goes down, so the last
-    covers the others (and a batch of the lake that holds only some of them acks nothing:
-    the cursor lags, never leads). Each ack cost a locked cursor update at the commit."""
-    for event in events[:-1]:
-        event.ack = None
-    return events
 
 
 class _NoWebSocket(InstanceError):
