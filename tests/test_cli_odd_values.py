@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from tootlake.cli import main
+from tootlake.errors import ConfigError
 
 from .conftest import REAL
 
@@ -303,3 +304,48 @@ def test_dashboard_shows_an_ipv6_host_in_one_pair_of_brackets(lake, host, monkey
     assert result.exit_code == 0, result.output
     assert "http://[::1]:8123/" in result.output
     assert "[[" not in result.output
+
+
+def test_a_failed_simulation_leaves_no_empty_output_files(tmp_path):
+    """The output files are made before the run, to fail early; a run that then fails (its
+    port taken) removes those it made, still empty, and leaves a file that was there."""
+    import socket
+
+    from tootlake.simulate.service import run_simulation
+
+    kept = tmp_path / "truth.json"
+    kept.write_text("")
+    made = [tmp_path / "instances.txt", tmp_path / "tokens.txt"]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError) as failure:
+            run_simulation(
+                instances=1,
+                rate=0,
+                duration=1,
+                port_base=port,
+                write_instances=made[0],
+                tokens_file=made[1],
+                truth_file=kept,
+                echo=lambda line: None,
+                status=lambda line: None,
+            )
+    assert f"127.0.0.1:{port}" in str(failure.value) and "in use" in str(failure.value)
+    assert [path.exists() for path in made] == [False, False]
+    assert kept.exists()
+
+
+def test_simulate_on_a_port_in_use_says_so_in_one_line(tmp_path):
+    """(was: a traceback ending in OSError: [Errno 98] Address already in use)"""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(
+            main, ["simulate", "-n", "1", "--port-base", str(port), "--duration", "1"]
+        )
+    clean_error(result, f"Cannot serve on 127.0.0.1:{port}: Address already in use")

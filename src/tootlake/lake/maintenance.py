@@ -316,10 +316,11 @@ def _merge_once(lake: str, *, memory_limit: str | None) -> MergeStats:
             operation="merge posts", covers=",".join(f"{t}@{v}" for t, v in target.items())
         )
         metadata["userMetadata"] = f"tootlake posts merge covering {metadata['tootlake.covers']}"
-        if files.tables[POSTS].version is None:
-            _create_posts(lake, con, files, stats, marks, metadata)
+        posts = _Snapshot(lake, files.tables[POSTS].version)
+        if posts.dt is None:
+            _create_posts(posts, con, files, stats, marks, metadata)
         else:
-            _merge_into_posts(lake, con, files, stats, marks, metadata)
+            _merge_into_posts(posts, con, files, stats, marks, metadata)
     finally:
         con.close()
     return stats
@@ -369,7 +370,8 @@ _contested AS (
     SELECT uri FROM _hits
 )
 SELECT *, false AS known FROM _posts_fresh
-WHERE {{slice}} AND uri NOT IN (SELECT uri FROM _contested)
+WHERE {{slice}} AND uri IS NOT NULL  -- (another tool's row without uri is no post)
+    AND uri NOT IN (SELECT uri FROM _contested)
     AND uri NOT IN (SELECT uri FROM _deleted)
 UNION ALL
 SELECT * EXCLUDE (version_rank, merged) FROM (
@@ -440,8 +442,25 @@ def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
+class _Snapshot:
+    """`posts` as this merge read it, then as its own commits left it. Every commit is made
+    on it and carries the MERGING mark, so that another merge's commit meanwhile fails this
+    one (_Conflict: merged again) instead of landing beside it: two merges' appends of the
+    same new uris both committed, and `posts` held them twice. None: no table yet."""
+
+    def __init__(self, lake: str, version: int | None) -> None:
+        self.lake = lake
+        self.dt: Any = None if version is None else tables.load(lake, POSTS, version)
+
+    def marks(self, marks: list[tuple[str, int]]) -> list[tuple[str, int]]:
+        return [*marks, (MERGING, time.time_ns() // 1000)]
+
+
+MERGING = "tootlake.posts.merge"  # the app id of every merge commit (`_Snapshot`)
+
+
 def _create_posts(
-    lake: str,
+    posts: _Snapshot,
     con: Any,
     files: LakeFiles,
     stats: MergeStats,
@@ -455,45 +474,49 @@ def _create_posts(
     held: pa.Table | None = None
     for chunk in _winner_chunks(con, schema, _slices(files)):
         if held is not None:
-            _append_posts(lake, held, [], metadata)
+            _append_posts(posts, held, [], metadata)
             stats.commits += 1
         held = chunk.rows
         stats.upserted += chunk.rows.num_rows
-    _append_posts(lake, schema.empty_table() if held is None else held, marks, metadata)
+    _append_posts(posts, schema.empty_table() if held is None else held, marks, metadata)
     stats.commits += 1
 
 
 def _append_posts(
-    lake: str, rows: pa.Table, marks: list[tuple[str, int]], metadata: dict[str, str]
+    posts: _Snapshot, rows: pa.Table, marks: list[tuple[str, int]], metadata: dict[str, str]
 ) -> None:
     import deltalake
 
+    lake = posts.lake
     try:
         deltalake.write_deltalake(
-            tables.table_uri(lake, POSTS),
+            tables.table_uri(lake, POSTS) if posts.dt is None else posts.dt,
             rows,
-            mode="append",
+            mode="error" if posts.dt is None else "append",  # (creating: none made meanwhile)
             partition_by=["date"],
             schema_mode="merge",
             storage_options=tables.storage_options(lake),
             target_file_size=tables.TARGET_FILE_BYTES,
             writer_properties=tables.writer_properties(),
             commit_properties=deltalake.CommitProperties(
-                app_transactions=[deltalake.Transaction(app_id=a, version=v) for a, v in marks]
-                or None,
+                app_transactions=[
+                    deltalake.Transaction(app_id=a, version=v) for a, v in posts.marks(marks)
+                ],
                 custom_metadata=metadata,
             ),
         )
     except Exception as exc:
-        if _is_conflict(exc):
+        if _is_conflict(exc) or (posts.dt is None and tables.load(lake, POSTS) is not None):
             raise _Conflict(str(exc)) from exc
         raise LakeError(
             f"Cannot write the posts table of {lake}: {tables.error_text(exc)}"
         ) from exc
+    if posts.dt is None:
+        posts.dt = tables.load(lake, POSTS, 0)  # the table this merge made
 
 
 def _merge_into_posts(
-    lake: str,
+    posts: _Snapshot,
     con: Any,
     files: LakeFiles,
     stats: MergeStats,
@@ -510,7 +533,7 @@ def _merge_into_posts(
     held: _Chunk | None = None
     for chunk in _winner_chunks(con, schema, _slices(files)):
         if held is not None:
-            _commit_chunk(lake, held, schema, [], metadata)
+            _commit_chunk(posts, held, schema, [], metadata)
             stats.commits += 1
         held = chunk
         stats.upserted += chunk.rows.num_rows
@@ -520,26 +543,26 @@ def _merge_into_posts(
         if held is not None and held.known:
             source = pa.concat_tables([_with_flag(held.rows, False), source])
         elif held is not None:
-            _commit_chunk(lake, held, schema, [], metadata)
+            _commit_chunk(posts, held, schema, [], metadata)
             stats.commits += 1
-        _merge(lake, source, schema, marks, metadata)
+        _merge(posts, source, schema, marks, metadata)
     else:
-        _commit_chunk(lake, held or _Chunk(schema.empty_table(), False), schema, marks, metadata)
+        _commit_chunk(posts, held or _Chunk(schema.empty_table(), False), schema, marks, metadata)
     stats.commits += 1
     stats.deleted = gone.num_rows
 
 
 def _commit_chunk(
-    lake: str,
+    posts: _Snapshot,
     chunk: _Chunk,
     schema: pa.Schema,
     marks: list[tuple[str, int]],
     metadata: dict[str, str],
 ) -> None:
     if chunk.known:
-        _merge(lake, _with_flag(chunk.rows, False), schema, marks, metadata)
+        _merge(posts, _with_flag(chunk.rows, False), schema, marks, metadata)
     else:
-        _append_posts(lake, chunk.rows, marks, metadata)
+        _append_posts(posts, chunk.rows, marks, metadata)
 
 
 _FLAG = "tootlake_deleted"
@@ -582,7 +605,7 @@ def _filler(arrow_type: pa.DataType, n: int) -> pa.Array:
 
 
 def _merge(
-    lake: str,
+    posts: _Snapshot,
     source: pa.Table,
     schema: pa.Schema,
     marks: list[tuple[str, int]],
@@ -590,7 +613,7 @@ def _merge(
 ) -> None:
     import deltalake
 
-    dt = tables.load(lake, POSTS)
+    lake, dt = posts.lake, posts.dt
     columns = {f"`{f.name}`": f"s.`{f.name}`" for f in schema}
     try:
         (
@@ -601,8 +624,9 @@ def _merge(
                 target_alias="t",
                 writer_properties=tables.writer_properties(),
                 commit_properties=deltalake.CommitProperties(
-                    app_transactions=[deltalake.Transaction(app_id=a, version=v) for a, v in marks]
-                    or None,
+                    app_transactions=[
+                        deltalake.Transaction(app_id=a, version=v) for a, v in posts.marks(marks)
+                    ],
                     custom_metadata=metadata,
                 ),
             )
@@ -874,9 +898,16 @@ def _partition_deletes(rows: list[tuple[Any, str]]) -> list[str]:
     1.6M-post lake; a partition at a time: 0.56 GB, and 8 s against 16 s). The uris go in as
     SQL literals: delta-rs' parser takes no backslash escapes, a quote is doubled."""
     by_date: dict[Any, list[str]] = {}
+    without_uri: set[Any] = set()  # (`languages` rows of another tool's, of no post: orphans)
     for day, uri in rows:
-        by_date.setdefault(day, []).append(uri)
+        if uri is None:
+            without_uri.add(day)
+        else:
+            by_date.setdefault(day, []).append(uri)
     predicates = []
+    for day in sorted(without_uri, key=str):
+        partition = "date IS NULL" if day is None else f"date = '{day.isoformat()}'"
+        predicates.append(f"{partition} AND uri IS NULL")
     for day, uris in sorted(by_date.items(), key=lambda item: str(item[0])):
         partition = "date IS NULL" if day is None else f"date = '{day.isoformat()}'"
         for start in range(0, len(uris), DELETE_URIS_AT_MOST):
@@ -943,7 +974,10 @@ RETAINED = (POSTS_ALL, POSTS, SIGHTINGS, REJECTS)
 def retention_cutoff(days: float, now: datetime | None = None) -> datetime:
     if days < 0 or not math.isfinite(days):
         raise ConfigError(f"Invalid retention {days!r} days: a number of days, 0 or more")
-    return (now or datetime.now(UTC)) - timedelta(days=days)
+    try:
+        return (now or datetime.now(UTC)) - timedelta(days=days)
+    except OverflowError:  # before year 1 (the CLI caps --retain; `retain()` is callable too)
+        raise ConfigError(f"Invalid retention {days!r} days: that is before year 1") from None
 
 
 def retain(lake: str, days: float, *, now: datetime | None = None) -> RetentionStats:
@@ -1010,6 +1044,9 @@ def _remove_orphan_checks(lake: str, metadata: dict[str, str]) -> int:
     for (day, host), ids in sorted(by_partition.items(), key=str):
         partition = "date IS NULL" if day is None else f"date = '{day.isoformat()}'"
         instance = "observed_on IS NULL" if host is None else f"observed_on = {_literal(host)}"
+        if None in ids:  # a check without id (the column is nullable) names no post
+            predicates.append(f"{partition} AND {instance} AND id IS NULL")
+            ids = [i for i in ids if i is not None]
         for start in range(0, len(ids), DELETE_URIS_AT_MOST):
             listed = ", ".join(_literal(i) for i in ids[start : start + DELETE_URIS_AT_MOST])
             predicates.append(f"{partition} AND {instance} AND id IN ({listed})")

@@ -100,12 +100,16 @@ VERSION_ORDER = (
     "edited_at DESC NULLS LAST, ingested_at DESC"
 )
 # The uris a delete removes: named by uri, or by the (instance, local id) a post was seen as.
+# Never NULL (a row without uri, another tool's, matched by its id): one NULL here makes
+# `uri NOT IN (...)` never true, and the merge dropped every post of the tail.
 DELETED_URIS = """
     SELECT uri FROM deletes WHERE uri IS NOT NULL
     UNION
     SELECT a.uri FROM posts_all a JOIN deletes d ON a.observed_on = d.observed_on AND a.id = d.id
+    WHERE a.uri IS NOT NULL
     UNION
-    SELECT s.uri FROM sightings s JOIN deletes d ON s.observed_on = d.observed_on AND s.id = d.id"""
+    SELECT s.uri FROM sightings s JOIN deletes d ON s.observed_on = d.observed_on AND s.id = d.id
+    WHERE s.uri IS NOT NULL"""
 # `_posts_base`: the merged table and the tail of posts_all it does not cover yet.
 POSTS_VIEW = f"""
 CREATE OR REPLACE VIEW posts AS
@@ -165,9 +169,10 @@ UNION ALL
 SELECT * FROM _posts_latest
 """
 _PLAIN_VIEW = "CREATE OR REPLACE VIEW posts AS SELECT * FROM _posts_base"
+# (A row of posts_all without uri, another tool's, is no post: the merge never takes it.)
 _BASE_VIEW = """
 CREATE OR REPLACE VIEW _posts_base AS
-SELECT * FROM _posts_merged UNION ALL SELECT * FROM _posts_fresh
+SELECT * FROM _posts_merged UNION ALL SELECT * FROM _posts_fresh WHERE uri IS NOT NULL
 """
 # Beyond this many uris to resolve (a lake replayed twice, say), the latest versions would
 # take too much memory: `posts` stays the window view, resolved in every query.

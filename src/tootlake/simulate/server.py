@@ -32,6 +32,7 @@ from typing import Any
 import orjson
 from aiohttp import WSMsgType, web
 
+from tootlake.errors import ConfigError
 from tootlake.simulate.directory import DELETED, SUSPENDED, Directory
 from tootlake.simulate.hostile import INSTANCE_KINDS
 from tootlake.simulate.status import Observer, Renderer, SimPost, Snowflake
@@ -365,7 +366,11 @@ class Instance:
         self.ids = Snowflake(salt=index * 7919 + 1)
         self._sockets = [self._listen(port)]
         if settings.separate_streaming:
-            self._sockets.append(self._listen(streaming_port))
+            try:
+                self._sockets.append(self._listen(streaming_port))
+            except BaseException:
+                self._sockets[0].close()
+                raise
         self._ports = [sock.getsockname()[1] for sock in self._sockets]
         self.port = self._ports[0]
         self.streaming_port = self._ports[-1]
@@ -397,10 +402,20 @@ class Instance:
         # Bound here rather than by aiohttp so the port is known before the first start and
         # kept across stop()/start().
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.bind, port))
-        sock.listen(512)
-        sock.setblocking(False)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.bind, port))
+            sock.listen(512)
+            sock.setblocking(False)
+        except OSError as exc:  # a port in use, or an address not here: said in one line
+            sock.close()
+            raise ConfigError(
+                f"Cannot serve on {self.bind}:{port}: {exc.strerror or exc}"
+                + (" (without --port-base, free ports are taken)" if port else "")
+            ) from None
+        except BaseException:
+            sock.close()
+            raise
         return sock
 
     @property

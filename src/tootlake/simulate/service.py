@@ -62,28 +62,43 @@ def run_simulation(
     (see `tootlake.simulate.hostile`); `flood_rate` caps the flood (None: as fast as its
     clients read).
     """
-    with fewer_collections():  # it keeps every post it published, for the truth
-        return asyncio.run(
-            _serve(
-                instances,
-                rate,
-                duration,
-                token_required,
-                seed,
-                port_base,
-                federation,
-                edits,
-                deletes,
-                heartbeat,
-                hostile,
-                flood_rate,
-                write_instances,
-                tokens_file,
-                truth_file,
-                echo,
-                status,
-            )  # fmt: skip
-        )
+    # before anything runs: the truth file is written only at the end (the tokens file is
+    # made readable by its owner only from the start)
+    made = [
+        Path(path)
+        for path, mode in ((write_instances, 0o666), (tokens_file, 0o600), (truth_file, 0o666))
+        if path and _check_writable(path, mode)
+    ]
+    try:
+        with fewer_collections():  # it keeps every post it published, for the truth
+            return asyncio.run(
+                _serve(
+                    instances,
+                    rate,
+                    duration,
+                    token_required,
+                    seed,
+                    port_base,
+                    federation,
+                    edits,
+                    deletes,
+                    heartbeat,
+                    hostile,
+                    flood_rate,
+                    write_instances,
+                    tokens_file,
+                    truth_file,
+                    echo,
+                    status,
+                )  # fmt: skip
+            )
+    except BaseException:
+        # a failed run leaves no empty file behind that the check above made
+        for path in made:
+            with contextlib.suppress(OSError):
+                if path.stat().st_size == 0:
+                    path.unlink()
+        raise
 
 
 async def _serve(
@@ -106,11 +121,6 @@ async def _serve(
     status: Callable[[str], None],
 ) -> Truth:
     feeds = "authenticated" if token_required else "public"
-    # before anything runs: the truth file is written only at the end (the tokens file is
-    # made readable by its owner only from the start)
-    for path, mode in ((write_instances, 0o666), (tokens_file, 0o600), (truth_file, 0o666)):
-        if path:
-            _check_writable(path, mode)
 
     def settings_of(index: int, misbehave: str | None = None) -> InstanceSettings:
         return InstanceSettings(
@@ -141,8 +151,8 @@ async def _serve(
         hostile=hostile,
         hostile_instances=misbehaving,
     )
-    await fed.start()
     try:
+        await fed.start()  # (in the try: what started before a failure is stopped)
         for url in fed.urls:
             echo(url)
         if write_instances:
@@ -197,10 +207,12 @@ async def _serve(
         await fed.close()
 
 
-def _check_writable(path: str | Path, mode: int) -> None:
+def _check_writable(path: str | Path, mode: int) -> bool:
     """A ConfigError naming `path` when it cannot be written (a missing folder, no right);
-    a file made here gets `mode` (less the umask)."""
+    a file made here gets `mode` (less the umask). True when it made the file."""
+    existed = os.path.lexists(path)
     try:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, mode))
     except OSError as exc:
         raise ConfigError(f"Cannot write {path}: {exc.strerror or exc}") from exc
+    return not existed
