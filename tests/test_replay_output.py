@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import logging
 import re
-import sys
 from collections import Counter
 
-import pytest
 from click.testing import CliRunner
 
 from tootlake.cli import main
@@ -17,16 +15,7 @@ from tootlake.record import Rejection
 from tootlake.sources import reject_event
 
 from .conftest import REAL
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging():
-    """`main` points the root logger at the runner's stderr: put it back afterwards."""
-    root = logging.getLogger()
-    handlers, level, hook = root.handlers[:], root.level, sys.excepthook
-    yield
-    root.handlers[:], sys.excepthook = handlers, hook
-    root.setLevel(level)
+from .test_cli import _restore_logging  # noqa: F401  (autouse: main's logging put back)
 
 
 def not_json(tmp_path, name, lines):
