@@ -5,13 +5,19 @@ collector's state and health files.
     register_secret(token)          # load_settings() registers every token it loads
     redact("401 for Authorization: Bearer SECRÉT☃")  # -> '401 for Authorization: Bearer ***'
 
-Three rules, all applied by `redact()`:
+The rules, all applied by `redact()`:
 
 * whatever follows the word `Bearer` (any case, any characters up to the next whitespace) is
-  a token, known or not; so is the value of an `access_token=` URL parameter;
+  a token, known or not; so is the value of an `access_token=` URL parameter, and the
+  password of a URL's `user:password@` (a schema registry's login, an endpoint's);
 * every registered secret is masked wherever it appears, also spelled as Python's `repr`,
-  JSON, UTF-8 bytes or a percent-encoded URL would spell it. Values shorter than
-  `MIN_SECRET_LENGTH` are not registered: masking them would mangle ordinary words.
+  JSON, UTF-8 bytes or a URL would spell it (percent-encoded all or in part, either case of
+  hex, a space as `+`). Values shorter than `MIN_SECRET_LENGTH` are not registered: masking
+  them would mangle ordinary words;
+* a registered secret of at least `2 * MIN_SECRET_LENGTH` characters cut short (a message or
+  body shortened to N characters before it got here) is masked where its first half or more
+  is left. (Less than half leaves more than half of it unknown; a shorter head would mask
+  ordinary words that begin a password such as `tootlake-secret-2024`.)
 
 A leaf module (only the standard library), so every stage may use it.
 """
@@ -24,7 +30,6 @@ import re
 import threading
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote
 
 __all__ = [
     "MASK",
@@ -41,38 +46,85 @@ MIN_SECRET_LENGTH = 8
 # `Bearer` ("Bearer Bearer x") does not hide the one after it.
 _BEARER = re.compile(r"(bearer)(\s+)(?:bearer\s+)*\S+", re.IGNORECASE)
 _QUERY = re.compile(r"(access_token=)()[^&#\s]+", re.IGNORECASE)
+# `scheme://user:password@host`: a URL carrying its login (`--schema-registry
+# https://KEY:SECRET@...`) shows in library errors as given ("Invalid url ..."). The
+# password cannot hold `/`, `@` or whitespace unencoded, so `https://host/@alice` is no match.
+_USERINFO = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s/@:?#]*)(:)[^\s/@?#]+(?=@)", re.IGNORECASE)
+# Characters a URL may leave as they are; any other is percent-encoded by some library
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 
 _lock = threading.Lock()
 _secrets: set[str] = set()
 _known: re.Pattern[str] | None = None
+_heads: re.Pattern[str] | None = None  # the first characters of long secrets (cut short)
+_forms_by_head: dict[str, list[str]] = {}
 
 
 def _spellings(secret: str) -> set[str]:
-    """The ways a secret shows up in text: as is, escaped by repr/ascii/JSON, as bytes, in a
-    URL."""
+    """The ways a secret shows up in text: as is, escaped by repr/ascii/JSON, as bytes.
+    (In a URL: `_url_pattern`.)"""
+    raw = secret.encode("utf-8", "surrogatepass")
     forms = {
         secret,
         repr(secret)[1:-1],
         ascii(secret)[1:-1],
         json.dumps(secret)[1:-1],
         json.dumps(secret, ensure_ascii=False)[1:-1],
-        quote(secret, safe="", errors="surrogatepass"),
-        repr(secret.encode("utf-8", "surrogatepass"))[2:-1],
+        repr(raw)[2:-1],
+        # Inside a longer string holding both quotes, repr escapes a ' it otherwise keeps
+        # (repr('said "' + secret)): the same forms with \' (the trailing '" forces it).
+        repr(secret + "'\"")[1:-4],
+        ascii(secret + "'\"")[1:-4],
+        repr(raw + b"'\"")[2:-4],
     }
     return {form for form in forms if len(form) >= MIN_SECRET_LENGTH}
 
 
+def _url_pattern(secret: str) -> str | None:
+    """A regex of `secret` in a URL however it was encoded: each character that is not
+    unreserved as is or percent-encoded (hex in either case; a space also as `+`), as
+    urllib's quote, quote_plus and yarl (which keeps `/` but encodes `+`) each do in part."""
+    if all(c in _UNRESERVED for c in secret):
+        return None  # a URL shows it as is: a plain form already
+    parts = []
+    for char in secret:
+        if char in _UNRESERVED:
+            parts.append(re.escape(char))
+            continue
+        hexes = "".join(
+            f"%(?:{b:02X}|{b:02x})" if f"{b:02X}" != f"{b:02x}" else f"%{b:02X}"
+            for b in char.encode("utf-8", "surrogatepass")
+        )
+        plus = "|\\+" if char == " " else ""
+        parts.append(f"(?:{re.escape(char)}|{hexes}{plus})")
+    return "".join(parts)
+
+
 def register_secret(*secrets: str | None) -> None:
     """Mask these values (tokens) in everything `redact()` sees from now on."""
-    global _known
+    global _known, _heads, _forms_by_head
     new = {s for s in secrets if s and len(s) >= MIN_SECRET_LENGTH}
     with _lock:
         if new <= _secrets:
             return
         _secrets.update(new)
-        forms = set().union(*(_spellings(s) for s in _secrets))
-        # Longest first, so a secret containing another is masked whole.
-        _known = re.compile("|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True)))
+        # (pattern, length it stands for): longest first, so a secret containing another
+        # is masked whole.
+        patterns: dict[str, int] = {}
+        heads: dict[str, list[str]] = {}
+        for secret in _secrets:
+            for form in _spellings(secret):
+                patterns[re.escape(form)] = len(form)
+                if len(secret) >= 2 * MIN_SECRET_LENGTH:
+                    heads.setdefault(form[: _head_length(form)], []).append(form)
+            url = _url_pattern(secret)
+            if url is not None:
+                patterns[url] = len(secret)
+        order = sorted(patterns, key=lambda p: patterns[p], reverse=True)
+        _known = re.compile("|".join(order))
+        _forms_by_head = heads
+        by_length = sorted(heads, key=len, reverse=True)
+        _heads = re.compile("|".join(re.escape(h) for h in by_length)) if heads else None
 
 
 def redact(text: str) -> str:
@@ -80,10 +132,44 @@ def redact(text: str) -> str:
     known = _known
     if known is not None:
         text = known.sub(MASK, text)
+    heads = _heads
+    if heads is not None:
+        text = _mask_cut(text, heads, _forms_by_head)
     text = _BEARER.sub(_mask_bearer, text)
     if "access_token=" in text.lower():
         text = _QUERY.sub(_mask_bearer, text)
+    if "://" in text:
+        text = _USERINFO.sub(_mask_bearer, text)
     return text
+
+
+def _head_length(form: str) -> int:
+    return max(MIN_SECRET_LENGTH, len(form) // 2)
+
+
+def _mask_cut(text: str, heads: re.Pattern[str], forms: dict[str, list[str]]) -> str:
+    """`text` with every long secret that was cut short masked: from its first characters
+    (a head) as far as the text goes on as the secret does. Messages are shortened before
+    they reach `redact()` (an error body to 200 characters...), which can cut a token in two:
+    its whole is no longer there to match, and its first part would be shown."""
+    out: list[str] = []
+    done = 0
+    for match in heads.finditer(text):
+        start = match.start()
+        if start < done:
+            continue
+        end = start
+        for form in forms[match.group()]:
+            n = len(match.group())
+            while n < len(form) and start + n < len(text) and text[start + n] == form[n]:
+                n += 1
+            end = max(end, start + n)
+        out += (text[done:start], MASK)
+        done = end
+    if not out:
+        return text
+    out.append(text[done:])
+    return "".join(out)
 
 
 def _mask_bearer(match: re.Match[str]) -> str:

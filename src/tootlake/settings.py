@@ -308,6 +308,10 @@ def load_settings(**flags: Any) -> Settings:
             "(tootlake keygen FILE)."
         )
     register_secret(*tokens.values())
+    # The lake's S3 credentials, read from this environment by tootlake.lake.s3 and
+    # tables.storage_options: S3 echoes a session token it refuses (`<Token-0>` of
+    # ExpiredToken, InvalidToken) and delta-rs quotes the whole answer in its error.
+    register_secret(env.get("AWS_SECRET_ACCESS_KEY"), env.get("AWS_SESSION_TOKEN"))
     for host, token in tokens.items():
         if len(token) < MIN_SECRET_LENGTH:  # masked only where `Bearer` precedes it
             log.warning(

@@ -88,6 +88,9 @@ _SUBTITLE_CHARS = 104
 # Round steps only: 150, 80 or 8 between ticks make a reader do sums.
 _STEPS = [1, 2, 2.5, 5, 10]
 HEATMAP_DAYS = 3  # from this many calendar days on, the hour-of-day chart adds a heatmap
+# Days a heatmap row or a terms line is drawn for, at most: collected posts span 2000 to now,
+# but a lake written otherwise (Kafka) may hold the years 1 and 9999 (3.6M days: gigabytes).
+MAX_CALENDAR_DAYS = 40 * 366
 LENGTH_MIN_POSTS = 20  # fewer posts than this make a box of noise: the language is left out
 
 _STYLE: dict[str, Any] = {
@@ -215,8 +218,13 @@ def posts_behind(fig: Figure) -> str | None:
     return _POSTS.get(fig)
 
 
+# What XML 1.0 cannot hold (C0 controls, lone surrogates, U+FFFE/F): matplotlib writes label
+# text into the SVG as is, and one such character made the whole page fail check_svg().
+NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
 def _cut(text: object, limit: int = _LABEL_CHARS) -> str:
-    value = "" if text is None else " ".join(str(text).split())
+    value = "" if text is None else " ".join(NOT_XML.sub("\ufffd", str(text)).split())
     return value if len(value) <= limit else value[: limit - 1].rstrip() + "…"
 
 
@@ -485,7 +493,15 @@ def plot_length_by_language(
 
 
 def _to_date(value: Any) -> date:
-    return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
+    if isinstance(value, date):
+        return value
+    text = str(value)
+    # a time zone moves the year 1 to 0 and 9999 to 10000 (DuckDB has them, Python not)
+    if text.startswith("0000-") or text.startswith("-"):
+        return date.min
+    if len(text.split("-", 1)[0]) > 4:
+        return date.max
+    return date.fromisoformat(text[:10])
 
 
 def _date_numbers(days: Sequence[date]) -> list[float]:
@@ -500,6 +516,17 @@ def _date_axis(axis: Any) -> None:
     locator = mdates.AutoDateLocator(minticks=3, maxticks=10)
     axis.set_major_locator(locator)
     axis.set_major_formatter(mdates.ConciseDateFormatter(locator, show_offset=True))
+
+
+def _dates_in_range(ax: Axes) -> None:
+    """Autoscaling pads a date axis by 5%: around the years 1 or 9999 that leaves the years
+    matplotlib can name, and drawing raised. Clamped only then."""
+    import matplotlib.dates as mdates
+
+    low, high = ax.get_xlim()
+    first, last = mdates.date2num(date.min), mdates.date2num(date.max)
+    if low < first or high > last:
+        ax.set_xlim(max(low, first), min(high, last))
 
 
 def _zone(table: pa.Table) -> str:
@@ -541,6 +568,7 @@ def plot_daily(table: pa.Table) -> Figure:
             pad = (7 - span) / 2
             ax.set_xlim(min(x) - 0.5 - pad, max(x) + 0.5 + pad)
         ax.set_ylim(0, max(max(posts), 1) * 1.12)
+        _dates_in_range(ax)
         _count_axis(ax.yaxis)
         ax.set_xlabel(f"Day ({zone})")
         ax.set_ylabel("Posts per day")
@@ -574,7 +602,7 @@ def plot_hourly(table: pa.Table, *, heatmap_days: int = HEATMAP_DAYS) -> Figure:
     total = sum(per_hour)
     first, last = (min(per_day), max(per_day)) if per_day else (None, None)
     span = (last - first).days + 1 if first and last else 0
-    heatmap = span >= heatmap_days
+    heatmap = heatmap_days <= span <= MAX_CALENDAR_DAYS  # (a row a day: memory grows with it)
     with _styled():
         heat_height = min(5.5, max(1.8, 0.16 * span))
         fig = _new_figure(height=(heat_height + 3.9) if heatmap else 4.6)
@@ -693,8 +721,16 @@ def plot_terms(
         counts.setdefault(str(term), {})[_to_date(day)] = n
     seen = sorted({_to_date(d) for d in list(rows_days) + list(days or ())})
     axis: list[date] = []
-    if seen:
+    if seen and (seen[-1] - seen[0]).days < MAX_CALENDAR_DAYS:
         axis = [seen[0] + timedelta(days=i) for i in range((seen[-1] - seen[0]).days + 1)]
+    elif seen:  # centuries: the days seen and their neighbours draw the same zeros and gaps
+        near = set(seen)
+        for d in seen:
+            if d > seen[0]:
+                near.add(d - timedelta(days=1))
+            if d < seen[-1]:
+                near.add(d + timedelta(days=1))
+        axis = sorted(near)
     with _styled():
         fig = _new_figure(height=4.6)
         _behind(fig, sum(posts), " (a post mentioning two terms counts twice)")
@@ -727,10 +763,11 @@ def plot_terms(
                 markersize=4,
                 label=_cut(f"#{term}" if hashtags else term, 30),
             )
-        if len(axis) <= 16:
+        if len(axis) <= 16 and (axis[-1] - axis[0]).days < 16:
             ax.set_xticks(_date_numbers(axis), [d.strftime("%a\n%-d %b") for d in axis])
         else:
             _date_axis(ax.xaxis)
+        _dates_in_range(ax)
         ax.set_ylim(0, max(1, max(posts)) * 1.12)
         _count_axis(ax.yaxis)
         ax.grid(axis="y")

@@ -347,7 +347,8 @@ def allowed_hosts(host: str, allow_hosts: Sequence[str] = ()) -> frozenset[str]:
 
 
 class _HostCheck:
-    """ASGI middleware: 400 for a request whose `Host` is not allowed (DNS rebinding)."""
+    """ASGI middleware: 400 for a request whose `Host` is not allowed (DNS rebinding); the
+    security HEADERS on every response."""
 
     def __init__(self, app: Any, allowed: frozenset[str]) -> None:
         self.app = app
@@ -374,4 +375,20 @@ class _HostCheck:
                 )
                 await response(scope, receive, send)
                 return
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Any) -> None:
+            # every answer carries them: Starlette's own (405, the 307 of a trailing slash) too
+            if message["type"] == "http.response.start":
+                have = {k.lower() for k, _ in message.get("headers", [])}
+                extra = [
+                    (k.lower().encode(), v.encode())
+                    for k, v in HEADERS.items()
+                    if k.lower().encode() not in have
+                ]
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)

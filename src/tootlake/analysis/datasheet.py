@@ -304,7 +304,10 @@ def _sections(s: Datasheet) -> list[tuple[str, list[str | Table]]]:
 
 def _md_cell(value: str) -> str:
     text = " ".join(_CONTROL.sub(" ", str(value)).split())
-    return text.replace("|", "\\|")
+    # as the report's Markdown: a server's version or a reject's reason (which quotes the
+    # status) is text, never raw HTML, a link or an image
+    text = html.escape(text, quote=False).replace("\\", "\\\\").replace("|", "\\|")
+    return text.replace("](", "]\\(")
 
 
 def render_markdown(sheet: Datasheet) -> str:

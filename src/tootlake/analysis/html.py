@@ -363,9 +363,11 @@ def _when(value: Any, tz: str = TIMEZONE) -> str:
     if value is None:
         return "unknown"
     if isinstance(value, datetime):
-        value = (value if value.tzinfo is not None else value.replace(tzinfo=UTC)).astimezone(
-            ZoneInfo(tz)
-        )
+        value = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        try:
+            value = value.astimezone(ZoneInfo(tz))
+        except OverflowError:  # the year 1 or 9999 moved beyond what a datetime holds
+            return value.strftime("%Y-%m-%d %H:%M:%S UTC")
         return value.strftime("%Y-%m-%d %H:%M:%S")
     return str(value)
 

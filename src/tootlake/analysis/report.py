@@ -3,10 +3,10 @@ Markdown. (`tootlake.analysis.html` renders the same report as one HTML page.)
 
 Text in the lake comes from the fediverse and is untrusted. Every format is safe to print:
 tables and Markdown never carry control characters, escape sequences or bidi controls
-(`tootlake.text.for_terminal`); Markdown escapes `|`, `\\`, HTML and line breaks (`<br>`), so
-a row stays one row; JSON writes those characters as `\\uXXXX` escapes (the same value). CSV
-is lossless, unless `terminal=True` (stdout is a terminal): then its text goes through
-`for_terminal` too.
+(`tootlake.text.for_terminal`); Markdown escapes `|`, `\\`, `](` (no links, no images), HTML
+and line breaks (`<br>`), so a row stays one row; JSON writes those characters as
+`\\uXXXX` escapes (the same value). CSV is lossless, unless `terminal=True` (stdout is a
+terminal): then its text goes through `for_terminal` too.
 """
 
 from __future__ import annotations
@@ -382,10 +382,13 @@ def _same(value: Any) -> Any:
 
 
 def _md_cell(value: Any) -> str:
-    """A Markdown table cell: one line, no control characters, no raw HTML, no `|` that
-    would end the cell."""
+    """A Markdown table cell: one line, no control characters, no raw HTML, no link or
+    image, no `|` that would end the cell."""
     text = for_terminal(_LINE_BREAKS.sub("\n", "" if value is None else str(value)))
     text = html.escape(text, quote=False).replace("\\", "\\\\").replace("|", "\\|")
+    # no inline link or image (a post's ![](https://...) made every viewer fetch that URL);
+    # a reference one needs a definition, which a table row cannot hold
+    text = text.replace("](", "]\\(")
     return text.replace("\n", "<br>")
 
 

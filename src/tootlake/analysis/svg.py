@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import html
 from collections.abc import Callable, Mapping, Sequence
-from datetime import date
 from typing import Any
 
 import pyarrow as pa
 
-from tootlake.analysis.charts import PALETTE, check_svg
+from tootlake.analysis.charts import NOT_XML, PALETTE, _to_date, check_svg
 
 __all__ = [
     "SVG_CHARTS",
@@ -52,7 +51,8 @@ ENRICH_FIRST = "No languages detected yet: run tootlake enrich"
 
 
 def _e(text: object) -> str:
-    return html.escape("" if text is None else str(text), quote=True)
+    # a control character from the fediverse is not XML: check_svg() refused the page
+    return html.escape(NOT_XML.sub("\ufffd", "" if text is None else str(text)), quote=True)
 
 
 def _cut(text: object, limit: int = _LABEL_CHARS) -> str:
@@ -169,7 +169,7 @@ def line(
             f'text-anchor="end" dominant-baseline="middle">{_e(shown(value))}</text>'
         )
     # x by date, so that days without posts keep their width
-    ordinals = [date.fromisoformat(day).toordinal() for day in days]
+    ordinals = [_to_date(day).toordinal() for day in days]  # (a year 0 or 10000 clamped)
     first, length = ordinals[0], max(1, ordinals[-1] - ordinals[0])
     points = [
         (

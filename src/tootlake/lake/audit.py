@@ -127,6 +127,9 @@ def record_run(lake: str, entry: AuditEntry) -> bool:
     from tootlake.redact import redact_json
 
     entry.stats = redact_json(dict(entry.stats))
+    # (each instance's health holds servers' error text, which may echo a token)
+    entry.instance_details = redact_json(dict(entry.instance_details))
+    entry.refused = redact_json(list(entry.refused))
     try:
         if entry.key_id is None:  # compact, enrich...: the lake says whether it is
             from tootlake.lake.pseudonyms import lake_key_id

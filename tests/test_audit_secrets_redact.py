@@ -1,0 +1,216 @@
+"""Secret audit: what `tootlake.redact` must catch beyond a token spelled whole (a URL's login,
+a token cut short, a token percent-encoded by another library, a quote escaped by repr),
+the secrets `load_settings` must register (S3's), and the permission checks of token, config
+and key files (symlinks, FIFOs, folders)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from urllib.parse import quote, quote_plus
+
+import pytest
+import yarl
+
+from tootlake.collector import read_token_file
+from tootlake.errors import ConfigError
+from tootlake.pseudonym import KEY_BYTES, read_key
+from tootlake.redact import MASK, redact, register_secret
+from tootlake.settings import load_settings
+
+# -- a URL's login -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # confluent-kafka's own error for a mistyped scheme (the traceback of a CLI run)
+        "ValueError: Invalid url htp://apikey:Reg1stryS3cretPass@127.0.0.1:1",
+        "Cannot reach https://apikey:Reg1stryS3cretPass@psrc-1.confluent.cloud/subjects",
+        "{'url': 'HTTPS://apikey:Reg1stryS3cretPass@registry'}",
+    ],
+)
+def test_the_password_of_a_url_login_is_masked(text):
+    out = redact(text)
+    assert "Reg1stry" not in out and f"apikey:{MASK}@" in out
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "https://mastodon.social/@alice:matrix.org@x",  # a path, not a login
+        "https://host.example:8443/@alice",
+        "see alice:secret@example.com",  # no scheme: an e-mail-like text stays
+    ],
+)
+def test_text_that_is_no_url_login_stays(text):
+    assert redact(text) == text
+
+
+def test_a_schema_registry_password_is_not_in_the_cli_traceback(tmp_path):
+    """`--schema-registry` with a mistyped scheme: confluent-kafka raises ValueError("Invalid
+    url <the URL>"), a traceback the command line prints, login included."""
+    pytest.importorskip("confluent_kafka")
+    statuses = tmp_path / "s.jsonl"
+    statuses.write_text('{"id": "1"}\n', encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TOOTLAKE_", "AWS_"))}
+    env["TOOTLAKE_CONFIG"] = os.devnull
+    proc = subprocess.run(
+        [sys.executable, "-m", "tootlake", "--log-level", "debug", "replay", str(statuses),
+         "--lake", str(tmp_path / "lake"), "--kafka", "127.0.0.1:1",
+         "--schema-registry", "htp://apikey:Reg1stryS3cretPass@127.0.0.1:1"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert "Reg1stryS3cretPass" not in proc.stdout + proc.stderr, proc.stderr[-2000:]
+
+
+# -- a token cut short ---------------------------------------------------------------------
+
+CUT_TOKEN = "cUt-t0ken-AbCdEfGhIjKlMnOpQrStUvWxYz0123"  # 40 characters, as real ones are
+
+
+def test_a_long_token_cut_short_is_masked_from_half_of_it():
+    """Messages are shortened before they are redacted (an error body to 200 characters, a
+    detail to 500...): the first part of a token cut there is no longer the whole token."""
+    register_secret(CUT_TOKEN)
+    for cut in range(len(CUT_TOKEN) // 2, len(CUT_TOKEN) + 1):
+        shown = CUT_TOKEN[:cut]
+        for text in (
+            f"HTTP 401 'The access token {shown}'",
+            f"HTTP 401 {('The access token ' + shown)!r} (retrying)",
+            shown,
+        ):
+            out = redact(text)
+            assert shown not in out and MASK in out, (cut, out)
+
+
+def test_a_cut_short_rule_leaves_ordinary_words_of_a_wordy_password():
+    register_secret("tootlake-secret-2024-rotation-a")
+    text = "Run `tootlake compact` (tootlake-producer#producer-1)"
+    assert redact(text) == text
+
+
+# -- a token as a URL or repr spells it --------------------------------------------------
+
+ODD_TOKEN = 'a/b+c=d e&f"é-0123456789'
+
+
+@pytest.mark.parametrize(
+    "shown",
+    [
+        yarl.URL.build(scheme="http", host="h", path="/p", query={"t": ODD_TOKEN}).raw_query_string,
+        quote(ODD_TOKEN, safe=""),
+        quote(ODD_TOKEN, safe="").lower(),  # hex in lower case, as some servers write it
+        quote_plus(ODD_TOKEN, safe=""),
+        quote(ODD_TOKEN),  # urllib's default keeps /
+    ],
+)
+def test_a_registered_token_is_masked_however_a_url_encodes_it(shown):
+    """A server echoing the token in a Location or an error (`?t=...`) encodes it its way:
+    yarl keeps `/` and writes a space `+`; urllib encodes all or keeps `/`."""
+    register_secret(ODD_TOKEN)
+    out = redact(f"a redirect to http://other.example/login?{shown}&x=1")
+    assert "0123456789" not in out, out
+
+
+def test_a_token_with_a_quote_is_masked_in_the_repr_of_a_longer_string():
+    """repr('said "' + token) escapes the token's ' (the string holds both quotes), a form
+    neither the token nor its own repr has."""
+    token = "it's-a-S3cret-token-xyz"
+    register_secret(token)
+    for text in (
+        repr('server said "' + token),
+        ascii('said "é' + token),
+        str(repr(('x"' + token).encode())),
+    ):
+        assert "S3cret" not in redact(text), text
+
+
+# -- S3 credentials ------------------------------------------------------------------------
+
+
+def test_load_settings_registers_the_s3_credentials(monkeypatch):
+    monkeypatch.setenv("TOOTLAKE_CONFIG", os.devnull)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "FwoGZXIvYXdzEXAMPLE+sessiontoken/0123456789=")
+    load_settings()
+    out = redact(
+        "<Token-0>FwoGZXIvYXdzEXAMPLE+sessiontoken/0123456789=</Token-0> "
+        "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    )
+    assert "EXAMPLE" not in out, out
+
+
+# -- who can read the files holding secrets -------------------------------------------------
+
+
+def _private(path: Path, text: str, mode: int = 0o600) -> Path:
+    path.write_text(text, encoding="utf-8")
+    path.chmod(mode)
+    return path
+
+
+def test_a_private_symlink_to_a_token_file_others_can_read_gets_the_warning(tmp_path, caplog):
+    target = _private(tmp_path / "shared-tokens", "a.example=tok-0123456789\n", 0o644)
+    link = tmp_path / "tokens"
+    link.symlink_to(target)  # a link's own mode is 0777 and means nothing: the target's counts
+    with caplog.at_level(logging.WARNING):
+        assert read_token_file(link) == {"a.example": "tok-0123456789"}
+    assert "other users can read it (mode 0644)" in caplog.text
+    assert "tok-0123456789" not in caplog.text
+
+
+def test_a_token_fifo_others_can_read_is_read_and_warned_about(tmp_path, caplog):
+    """`--token-file <(pass show ...)` is a pipe (mode 0600: no warning); a named FIFO others
+    may open gets the warning, whose text has no token."""
+    fifo = tmp_path / "tokens"
+    os.mkfifo(fifo, 0o644)
+    fifo.chmod(0o644)
+
+    def write() -> None:
+        with open(fifo, "w", encoding="utf-8") as handle:
+            handle.write("a.example=fifo-token-0123456789\n")
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    with caplog.at_level(logging.WARNING):
+        assert read_token_file(fifo) == {"a.example": "fifo-token-0123456789"}
+    writer.join(10)
+    assert "other users can read it" in caplog.text and "fifo-token" not in caplog.text
+
+
+def test_a_token_file_that_is_a_folder_is_a_clean_error(tmp_path):
+    with pytest.raises(ConfigError, match="Cannot read the token file"):
+        read_token_file(tmp_path)
+
+
+def test_a_config_file_linked_to_one_others_can_read_gets_the_warning(
+    tmp_path, monkeypatch, caplog
+):
+    target = _private(tmp_path / "shared.toml", '[tokens]\n"a.example" = "cfg-token-0123"\n', 0o640)
+    link = tmp_path / "tootlake.toml"
+    link.symlink_to(target)
+    monkeypatch.setenv("TOOTLAKE_CONFIG", str(link))
+    with caplog.at_level(logging.WARNING):
+        settings = load_settings()
+    assert settings.tokens == {"a.example": "cfg-token-0123"}
+    assert "other users can read it (mode 0640)" in caplog.text
+    assert "cfg-token-0123" not in caplog.text + repr(settings)
+
+
+def test_a_key_file_linked_to_one_others_can_read_is_refused(tmp_path):
+    target = tmp_path / "shared.key"
+    target.write_bytes(b"k" * KEY_BYTES)
+    target.chmod(0o644)
+    link = tmp_path / "study.key"
+    link.symlink_to(target)
+    with pytest.raises(ConfigError, match="can be read by other users") as info:
+        read_key(link)
+    assert "kkkk" not in str(info.value)
+    target.chmod(0o600)
+    assert read_key(link) == b"k" * KEY_BYTES  # a private target through a link is fine
