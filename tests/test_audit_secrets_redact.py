@@ -214,3 +214,24 @@ def test_a_key_file_linked_to_one_others_can_read_is_refused(tmp_path):
     assert "kkkk" not in str(info.value)
     target.chmod(0o600)
     assert read_key(link) == b"k" * KEY_BYTES  # a private target through a link is fine
+
+
+def test_a_bug_in_a_thread_prints_its_traceback_redacted():
+    """(threading.excepthook was Python's own: a thread's uncaught exception printed as is)"""
+    code = (
+        "import threading\n"
+        "from tootlake.cli.logs import setup_logging\n"
+        "from tootlake.redact import register_secret\n"
+        "setup_logging('warning', 'text')\n"
+        "register_secret('tootlake-thread-secret-0123')\n"
+        "def work():\n"
+        "    raise RuntimeError('refused tootlake-thread-secret-0123')\n"
+        "thread = threading.Thread(target=work, name='tootlake-fleet')\n"
+        "thread.start(); thread.join()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert "Exception in tootlake-fleet" in result.stderr, result.stderr
+    assert "RuntimeError: refused ***" in result.stderr, result.stderr
+    assert "thread-secret" not in result.stderr

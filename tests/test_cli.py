@@ -5,6 +5,7 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import tomllib
 import urllib.request
 from datetime import UTC, datetime
@@ -25,8 +26,10 @@ def _restore_logging():
     """`main` points the root logger at the runner's stderr: put it back afterwards."""
     root = logging.getLogger()
     handlers, level, hook = root.handlers[:], root.level, sys.excepthook
+    thread_hook = threading.excepthook
     yield
     root.handlers[:], sys.excepthook = handlers, hook
+    threading.excepthook = thread_hook
     root.setLevel(level)
 
 

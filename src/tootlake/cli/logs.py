@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,6 +48,15 @@ def _excepthook(kind: Any, value: Any, tb: Any) -> None:
     sys.stderr.write(clean("".join(traceback.format_exception(kind, value, tb))))
 
 
+def _thread_excepthook(args: Any) -> None:
+    """A bug in a thread (the fleet's loop, a pool's worker) too: redacted, as `_excepthook`."""
+    if args.exc_type is SystemExit:
+        return
+    name = args.thread.name if args.thread is not None else "a thread"
+    sys.stderr.write(clean(f"Exception in {name}:\n"))
+    _excepthook(args.exc_type, args.exc_value, args.exc_traceback)
+
+
 def setup_logging(level: str, fmt: str) -> None:
     """Log `level` and above to stderr as `fmt` (text or json)."""
     from tootlake.redact import RedactingFilter
@@ -60,3 +70,4 @@ def setup_logging(level: str, fmt: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     sys.excepthook = _excepthook
+    threading.excepthook = _thread_excepthook
