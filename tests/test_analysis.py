@@ -127,6 +127,15 @@ def test_terms_per_day(con):
     assert rows(queries.terms(con, ["Guten"])) == []  # bob's post was deleted
 
 
+def test_a_term_of_hashes_alone_is_no_term(con):
+    """(a top hashtag "##" became the term "", which every post mentions)"""
+    for words in (["##"], ["#", " "]):
+        table = queries.terms(con, words)
+        assert rows(table) == []
+        assert table.schema.metadata[queries.TERMS_KEY] == b"[]"
+    assert {r["term"] for r in rows(queries.terms(con, ["##", "balloon"]))} == {"balloon"}
+
+
 def test_terms_prefilter_keeps_every_post_lower_would_match():
     """terms() looks at the raw text first; it must find what lower() + word boundaries find,
     even where lowering is not ASCII (Turkish İ lowers to i, the Kelvin sign to k)."""

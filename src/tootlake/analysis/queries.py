@@ -336,7 +336,8 @@ def terms(
 ) -> pa.Table:
     """Posts per day (in time zone `tz`) that mention each word (case-insensitive, as a word
     or hashtag). The words, as matched, are the table's `TERMS_KEY` metadata."""
-    words = list(dict.fromkeys(w.lower().lstrip("#") for w in words if w.strip()))
+    # (a hashtag of `#` alone is no word: as "" it matched every post)
+    words = list(dict.fromkeys(w for w in (w.lower().lstrip("#") for w in words) if w.strip()))
     asked = {TERMS_KEY: json.dumps(words).encode(), TZ_KEY: check_tz(tz).encode()}
     if not words:
         return pa.table(
