@@ -98,6 +98,31 @@ def test_a_row_without_uri_neither_empties_nor_blocks_posts(tmp_path: Path, dele
     assert merge_posts(lake).commits == 0
 
 
+def test_a_row_lacking_a_required_value_no_longer_blocks_every_merge(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another tool's posts_all with NULLs where `posts` wants values: every merge failed
+    ("Column 'created_at' is declared as non-nullable"), until the row was mended by hand.
+    A row without its time is no post (left out, said); a missing count is 0."""
+    lake = str(tmp_path / "lake")
+    schema = nullable(tables.table_schema(POSTS_ALL), "created_at", "favourites_count")
+    rows = [dict(uri=u, id=u[-1], observed_on="a") for u in GOOD]
+    rows[1]["favourites_count"] = None
+    rows.append(dict(uri="https://a.example/undated", id="9", observed_on="a", created_at=None))
+    another_tools_table(lake, POSTS_ALL, post_rows(rows, schema))
+
+    stats = merge_posts(lake)
+    assert stats.upserted == 3
+    assert "1 rows of posts_all lack" in caplog.text
+    assert uris(lake) == GOOD  # the merged table
+    con = open_lake(lake)
+    try:
+        count = con.sql(f"SELECT favourites_count FROM posts WHERE uri = '{GOOD[1]}'").fetchall()
+    finally:
+        con.close()
+    assert count == [(0,)]
+
+
 def test_a_check_without_id_is_removed_by_compact(tmp_path: Path) -> None:
     """`checks` allows a NULL id (its schema is nullable): compaction's removal of the checks
     of gone posts built its predicate with None.replace: AttributeError."""

@@ -436,10 +436,37 @@ def _winner_chunks(con: Any, schema: pa.Schema, slices: int) -> Iterator[_Chunk]
             yield _Chunk(pa.Table.from_batches(pending[flag], schema=schema), flag)
 
 
+# What names a post and dates it: a row of another tool's `posts_all` without one is no post.
+_ESSENTIAL = ("uri", "id", "created_at", "ingested_at", "date")
+
+
 def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
-    """DuckDB's batch in the table's exact schema (list item names, nullability)."""
+    """DuckDB's batch in the table's exact schema (list item names, nullability).
+
+    tootlake writes no NULL where `posts` wants a value, but another tool's `posts_all` may
+    hold them, and one such row made every merge fail. A row without an `_ESSENTIAL` value
+    is left out (said once per batch); another missing value gets its column's empty value
+    (0, "", false, [])."""
     arrays = [batch.column(f.name).cast(f.type) for f in schema]
-    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+    keep = None
+    for i, f in enumerate(schema):
+        if f.nullable or not arrays[i].null_count:
+            continue
+        if f.name in _ESSENTIAL:
+            valid = pc.is_valid(arrays[i])
+            keep = valid if keep is None else pc.and_(keep, valid)
+        else:
+            arrays[i] = pc.if_else(pc.is_valid(arrays[i]), arrays[i], _filler(f.type, len(batch)))
+    conformed = pa.RecordBatch.from_arrays(arrays, schema=schema)
+    if keep is None:
+        return conformed
+    conformed = conformed.filter(keep)
+    log.warning(
+        "posts merge: %d rows of posts_all lack a uri, id, created_at, ingested_at or date "
+        "(written by another tool?): not merged into posts",
+        len(batch) - conformed.num_rows,
+    )
+    return conformed
 
 
 class _Snapshot:
