@@ -349,3 +349,15 @@ def test_simulate_on_a_port_in_use_says_so_in_one_line(tmp_path):
             main, ["simulate", "-n", "1", "--port-base", str(port), "--duration", "1"]
         )
     clean_error(result, f"Cannot serve on 127.0.0.1:{port}: Address already in use")
+
+
+@pytest.mark.parametrize("command", ["compact", "migrate", "report"])
+def test_a_bad_memory_limit_is_refused_when_the_command_line_is_read(lake, command):
+    """(was: taken as any text, refused when first used: in `migrate`, after the copy)"""
+    result = CliRunner().invoke(main, [command, "--lake", lake, "--memory-limit", "lots"])
+    clean_error(result, "--memory-limit", "Invalid memory limit 'lots'", "2GB")
+
+
+def test_a_memory_limit_duckdb_takes_is_taken(lake):
+    result = CliRunner().invoke(main, ["report", "--lake", lake, "--memory-limit", "700MB"])
+    assert result.exit_code == 0, result.output

@@ -8,7 +8,13 @@ import json
 import click
 
 from tootlake.cli.command import run_command
-from tootlake.cli.options import format_option, lake_option, quiet_option, retain_option
+from tootlake.cli.options import (
+    MemoryLimit,
+    format_option,
+    lake_option,
+    quiet_option,
+    retain_option,
+)
 from tootlake.cli.output import step_line
 
 
@@ -32,6 +38,7 @@ from tootlake.cli.output import step_line
 @click.option(
     "--memory-limit",
     default=None,
+    type=MemoryLimit(),
     metavar="SIZE",
     help="DuckDB's memory limit while merging (e.g. 1GB); it spills to disk beyond it.",
 )

@@ -10,7 +10,13 @@ from typing import Any
 import click
 
 from tootlake.cli.command import run_command
-from tootlake.cli.options import format_option, lake_argument_or_option, one_lake, quiet_option
+from tootlake.cli.options import (
+    MemoryLimit,
+    format_option,
+    lake_argument_or_option,
+    one_lake,
+    quiet_option,
+)
 from tootlake.cli.output import clean, stderr_is_terminal
 
 
@@ -25,6 +31,7 @@ from tootlake.cli.output import clean, stderr_is_terminal
 @click.option(
     "--memory-limit",
     default=None,
+    type=MemoryLimit(),
     metavar="SIZE",
     help="DuckDB's memory limit while merging posts (e.g. 1GB); it spills to disk beyond it.",
 )

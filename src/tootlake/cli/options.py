@@ -107,6 +107,26 @@ class Seconds(Number):
         super().__init__(min=0, min_open=above_zero, max=MAX_SECONDS, show_max=False)
 
 
+class MemoryLimit(click.ParamType):
+    """DuckDB's memory limit (700MB, 2GB, 80%...), checked by DuckDB when the command line
+    is read: a typo failed only when the limit was first used, in `migrate` after copying."""
+
+    name = "size"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from tootlake.errors import ConfigError
+        from tootlake.lake.reader import connect, set_memory_limit
+
+        con = connect()
+        try:
+            set_memory_limit(con, str(value))
+        except ConfigError as exc:
+            self.fail(str(exc), param, ctx)
+        finally:
+            con.close()
+        return str(value)
+
+
 def lake_option(
     func: Callable[..., Any] | None = None,
     *,

@@ -9,6 +9,7 @@ import click
 from tootlake.cli.command import run_command
 from tootlake.cli.options import (
     Count,
+    MemoryLimit,
     format_option,
     lake_option,
     skip_corrupt_option,
@@ -41,6 +42,7 @@ from tootlake.settings import load_settings
 @skip_corrupt_option
 @click.option(
     "--memory-limit",
+    type=MemoryLimit(),
     metavar="SIZE",
     help="DuckDB's memory limit (e.g. 1GB); beyond it, queries spill to --temp-directory. "
     "Default: 80% of the machine's memory.",
