@@ -361,3 +361,13 @@ def test_a_bad_memory_limit_is_refused_when_the_command_line_is_read(lake, comma
 def test_a_memory_limit_duckdb_takes_is_taken(lake):
     result = CliRunner().invoke(main, ["report", "--lake", lake, "--memory-limit", "700MB"])
     assert result.exit_code == 0, result.output
+
+
+def test_report_html_does_not_replace_what_is_not_a_regular_file(lake, tmp_path):
+    """(the report is written to a temporary file then renamed over the target: as root,
+    over /dev/null it made the device a regular file)"""
+    target = tmp_path / "out"
+    os.mkfifo(target)
+    result = CliRunner().invoke(main, ["report", "--lake", lake, "--html", str(target)])
+    clean_error(result, f"Cannot write the report to {target}: it is not a regular file")
+    assert target.is_fifo()

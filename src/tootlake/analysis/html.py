@@ -38,7 +38,7 @@ from tootlake._version import __version__
 from tootlake.analysis import charts, queries
 from tootlake.analysis.report import TOP_TERMS, as_pylist, build_report
 from tootlake.analysis.svg import SVG_CHARTS
-from tootlake.errors import LakeError, MissingDependency
+from tootlake.errors import ConfigError, LakeError, MissingDependency
 from tootlake.lake.layout import is_remote, join
 from tootlake.lake.reader import open_lake
 from tootlake.lake.storage import storage_for
@@ -142,8 +142,11 @@ def write_html_report(
     connection to the lake to query (else one is opened); `tz` the IANA time zone of every
     day, hour and time on the page (a `report` given should be built with the same).
     """
-    page = render_html_report(lake, report=report, collection=collection, con=con, tz=tz)
     target = Path(path)
+    if target.exists() and not target.is_file():  # (a rename would replace a device as root)
+        kind = "a folder" if target.is_dir() else "not a regular file"
+        raise ConfigError(f"Cannot write the report to {target}: it is {kind}")
+    page = render_html_report(lake, report=report, collection=collection, con=con, tz=tz)
     target.parent.mkdir(parents=True, exist_ok=True)
     # written whole or not at all: a browser never shows half a report
     tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
