@@ -5,6 +5,7 @@ and key files (symlinks, FIFOs, folders)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import subprocess
@@ -15,7 +16,10 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 import yarl
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from tootlake import redact as redact_module
 from tootlake.collector import read_token_file
 from tootlake.errors import ConfigError
 from tootlake.pseudonym import KEY_BYTES, read_key
@@ -235,3 +239,67 @@ def test_a_bug_in_a_thread_prints_its_traceback_redacted():
     assert "Exception in tootlake-fleet" in result.stderr, result.stderr
     assert "RuntimeError: refused ***" in result.stderr, result.stderr
     assert "thread-secret" not in result.stderr
+
+
+# -- the automaton against the rule it implements, on any input ---------------------------
+
+_CHARS = "abAB%'\"\\ -_é"  # few letters: secrets overlap and repeat; quotes and escapes
+
+
+@contextlib.contextmanager
+def _own_registry():
+    """register_secret's state for this example alone (the suite's secrets are put back)."""
+    saved = (redact_module._secrets, redact_module._known, redact_module._urls)
+    redact_module._secrets, redact_module._known, redact_module._urls = set(), None, None
+    try:
+        yield
+    finally:
+        redact_module._secrets, redact_module._known, redact_module._urls = saved
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    secrets=st.lists(st.text(_CHARS, min_size=8, max_size=30), min_size=1, max_size=4),
+    pieces=st.lists(
+        st.one_of(
+            st.text(_CHARS, max_size=8),
+            st.tuples(st.integers(0, 3), st.integers(0, 40), st.booleans()),
+        ),
+        max_size=10,
+    ),
+)
+def test_no_registered_secret_nor_its_first_half_survives(secrets, pieces):
+    """Text made of filler and of secrets whole, cut short or spelled as repr spells them:
+    no secret is left whole, nor (for one of 16 characters or more) its first half; text
+    holding none of them is left as it was."""
+    from tootlake.redact import MIN_SECRET_LENGTH
+
+    parts = []
+    for piece in pieces:
+        if isinstance(piece, str):
+            parts.append(piece)
+        else:
+            which, cut, spelled = piece
+            secret = secrets[which % len(secrets)]
+            parts.append((repr(secret)[1:-1] if spelled else secret)[:cut])
+    text = "".join(parts)
+    with _own_registry():
+        register_secret(*secrets)
+        out = redact(text)
+    for secret in secrets:
+        assert secret not in out
+        assert repr(secret)[1:-1] not in out
+        if len(secret) >= 2 * MIN_SECRET_LENGTH:
+            assert secret[: max(MIN_SECRET_LENGTH, len(secret) // 2)] not in out
+    # (the filler cannot spell `Bearer`, `access_token=`, `://` or a %-escape: digits)
+    forms = [form for s in secrets for form in redact_module._spellings(s)]
+    if not any(form[:MIN_SECRET_LENGTH] in text for form in forms):
+        assert out == text
+
+
+def test_a_secret_overlapping_what_a_cut_one_masked_is_still_found():
+    """A cut secret is masked beyond its head's match; the search goes on from there, not
+    from where the automaton's own last match ended (which hid a whole secret there)."""
+    with _own_registry():
+        register_secret("AAAAAAAAxxxxxxxx", "xxxxQQQQ", "QQQQRRRR")
+        assert redact("AAAAAAAAxxxxQQQQRRRR!") == "******!"

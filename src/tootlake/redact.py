@@ -19,7 +19,8 @@ The rules, all applied by `redact()`:
   is left. (Less than half leaves more than half of it unknown; a shorter head would mask
   ordinary words that begin a password such as `tootlake-secret-2024`.)
 
-A leaf module (only the standard library), so every stage may use it.
+A leaf module (the standard library and an Aho-Corasick automaton, `pyahocorasick`), so
+every stage may use it.
 """
 
 from __future__ import annotations
@@ -55,9 +56,12 @@ _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 
 _lock = threading.Lock()
 _secrets: set[str] = set()
-_known: re.Pattern[str] | None = None
-_heads: re.Pattern[str] | None = None  # the first characters of long secrets (cut short)
-_forms_by_head: dict[str, list[str]] = {}
+# Every spelling of every secret, and the heads of the long ones (cut short), in one
+# Aho-Corasick automaton: one pass over the text whatever their number. (A regex of them all
+# tried each one at each character: with a fleet's thousand tokens, 7 ms per 2 KB reject
+# and 0.3 s per health file.) Values: (length, the whole forms a head stands for).
+_known: Any = None
+_urls: re.Pattern[str] | None = None  # secrets as a URL may encode them (`_url_pattern`)
 
 
 def _spellings(secret: str) -> set[str]:
@@ -102,39 +106,42 @@ def _url_pattern(secret: str) -> str | None:
 
 def register_secret(*secrets: str | None) -> None:
     """Mask these values (tokens) in everything `redact()` sees from now on."""
-    global _known, _heads, _forms_by_head
+    global _known, _urls
+    import ahocorasick
+
     new = {s for s in secrets if s and len(s) >= MIN_SECRET_LENGTH}
     with _lock:
         if new <= _secrets:
             return
         _secrets.update(new)
-        # (pattern, length it stands for): longest first, so a secret containing another
-        # is masked whole.
-        patterns: dict[str, int] = {}
-        heads: dict[str, list[str]] = {}
+        forms: dict[str, list[str]] = {}  # form or head -> the whole forms it begins
+        urls: dict[str, int] = {}
         for secret in _secrets:
             for form in _spellings(secret):
-                patterns[re.escape(form)] = len(form)
+                forms.setdefault(form, [])
                 if len(secret) >= 2 * MIN_SECRET_LENGTH:
-                    heads.setdefault(form[: _head_length(form)], []).append(form)
+                    forms.setdefault(form[: _head_length(form)], []).append(form)
             url = _url_pattern(secret)
             if url is not None:
-                patterns[url] = len(secret)
-        order = sorted(patterns, key=lambda p: patterns[p], reverse=True)
-        _known = re.compile("|".join(order))
-        _forms_by_head = heads
-        by_length = sorted(heads, key=len, reverse=True)
-        _heads = re.compile("|".join(re.escape(h) for h in by_length)) if heads else None
+                urls[url] = len(secret)
+        known = ahocorasick.Automaton()
+        for key, whole in forms.items():
+            known.add_word(key, (len(key), tuple(whole)))
+        known.make_automaton()
+        _known = known
+        # longest first, so a secret containing another is masked whole
+        order = sorted(urls, key=lambda p: urls[p], reverse=True)
+        _urls = re.compile("|".join(order)) if order else None
 
 
 def redact(text: str) -> str:
     """`text` without bearer tokens and registered secrets (each replaced by `***`)."""
     known = _known
     if known is not None:
-        text = known.sub(MASK, text)
-    heads = _heads
-    if heads is not None:
-        text = _mask_cut(text, heads, _forms_by_head)
+        text = _mask_known(text, known)
+    urls = _urls
+    if urls is not None:
+        text = urls.sub(MASK, text)
     text = _BEARER.sub(_mask_bearer, text)
     if "access_token=" in text.lower():
         text = _QUERY.sub(_mask_bearer, text)
@@ -147,25 +154,30 @@ def _head_length(form: str) -> int:
     return max(MIN_SECRET_LENGTH, len(form) // 2)
 
 
-def _mask_cut(text: str, heads: re.Pattern[str], forms: dict[str, list[str]]) -> str:
-    """`text` with every long secret that was cut short masked: from its first characters
-    (a head) as far as the text goes on as the secret does. Messages are shortened before
-    they reach `redact()` (an error body to 200 characters...), which can cut a token in two:
-    its whole is no longer there to match, and its first part would be shown."""
+def _mask_known(text: str, known: Any) -> str:
+    """`text` with every registered form masked, the longest where several begin, and every
+    long secret that was cut short masked from its head (its first half or more) as far as
+    the text goes on as the secret does. Messages are shortened before they reach
+    `redact()` (an error body to 200 characters...), which can cut a token in two: its whole
+    is no longer there to match, and its first part would be shown."""
     out: list[str] = []
     done = 0
-    for match in heads.finditer(text):
-        start = match.start()
-        if start < done:
-            continue
-        end = start
-        for form in forms[match.group()]:
-            n = len(match.group())
-            while n < len(form) and start + n < len(text) and text[start + n] == form[n]:
-                n += 1
-            end = max(end, start + n)
-        out += (text[done:start], MASK)
-        done = end
+    searching = True
+    while searching and done < len(text):  # (iter_long refuses a start at the end)
+        searching = False
+        for end, (length, whole) in known.iter_long(text, done):
+            start = end - length + 1
+            stop = end + 1
+            for form in whole:
+                n = length
+                while n < len(form) and start + n < len(text) and text[start + n] == form[n]:
+                    n += 1
+                stop = max(stop, start + n)
+            out += (text[done:start], MASK)
+            done = stop
+            if stop > end + 1:  # masked beyond the match: search again from there
+                searching = True
+                break
     if not out:
         return text
     out.append(text[done:])
