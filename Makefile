@@ -91,6 +91,7 @@ bench: $(DEV_STAMP)
 	$(BIN)/python bench/collect_bench.py
 	$(BIN)/python bench/ws_bench.py
 	$(BIN)/python bench/stages_bench.py
+	$(BIN)/python bench/redact_bench.py
 	$(BIN)/python bench/lake_bench.py
 
 kafka-up:  ## a local single-node Kafka 4 broker (KRaft) on 127.0.0.1:$${KAFKA_PORT:-9092}
