@@ -170,14 +170,14 @@ def test_bridge_take_is_capped():
 
 
 def _host_reference(url: str | None) -> str | None:
-    """host_of as it was: each of `/?#` cut in turn."""
+    """host_of as it was: each of `/?#` cut in turn (and a backslash, as browsers do)."""
     if not url:
         return None
     scheme_end = url.find("://")
     if scheme_end < 0:
         return None
     rest = url[scheme_end + 3 :]
-    for stop in "/?#":
+    for stop in "/?#\\":
         cut = rest.find(stop)
         if cut >= 0:
             rest = rest[:cut]
@@ -185,7 +185,8 @@ def _host_reference(url: str | None) -> str | None:
 
 
 URL_PARTS = st.sampled_from(
-    ["https://", "http://", "://", "/", "?", "#", "@", "Host.Example", "x", ":443", "", "\u0130"]
+    ["https://", "http://", "://", "/", "?", "#", "@", "Host.Example", "x", ":443", "", "\u0130",
+     "\\"]
 )
 
 

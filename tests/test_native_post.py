@@ -206,11 +206,11 @@ HOST_LIST = [
     "@",
     "",
 ]
-HOSTS = st.sampled_from(HOST_LIST) | st.text(alphabet="aZ.:@/?#İÜσ-1 ", max_size=10)
+HOSTS = st.sampled_from(HOST_LIST) | st.text(alphabet="aZ.:@/?#İÜσ-1 \\", max_size=10)
 SCHEMES = st.sampled_from(["https://", "http://", "HTTPS://", "", "tag:", "https:/", "//", "://"])
 PATHS = st.sampled_from(
     ["", "/", "/users/alice/statuses/1", "/@alice", "?q=1", "#top", "/x?y=1#z", "?a=b/c",
-     "#a/b@c", "@x/y", "/@bob@other.example"]
+     "#a/b@c", "@x/y", "/@bob@other.example", "\\@alice", "\\users\\alice"]
 )  # fmt: skip
 URLS = st.builds(lambda s, h, p: s + h + p, SCHEMES, HOSTS, PATHS) | st.text(max_size=20)
 MAYBE_URL = st.none() | URLS

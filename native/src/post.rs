@@ -249,7 +249,8 @@ fn host_of<'py>(py: Python<'py>, url: &Bound<'py, PyAny>) -> Out<Option<Bound<'p
         return Ok(None);
     };
     let rest = &url[scheme_end + 3..];
-    let rest = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    // (a backslash ends the host as a `/` does, in browsers: as the Python host_of)
+    let rest = &rest[..rest.find(['/', '?', '#', '\\']).unwrap_or(rest.len())];
     let host = &rest[rest.rfind('@').map_or(0, |at| at + 1)..];
     if host.is_empty() {
         return Ok(None);

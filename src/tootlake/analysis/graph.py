@@ -73,7 +73,9 @@ def edges(
 ) -> pa.Table:
     """The weighted edge list of one of EDGE_KINDS over the `posts` view of `con` (from
     `open_lake()`): source, target, weight, first_at, last_at (and for `instances` the
-    mentions, replies and quotes behind each weight), heaviest first."""
+    mentions, replies and quotes behind each weight), heaviest first. A post naming no
+    account (a null acct or mention of a damaged lake) makes no edge: GraphML would show a
+    node named "None"."""
     if kind not in EDGE_KINDS:
         raise ConfigError(f"Invalid edge kind {kind!r}. Allowed values: {', '.join(EDGE_KINDS)}.")
     where, params = _window(since, until)
@@ -82,6 +84,7 @@ def edges(
             SELECT source, target, count(*) AS weight,
                    min(created_at) AS first_at, max(created_at) AS last_at
             FROM ({_ACCOUNT_EDGES[kind].format(where=where)})
+            WHERE source IS NOT NULL AND target IS NOT NULL  -- (no account: no edge)
             GROUP BY source, target
             ORDER BY weight DESC, source, target
         """
@@ -99,6 +102,7 @@ def edges(
                count(*) FILTER (WHERE kind = 'quotes') AS quotes,
                min(created_at) AS first_at, max(created_at) AS last_at
         FROM ({" UNION ALL ".join(parts)})
+        WHERE source IS NOT NULL AND target IS NOT NULL
         GROUP BY 1, 2
         ORDER BY weight DESC, source, target
     """

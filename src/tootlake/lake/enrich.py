@@ -44,6 +44,7 @@ from tootlake.lake.layout import LANGUAGES
 
 __all__ = [
     "LANGUAGES_SCHEMA",
+    "MAX_TEXT",
     "MIN_LETTERS",
     "EnrichStats",
     "detect_languages",
@@ -69,6 +70,9 @@ LANGUAGES_SCHEMA = pa.schema(
 # (bench/results/languages.md).
 MIN_LETTERS = 20
 BATCH_POSTS = 20_000  # posts detected and committed at a time
+# Characters of a text looked at: a language shows in far fewer (Mastodon's limit is 500), and
+# a server can send posts of megabytes (lingua: about 1 s and 10 MB of memory per MB of text)
+MAX_TEXT = 10_000
 
 _NOT_WORDS = re.compile(
     r"https?://\S+"  # links
@@ -120,11 +124,12 @@ def detect_languages(
     detect: Any = None,
     min_letters: int = MIN_LETTERS,
 ) -> list[tuple[str | None, float | None]]:
-    """(ISO 639-1 code, confidence) of each text; (None, None) for a text with fewer than
-    `min_letters` letters once links, mentions, hashtags and emoji codes are out, or one
-    lingua cannot place. `detect` is a `detector()` (one is built when None)."""
+    """(ISO 639-1 code, confidence) of each text (of its first MAX_TEXT characters); (None,
+    None) for a text with fewer than `min_letters` letters once links, mentions, hashtags and
+    emoji codes are out, or one lingua cannot place. `detect` is a `detector()` (one is built
+    when None)."""
     detect = detect or detector()
-    cleaned = [plain_words(text) for text in texts]
+    cleaned = [plain_words(None if text is None else text[:MAX_TEXT]) for text in texts]
     enough = [i for i, text in enumerate(cleaned) if letters(text) >= min_letters]
     out: list[tuple[str | None, float | None]] = [(None, None)] * len(texts)
     if not enough:
@@ -155,8 +160,8 @@ class EnrichStats:
 
 # The posts to look at: not in `languages` yet, and with at least as many characters as the
 # letters asked for (characters >= letters: a cheap first cut in DuckDB).
-_TODO = """
-SELECT p.uri, p.text
+_TODO = f"""
+SELECT p.uri, substr(p.text, 1, {MAX_TEXT}) AS text  -- (a batch of huge posts: bounded)
 FROM posts p
 ANTI JOIN languages l ON l.uri = p.uri
 WHERE p.characters >= ?

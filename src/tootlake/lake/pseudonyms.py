@@ -53,7 +53,7 @@ def _read(lake: str) -> dict[str, Any] | None:
         marker = json.loads(data)
         if not isinstance(marker, dict) or not isinstance(marker.get("key_id"), str):
             raise ValueError("no key_id")
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # (a marker of 60,000 `[`: too deep)
         raise LakeError(
             f"The pseudonymisation marker {path} is damaged ({exc}): it must hold the key id "
             "of the lake's key; restore it, or write to another lake."

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
+from functools import lru_cache
 from pathlib import Path
 from typing import Final
 
@@ -50,6 +52,9 @@ _NAMED = re.compile(
 _URL = re.compile(r"(?P<origin>[a-z][a-z0-9+.-]*://[^/\s'\"]+)[^\s'\"]*", re.IGNORECASE)
 _QUOTED = re.compile(r"'[^'\n]*'|\"[^\"\n]*\"")
 _DIGITS = re.compile(r"\d{8,}")
+# An acct written without its @ (`alice@host`, in a server's error text): `message()` only
+_BARE = re.compile(rf"(?<![\w.+@-])(?P<name>\w[\w.+-]*)@(?P<host>{_HOST})", re.IGNORECASE)
+_PORT = re.compile(r":\d{1,5}$")
 
 
 # Every column of a post is in one of these (a test keeps them complete): a column added to
@@ -92,7 +97,7 @@ class Pseudonymizer:
         self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
         self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
         self._accts: dict[str, str] = {}
-        self._urls: dict[str, str] = {}
+        self._urls: dict[str | tuple[bytes, str], str] = {}
 
     @classmethod
     def from_file(cls, path: str | Path) -> Pseudonymizer:
@@ -125,6 +130,10 @@ class Pseudonymizer:
         if not at:
             user, host = acct, ""
         host = host.lower()
+        if host and ("@" in user or not _is_host(host)):
+            # a server's acct with a path or a second @ (`alice@x/@alice`): what follows the
+            # @ may be the name itself, so nothing of it is kept in the clear
+            user, host = acct, ""
         # usernames match case-insensitively on Mastodon: @Alice and @alice are one account
         name = self._hash(b"acct", f"{user.lower()}@{host}", _SHORT)
         pseudonym = f"{name}@{host}" if host else name
@@ -149,7 +158,9 @@ class Pseudonymizer:
 
     def uri(self, uri: str, kind: bytes = b"uri") -> str:
         """`scheme://host/anything` -> `scheme://host/p/<hash>`; no host: `urn:p:<hash>`."""
-        key = uri if kind == b"uri" else f"\x00{uri}"
+        # (a tuple: a "\x00"-prefixed str key matched a uri that starts with "\x00", which
+        # then got the cached pseudonym of the url: one uri, two pseudonyms by call order)
+        key: str | tuple[bytes, str] = uri if kind == b"uri" else (kind, uri)
         found = self._urls.get(key)
         if found is not None:
             return found
@@ -199,6 +210,7 @@ class Pseudonymizer:
         pseudonymised, other URLs cut to their origin, quoted values and ids (8+ digits)
         masked."""
         text = self.text(text)
+        text = _BARE.sub(lambda m: self.acct(f"{m['name']}@{m['host']}"), text)
         text = _URL.sub(lambda m: m[0] if is_pseudonym_url(m[0]) else m["origin"] + "/…", text)
         text = _QUOTED.sub("'…'", text)
         return _DIGITS.sub("…", text)
@@ -220,6 +232,8 @@ class Pseudonymizer:
         website = post.app_website
         return msgspec.structs.replace(
             post,
+            # the host of a hostile uri (`https://x\\users\\alice/...`) may hold a name
+            origin=post.origin if _is_host(post.origin) else "",
             uri=self.uri(post.uri),
             id=self.status_id(observed, post.id),
             url=None if post.url is None else self.url(post.url),
@@ -275,4 +289,18 @@ def _host(url: str, scheme_end: int) -> str:
     for stop in "/?#":
         rest = rest.partition(stop)[0]
     host = rest.rpartition("@")[2].lower()  # never a user:password@
-    return host if host and not any(c.isspace() for c in host) else ""
+    return host if _is_host(host) else ""
+
+
+@lru_cache(maxsize=4096)  # per post (its origin): hosts repeat
+def _is_host(host: str) -> bool:
+    """True for a host as kept in a pseudonym: labels of letters (any script, with their
+    marks), digits, `-` and `_`, dotted; or an IPv6 literal; with a port or none. A server
+    can put anything where a host goes (`x\\users\\alice`, `x;alice`, `x:alice`), and a
+    kept host is kept in the clear."""
+    name = _PORT.sub("", host)
+    if name.startswith("[") and name.endswith("]"):
+        return len(name) > 2 and all(c in "0123456789abcdef:." for c in name[1:-1])
+    return bool(name) and all(
+        c.isalnum() or c in "-_." or unicodedata.category(c)[0] == "M" for c in name
+    )

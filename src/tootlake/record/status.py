@@ -579,6 +579,8 @@ def host_of(url: str | None) -> str | None:
         rest = rest.partition("?")[0]
     if "#" in rest:
         rest = rest.partition("#")[0]
+    if "\\" in rest:  # a backslash ends the host as a `/` does in browsers (WHATWG URL):
+        rest = rest.partition("\\")[0]  # (`https://x` then a backslash and `@alice`: x)
     return rest.rpartition("@")[2].lower() or None
 
 

@@ -6,7 +6,8 @@ One request at a time per instance, within the budget the instance announces: th
 `X-RateLimit-*` headers of every answer (a 404 too) spread the next requests as the poller
 spreads its pages (`RateLimit.min_interval`), and a 429 waits its `Retry-After` (or
 `X-RateLimit-Reset`) and asks again, unless that is longer than `max_wait`: then the
-instance's share of the run ends (`RateLimited`). Answers are bounded (`max_body`, error
+instance's share of the run ends (`RateLimited`), as it does when any answer's budget puts
+the next request beyond `max_wait`. Answers are bounded (`max_body`, error
 bodies `ERROR_BODY`), read with the collector's User-Agent and size caps
 (`tootlake.sources.mastodon`).
 
@@ -205,9 +206,12 @@ class InstanceLookups:
         self.requests = 0
         self.rate_limited = 0  # 429 answers
         self.rate_wait = 0.0  # seconds waited because of them
+        self._spent: RateLimited | None = None  # an answer said no budget within max_wait
 
     async def _get(self, path: str, what: str) -> tuple[int, bytes]:
         while True:
+            if self._spent is not None:
+                raise self._spent
             await pause(self._not_before - time.monotonic(), self._stop)
             if self._stop.is_set() or not self._take():
                 raise OutOfRequests()
@@ -239,7 +243,17 @@ class InstanceLookups:
                 self._not_before += delay
                 self.rate_wait += delay
                 continue
-            self._not_before += RateLimit.from_headers(headers).min_interval()
+            interval = RateLimit.from_headers(headers).min_interval()
+            if interval > self.options.max_wait:
+                # a 200 saying no budget until a reset far away (`Remaining: 0`, a lie or a
+                # proxy's): as a 429 asking as long, the rest waits for the next run
+                self._spent = RateLimited(
+                    f"{what}: X-RateLimit allows the next request in {interval:.0f} s, beyond "
+                    f"the longest wait ({self.options.max_wait:.0f} s): the rest waits for the "
+                    "next run",
+                    interval,
+                )
+            self._not_before += interval
             return status, body
 
     async def status(self, status_id: str) -> StatusAnswer:
