@@ -14,10 +14,11 @@ The rules, all applied by `redact()`:
   JSON, UTF-8 bytes or a URL would spell it (percent-encoded all or in part, either case of
   hex, a space as `+`). Values shorter than `MIN_SECRET_LENGTH` are not registered: masking
   them would mangle ordinary words;
-* a registered secret of at least `2 * MIN_SECRET_LENGTH` characters cut short (a message or
-  body shortened to N characters before it got here) is masked where its first half or more
-  is left. (Less than half leaves more than half of it unknown; a shorter head would mask
-  ordinary words that begin a password such as `tootlake-secret-2024`.)
+* a registered secret of at least `CUT_MIN_LENGTH` characters (an API token: Mastodon's are
+  43) cut short (a message or body shortened to N characters before it got here) is masked
+  where its first half, and at least `CUT_MIN_HEAD` characters, is left. (Less leaves most
+  of it unknown; a shorter head, or a shorter secret's, masks ordinary words: the first 8
+  characters of a 17-character test token, `hostile-`, ate the simulator's markers.)
 
 A leaf module (the standard library and an Aho-Corasick automaton, `pyahocorasick`), so
 every stage may use it.
@@ -34,6 +35,8 @@ from typing import Any
 
 __all__ = [
     "MASK",
+    "CUT_MIN_HEAD",
+    "CUT_MIN_LENGTH",
     "MIN_SECRET_LENGTH",
     "RedactingFilter",
     "redact",
@@ -43,6 +46,8 @@ __all__ = [
 
 MASK = "***"
 MIN_SECRET_LENGTH = 8
+CUT_MIN_LENGTH = 32  # secrets masked when cut short too (`_mask_known`)
+CUT_MIN_HEAD = 16  # characters of such a secret that must be left to be masked
 # `Bearer` then the token: everything up to the next whitespace. A token that is itself
 # `Bearer` ("Bearer Bearer x") does not hide the one after it.
 _BEARER = re.compile(r"(bearer)(\s+)(?:bearer\s+)*\S+", re.IGNORECASE)
@@ -119,7 +124,7 @@ def register_secret(*secrets: str | None) -> None:
         for secret in _secrets:
             for form in _spellings(secret):
                 forms.setdefault(form, [])
-                if len(secret) >= 2 * MIN_SECRET_LENGTH:
+                if len(secret) >= CUT_MIN_LENGTH:
                     forms.setdefault(form[: _head_length(form)], []).append(form)
             url = _url_pattern(secret)
             if url is not None:
@@ -151,7 +156,7 @@ def redact(text: str) -> str:
 
 
 def _head_length(form: str) -> int:
-    return max(MIN_SECRET_LENGTH, len(form) // 2)
+    return max(CUT_MIN_HEAD, len(form) // 2)
 
 
 def _mask_known(text: str, known: Any) -> str:
