@@ -364,7 +364,7 @@ class InstanceWorker:
         them acks nothing: the cursor lags, never leads). Called right after the events were
         made, with no await between: the cursor is still where the last one left it."""
         if events:
-            events[-1].ack = self._ack(self._handing or self.contiguous)
+            events[-1].ack = self._ack(self._cursor())
         return events
 
     def _emitted(self, events: list[Event]) -> None:
@@ -654,8 +654,8 @@ class InstanceWorker:
         try:
             frame = parse_ws_frame(message)
         except ValueError as exc:
-            return self._reject(
-                Rejection(f"bad WebSocket frame: {exc}"), message, "websocket", acked=False
+            return self._stream_reject(
+                Rejection(f"bad WebSocket frame: {exc}"), message, "websocket"
             )
         if frame is None:
             return None
@@ -665,24 +665,19 @@ class InstanceWorker:
         return self._stream_event(name, payload, "websocket")
 
     def _reject(
-        self,
-        rejection: Rejection,
-        raw: bytes | str,
-        source: str,
-        ack_id: str | None = None,
-        *,
-        acked: bool = True,
+        self, rejection: Rejection, raw: bytes | str, source: str, ack_id: str | None = None
     ) -> Event:
         """What could not become a post goes to the rejects table; its ack still moves the
-        cursor, so a restart does not meet the same poison again. `acked=False`: a stream
-        event, whose read is given one ack (`_acked`)."""
+        cursor, so a restart does not meet the same poison again."""
+        event = self._stream_reject(rejection, raw, source)
+        event.ack = self._ack(ack_id or self._cursor())
+        return event
+
+    def _stream_reject(self, rejection: Rejection, raw: bytes | str, source: str) -> Event:
+        """The reject event of a stream message, without an ack: the read's last event is
+        given the ack of them all (`_acked`)."""
         return reject_event(
-            rejection,
-            raw,
-            source=source,
-            observed_on=self.host,
-            where=f"{self.host} {source}",
-            ack=self._ack(ack_id or self._cursor()) if acked else None,
+            rejection, raw, source=source, observed_on=self.host, where=f"{self.host} {source}"
         )
 
     @property
@@ -720,8 +715,8 @@ class InstanceWorker:
         if name == DELETE:
             status_id = data.decode("utf-8", "replace").strip().strip('"')
             if not status_id or len(status_id) > 256:
-                return self._reject(
-                    Rejection("delete event without a status id"), data, source, acked=False
+                return self._stream_reject(
+                    Rejection("delete event without a status id"), data, source
                 )
             return Event(DELETE, self.host, id=status_id, where=self.host)
         if name not in (UPDATE, EDIT):
@@ -732,7 +727,7 @@ class InstanceWorker:
                 poison = _raw_id(data)
                 if poison is not None:
                     self._see(poison)
-            return self._reject(status, data, source, acked=False)
+            return self._stream_reject(status, data, source)
         if isinstance(data, Mended) and "surrogates" not in status.coerced:
             status.coerced += ("surrogates",)  # mended in the frame, before decode_status
         status_id = status.id
@@ -745,7 +740,7 @@ class InstanceWorker:
             self._stream_ids[kind] += 1
             self._stream_highs[kind] = advance(self._stream_highs[kind], status_id)
         elif name == UPDATE:
-            self._handing = advance(self._handing or self.contiguous, status_id)
+            self._handing = advance(self._cursor(), status_id)
         return Event(name, self.host, status=status, where=self.host)
 
     def _see(self, status_id: str) -> None:
