@@ -93,6 +93,16 @@ def test_a_local_accounts_url_with_a_backslash_leaves_no_name_in_its_acct(tmp_pa
     assert "xavixavi" not in text.lower()
 
 
+def test_a_name_before_a_backslash_and_an_at_in_a_uri_is_not_kept_as_its_origin(tmp_path):
+    """`https://wendywendy\\@far.example/...`: browsers and host_of read the host as
+    `wendywendy`, urllib as user `wendywendy\\` of far.example. The uri became a pseudonym,
+    but the post's `origin` (host_of of the uri) kept the name."""
+    uri = "https://wendywendy\\@far.example/users/someone/statuses/5"
+    text = _replayed(tmp_path, [_status(5, uri=uri)])
+    assert "hello there" in text
+    assert "wendywendy" not in text.lower()
+
+
 def _replayed(tmp_path: Path, statuses: list[dict[str, Any]]) -> str:
     capture = tmp_path / "in.jsonl"
     capture.write_text("".join(json.dumps(s) + "\n" for s in statuses), encoding="utf-8")

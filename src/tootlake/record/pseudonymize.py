@@ -24,6 +24,7 @@ import msgspec
 
 from tootlake.pseudonym import key_id, read_key
 from tootlake.record.model import Delete, Post, Reject, Sighting
+from tootlake.record.status import host_of
 
 __all__ = ["KEPT", "PSEUDONYMISED", "PSEUDONYM_URL", "Pseudonymizer", "is_pseudonym_url"]
 
@@ -55,6 +56,8 @@ _DIGITS = re.compile(r"\d{8,}")
 # An acct written without its @ (`alice@host`, in a server's error text): `message()` only
 _BARE = re.compile(rf"(?<![\w.+@-])(?P<name>\w[\w.+-]*)@(?P<host>{_HOST})", re.IGNORECASE)
 _PORT = re.compile(r":\d{1,5}$")
+# A backslash before a uri's first `/`, `?` or `#` (matched just after its `://`)
+_BACKSLASHED = re.compile(r"[^/?#\\]*\\")
 
 
 # Every column of a post is in one of these (a test keeps them complete): a column added to
@@ -166,7 +169,7 @@ class Pseudonymizer:
             return found
         name = self._hash(kind, uri, _LONG)
         scheme_end = uri.find("://")
-        host = _host(uri, scheme_end)
+        host = _kept_host(uri, scheme_end)
         scheme = uri[:scheme_end].lower() if host else ""
         if host and scheme.isascii() and scheme.isalnum():
             pseudonym = f"{scheme}://{host}/p/{name}"
@@ -232,8 +235,9 @@ class Pseudonymizer:
         website = post.app_website
         return msgspec.structs.replace(
             post,
-            # the host of a hostile uri (`https://x\\users\\alice/...`) may hold a name
-            origin=post.origin if _is_host(post.origin) else "",
+            # the host of a hostile uri (`https://x\\users\\alice/...`, `https://alice\\@x`)
+            # may hold a name: kept only where the pseudonymised uri keeps it too
+            origin=post.origin if post.origin == _kept_host(post.uri, post.uri.find("://")) else "",
             uri=self.uri(post.uri),
             id=self.status_id(observed, post.id),
             url=None if post.url is None else self.url(post.url),
@@ -281,15 +285,16 @@ class Pseudonymizer:
         return msgspec.structs.replace(reject, reason=self.message(reject.reason), raw="")
 
 
-def _host(url: str, scheme_end: int) -> str:
-    """The lower-case host (and port) of `url` (scheme ends at `scheme_end`), or ""."""
-    if scheme_end <= 0:
+def _kept_host(url: str, scheme_end: int) -> str:
+    """The host of `url` as host_of reads it (lower case, with its port) when a pseudonym may
+    keep it, else "": no scheme (`scheme_end`, url.find("://"), not above 0), no host, not
+    host-like, or a backslash in the authority. Parsers read that two ways, one of which
+    is a name: `https://x\\@alice` is host `x` to browsers and host_of, `alice` to urllib;
+    `https://alice\\@x` is `alice` to host_of, user `alice\\` to urllib."""
+    if scheme_end <= 0 or ("\\" in url and _BACKSLASHED.match(url, scheme_end + 3)):
         return ""
-    rest = url[scheme_end + 3 :]
-    for stop in "/?#":
-        rest = rest.partition(stop)[0]
-    host = rest.rpartition("@")[2].lower()  # never a user:password@
-    return host if _is_host(host) else ""
+    host = host_of(url)  # (never a user:password@)
+    return host if host and _is_host(host) else ""
 
 
 @lru_cache(maxsize=4096)  # per post (its origin): hosts repeat
