@@ -123,6 +123,78 @@ def test_a_row_lacking_a_required_value_no_longer_blocks_every_merge(
     assert count == [(0,)]
 
 
+def test_rows_left_out_across_batches_are_said_once_with_their_total(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rows lacking a required value were said once per batch of the tail (32,768 rows):
+    a big hostile tail logged a line per batch. One line per merge, with the total."""
+    import tootlake.lake.maintenance as maintenance
+
+    lake = str(tmp_path / "lake")
+    schema = nullable(tables.table_schema(POSTS_ALL), "created_at", "id")
+    rows: list[dict[str, Any]] = [dict(uri=u, id=u[-1], observed_on="a") for u in GOOD]
+    for i in range(8):  # spread over the batches, lacking one value or another
+        rows.append(dict(uri=f"https://a.example/bad{i}", id=str(i), observed_on="a"))
+        rows[-1]["created_at" if i % 2 else "id"] = None
+    another_tools_table(lake, POSTS_ALL, post_rows(rows, schema))
+    monkeypatch.setattr(maintenance, "MERGE_BATCH_ROWS", 2)
+    original = maintenance._conform
+    batches_left_out = []
+
+    def counting(batch: pa.RecordBatch, schema: pa.Schema) -> tuple[pa.RecordBatch, int]:
+        conformed, left_out = original(batch, schema)
+        if left_out:
+            batches_left_out.append(left_out)
+        return conformed, left_out
+
+    monkeypatch.setattr(maintenance, "_conform", counting)
+
+    with caplog.at_level("WARNING", logger=maintenance.__name__):
+        stats = merge_posts(lake)
+    assert len(batches_left_out) >= 2 and sum(batches_left_out) == 8  # (more than one batch)
+    said = [r.getMessage() for r in caplog.records if "lack a uri" in r.getMessage()]
+    assert len(said) == 1, said
+    assert said[0].startswith("posts merge: 8 rows of posts_all lack a uri"), said
+    assert stats.upserted == 3
+    assert uris(lake) == GOOD
+    caplog.clear()
+    assert merge_posts(lake).commits == 0  # nothing new: nothing said
+    assert "lack a uri" not in caplog.text
+
+
+def test_nulls_in_a_list_and_a_boolean_column_become_their_empty_values(tmp_path: Path) -> None:
+    """Another tool's posts_all with NULL `tags` (a list) and NULL `sensitive` (a boolean),
+    both required in `posts`: the merge fills them with [] and false, as it fills a count."""
+    lake = str(tmp_path / "lake")
+    schema = nullable(tables.table_schema(POSTS_ALL), "tags", "sensitive", "bot")
+    rows = [dict(uri=u, id=u[-1], observed_on="a", tags=["kept"], sensitive=True) for u in GOOD]
+    rows[0]["tags"] = None
+    rows[1]["sensitive"] = None
+    rows[2].update(tags=None, sensitive=None, bot=None)
+    another_tools_table(lake, POSTS_ALL, post_rows(rows, schema))
+
+    assert uris(lake) == GOOD  # the tail, resolved by the reader (NULLs as they are)
+    stats = merge_posts(lake)
+    assert stats.upserted == 3
+    assert uris(lake) == GOOD  # the merged table
+    con = open_lake(lake)
+    try:
+        read = con.sql("SELECT uri, tags, sensitive, bot FROM posts ORDER BY uri").fetchall()
+    finally:
+        con.close()
+    assert read == [
+        (GOOD[0], [], True, False),
+        (GOOD[1], ["kept"], False, False),
+        (GOOD[2], [], False, False),
+    ]
+    from deltalake import DeltaTable
+
+    merged = DeltaTable(tables.table_uri(lake, "posts")).to_pyarrow_table()
+    for name in ("tags", "sensitive", "bot"):
+        assert merged.column(name).null_count == 0, name
+        assert not merged.schema.field(name).nullable, name
+
+
 def test_a_check_without_id_is_removed_by_compact(tmp_path: Path) -> None:
     """`checks` allows a NULL id (its schema is nullable): compaction's removal of the checks
     of gone posts built its predicate with None.replace: AttributeError."""

@@ -405,9 +405,12 @@ def _winner_chunks(con: Any, schema: pa.Schema, slices: int) -> Iterator[_Chunk]
     """The winners, streamed from DuckDB in chunks of about MERGE_CHUNK_BYTES, each all new
     uris or all known ones. The ranking spills beyond DuckDB's memory limit; a tail too big
     for that is ranked in `slices` (by uri hash), each filtering the whole tail: few, as
-    every slice reads it all again (8 MB slices made a 16M-post merge quadratic, 1,447 s)."""
+    every slice reads it all again (8 MB slices made a 16M-post merge quadratic, 1,447 s).
+    Rows `_conform` leaves out are said once, with their number, when the winners are all
+    streamed (a hostile tail said it once per batch: a line per 32,768 rows)."""
     pending: dict[bool, list[pa.RecordBatch]] = {False: [], True: []}
     size = {False: 0, True: 0}
+    dropped = 0
     batches = (
         batch
         for k in range(slices)
@@ -426,7 +429,11 @@ def _winner_chunks(con: Any, schema: pa.Schema, slices: int) -> Iterator[_Chunk]
         for flag, part in parts:
             if not part.num_rows:
                 continue
-            pending[flag].append(_conform(part, schema))
+            conformed, lacking = _conform(part, schema)
+            dropped += lacking
+            if not conformed.num_rows:
+                continue
+            pending[flag].append(conformed)
             size[flag] += part.nbytes
             if size[flag] >= MERGE_CHUNK_BYTES:
                 yield _Chunk(pa.Table.from_batches(pending[flag], schema=schema), flag)
@@ -434,19 +441,26 @@ def _winner_chunks(con: Any, schema: pa.Schema, slices: int) -> Iterator[_Chunk]
     for flag in (False, True):
         if pending[flag]:
             yield _Chunk(pa.Table.from_batches(pending[flag], schema=schema), flag)
+    if dropped:
+        log.warning(
+            "posts merge: %d rows of posts_all lack a uri, id, created_at, ingested_at or "
+            "date (written by another tool?): not merged into posts",
+            dropped,
+        )
 
 
 # What names a post and dates it: a row of another tool's `posts_all` without one is no post.
 _ESSENTIAL = ("uri", "id", "created_at", "ingested_at", "date")
 
 
-def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
-    """DuckDB's batch in the table's exact schema (list item names, nullability).
+def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> tuple[pa.RecordBatch, int]:
+    """DuckDB's batch in the table's exact schema (list item names, nullability), and the
+    number of its rows left out.
 
     tootlake writes no NULL where `posts` wants a value, but another tool's `posts_all` may
     hold them, and one such row made every merge fail. A row without an `_ESSENTIAL` value
-    is left out (said once per batch); another missing value gets its column's empty value
-    (0, "", false, [])."""
+    is left out (counted here, said once per merge by `_winner_chunks`); another missing
+    value gets its column's empty value (0, "", false, [])."""
     arrays = [batch.column(f.name).cast(f.type) for f in schema]
     keep = None
     for i, f in enumerate(schema):
@@ -459,14 +473,9 @@ def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
             arrays[i] = pc.if_else(pc.is_valid(arrays[i]), arrays[i], _filler(f.type, len(batch)))
     conformed = pa.RecordBatch.from_arrays(arrays, schema=schema)
     if keep is None:
-        return conformed
+        return conformed, 0
     conformed = conformed.filter(keep)
-    log.warning(
-        "posts merge: %d rows of posts_all lack a uri, id, created_at, ingested_at or date "
-        "(written by another tool?): not merged into posts",
-        len(batch) - conformed.num_rows,
-    )
-    return conformed
+    return conformed, len(batch) - conformed.num_rows
 
 
 class _Snapshot:

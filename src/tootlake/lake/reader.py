@@ -558,13 +558,23 @@ def create_view(con: Any, name: str, files: TableFiles, storage: Storage, schema
 
 
 def set_memory_limit(con: Any, limit: str) -> None:
-    """DuckDB's memory limit, or a ConfigError that says what a limit looks like."""
+    """DuckDB's memory limit, or a ConfigError that says what a limit looks like, in one
+    short line: the limit and DuckDB's reason are cut (a 100,000-character limit, pasted by
+    mistake, was quoted whole, and DuckDB's "Unknown unit" quotes it again)."""
     try:
         con.execute("SET memory_limit = ?", [limit])
     except duckdb.Error as exc:
+        # DuckDB's reason, without "Parser Error: " and the units it lists (said here)
+        reason = " ".join(str(exc).split()).removeprefix("Parser Error: ")
+        reason = reason.split(" (expected:")[0]
         raise ConfigError(
-            f"Invalid memory limit {limit!r}: use a size such as 700MB or 2GB ({exc})"
+            f"Invalid memory limit {_cut(limit, 40)!r}: use a size such as 700MB or 2GB "
+            f"({_cut(reason, 60)})"
         ) from None
+
+
+def _cut(text: str, most: int) -> str:
+    return text if len(text) <= most else text[:most] + "..."
 
 
 def _sql_type(arrow_type: Any) -> str:
