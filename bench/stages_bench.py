@@ -152,6 +152,7 @@ def _round(path: Path) -> dict[str, float]:
 
     recorder = Recorder(RunStats(), dedupe=True)
     writer = LakeWriter(str(work / "lake"), sightings=True)
+    recorder.use_rows(writer.new_rows)  # as `pipeline.run` does: the fused path's rows
     # in chunks, as the collector's memory is reused: a run holding every frame's objects
     # at once would pay the kernel for fresh pages instead
     with fewer_collections():

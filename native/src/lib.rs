@@ -483,9 +483,10 @@ const STRING: u8 = 0;
 const INT64: u8 = 1;
 const BOOL: u8 = 2;
 const TIMESTAMP_US_UTC: u8 = 3;
-const LIST_OF_STRING: u8 = 4;
+pub(crate) const LIST_OF_STRING: u8 = 4;
 
-/// A validity bitmap (bit set: a value), kept only when some value is null.
+/// A validity bitmap (bit set: a value), kept only when some value is null; grown as values
+/// come (`rows::PostRows` does not know its length in advance).
 struct Validity {
     bits: Vec<u8>,
     nulls: usize,
@@ -500,13 +501,22 @@ impl Validity {
     }
     #[inline]
     fn null(&mut self, i: usize) {
+        if i / 8 >= self.bits.len() {
+            self.bits.resize(i / 8 + 1, 0xff);
+        }
         self.bits[i / 8] &= !(1 << (i % 8));
         self.nulls += 1;
     }
-    fn into_py<'py>(self, py: Python<'py>) -> Py<PyAny> {
+    /// Undoes `null(i)` (a row taken back).
+    fn unnull(&mut self, i: usize) {
+        self.bits[i / 8] |= 1 << (i % 8);
+        self.nulls -= 1;
+    }
+    fn into_py<'py>(mut self, py: Python<'py>, len: usize) -> Py<PyAny> {
         if self.nulls == 0 {
             py.None()
         } else {
+            self.bits.resize(len.div_ceil(8), 0xff);
             PyBytes::new(py, &self.bits).into_any().unbind()
         }
     }
@@ -540,6 +550,16 @@ pub(crate) fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     era * 146097 + doe - 719468
 }
 
+/// Where a column was before a row (`Column::mark`).
+pub(crate) struct Mark {
+    offsets: usize,
+    data: usize,
+    item_offsets: usize,
+    items: usize,
+    nulls: usize,
+    len: usize,
+}
+
 /// Microseconds since the epoch of an aware datetime in UTC (`datetime.timezone.utc`).
 #[inline]
 fn utc_micros(value: &Bound<'_, PyAny>, utc: &Bound<'_, PyTzInfo>) -> Option<i64> {
@@ -564,8 +584,9 @@ fn utc_micros(value: &Bound<'_, PyAny>, utc: &Bound<'_, PyTzInfo>) -> Option<i64
 }
 
 /// One column of Arrow buffers, filled value by value.
-struct Column {
+pub(crate) struct Column {
     kind: u8,
+    len: usize, // values pushed
     validity: Validity,
     offsets: Vec<u8>,      // strings, lists: i32 offsets
     data: Vec<u8>,         // strings: UTF-8; int64, timestamps: values; bools: bits
@@ -575,9 +596,10 @@ struct Column {
 }
 
 impl Column {
-    fn new(kind: u8, n: usize) -> Self {
+    pub(crate) fn new(kind: u8, n: usize) -> Self {
         let mut column = Column {
             kind,
+            len: 0,
             validity: Validity::new(n),
             offsets: Vec::new(),
             data: Vec::new(),
@@ -603,10 +625,56 @@ impl Column {
     }
 
     #[inline]
-    fn push(&mut self, i: usize, value: &Bound<'_, PyAny>, utc: &Bound<'_, PyTzInfo>) {
+    pub(crate) fn push(&mut self, i: usize, value: &Bound<'_, PyAny>, utc: &Bound<'_, PyTzInfo>) {
         if !self.failed && self.try_push(i, value, utc).is_none() {
             self.failed = true;
         }
+        self.len = i + 1;
+    }
+
+    pub(crate) fn kind(&self) -> u8 {
+        self.kind
+    }
+
+    pub(crate) fn failed(&self) -> bool {
+        self.failed
+    }
+
+    /// Where the column is now, for `take_back`.
+    pub(crate) fn mark(&self) -> Mark {
+        Mark {
+            offsets: self.offsets.len(),
+            data: self.data.len(),
+            item_offsets: self.item_offsets.len(),
+            items: self.items,
+            nulls: self.validity.nulls,
+            len: self.len,
+        }
+    }
+
+    /// The column as it was at `mark`, before value `i` (the last one) was pushed: a row
+    /// another column could not hold is taken back from every column.
+    pub(crate) fn take_back(&mut self, i: usize, mark: &Mark) {
+        self.offsets.truncate(mark.offsets);
+        self.item_offsets.truncate(mark.item_offsets);
+        self.items = mark.items;
+        if self.kind == BOOL {
+            if let Some(byte) = self.data.get_mut(i / 8) {
+                *byte &= !(1 << (i % 8));
+            }
+        } else {
+            self.data.truncate(mark.data);
+        }
+        if self.validity.nulls > mark.nulls {
+            self.validity.unnull(i);
+        }
+        self.len = mark.len;
+        self.failed = false;
+    }
+
+    /// Bytes of strings held (offsets and fixed-width values aside).
+    pub(crate) fn data_len(&self) -> usize {
+        self.data.len()
     }
 
     #[inline]
@@ -648,6 +716,9 @@ impl Column {
                 Some(())
             }
             BOOL => {
+                if i / 8 >= self.data.len() {
+                    self.data.resize(i / 8 + 1, 0);
+                }
                 if !null {
                     if !value.is_exact_instance_of::<PyBool>() {
                         return None;
@@ -677,9 +748,13 @@ impl Column {
 
     /// `(null_count, [validity, ...buffers])`; a list of strings has its strings' offsets and
     /// data after its own offsets. None when a value could not be held.
-    fn finish<'py>(self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyTuple>>> {
+    pub(crate) fn finish<'py>(mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyTuple>>> {
         if self.failed {
             return Ok(None);
+        }
+        let len = self.len;
+        if self.kind == BOOL {
+            self.data.resize(len.div_ceil(8), 0);
         }
         let bytes = |b: &[u8]| PyBytes::new(py, b).into_any().unbind();
         let buffers: Vec<Py<PyAny>> = match self.kind {
@@ -692,7 +767,7 @@ impl Column {
             ],
         };
         let nulls = self.validity.nulls;
-        let mut all = vec![self.validity.into_py(py)];
+        let mut all = vec![self.validity.into_py(py, len)];
         all.extend(buffers);
         Ok(Some(PyTuple::new(
             py,
@@ -776,6 +851,7 @@ fn tootlake_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(arrow_column, m)?)?;
     m.add_function(wrap_pyfunction!(arrow_batch, m)?)?;
     m.add_function(wrap_pyfunction!(post::to_post, m)?)?;
+    m.add_class::<post::PostRows>()?;
     m.add_function(wrap_pyfunction!(frame::ws_frame, m)?)?;
     m.add_function(wrap_pyfunction!(check::check_status, m)?)?;
     m.add("POST_FIELDS", PyTuple::new(m.py(), post::POST_FIELDS)?)?;

@@ -342,7 +342,9 @@ fn id_text<'py>(value: &Bound<'py, PyAny>) -> Out<Bound<'py, PyAny>> {
     })
 }
 
-fn build<'py>(
+/// The Post's 48 fields, in `POST_FIELDS` order (the Post itself is `build`'s; the
+/// fused path appends them to Arrow columns instead: `rows::PostRows`).
+fn build_fields<'py>(
     py: Python<'py>,
     status: &Bound<'py, PyAny>,
     observed_on: &Bound<'py, PyAny>,
@@ -350,7 +352,7 @@ fn build<'py>(
     opted_out: &Bound<'py, PyAny>,
     consent: &Bound<'py, PyAny>,
     helpers: &Helpers<'py>,
-) -> Out<Bound<'py, PyAny>> {
+) -> Out<[Bound<'py, PyAny>; 48]> {
     let none = || py.None().into_bound(py);
     // Each Struct's fields at once (msgspec.structs.astuple, in C), read by position:
     // `getattr` per field cost as much as the Python did.
@@ -663,6 +665,27 @@ fn build<'py>(
         moved_to,
         consent,
     ];
+    Ok(fields)
+}
+
+fn build<'py>(
+    py: Python<'py>,
+    status: &Bound<'py, PyAny>,
+    observed_on: &Bound<'py, PyAny>,
+    ingested_at: &Bound<'py, PyAny>,
+    opted_out: &Bound<'py, PyAny>,
+    consent: &Bound<'py, PyAny>,
+    helpers: &Helpers<'py>,
+) -> Out<Bound<'py, PyAny>> {
+    let fields = build_fields(
+        py,
+        status,
+        observed_on,
+        ingested_at,
+        opted_out,
+        consent,
+        helpers,
+    )?;
     Ok(helpers.post.call1(PyTuple::new(py, fields)?)?)
 }
 
@@ -703,5 +726,129 @@ pub fn to_post<'py>(
         Some(Ok(post)) => Ok(Some(post)),
         Some(Err(Stop::Raised(err))) => Err(err),
         Some(Err(Stop::GiveUp)) | None => Ok(None), // (None: a panic, reported on stderr)
+    }
+}
+
+/// The fused path's posts: each appended as one row of Arrow columns (`posts_all`'s, in
+/// `POST_FIELDS` order) instead of a Post object, which the writer would convert and free
+/// later in another thread. `finish` gives the columns as `arrow_batch` does.
+#[pyclass(module = "tootlake_native")]
+pub struct PostRows {
+    columns: Vec<crate::Column>,
+    rows: usize,
+    size: usize,
+    overhead: usize,
+}
+
+#[pymethods]
+impl PostRows {
+    /// `kinds`: the 48 columns' kinds (`tootlake.lake.writer._KINDS`); `overhead`: bytes
+    /// counted per row beyond its strings.
+    #[new]
+    fn new(kinds: Vec<u8>, overhead: usize) -> PyResult<Self> {
+        if kinds.len() != POST_FIELDS.len() || kinds.iter().any(|&k| k > crate::LIST_OF_STRING) {
+            return Err(pyo3::exceptions::PyValueError::new_err(
+                "PostRows needs the 48 kinds of posts_all's columns, each one it can build",
+            ));
+        }
+        Ok(PostRows {
+            columns: kinds.iter().map(|&k| crate::Column::new(k, 0)).collect(),
+            rows: 0,
+            size: 0,
+            overhead,
+        })
+    }
+
+    /// Appends the post `to_post` would make of these arguments (same helpers) and gives its
+    /// consent level (`post.consent or ""`); None, with nothing appended, when the native
+    /// path gives up or a column cannot hold a value: the caller then makes the Post itself.
+    /// What Python raises on the way is raised.
+    #[allow(clippy::too_many_arguments)]
+    fn append<'py>(
+        &mut self,
+        py: Python<'py>,
+        status: &Bound<'py, PyAny>,
+        observed_on: &Bound<'py, PyAny>,
+        ingested_at: &Bound<'py, PyAny>,
+        opted_out: &Bound<'py, PyAny>,
+        consent: &Bound<'py, PyAny>,
+        helpers: &Bound<'py, PyTuple>,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let helpers = Helpers {
+            post: helpers.get_item(0)?,
+            html_to_text: helpers.get_item(1)?,
+            has_opt_out_tag: helpers.get_item(2)?,
+            without_quote_fallback: helpers.get_item(3)?,
+            parse_time: helpers.get_item(4)?,
+            astuple: helpers.get_item(5)?,
+        };
+        let built = crate::guarded(|| {
+            Some(build_fields(
+                py,
+                status,
+                observed_on,
+                ingested_at,
+                opted_out,
+                consent,
+                &helpers,
+            ))
+        });
+        let fields = match built {
+            Some(Ok(fields)) => fields,
+            Some(Err(Stop::Raised(err))) => return Err(err),
+            Some(Err(Stop::GiveUp)) | None => return Ok(None),
+        };
+        let utc = PyTzInfo::utc(py)?;
+        let i = self.rows;
+        let before: usize = self.columns.iter().map(|c| c.data_len()).sum();
+        let marks: Vec<crate::Mark> = self.columns.iter().map(|c| c.mark()).collect();
+        for (column, value) in self.columns.iter_mut().zip(fields.iter()) {
+            column.push(i, value, &utc);
+        }
+        if self.columns.iter().any(|c| c.failed()) {
+            for (column, mark) in self.columns.iter_mut().zip(marks.iter()) {
+                column.take_back(i, mark);
+            }
+            return Ok(None);
+        }
+        let after: usize = self.columns.iter().map(|c| c.data_len()).sum();
+        self.rows += 1;
+        self.size += after - before + self.overhead;
+        let [.., consent] = fields;
+        Ok(Some(if consent.is_truthy()? {
+            consent
+        } else {
+            PyString::new(py, "").into_any()
+        }))
+    }
+
+    fn __len__(&self) -> usize {
+        self.rows
+    }
+
+    /// Bytes held: the rows' strings and fixed-width values, and `overhead` per row.
+    #[getter]
+    fn size(&self) -> usize {
+        self.size
+    }
+
+    /// The columns as `arrow_batch` gives them (`(null_count, buffers)` each), the rows
+    /// taken: this holds none after.
+    fn finish<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let kinds: Vec<u8> = self.columns.iter().map(|c| c.kind()).collect();
+        let columns = std::mem::replace(
+            &mut self.columns,
+            kinds.iter().map(|&k| crate::Column::new(k, 0)).collect(),
+        );
+        self.rows = 0;
+        self.size = 0;
+        let out = PyList::empty(py);
+        for column in columns {
+            match column.finish(py)? {
+                Some(built) => out.append(built)?,
+                None => out.append(py.None())?, // (never: a row a column refused is not kept)
+            }
+        }
+        Ok(out)
     }
 }

@@ -29,7 +29,16 @@ from tootlake.errors import BadInput, TootlakeError
 from tootlake.lake.layout import join
 from tootlake.lake.storage import storage_for
 from tootlake.lake.writer import LakeWriter
-from tootlake.record import Consent, Delete, Post, Reject, Sighting, ValidStatus, to_post
+from tootlake.record import (
+    Consent,
+    Delete,
+    Post,
+    Reject,
+    Sighting,
+    ValidStatus,
+    append_post,
+    to_post,
+)
 from tootlake.record.consent import AUTHOR_GATES, NOINDEX
 from tootlake.redact import redact_json
 from tootlake.sources import DELETE, REJECT, Event, Source
@@ -288,6 +297,17 @@ class Recorder:
         # authors seen opted out by `noindex` (qualified acct), most recent last
         self._quiet: OrderedDict[str, None] = OrderedDict()
         self.remember_accounts = remember_accounts
+        # The fused path (`use_rows`): posts go into a native accumulator of Arrow columns,
+        # `rows`, instead of Post objects; `record` then gives `rows` itself for a post.
+        self.new_rows: Callable[[], Any] | None = None
+        self.rows: Any = None
+
+    def use_rows(self, new_rows: Callable[[], Any | None]) -> None:
+        """Posts as rows of `new_rows()` accumulators (`tootlake.lake.writer.post_rows`),
+        one per batch (`batches`), when it makes them (the native helpers) and records need
+        not be pseudonymised: no Post object per post."""
+        if self.pseudonymizer is None and new_rows() is not None:
+            self.new_rows = new_rows
 
     def bad(self, exc: BadInput | str, *, file: str | None = None, example: str = "") -> None:
         """Count a bad input; the first 20 are kept as examples.
@@ -351,24 +371,34 @@ class Recorder:
             return self._sighting(event, status)  # this version, or a newer one, is written
         # the gates just found the author not opted out, unless opt-outs are kept
         known = False if not self.include_opted_out else None
-        post = to_post(status, event.observed_on, opted_out=known)
+        rows = self.rows
+        if rows is not None:
+            consent = append_post(rows, status, event.observed_on, opted_out=known)
+        if rows is not None and consent is not None:
+            post = None  # a row of `rows`: as to_post would have made it
+            observed_on = event.observed_on or None
+        else:
+            post = to_post(status, event.observed_on, opted_out=known)
+            consent, observed_on = post.consent or "", post.observed_on
         # The first version of a post this run sees is a post, edited or not (a status first
         # seen after its edit is one more post in the lake); a newer version is an edit; the
         # same or an older one again (only without dedupe: replay) is a repeat, written for
         # the merge to fold. As far as the bounded memory knows: a post forgotten counts again.
         if written is None:
             self.stats.posts += 1
-            self.stats.consent[post.consent or ""] += 1  # posts, not versions
+            self.stats.consent[consent] += 1  # posts, not versions
         elif version > written:
             self.stats.edits += 1
         else:
             self.stats.repeats += 1
             version = written
-        self._remember(post.observed_on, post.id, post.uri)
+        self._remember(observed_on, status.id, status.uri)  # (the post's id and uri)
         # (without dedupe too: a later copy failing an author's gate withdraws the post)
         self._written[key] = version
         if len(self._written) * 2 >= self.remember_uris:
             self._written_old, self._written = self._written, {}
+        if post is None:
+            return rows  # type: ignore[no-any-return]
         return post if self.pseudonymizer is None else self.pseudonymizer.post(post)
 
     def _author(self, status: ValidStatus, event: Event) -> str:
@@ -495,26 +525,43 @@ def batches(
     acks: list[Callable[[], None]] = []
     first = 0.0  # when the pending batch got its first event
     size = 0
+    new_rows = recorder.new_rows
+    # the fused path: the batch's posts as one accumulator of columns (`Recorder.use_rows`)
+    rows = recorder.rows = None if new_rows is None else new_rows()
+    count = 0  # records and rows
     for event in events:
         if event is not None:
-            if not records and not acks:
+            if not count and not acks:
                 first = time.monotonic()
             record = recorder.record(event)
             if record is not None:
-                records.append(record)
+                if record is not rows:
+                    records.append(record)
+                count += 1
                 size += event.size
             if event.ack is not None:
                 acks.append(event.ack)
         if (
-            len(records) >= batch_size
+            count >= batch_size
             or size >= batch_bytes
-            or (linger is not None and (records or acks) and time.monotonic() - first >= linger)
+            or (linger is not None and (count or acks) and time.monotonic() - first >= linger)
         ):
-            yield Batch(records, acks)
-            records, acks, size = [], [], 0
+            yield Batch(_with_rows(records, rows), acks)
+            records, acks, size, count = [], [], 0, 0
+            if rows is not None and len(rows):
+                assert new_rows is not None
+                rows = recorder.rows = new_rows()
         if stop is not None and stop.is_set():
             break
-    yield Batch(records, acks)
+    yield Batch(_with_rows(records, rows), acks)
+    recorder.rows = None
+
+
+def _with_rows(records: list[Any], rows: Any) -> list[Any]:
+    """A batch's records, its posts' accumulator of rows last (when it holds any)."""
+    if rows is not None and len(rows):
+        records.append(rows)
+    return records
 
 
 def run(
@@ -538,6 +585,9 @@ def run(
     stats = recorder.stats
     queue = transport or MemoryTransport()
     failure: list[BaseException] = []
+    new_rows = getattr(sink, "new_rows", None)
+    if new_rows is not None:  # the fused path: posts as rows of Arrow columns, no Post objects
+        recorder.use_rows(new_rows)
 
     def produce() -> None:
         try:

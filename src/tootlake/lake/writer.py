@@ -16,6 +16,7 @@ post in a replay, its price for generality per Python value.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,7 +32,15 @@ from tootlake.lake.layout import DELETES, POSTS_ALL, REJECTS, SIGHTINGS
 from tootlake.lake.tables import RECORD_SCHEMAS, append, with_date
 from tootlake.record import Delete, Post, Reject, Sighting
 
-__all__ = ["CONVERT_ROWS", "LakeWriter", "SinkStats", "records_to_batch", "records_to_table"]
+__all__ = [
+    "CONVERT_ROWS",
+    "LakeWriter",
+    "SinkStats",
+    "post_rows",
+    "records_to_batch",
+    "records_to_table",
+    "rows_to_batch",
+]
 
 # Rough bytes a post takes beyond its text: enough to size batches, not an exact count.
 _POST_OVERHEAD = 400
@@ -87,6 +96,37 @@ def _native_batch(
         else _from_buffers(buffers, f.type, n)
         for buffers, f in zip(built, schema, strict=True)
     ]
+    return pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
+# The native accumulator of posts as columns (`post_rows`), when the helpers have it
+_ROWS: Any = getattr(_native, "PostRows", None)
+
+
+@functools.cache
+def _post_kinds() -> list[int]:
+    return [_KINDS.get(f.type, _OTHER) for f in RECORD_SCHEMAS[POSTS_ALL]()]
+
+
+def post_rows() -> Any | None:
+    """An empty accumulator of posts as `posts_all`'s Arrow columns (native `PostRows`), or
+    None without the native helpers. The fused path: `tootlake.record.status.append_post`
+    appends the post of a status to it as one row, and no Post object is made, converted
+    and freed per post; `LakeWriter.add` takes the accumulator as one record of a batch
+    (docs/design/fused-receive.md)."""
+    if _ROWS is None:
+        return None
+    return _ROWS(_post_kinds(), _POST_OVERHEAD)
+
+
+def rows_to_batch(rows: Any, schema: pa.Schema) -> pa.RecordBatch:
+    """The rows of a `post_rows` accumulator as a record batch of `schema`; the accumulator
+    is empty after."""
+    n = len(rows)
+    built = rows.finish()
+    if any(b is None for b in built):  # pragma: no cover - a row a column refused is not kept
+        raise AssertionError("a native column of posts could not be built")
+    columns = [_from_buffers(b, f.type, n) for b, f in zip(built, schema, strict=True)]
     return pa.RecordBatch.from_arrays(columns, schema=schema)
 
 
@@ -148,6 +188,14 @@ class _Buffer:
             self.add_batch(batch)
             self.records = []
 
+    def add_rows(self, rows: Any) -> None:
+        """The posts of a `post_rows` accumulator (converted now: it holds them as columns)."""
+        if len(rows):
+            batch = rows_to_batch(rows, self.schema)
+            if self.then is not None:
+                self.then(batch)
+            self.add_batch(batch)
+
     def add_batch(self, batch: pa.RecordBatch) -> None:
         self.batches.append(batch)
         self.rows += batch.num_rows
@@ -205,6 +253,11 @@ class LakeWriter:
         then = self._own_sightings if table == POSTS_ALL and self.sightings else None
         return _Buffer(RECORD_SCHEMAS[table](), then)
 
+    @staticmethod
+    def new_rows() -> Any | None:
+        """An accumulator of posts this writer takes as one record (`post_rows`)."""
+        return post_rows()
+
     def _own_sightings(self, posts: pa.RecordBatch) -> None:
         """A post's own sighting (`sightings=True`), made from its converted batch's columns
         (uri, observed_on, id, ingested_at): no Sighting object per post (about 0.4 us a
@@ -221,6 +274,7 @@ class LakeWriter:
             buffer.add_batch(pa.RecordBatch.from_arrays(columns, schema=buffer.schema))
 
     def add(self, records: Iterable[Post | Delete | Sighting | Reject]) -> None:
+        """Buffer records; a `post_rows` accumulator among them is a batch of posts."""
         added = 0
         buffers = self._buffers
         posts = buffers[POSTS_ALL].records
@@ -244,6 +298,10 @@ class LakeWriter:
             elif isinstance(record, Reject):
                 buffers[REJECTS].records.append(record)
                 added += len(record.raw) + _POST_OVERHEAD
+            elif type(record) is _ROWS:
+                rows: Any = record  # (a native PostRows: `post_rows`)
+                added += rows.size  # (before: add_rows empties it)
+                buffers[POSTS_ALL].add_rows(rows)
             else:
                 buffers[DELETES].records.append(record)
                 added += 100

@@ -26,6 +26,7 @@ from tootlake.record.status import (
     Rejection,
     StatusData,
     ValidStatus,
+    append_post,
     decode_status,
     from_status,
     host_of,
@@ -65,6 +66,7 @@ __all__ = [
     "sighting_arrow_schema",
     "skip_reason",
     "to_post",
+    "append_post",
     "usable_id",
     "validate_status",
 ]

@@ -62,6 +62,7 @@ __all__ = [
     "mend_surrogates",
     "parse_time",
     "to_post",
+    "append_post",
     "usable_id",
     "validate_status",
 ]
@@ -647,6 +648,25 @@ def to_post(
         if post is not None:
             return post  # type: ignore[no-any-return]
     return to_post_python(status, observed_on, ingested_at, opted_out=opted_out, consent=consent)
+
+
+def append_post(
+    rows: Any,
+    status: ValidStatus,
+    observed_on: str | None,
+    ingested_at: datetime | None = None,
+    *,
+    opted_out: bool | None = None,
+    consent: str | None = None,
+) -> str | None:
+    """Append the post `to_post` would make to `rows`, a native accumulator of posts as Arrow
+    columns (`tootlake.lake.writer.post_rows`), without making the Post: the fused path.
+    Gives the post's consent level (`post.consent or ""`); None when nothing was appended
+    (a status the native helpers leave to the Python): make the Post with `to_post` then.
+    Its rows equal `records_to_batch` of `to_post`'s Posts: tests/test_native_rows.py."""
+    return rows.append(  # type: ignore[no-any-return]
+        status, observed_on, ingested_at or datetime.now(UTC), opted_out, consent, _HELPERS
+    )
 
 
 def to_post_python(
