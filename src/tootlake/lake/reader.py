@@ -169,10 +169,13 @@ UNION ALL
 SELECT * FROM _posts_latest
 """
 _PLAIN_VIEW = "CREATE OR REPLACE VIEW posts AS SELECT * FROM _posts_base"
-# (A row of posts_all without uri, another tool's, is no post: the merge never takes it.)
-_BASE_VIEW = """
+# What names a post and dates it: a row of posts_all without one of these (another tool's:
+# tootlake writes none) is no post, for the views as for the merge, which never takes it.
+ESSENTIAL = ("uri", "id", "created_at", "ingested_at", "date")
+HAS_ESSENTIAL = " AND ".join(f"{name} IS NOT NULL" for name in ESSENTIAL)
+_BASE_VIEW = f"""
 CREATE OR REPLACE VIEW _posts_base AS
-SELECT * FROM _posts_merged UNION ALL SELECT * FROM _posts_fresh WHERE uri IS NOT NULL
+SELECT * FROM _posts_merged UNION ALL SELECT * FROM _posts_fresh WHERE {HAS_ESSENTIAL}
 """
 # Beyond this many uris to resolve (a lake replayed twice, say), the latest versions would
 # take too much memory: `posts` stays the window view, resolved in every query.
