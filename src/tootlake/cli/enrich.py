@@ -46,8 +46,9 @@ def enrich(
 ) -> None:
     """Detect the language of the text of every post not detected yet, with lingua (the
     `lang` extra: pip install -e ".[lang]"), and append it to the lake's `languages` table (uri,
-    language_detected, language_confidence, detected_at), a commit per 20,000 posts. The
-    report compares it with the posts' language tags. Safe to interrupt and rerun: it goes on
+    language_detected, language_confidence, detected_at), a commit per 20,000 posts (fewer
+    when their texts hold more than 16 MiB). The report compares it with the posts' language
+    tags. Safe to interrupt and rerun: it goes on
     where it stopped. Run one at a time per lake."""
     from tootlake.lake.enrich import EnrichStats
     from tootlake.lake.enrich import enrich as enrich_lake

@@ -15,12 +15,13 @@ the `posts` view that the `languages` table has no row for yet, with lingua
     detector             what detected it ("lingua 2.1.1")
     date                 partition: the day of detected_at
 
-one Delta commit per batch (`tables.append`), so an interrupted run keeps what it did and the
-next one goes on where it stopped. A run that wrote rows appends one to the `audit` table
-(command `enrich`: the posts looked at and the run's statistics), even when interrupted.
-Every post looked at gets a row (NULL when its text is too short), so that it is not read
-again. The detection is of the text at the time it ran: a
-later edit is not detected again.
+one Delta commit per batch (`tables.append`; a batch is at most `batch_posts` posts and about
+BATCH_TEXT_BYTES of their uris and texts, and at least one post), so an interrupted run keeps
+what it did and the next one goes on where it stopped. A run that wrote rows appends one to
+the `audit` table (command `enrich`: the posts looked at and the run's statistics), even when
+interrupted. Every post looked at gets a row (NULL when its text is too short), so that it is
+not read again. The detection is of the text at the time it ran: a later edit is not detected
+again.
 
 Where it runs, by measurement (bench/results/languages.md): lingua loads about 1 GB of models
 and takes seconds per thousand posts, so neither the collector nor the report pays for it; it
@@ -31,7 +32,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -43,6 +44,8 @@ from tootlake.lake.audit import AuditEntry, record_run
 from tootlake.lake.layout import LANGUAGES
 
 __all__ = [
+    "BATCH_POSTS",
+    "BATCH_TEXT_BYTES",
     "LANGUAGES_SCHEMA",
     "MAX_TEXT",
     "MIN_LETTERS",
@@ -73,6 +76,13 @@ BATCH_POSTS = 20_000  # posts detected and committed at a time
 # Characters of a text looked at: a language shows in far fewer (Mastodon's limit is 500), and
 # a server can send posts of megabytes (lingua: about 1 s and 10 MB of memory per MB of text)
 MAX_TEXT = 10_000
+# Bytes (UTF-8) of uris and texts detected and committed at a time, whatever BATCH_POSTS: real
+# posts have about 220 bytes of text and 64 of uri (tests/fixtures/real), so 20,000 of them
+# are some 6 MB and are cut by BATCH_POSTS alone; 20,000 hostile posts of MAX_TEXT 4-byte
+# characters would be 800 MB of Arrow and as much again of Python strings (a str takes at most
+# as many bytes as its UTF-8), then their cleaned copies. 16 MiB keeps a batch of any posts at
+# a few tens of MB, and a lake of long posts costs only more commits (one per ~400 such posts).
+BATCH_TEXT_BYTES = 16 * 1024 * 1024
 
 _NOT_WORDS = re.compile(
     r"https?://\S+"  # links
@@ -160,11 +170,15 @@ class EnrichStats:
 
 # The posts to look at: not in `languages` yet, and with at least as many characters as the
 # letters asked for (characters >= letters: a cheap first cut in DuckDB).
+# `bytes`: of the uri and text (strlen counts bytes), to cut batches by.
 _TODO = f"""
-SELECT p.uri, substr(p.text, 1, {MAX_TEXT}) AS text  -- (a batch of huge posts: bounded)
-FROM posts p
-ANTI JOIN languages l ON l.uri = p.uri
-WHERE p.characters >= ?
+SELECT uri, text, strlen(uri) + coalesce(strlen(text), 0) AS bytes
+FROM (
+    SELECT p.uri, substr(p.text, 1, {MAX_TEXT}) AS text  -- (a post of megabytes: bounded)
+    FROM posts p
+    ANTI JOIN languages l ON l.uri = p.uri
+    WHERE p.characters >= ?
+)
 """
 
 
@@ -179,8 +193,9 @@ def enrich(
     now: Callable[[], datetime] | None = None,
 ) -> EnrichStats:
     """Detect the language of every post of `lake` not detected yet (at most `limit`) and
-    append the results to its `languages` table, a commit per `batch_posts` posts.
-    `on_batch` is called with the running totals after each commit."""
+    append the results to its `languages` table, a commit per `batch_posts` posts (fewer when
+    they have more than BATCH_TEXT_BYTES of uris and texts). `on_batch` is called with the
+    running totals after each commit."""
     from tootlake.lake import tables
     from tootlake.lake.reader import open_lake
 
@@ -197,8 +212,12 @@ def enrich(
             [min_letters],
         ).fetchall()[0]
         sql = _TODO + (f" LIMIT {int(limit)}" if limit is not None else "")
-        reader = con.sql(sql, params=[min_letters]).to_arrow_reader(batch_posts)
-        for batch in _batches(reader):
+        max_bytes = max(1, BATCH_TEXT_BYTES)
+        # DuckDB's Arrow batches are of rows: few enough that one holds no more than a batch's
+        # bytes of texts (MAX_TEXT characters of at most 4 bytes each) besides its uris
+        read_rows = max(1, min(batch_posts, max_bytes // (4 * MAX_TEXT)))
+        reader = con.sql(sql, params=[min_letters]).to_arrow_reader(read_rows)
+        for batch in _batches(reader, max_rows=max(1, batch_posts), max_bytes=max_bytes):
             uris = batch.column("uri").to_pylist()
             texts = batch.column("text").to_pylist()
             t = time.perf_counter()
@@ -235,7 +254,25 @@ def enrich(
     return stats
 
 
-def _batches(reader: Any) -> Iterable[pa.RecordBatch]:
+def _batches(reader: Any, *, max_rows: int, max_bytes: int) -> Iterator[pa.Table]:
+    """The rows of `reader` (Arrow batches with a `bytes` column) in tables of at most
+    `max_rows` rows and at most `max_bytes` bytes (at least one row each, however big)."""
+    # The table being gathered: `pending` slices, then the current batch's rows from `start`
+    # on; `rows` and `size` count both. (A slice keeps its whole batch: a table holds at most
+    # its own bytes and those of two reader batches.)
+    pending: list[pa.RecordBatch] = []
+    rows = size = 0
     for batch in reader:
-        if batch.num_rows:
-            yield batch
+        start = 0
+        for i, n in enumerate(batch.column("bytes").to_pylist()):
+            if rows and (rows >= max_rows or size + (n or 0) > max_bytes):
+                if i > start:
+                    pending.append(batch.slice(start, i - start))
+                yield pa.Table.from_batches(pending, schema=reader.schema)
+                pending, rows, size, start = [], 0, 0, i
+            rows += 1
+            size += n or 0
+        if start < batch.num_rows:
+            pending.append(batch.slice(start))
+    if rows:
+        yield pa.Table.from_batches(pending, schema=reader.schema)
