@@ -23,13 +23,14 @@ again on the fresh table (`MERGE_ATTEMPTS`); appends by sink workers meanwhile a
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import math
 import secrets
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -931,26 +932,35 @@ def _partition_deletes(rows: list[tuple[Any, str]]) -> list[str]:
     """DELETE predicates for (date, uri) pairs: one per date partition (and per
     DELETE_URIS_AT_MOST uris), so each rewrites one partition's files. A MERGE of the deleted
     uris against the whole table held every partition's writer open at once (1.4 GB on the
-    1.6M-post lake; a partition at a time: 0.56 GB, and 8 s against 16 s). The uris go in as
-    SQL literals: delta-rs' parser takes no backslash escapes, a quote is doubled."""
-    by_date: dict[Any, list[str]] = {}
-    without_uri: set[Any] = set()  # (`languages` rows of another tool's, of no post: orphans)
-    for day, uri in rows:
-        if uri is None:
-            without_uri.add(day)
-        else:
-            by_date.setdefault(day, []).append(uri)
-    predicates = []
-    for day in sorted(without_uri, key=str):
-        partition = "date IS NULL" if day is None else f"date = '{day.isoformat()}'"
-        predicates.append(f"{partition} AND uri IS NULL")
-    for day, uris in sorted(by_date.items(), key=lambda item: str(item[0])):
-        partition = "date IS NULL" if day is None else f"date = '{day.isoformat()}'"
-        for start in range(0, len(uris), DELETE_URIS_AT_MOST):
-            chunk = uris[start : start + DELETE_URIS_AT_MOST]
-            listed = ", ".join("'" + uri.replace("'", "''") + "'" for uri in chunk)
-            predicates.append(f"{partition} AND uri IN ({listed})")
-    return predicates
+    1.6M-post lake; a partition at a time: 0.56 GB, and 8 s against 16 s)."""
+    return list(_uri_deletes(sorted(rows, key=lambda row: str(row[0]))))
+
+
+def _uri_deletes(rows: Iterable[tuple[Any, str | None]]) -> Iterator[str]:
+    """`_partition_deletes` for (date, uri) pairs that come a date at a time (sorted by
+    date), as they come: what it holds is one predicate's uris. A date that came in two runs
+    gets more predicates, the same rows. The uris go in as SQL literals (`_literal`); a row
+    without uri (`languages` rows of another tool's, of no post: orphans) by `uri IS NULL`."""
+    for day, same_day in itertools.groupby(rows, key=lambda row: row[0]):
+        partition = _partition(day)
+        uris: list[str] = []
+        without_uri = False
+        for _, uri in same_day:
+            if uri is None:
+                if not without_uri:
+                    yield f"{partition} AND uri IS NULL"
+                without_uri = True
+                continue
+            uris.append(uri)
+            if len(uris) == DELETE_URIS_AT_MOST:
+                yield f"{partition} AND uri IN ({', '.join(map(_literal, uris))})"
+                uris = []
+        if uris:
+            yield f"{partition} AND uri IN ({', '.join(map(_literal, uris))})"
+
+
+def _partition(day: Any) -> str:
+    return "date IS NULL" if day is None else f"date = '{day.isoformat()}'"
 
 
 def _advance_covers(lake: str, merged_at: dict[str, int], run: str) -> None:
@@ -1055,10 +1065,62 @@ def _retain(
     return stats
 
 
+# Orphans (rows of `checks` and `languages` whose post is gone) read from DuckDB at a time: a
+# retention run that expires millions of posts leaves millions of them, never held at once.
+ORPHAN_ROWS_AT_A_TIME = 10_000
+# DELETE predicates built and not done yet, at most (each names up to DELETE_URIS_AT_MOST ids):
+# the pool's DELETE_TASKS running, as many waiting.
+DELETES_PENDING_AT_MOST = 2 * DELETE_TASKS
+
+
+def _streamed(con: Any, sql: str) -> Iterator[tuple[Any, ...]]:
+    """The rows of `sql`, fetched ORPHAN_ROWS_AT_A_TIME at a time.
+
+    The DELETEs of the rows commit while the rest is still to fetch, which is safe: the
+    query (a DISTINCT, ORDER BY partition) is run to its end by DuckDB before its first row
+    comes: every Parquet file it reads (the snapshot `read_files` listed) read, the sorted
+    rows held by DuckDB (within its memory limit, spilling to its temp directory beyond),
+    bounded as a temporary file on disk they could be copied to first would be. (Checked:
+    overwriting its files after the first fetch changes nothing; a plain scan fails.) Were a
+    file still to read, it would be there: a DELETE commits new files and only marks the old
+    ones removed, which VACUUM deletes later (compaction vacuums after this step, and only
+    files older than --retain-files)."""
+    result = con.execute(sql)
+    while rows := result.fetchmany(ORPHAN_ROWS_AT_A_TIME):
+        yield from rows
+
+
+def _run_deletes(predicates: Iterable[str], remove: Callable[[str], int]) -> int:
+    """`remove(predicate)` for each predicate as it is built, DELETE_TASKS at once (a
+    partition each, as for deleted posts), with at most DELETES_PENDING_AT_MOST built and
+    not done: a predicate more is taken (and its orphans fetched) once one is done. The rows
+    removed, summed. A failure stops it: what was not started is not run."""
+    removed = 0
+    pending: set[Future[int]] = set()
+    building = iter(predicates)
+    with ThreadPoolExecutor(DELETE_TASKS) as pool:
+        try:
+            while True:
+                while len(pending) >= DELETES_PENDING_AT_MOST:  # (before the next is built)
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    removed += sum(future.result() for future in done)
+                predicate = next(building, None)
+                if predicate is None:
+                    break
+                pending.add(pool.submit(remove, predicate))
+            for future in pending:
+                removed += future.result()
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+    return removed
+
+
 def _remove_orphan_checks(lake: str, metadata: dict[str, str]) -> int:
     """Remove the rows of `checks` (revalidate's, one per post it asked about: an instance
     and the id it gave) whose post has no row left in `posts_all`: deleted, withdrawn or
-    expired, its id must not outlive it in the lake."""
+    expired, its id must not outlive it in the lake. The orphans are streamed, a partition
+    (date and instance) after another (`_streamed`), and deleted as they come."""
     files = read_files(lake)
     if not files.tables[CHECKS].paths:
         return 0
@@ -1066,32 +1128,44 @@ def _remove_orphan_checks(lake: str, metadata: dict[str, str]) -> int:
     try:
         checks = CHECKS_SCHEMA.append(tables.DATE_FIELD)
         create_view(con, CHECKS, files.tables[CHECKS], storage_for(lake), checks)
-        where = con.sql(
+        rows = _streamed(
+            con,
             f"SELECT DISTINCT date, observed_on, id FROM {CHECKS} c WHERE NOT EXISTS "
             "(SELECT 1 FROM posts_all a "
-            "WHERE a.observed_on IS NOT DISTINCT FROM c.observed_on AND a.id = c.id)"
-        ).fetchall()
+            "WHERE a.observed_on IS NOT DISTINCT FROM c.observed_on AND a.id = c.id) "
+            "ORDER BY date, observed_on",
+        )
+
+        def remove(predicate: str) -> int:
+            what = "remove checks of gone posts from"
+            return _delete_rows(lake, CHECKS, predicate, metadata, what)
+
+        return _run_deletes(_check_deletes(rows), remove)
     finally:
         con.close()
-    by_partition: dict[tuple[Any, Any], list[str]] = {}
-    for day, host, status_id in where:
-        by_partition.setdefault((day, host), []).append(status_id)
-    predicates = []
-    for (day, host), ids in sorted(by_partition.items(), key=str):
-        partition = "date IS NULL" if day is None else f"date = '{day.isoformat()}'"
+
+
+def _check_deletes(rows: Iterable[tuple[Any, ...]]) -> Iterator[str]:
+    """DELETE predicates for (date, observed_on, id) rows of `checks` that come a partition
+    (date and instance) at a time: one per partition and DELETE_URIS_AT_MOST ids, as they
+    come. A partition that came in two runs gets more predicates, the same rows."""
+    for (day, host), same in itertools.groupby(rows, key=lambda row: (row[0], row[1])):
         instance = "observed_on IS NULL" if host is None else f"observed_on = {_literal(host)}"
-        if None in ids:  # a check without id (the column is nullable) names no post
-            predicates.append(f"{partition} AND {instance} AND id IS NULL")
-            ids = [i for i in ids if i is not None]
-        for start in range(0, len(ids), DELETE_URIS_AT_MOST):
-            listed = ", ".join(_literal(i) for i in ids[start : start + DELETE_URIS_AT_MOST])
-            predicates.append(f"{partition} AND {instance} AND id IN ({listed})")
-
-    def remove(predicate: str) -> int:
-        return _delete_rows(lake, CHECKS, predicate, metadata, "remove checks of gone posts from")
-
-    with ThreadPoolExecutor(DELETE_TASKS) as pool:
-        return sum(pool.map(remove, predicates))
+        where = f"{_partition(day)} AND {instance}"
+        ids: list[str] = []
+        without_id = False
+        for _, _, status_id in same:
+            if status_id is None:  # a check without id (the column is nullable) names no post
+                if not without_id:
+                    yield f"{where} AND id IS NULL"
+                without_id = True
+                continue
+            ids.append(status_id)
+            if len(ids) == DELETE_URIS_AT_MOST:
+                yield f"{where} AND id IN ({', '.join(map(_literal, ids))})"
+                ids = []
+        if ids:
+            yield f"{where} AND id IN ({', '.join(map(_literal, ids))})"
 
 
 def _literal(text: str) -> str:
@@ -1102,20 +1176,22 @@ def _literal(text: str) -> str:
 def _remove_orphan_languages(lake: str, metadata: dict[str, str]) -> int:
     """Remove the rows of `languages` whose post has no row left in `posts_all` (expired,
     by this run or an earlier one that stopped before this step): `tootlake enrich` wrote
-    them for posts that were in the lake, and a post's detected language is of its text."""
+    them for posts that were in the lake, and a post's detected language is of its text.
+    Streamed a date partition after another and deleted as they come, as for `checks`."""
     files = read_files(lake)
     if not files.tables[LANGUAGES].paths:
         return 0
     con = _connect(lake, files, None)
     try:
-        where = con.sql(
-            f"SELECT DISTINCT date, uri FROM {LANGUAGES} ANTI JOIN posts_all USING (uri)"
-        ).fetchall()
+        rows = _streamed(
+            con,
+            f"SELECT DISTINCT date, uri FROM {LANGUAGES} ANTI JOIN posts_all USING (uri) "
+            "ORDER BY date",
+        )
+
+        def remove(predicate: str) -> int:
+            return _delete_rows(lake, LANGUAGES, predicate, metadata, "remove expired rows from")
+
+        return _run_deletes(_uri_deletes(rows), remove)
     finally:
         con.close()
-
-    def remove(predicate: str) -> int:
-        return _delete_rows(lake, LANGUAGES, predicate, metadata, "remove expired rows from")
-
-    with ThreadPoolExecutor(DELETE_TASKS) as pool:  # a partition each, as for deleted posts
-        return sum(pool.map(remove, _partition_deletes(where)))
