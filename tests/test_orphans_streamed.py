@@ -283,3 +283,53 @@ def test_a_failed_delete_stops_the_removal(
     removed = maintenance._remove_orphan_checks(lake, metadata)
     assert 0 < removed < orphan_checks
     assert left_checks(lake) == kept_checks
+
+
+def test_the_rows_of_deleted_posts_are_removed_in_small_pieces(
+    tmp_path: Path, small_pieces: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Compaction's removal of deleted posts (from posts_all, sightings and languages)
+    fetched every (date, uri) of them at once, for the three tables before the first DELETE:
+    now streamed as the orphans are, and what goes is exactly the deleted posts' rows."""
+    from tootlake.lake.layout import DELETES
+    from tootlake.lake.maintenance import compact
+
+    lake = str(tmp_path / "lake")
+    day_rows = []
+    for n, day in enumerate(d for d in DAYS if d is not None):
+        at = dt.datetime.combine(day, dt.time(12), tzinfo=dt.UTC)
+        for i in range(7):
+            uri = f"https://a.example/{n}/{i}"
+            day_rows.append(
+                dict(
+                    uri=uri,
+                    id=f"{n}{i}",
+                    observed_on="a.example",
+                    created_at=at,
+                    ingested_at=at,
+                    date=day,
+                )
+            )
+    tables.append(lake, POSTS_ALL, post_rows(day_rows))
+    gone = {row["uri"] for row in day_rows if int(row["id"]) % 2}  # (ids ending odd)
+    deletes = [
+        dict(
+            observed_on="a.example",
+            id="x" + uri[-3:],
+            uri=uri,
+            deleted_at=NOW,
+            reason=None,
+            date=NOW.date(),
+        )
+        for uri in sorted(gone)
+    ]
+    tables.append(lake, DELETES, pa.Table.from_pylist(deletes, schema=tables.table_schema(DELETES)))
+    fetches = spying(monkeypatch)
+
+    stats = compact(lake)
+    removal = [(sql, rows) for sql, rows in fetches if sql.startswith("SELECT DISTINCT date, uri")]
+    assert removal and max(rows for _, rows in removal) <= 3, removal
+    assert sum(rows for sql, rows in removal if "FROM posts_all" in sql) == len(gone)
+    assert stats.posts_removed == len(gone)
+    left = DeltaTable(tables.table_uri(lake, POSTS_ALL)).to_pyarrow_table().column("uri")
+    assert sorted(left.to_pylist()) == sorted({row["uri"] for row in day_rows} - gone)

@@ -855,53 +855,47 @@ def _resolve_and_remove_deleted(
             """
         ).to_arrow_table()
         con.execute(f"CREATE TEMP TABLE _deleted AS {DELETED_URIS}")
-        # Where the deleted posts' rows are: (date, uri) per table, so that each partition is
-        # rewritten on its own (below).
-        where = {
-            table: con.sql(
-                f"SELECT DISTINCT date, uri FROM {view} WHERE uri IN (SELECT uri FROM _deleted)"
-            ).fetchall()
-            for table, view in (
-                (POSTS_ALL, "posts_all"),
-                (SIGHTINGS, "sightings_all"),
-                (LANGUAGES, LANGUAGES),
+        if resolved.num_rows:
+            result = _retrying(
+                lake,
+                DELETES,
+                "write the uri of deleted posts into",
+                lambda dt: (
+                    dt.merge(
+                        resolved,
+                        predicate="t.observed_on = s.observed_on AND t.id = s.id AND t.uri IS NULL",
+                        source_alias="s",
+                        target_alias="t",
+                        writer_properties=tables.writer_properties(),
+                        commit_properties=deltalake.CommitProperties(custom_metadata=metadata),
+                    )
+                    .when_matched_update(updates={"uri": "s.uri"})
+                    .execute()
+                ),
             )
-        }
+            stats.deletes_resolved = int(result.get("num_target_rows_updated", 0))
+        removals = (
+            (POSTS_ALL, "posts_all", "posts_removed"),
+            (SIGHTINGS, "sightings_all", "sightings_removed"),
+            (LANGUAGES, LANGUAGES, "languages_removed"),
+        )
+        for table, view, attr in removals:
+
+            def remove(predicate: str, table: str = table) -> int:
+                return _delete_rows(lake, table, predicate, metadata, "remove deleted posts from")
+
+            # Where the deleted posts' rows are, (date, uri), a date partition after another
+            # (`_streamed`: never all at once), each partition rewritten on its own, in
+            # parallel: each DELETE rewrites its partition on one core and reads no file of
+            # another, so they do not conflict (a race is retried all the same).
+            rows = _streamed(
+                con,
+                f"SELECT DISTINCT date, uri FROM {view} WHERE uri IN (SELECT uri FROM _deleted) "
+                "ORDER BY date",
+            )
+            setattr(stats, attr, _run_deletes(_uri_deletes(rows), remove))
     finally:
         con.close()
-    if resolved.num_rows:
-        result = _retrying(
-            lake,
-            DELETES,
-            "write the uri of deleted posts into",
-            lambda dt: (
-                dt.merge(
-                    resolved,
-                    predicate="t.observed_on = s.observed_on AND t.id = s.id AND t.uri IS NULL",
-                    source_alias="s",
-                    target_alias="t",
-                    writer_properties=tables.writer_properties(),
-                    commit_properties=deltalake.CommitProperties(custom_metadata=metadata),
-                )
-                .when_matched_update(updates={"uri": "s.uri"})
-                .execute()
-            ),
-        )
-        stats.deletes_resolved = int(result.get("num_target_rows_updated", 0))
-    removals = (
-        (POSTS_ALL, "posts_removed"),
-        (SIGHTINGS, "sightings_removed"),
-        (LANGUAGES, "languages_removed"),
-    )
-    for table, attr in removals:
-
-        def remove(predicate: str, table: str = table) -> int:
-            return _delete_rows(lake, table, predicate, metadata, "remove deleted posts from")
-
-        # Partitions in parallel: each DELETE rewrites its partition on one core, and reads
-        # no file of another, so they do not conflict (a race is retried all the same).
-        with ThreadPoolExecutor(DELETE_TASKS) as pool:
-            setattr(stats, attr, sum(pool.map(remove, _partition_deletes(where[table]))))
 
 
 def _delete_rows(lake: str, table: str, predicate: str, metadata: dict[str, str], what: str) -> int:
@@ -928,19 +922,15 @@ DELETE_TASKS = 2  # partitions rewritten at once by the removal of deleted posts
 DELETE_URIS_AT_MOST = 50_000
 
 
-def _partition_deletes(rows: list[tuple[Any, str]]) -> list[str]:
-    """DELETE predicates for (date, uri) pairs: one per date partition (and per
-    DELETE_URIS_AT_MOST uris), so each rewrites one partition's files. A MERGE of the deleted
-    uris against the whole table held every partition's writer open at once (1.4 GB on the
-    1.6M-post lake; a partition at a time: 0.56 GB, and 8 s against 16 s)."""
-    return list(_uri_deletes(sorted(rows, key=lambda row: str(row[0]))))
-
-
 def _uri_deletes(rows: Iterable[tuple[Any, str | None]]) -> Iterator[str]:
-    """`_partition_deletes` for (date, uri) pairs that come a date at a time (sorted by
-    date), as they come: what it holds is one predicate's uris. A date that came in two runs
-    gets more predicates, the same rows. The uris go in as SQL literals (`_literal`); a row
-    without uri (`languages` rows of another tool's, of no post: orphans) by `uri IS NULL`."""
+    """DELETE predicates for (date, uri) pairs that come a date at a time (sorted by date),
+    as they come: one per date partition and DELETE_URIS_AT_MOST uris, so each rewrites one
+    partition's files (a MERGE of the deleted uris against the whole table held every
+    partition's writer open at once: 1.4 GB on the 1.6M-post lake; a partition at a time:
+    0.56 GB, and 8 s against 16 s). What it holds is one predicate's uris; a date that came
+    in two runs gets more predicates, the same rows. The uris go in as SQL literals
+    (`_literal`); a row without uri (`languages` rows of another tool's, of no post:
+    orphans) by `uri IS NULL`."""
     for day, same_day in itertools.groupby(rows, key=lambda row: row[0]):
         partition = _partition(day)
         uris: list[str] = []
