@@ -230,7 +230,7 @@ def test_batches_carry_the_posts_as_rows_and_the_writer_writes_them(tmp_path):
 def test_without_the_native_helpers_the_recorder_makes_posts(monkeypatch):
     import tootlake.lake.writer as writer_module
 
-    monkeypatch.setattr(writer_module, "_ROWS", None)
+    monkeypatch.setattr(writer_module, "_native", None)  # (as TOOTLAKE_NATIVE=0 leaves it)
     assert post_rows() is None
     recorder = Recorder(RunStats())
     recorder.use_rows(post_rows)

@@ -546,11 +546,12 @@ def batches(
             or size >= batch_bytes
             or (linger is not None and (count or acks) and time.monotonic() - first >= linger)
         ):
-            yield Batch(_with_rows(records, rows), acks)
-            records, acks, size, count = [], [], 0, 0
-            if rows is not None and len(rows):
-                assert new_rows is not None
+            batch = Batch(_with_rows(records, rows), acks)
+            if rows is not None and len(rows):  # (decided before it is handed over: the
+                assert new_rows is not None  # sink may be emptying it once it is)
                 rows = recorder.rows = new_rows()
+            yield batch
+            records, acks, size, count = [], [], 0, 0
         if stop is not None and stop.is_set():
             break
     yield Batch(_with_rows(records, rows), acks)

@@ -31,6 +31,7 @@ from tootlake._native import native as _native
 from tootlake.lake.layout import DELETES, POSTS_ALL, REJECTS, SIGHTINGS
 from tootlake.lake.tables import RECORD_SCHEMAS, append, with_date
 from tootlake.record import Delete, Post, Reject, Sighting
+from tootlake.record import status as _status
 
 __all__ = [
     "CONVERT_ROWS",
@@ -99,8 +100,12 @@ def _native_batch(
     return pa.RecordBatch.from_arrays(columns, schema=schema)
 
 
-# The native accumulator of posts as columns (`post_rows`), when the helpers have it
+# The native accumulator's type (`post_rows`), to know one among records
 _ROWS: Any = getattr(_native, "PostRows", None)
+# Small accumulators (a live source's batches at a low rate: a few posts each) wait as Arrow
+# batches until they make CONVERT_ROWS rows or this many, then become one: each small batch
+# alone held about 40 KB (48 arrays over Python bytes, and its own sightings' batch).
+SMALL_BATCHES_AT_MOST = 64
 
 
 @functools.cache
@@ -114,9 +119,15 @@ def post_rows() -> Any | None:
     appends the post of a status to it as one row, and no Post object is made, converted
     and freed per post; `LakeWriter.add` takes the accumulator as one record of a batch
     (docs/design/fused-receive.md)."""
-    if _ROWS is None:
+    # Only where `to_post` itself would run natively: not under `python_only()`, with
+    # TOOTLAKE_NATIVE=0, or with a build for other Structs (`record.status` said so).
+    rows = getattr(_status._native, "PostRows", None) if _native is not None else None
+    if rows is None:
         return None
-    return _ROWS(_post_kinds(), _POST_OVERHEAD)
+    try:
+        return rows(_post_kinds(), _POST_OVERHEAD)
+    except ValueError:  # a build for another posts_all (another number of columns)
+        return None
 
 
 def rows_to_batch(rows: Any, schema: pa.Schema) -> pa.RecordBatch:
@@ -169,7 +180,7 @@ class _Buffer:
     """One table's buffered rows: Arrow batches, then the records not yet converted.
     `then`: called with each batch converted (the posts' own sightings are made from it)."""
 
-    __slots__ = ("batches", "records", "rows", "schema", "then")
+    __slots__ = ("batches", "fresh", "fresh_rows", "records", "rows", "schema", "then")
 
     def __init__(
         self, schema: pa.Schema, then: Callable[[pa.RecordBatch], None] | None = None
@@ -179,8 +190,12 @@ class _Buffer:
         self.batches: list[pa.RecordBatch] = []
         self.records: list[Post | Delete | Sighting | Reject] = []
         self.rows = 0
+        # batches of the fused path's accumulators, not yet `then`'s nor combined
+        self.fresh: list[pa.RecordBatch] = []
+        self.fresh_rows = 0
 
     def convert(self) -> None:
+        self._combine()
         if self.records:
             batch = records_to_batch(self.records, self.schema)
             if self.then is not None:  # first: should it fail, the records wait as they were
@@ -189,12 +204,28 @@ class _Buffer:
             self.records = []
 
     def add_rows(self, rows: Any) -> None:
-        """The posts of a `post_rows` accumulator (converted now: it holds them as columns)."""
+        """The posts of a `post_rows` accumulator (which it empties). Small ones wait to be
+        combined into one batch (`SMALL_BATCHES_AT_MOST`)."""
         if len(rows):
-            batch = rows_to_batch(rows, self.schema)
-            if self.then is not None:
-                self.then(batch)
-            self.add_batch(batch)
+            self.fresh.append(rows_to_batch(rows, self.schema))
+            self.fresh_rows += self.fresh[-1].num_rows
+            if self.fresh_rows >= CONVERT_ROWS or len(self.fresh) >= SMALL_BATCHES_AT_MOST:
+                self._combine()
+
+    def _combine(self) -> None:
+        """The fresh batches as one, given to `then` first: should it fail, they wait as
+        they were (a later flush tries again), as records do in `convert`."""
+        if not self.fresh:
+            return
+        if len(self.fresh) == 1:
+            batch = self.fresh[0]
+        else:
+            combined = pa.Table.from_batches(self.fresh, schema=self.schema).combine_chunks()
+            batch = combined.to_batches()[0]
+        if self.then is not None:
+            self.then(batch)
+        self.fresh, self.fresh_rows = [], 0
+        self.add_batch(batch)
 
     def add_batch(self, batch: pa.RecordBatch) -> None:
         self.batches.append(batch)
@@ -205,7 +236,7 @@ class _Buffer:
         return pa.Table.from_batches(self.batches, schema=self.schema)
 
     def __len__(self) -> int:
-        return self.rows + len(self.records)
+        return self.rows + self.fresh_rows + len(self.records)
 
 
 @dataclass
