@@ -248,3 +248,33 @@ def test_a_pseudonymising_recorder_keeps_post_objects():
     recorder = Recorder(RunStats(), pseudonymizer=Pseudonymizer(bytes(range(32))))
     recorder.use_rows(post_rows)
     assert recorder.new_rows is None
+
+
+def test_small_accumulators_are_combined_and_big_ones_kept_as_they_are(tmp_path):
+    """The writer's buffer combines small batches of rows (a live source at a low rate) and
+    keeps a big one as it is, with no copy; every post and its own sighting is there."""
+    from tootlake.lake.writer import SMALL_ROWS
+
+    native()
+    writer = LakeWriter(str(tmp_path / "lake"), sightings=True)
+    statuses = [_valid(id=str(n), uri=f"https://example.social/s/{n}") for n in range(400)]
+    sizes = [10, 10, 10, SMALL_ROWS + 44, 10]
+    at = 0
+    for size in sizes:
+        rows = post_rows()
+        for status in statuses[at : at + size]:
+            assert append_post(rows, status, "example.social", INGESTED) is not None
+        at += size
+        writer.add([rows])
+    buffer = writer._buffers["posts_all"]
+    # the big one came: the three small ones before it combined into one, it kept whole
+    assert sorted(b.num_rows for b in buffer.batches) == [30, SMALL_ROWS + 44]
+    assert [b.num_rows for b in buffer.fresh] == [10]
+    assert len(writer._buffers["sightings"]) == 30 + SMALL_ROWS + 44
+    writer.flush()
+    import deltalake
+
+    posts = deltalake.DeltaTable(str(tmp_path / "lake" / "posts_all")).to_pyarrow_table()
+    assert sorted(posts.column("id").to_pylist(), key=int) == [str(n) for n in range(at)]
+    sightings = deltalake.DeltaTable(str(tmp_path / "lake" / "sightings")).to_pyarrow_table()
+    assert sightings.num_rows == at

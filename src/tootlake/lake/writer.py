@@ -106,6 +106,7 @@ _ROWS: Any = getattr(_native, "PostRows", None)
 # batches until they make CONVERT_ROWS rows or this many, then become one: each small batch
 # alone held about 40 KB (48 arrays over Python bytes, and its own sightings' batch).
 SMALL_BATCHES_AT_MOST = 64
+SMALL_ROWS = 256  # a batch of fewer rows is small; a bigger one is kept as it is (no copy)
 
 
 @functools.cache
@@ -207,25 +208,32 @@ class _Buffer:
         """The posts of a `post_rows` accumulator (which it empties). Small ones wait to be
         combined into one batch (`SMALL_BATCHES_AT_MOST`)."""
         if len(rows):
-            self.fresh.append(rows_to_batch(rows, self.schema))
-            self.fresh_rows += self.fresh[-1].num_rows
-            if self.fresh_rows >= CONVERT_ROWS or len(self.fresh) >= SMALL_BATCHES_AT_MOST:
+            batch = rows_to_batch(rows, self.schema)
+            self.fresh.append(batch)
+            self.fresh_rows += batch.num_rows
+            if (
+                batch.num_rows >= SMALL_ROWS
+                or self.fresh_rows >= CONVERT_ROWS
+                or len(self.fresh) >= SMALL_BATCHES_AT_MOST
+            ):
                 self._combine()
 
     def _combine(self) -> None:
-        """The fresh batches as one, given to `then` first: should it fail, they wait as
-        they were (a later flush tries again), as records do in `convert`."""
-        if not self.fresh:
-            return
-        if len(self.fresh) == 1:
+        """The fresh batches kept: the small ones combined into one, each given to `then`
+        first; should it fail, the rest wait as they were (a later flush tries again), as
+        records do in `convert`. (posts_all's rows have no order.)"""
+        small = [b for b in self.fresh if b.num_rows < SMALL_ROWS]
+        if len(small) > 1:
+            combined = pa.Table.from_batches(small, schema=self.schema).combine_chunks()
+            self.fresh = [b for b in self.fresh if b.num_rows >= SMALL_ROWS]
+            self.fresh += combined.to_batches()
+        while self.fresh:
             batch = self.fresh[0]
-        else:
-            combined = pa.Table.from_batches(self.fresh, schema=self.schema).combine_chunks()
-            batch = combined.to_batches()[0]
-        if self.then is not None:
-            self.then(batch)
-        self.fresh, self.fresh_rows = [], 0
-        self.add_batch(batch)
+            if self.then is not None:
+                self.then(batch)
+            del self.fresh[0]
+            self.fresh_rows -= batch.num_rows
+            self.add_batch(batch)
 
     def add_batch(self, batch: pa.RecordBatch) -> None:
         self.batches.append(batch)
