@@ -668,27 +668,6 @@ fn build_fields<'py>(
     Ok(fields)
 }
 
-fn build<'py>(
-    py: Python<'py>,
-    status: &Bound<'py, PyAny>,
-    observed_on: &Bound<'py, PyAny>,
-    ingested_at: &Bound<'py, PyAny>,
-    opted_out: &Bound<'py, PyAny>,
-    consent: &Bound<'py, PyAny>,
-    helpers: &Helpers<'py>,
-) -> Out<Bound<'py, PyAny>> {
-    let fields = build_fields(
-        py,
-        status,
-        observed_on,
-        ingested_at,
-        opted_out,
-        consent,
-        helpers,
-    )?;
-    Ok(helpers.post.call1(PyTuple::new(py, fields)?)?)
-}
-
 /// `to_post(status, observed_on, ingested_at, opted_out=..., consent=...)` with
 /// `ingested_at` given; `helpers`: (Post, html_to_text, has_opt_out_tag,
 /// _without_quote_fallback, parse_time, msgspec.structs.astuple). None: the caller runs the
@@ -703,6 +682,33 @@ pub fn to_post<'py>(
     consent: &Bound<'py, PyAny>,
     helpers: &Bound<'py, PyTuple>,
 ) -> PyResult<Option<Bound<'py, PyAny>>> {
+    match post_fields(
+        py,
+        status,
+        observed_on,
+        ingested_at,
+        opted_out,
+        consent,
+        helpers,
+    )? {
+        Some((fields, helpers)) => Ok(Some(helpers.post.call1(PyTuple::new(py, fields)?)?)),
+        None => Ok(None),
+    }
+}
+
+/// `build_fields` with the helpers given as `to_post` takes them: the fields and the
+/// helpers; None where the native path gives up (a value it does not read, or a panic,
+/// reported on stderr): the caller runs the Python. What Python raised is raised.
+#[allow(clippy::type_complexity)]
+fn post_fields<'py>(
+    py: Python<'py>,
+    status: &Bound<'py, PyAny>,
+    observed_on: &Bound<'py, PyAny>,
+    ingested_at: &Bound<'py, PyAny>,
+    opted_out: &Bound<'py, PyAny>,
+    consent: &Bound<'py, PyAny>,
+    helpers: &Bound<'py, PyTuple>,
+) -> PyResult<Option<([Bound<'py, PyAny>; 48], Helpers<'py>)>> {
     let helpers = Helpers {
         post: helpers.get_item(0)?,
         html_to_text: helpers.get_item(1)?,
@@ -712,7 +718,7 @@ pub fn to_post<'py>(
         astuple: helpers.get_item(5)?,
     };
     let built = crate::guarded(|| {
-        Some(build(
+        Some(build_fields(
             py,
             status,
             observed_on,
@@ -723,9 +729,9 @@ pub fn to_post<'py>(
         ))
     });
     match built {
-        Some(Ok(post)) => Ok(Some(post)),
+        Some(Ok(fields)) => Ok(Some((fields, helpers))),
         Some(Err(Stop::Raised(err))) => Err(err),
-        Some(Err(Stop::GiveUp)) | None => Ok(None), // (None: a panic, reported on stderr)
+        Some(Err(Stop::GiveUp)) | None => Ok(None),
     }
 }
 
@@ -774,29 +780,17 @@ impl PostRows {
         consent: &Bound<'py, PyAny>,
         helpers: &Bound<'py, PyTuple>,
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let helpers = Helpers {
-            post: helpers.get_item(0)?,
-            html_to_text: helpers.get_item(1)?,
-            has_opt_out_tag: helpers.get_item(2)?,
-            without_quote_fallback: helpers.get_item(3)?,
-            parse_time: helpers.get_item(4)?,
-            astuple: helpers.get_item(5)?,
-        };
-        let built = crate::guarded(|| {
-            Some(build_fields(
-                py,
-                status,
-                observed_on,
-                ingested_at,
-                opted_out,
-                consent,
-                &helpers,
-            ))
-        });
-        let fields = match built {
-            Some(Ok(fields)) => fields,
-            Some(Err(Stop::Raised(err))) => return Err(err),
-            Some(Err(Stop::GiveUp)) | None => return Ok(None),
+        let Some((fields, _)) = post_fields(
+            py,
+            status,
+            observed_on,
+            ingested_at,
+            opted_out,
+            consent,
+            helpers,
+        )?
+        else {
+            return Ok(None);
         };
         let utc = PyTzInfo::utc(py)?;
         let i = self.rows;

@@ -932,21 +932,27 @@ def _uri_deletes(rows: Iterable[tuple[Any, str | None]]) -> Iterator[str]:
     (`_literal`); a row without uri (`languages` rows of another tool's, of no post:
     orphans) by `uri IS NULL`."""
     for day, same_day in itertools.groupby(rows, key=lambda row: row[0]):
-        partition = _partition(day)
-        uris: list[str] = []
-        without_uri = False
-        for _, uri in same_day:
-            if uri is None:
-                if not without_uri:
-                    yield f"{partition} AND uri IS NULL"
-                without_uri = True
-                continue
-            uris.append(uri)
-            if len(uris) == DELETE_URIS_AT_MOST:
-                yield f"{partition} AND uri IN ({', '.join(map(_literal, uris))})"
-                uris = []
-        if uris:
-            yield f"{partition} AND uri IN ({', '.join(map(_literal, uris))})"
+        yield from _listed(_partition(day), "uri", (uri for _, uri in same_day))
+
+
+def _listed(where: str, column: str, values: Iterable[str | None]) -> Iterator[str]:
+    """`where AND column IN (...)` for `values`, DELETE_URIS_AT_MOST at a time as they come,
+    and `where AND column IS NULL` once if one is None (a row of another tool's, or a check
+    without id: nullable columns)."""
+    listed: list[str] = []
+    null = False
+    for value in values:
+        if value is None:
+            if not null:
+                yield f"{where} AND {column} IS NULL"
+            null = True
+            continue
+        listed.append(value)
+        if len(listed) == DELETE_URIS_AT_MOST:
+            yield f"{where} AND {column} IN ({', '.join(map(_literal, listed))})"
+            listed = []
+    if listed:
+        yield f"{where} AND {column} IN ({', '.join(map(_literal, listed))})"
 
 
 def _partition(day: Any) -> str:
@@ -1142,20 +1148,7 @@ def _check_deletes(rows: Iterable[tuple[Any, ...]]) -> Iterator[str]:
     for (day, host), same in itertools.groupby(rows, key=lambda row: (row[0], row[1])):
         instance = "observed_on IS NULL" if host is None else f"observed_on = {_literal(host)}"
         where = f"{_partition(day)} AND {instance}"
-        ids: list[str] = []
-        without_id = False
-        for _, _, status_id in same:
-            if status_id is None:  # a check without id (the column is nullable) names no post
-                if not without_id:
-                    yield f"{where} AND id IS NULL"
-                without_id = True
-                continue
-            ids.append(status_id)
-            if len(ids) == DELETE_URIS_AT_MOST:
-                yield f"{where} AND id IN ({', '.join(map(_literal, ids))})"
-                ids = []
-        if ids:
-            yield f"{where} AND id IN ({', '.join(map(_literal, ids))})"
+        yield from _listed(where, "id", (status_id for _, _, status_id in same))
 
 
 def _literal(text: str) -> str:
