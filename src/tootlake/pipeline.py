@@ -372,9 +372,10 @@ class Recorder:
         # the gates just found the author not opted out, unless opt-outs are kept
         known = False if not self.include_opted_out else None
         rows = self.rows
-        if rows is not None:
-            consent = append_post(rows, status, event.observed_on, opted_out=known)
-        if rows is not None and consent is not None:
+        consent = (
+            None if rows is None else append_post(rows, status, event.observed_on, opted_out=known)
+        )
+        if consent is not None:
             post = None  # a row of `rows`: as to_post would have made it
             observed_on = event.observed_on or None
         else:

@@ -181,7 +181,7 @@ class _Buffer:
     """One table's buffered rows: Arrow batches, then the records not yet converted.
     `then`: called with each batch converted (the posts' own sightings are made from it)."""
 
-    __slots__ = ("batches", "fresh", "fresh_rows", "records", "rows", "schema", "then")
+    __slots__ = ("batches", "fresh", "records", "rows", "schema", "then")
 
     def __init__(
         self, schema: pa.Schema, then: Callable[[pa.RecordBatch], None] | None = None
@@ -193,7 +193,6 @@ class _Buffer:
         self.rows = 0
         # batches of the fused path's accumulators, not yet `then`'s nor combined
         self.fresh: list[pa.RecordBatch] = []
-        self.fresh_rows = 0
 
     def convert(self) -> None:
         self._combine()
@@ -210,10 +209,9 @@ class _Buffer:
         if len(rows):
             batch = rows_to_batch(rows, self.schema)
             self.fresh.append(batch)
-            self.fresh_rows += batch.num_rows
             if (
                 batch.num_rows >= SMALL_ROWS
-                or self.fresh_rows >= CONVERT_ROWS
+                or self._fresh_rows() >= CONVERT_ROWS
                 or len(self.fresh) >= SMALL_BATCHES_AT_MOST
             ):
                 self._combine()
@@ -232,8 +230,10 @@ class _Buffer:
             if self.then is not None:
                 self.then(batch)
             del self.fresh[0]
-            self.fresh_rows -= batch.num_rows
             self.add_batch(batch)
+
+    def _fresh_rows(self) -> int:
+        return sum(batch.num_rows for batch in self.fresh)  # (at most SMALL_BATCHES_AT_MOST)
 
     def add_batch(self, batch: pa.RecordBatch) -> None:
         self.batches.append(batch)
@@ -244,7 +244,7 @@ class _Buffer:
         return pa.Table.from_batches(self.batches, schema=self.schema)
 
     def __len__(self) -> int:
-        return self.rows + self.fresh_rows + len(self.records)
+        return self.rows + self._fresh_rows() + len(self.records)
 
 
 @dataclass
