@@ -32,8 +32,8 @@ def test_a_huge_memory_limit_is_a_short_usage_error(
     assert len(result.output) < 300, result.output
     (error,) = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert "'--memory-limit'" in error
-    assert f"Invalid memory limit '{value[:40]}...': use a size such as 700MB or 2GB" in error
-    assert value[:41] not in error  # (neither the limit nor DuckDB's reason quotes it whole)
+    assert f"Invalid memory limit '{value[:39]}…': use a size such as 700MB or 2GB" in error
+    assert value[:40] not in error  # (neither the limit nor DuckDB's reason quotes it whole)
 
 
 def test_a_short_bad_memory_limit_is_quoted_whole(tmp_path: Path) -> None:

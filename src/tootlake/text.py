@@ -260,6 +260,14 @@ def json_for_terminal(text: str) -> str:
     return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
+def shorten(text: object, most: int) -> str:
+    """`text` on one line (each run of white space one space), cut to at most `most`
+    characters: its first `most - 1` and "…" when longer. For labels, and values an error
+    quotes (None is "")."""
+    value = "" if text is None else " ".join(str(text).split())
+    return value if len(value) <= most else value[: most - 1].rstrip() + "…"
+
+
 def counted(n: int, noun: str) -> str:
     """`n` with its noun, in the singular for one: "1 instance", "1,204 instances"."""
     return f"{n:,} {noun if n == 1 else noun + 's'}"

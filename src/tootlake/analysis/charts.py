@@ -44,6 +44,7 @@ from xml.etree import ElementTree
 
 from tootlake.analysis.queries import TZ_KEY
 from tootlake.errors import MissingDependency
+from tootlake.text import shorten
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -224,8 +225,8 @@ NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 def _cut(text: object, limit: int = _LABEL_CHARS) -> str:
-    value = "" if text is None else " ".join(NOT_XML.sub("\ufffd", str(text)).split())
-    return value if len(value) <= limit else value[: limit - 1].rstrip() + "…"
+    """A label: `shorten`ed, with what XML cannot hold replaced."""
+    return shorten(None if text is None else NOT_XML.sub("\ufffd", str(text)), limit)
 
 
 def _empty(fig: Figure, ax: Axes, message: str) -> None:

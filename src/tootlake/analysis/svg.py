@@ -19,7 +19,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from tootlake.analysis.charts import NOT_XML, PALETTE, _to_date, check_svg
+from tootlake.analysis.charts import NOT_XML, PALETTE, _cut, _to_date, check_svg
 
 __all__ = [
     "SVG_CHARTS",
@@ -53,11 +53,6 @@ ENRICH_FIRST = "No languages detected yet: run tootlake enrich"
 def _e(text: object) -> str:
     # a control character from the fediverse is not XML: check_svg() refused the page
     return html.escape(NOT_XML.sub("\ufffd", "" if text is None else str(text)), quote=True)
-
-
-def _cut(text: object, limit: int = _LABEL_CHARS) -> str:
-    value = "" if text is None else " ".join(str(text).split())
-    return value if len(value) <= limit else value[: limit - 1].rstrip() + "…"
 
 
 def _wrap(subtitle: str) -> list[str]:
@@ -130,7 +125,7 @@ def bars(
         color = colors[i] if colors else _BAR
         parts.append(
             f'<text x="{_LABEL - 8}" y="{y + _ROW / 2:.1f}" font-size="13" fill="{_TEXT}" '
-            f'text-anchor="end" dominant-baseline="middle">{_e(_cut(label))}</text>'
+            f'text-anchor="end" dominant-baseline="middle">{_e(_cut(label, _LABEL_CHARS))}</text>'
             f'<rect x="{_LABEL}" y="{y + 3:.1f}" width="{width:.1f}" height="{_ROW - 6}" '
             f'fill="{color}"/>'
             f'<text x="{_LABEL + width + 5:.1f}" y="{y + _ROW / 2:.1f}" font-size="12" '
@@ -439,7 +434,7 @@ def plot_interactions(pairs: pa.Table, cross: pa.Table | None = None) -> tuple[s
         y = top + header + i * size
         parts.append(
             f'<text x="{_LABEL - 8}" y="{y + size / 2:.1f}" font-size="13" fill="{_TEXT}" '
-            f'text-anchor="end" dominant-baseline="middle">{_e(_cut(name))}</text>'
+            f'text-anchor="end" dominant-baseline="middle">{_e(_cut(name, _LABEL_CHARS))}</text>'
         )
     peak = math.log1p(max(cells.values()))
     for (source, target), n in cells.items():

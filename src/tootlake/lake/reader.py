@@ -53,6 +53,7 @@ from tootlake.lake.layout import (
     join,
 )
 from tootlake.lake.storage import Storage, storage_for
+from tootlake.text import shorten
 
 __all__ = [
     "open_lake",
@@ -571,13 +572,9 @@ def set_memory_limit(con: Any, limit: str) -> None:
         reason = " ".join(str(exc).split()).removeprefix("Parser Error: ")
         reason = reason.split(" (expected:")[0]
         raise ConfigError(
-            f"Invalid memory limit {_cut(limit, 40)!r}: use a size such as 700MB or 2GB "
-            f"({_cut(reason, 60)})"
+            f"Invalid memory limit {shorten(limit, 40)!r}: use a size such as 700MB or 2GB "
+            f"({shorten(reason, 60)})"
         ) from None
-
-
-def _cut(text: str, most: int) -> str:
-    return text if len(text) <= most else text[:most] + "..."
 
 
 def _sql_type(arrow_type: Any) -> str:
