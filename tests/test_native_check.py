@@ -150,7 +150,10 @@ def statuses(draw: st.DrawFn) -> dict[str, Any]:
     if draw(st.booleans()):
         status["id"] = draw(_ids())
     if draw(st.booleans()):
-        status["uri"] = draw(st.sampled_from(["", "x", "https://a.example/s/1"]))
+        status["uri"] = draw(
+            st.sampled_from(["", "x", "https://a.example/s/1", "x" * 2_048, "x" * 2_049])
+            | st.sampled_from(["é", "x"]).map(lambda c: c * (2_048 if c == "é" else 2_047))
+        )
     if draw(st.booleans()):
         status["created_at"] = draw(_times())
     if draw(st.booleans()):
@@ -218,6 +221,9 @@ def test_native_check_declines_what_python_rejects_or_coerces() -> None:
     tomorrow = latest_time()
     cases = {
         "uri": {"uri": ""},
+        "uri too long": {"uri": "x" * 2_049},
+        # (2,048 characters the Python keeps, but 4,096 bytes: the native leaves it to it)
+        "uri of many bytes": {"uri": "é" * 2_048},
         "id": {"id": "-1"},
         # (five seconds beyond it: the limit moves with the clock between here and the call)
         "id beyond the snowflake limit": {"id": str(snowflake_limit() + (5000 << 16))},

@@ -187,7 +187,7 @@ def reference(value: Any, now: datetime = NOW) -> tuple[dict[str, Any], set[str]
     (or set to its safe value) and the names of those fields."""
     if not isinstance(value, dict):
         return None
-    if not (isinstance(value.get("uri"), str) and value["uri"]):
+    if not (isinstance(value.get("uri"), str) and 0 < len(value["uri"]) <= 2_048):
         return None
     if not _is_status_id(value.get("id"), now):
         return None
@@ -333,6 +333,7 @@ def test_valid_status_is_unchanged_by_the_fast_path():
     [
         ({"uri": 5}, "uri"),
         ({"uri": ""}, "uri"),
+        ({"uri": "https://x.example/" + "s" * 2_031}, "uri"),  # (2,049 characters: a lie)
         ({"id": 1.5}, "id"),
         ({"id": True}, "id"),
         ({"id": "1" * 65}, "id"),
@@ -438,3 +439,12 @@ def test_a_snowflake_at_the_limit_is_checked_as_usable_id_says(given_now):
         if _snowflake_limit(latest) == limit:
             break
     assert answers == [str(limit - 1), str(limit), None]
+
+
+def test_a_uri_of_the_longest_length_is_kept_and_one_longer_rejected():
+    base = real_status("mastodonsocial.json", 3)
+    for uri, kept in (("https://x.example/" + "é" * 2_030, True), ("x" * 2_049, False)):
+        got = decode_status(json.dumps({**base, "uri": uri}).encode(), NOW)
+        assert isinstance(got, ValidStatus) is kept, got
+    got = decode_status(json.dumps({**base, "uri": "x" * 1_000_000}).encode(), NOW)
+    assert isinstance(got, Rejection) and len(got.reason) < 100, got  # (the reason cuts it)

@@ -61,6 +61,18 @@ fn non_empty(value: &Bound<'_, PyAny>) -> bool {
         .is_ok_and(|s| s.to_str().is_ok_and(|s| !s.is_empty()))
 }
 
+/// `status.MAX_URI`: the longest uri the Python keeps (in characters; here its UTF-8 bytes,
+/// never fewer, so a uri this declines may still be kept: the Python decides).
+const MAX_URI: usize = 2_048;
+
+/// A uri the Python keeps: a non-empty str of at most `MAX_URI` characters.
+fn usable_uri(value: &Bound<'_, PyAny>) -> bool {
+    value.cast_exact::<PyString>().is_ok_and(|s| {
+        s.to_str()
+            .is_ok_and(|s| !s.is_empty() && s.len() <= MAX_URI)
+    })
+}
+
 fn check<'py>(
     py: Python<'py>,
     status: &Bound<'py, PyAny>,
@@ -71,7 +83,7 @@ fn check<'py>(
     if !size.is_exact_instance_of::<PyInt>() {
         return Ok(None);
     }
-    if !non_empty(&status.getattr(intern!(py, "uri"))?) {
+    if !usable_uri(&status.getattr(intern!(py, "uri"))?) {
         return Ok(None);
     }
     let Some((latest, limit)) = limits() else {

@@ -46,6 +46,7 @@ from tootlake.text import count_words, has_opt_out_tag, html_to_text
 __all__ = [
     "FIRST_DATETIME_SECOND",
     "LAST_DATETIME_SECOND",
+    "MAX_URI",
     "Account",
     "Mention",
     "MovedTo",
@@ -73,6 +74,10 @@ EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)  # no fediverse post is older
 FIRST_DATETIME_SECOND = -62_135_596_800
 LAST_DATETIME_SECOND = 253_402_300_799
 FUTURE_SLACK = timedelta(days=1)  # clocks drift; a day ahead is a lie, not a drift
+# A post's key: ActivityPub ids are a few dozen to a few hundred characters (bridges' the
+# longest); 2,048, the common limit of URLs, is far beyond any real one. A longer uri would be
+# held in every memory, table and join that keys by it (the native check: the same bound).
+MAX_URI = 2_048
 
 # Status ids: Mastodon snowflakes (digits), Pleroma/Akkoma flake ids (base62), GoToSocial
 # ULIDs, Misskey aids; never more than 64 characters. Anything else would become a cursor.
@@ -480,6 +485,8 @@ def _check(
             return checked  # type: ignore[no-any-return]
     if not status.uri:
         return Rejection("empty uri", "uri")
+    if len(status.uri) > MAX_URI:
+        return Rejection(f"uri longer than {MAX_URI:,} characters: {status.uri[:40]!r}", "uri")
     latest = latest_time(now)
     status_id = usable_id(status.id, latest)
     if status_id is None:
