@@ -12,6 +12,12 @@ went from 705 to 465 MB), and the conversion is spread over the run instead of s
 flush (100,000 posts at once took about 0.9 s). 2,048 cost the collector less CPU than 256 or
 8,192. The native helpers build the columns (`column`): pyarrow's conversion cost 4-9 us a
 post in a replay, its price for generality per Python value.
+
+Posts may also arrive as rows already (`post_rows`, `LakeWriter.new_rows`: the fused path of
+the collector and `replay`, docs/design/fused-receive.md): the Recorder appends each post to
+native Arrow columns, so no `Post` object is made. A batch of such rows is kept as it comes
+when it holds `SMALL_ROWS` posts or more; smaller ones (a trickle) are combined, so each does
+not hold its columns' spare room until the flush.
 """
 
 from __future__ import annotations
