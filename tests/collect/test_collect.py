@@ -179,8 +179,8 @@ def test_failing_instances_do_not_disturb_the_others(fediverse, lake):
         "token rejected" in result.health[hosts[1]]["detail"]
         or "Invalid access token" in (result.health[hosts[1]]["detail"])
     )
-    assert "Replace it with --token" in result.health[hosts[1]]["detail"]  # (one was given)
-    assert "Give one with --token" in result.health[hosts[2]]["detail"]
+    assert "Replace it in --token-file" in result.health[hosts[1]]["detail"]  # (one was given)
+    assert "Give one in --token-file" in result.health[hosts[2]]["detail"]
     assert result.health[hosts[4]]["errors"] >= 1 and result.health[hosts[5]]["errors"] >= 1
     truth = sim.call(fed.truth, [hosts[i] for i in healthy], include_opted_out=True)
     # posts only on the two instances that need a token are not expected, nor collected

@@ -190,7 +190,8 @@ def _sections(s: Datasheet) -> list[tuple[str, list[str | Table]]]:
     )
     span = f"from {s.first_post} to {s.last_post}" if s.first_post else "no posts"
     runs = ", ".join(f"{k} {v}" for k, v in sorted(s.runs.items())) or "none recorded"
-    consent = ", ".join(f"{k} ({v} runs)" for k, v in sorted(s.consent.items())) or "unknown"
+    consent = ", ".join(f"{k} ({counted(v, 'run')})" for k, v in sorted(s.consent.items()))
+    consent = consent or "unknown"
     skipped = [[reason, f"{count:,}"] for reason, count in sorted(s.skipped.items())]
     levels = [[level, f"{count:,}"] for level, count in sorted(s.levels.items())]
     why = {
@@ -310,6 +311,11 @@ def _md_cell(value: str) -> str:
     return text.replace("](", "]\\(")
 
 
+def _no_rows(header: list[str]) -> str:
+    """What an empty table says instead: its first column's name, and none."""
+    return f"{header[0][:1].upper()}{header[0][1:]}: none."
+
+
 def render_markdown(sheet: Datasheet) -> str:
     out = [f"# Datasheet: {_md_cell(sheet.lake)}", "", f"Generated {sheet.generated_at}.", ""]
     for heading, parts in _sections(sheet):
@@ -320,7 +326,7 @@ def render_markdown(sheet: Datasheet) -> str:
                 continue
             header, rows = part
             if not rows:
-                out += ["(none)", ""]
+                out += [_md_cell(_no_rows(header)), ""]
                 continue
             out.append("| " + " | ".join(header) + " |")
             out.append("|" + "---|" * len(header))
@@ -349,7 +355,7 @@ def render_html(sheet: Datasheet) -> str:
                 continue
             header, rows = part
             if not rows:
-                out.append("<p>(none)</p>")
+                out.append(f"<p>{e(_no_rows(header))}</p>")
                 continue
             out.append("<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>")
             out += [

@@ -8,6 +8,7 @@ from tootlake.cli.command import run_command
 from tootlake.cli.options import MAX_RATE, Number, Seconds, lake_option, quiet_option
 from tootlake.cli.output import print_collect_summary, status_line
 from tootlake.demo import DEMO_LAKE, DemoResult
+from tootlake.text import counted
 
 
 @click.command()
@@ -97,7 +98,7 @@ def _print_result(result: DemoResult) -> None:
         click.echo(
             f"The stream of {result.cut_host} was cut on purpose and "
             + (
-                f"reconnected ({result.reconnects} reconnects)"
+                f"reconnected ({counted(result.reconnects, 'reconnect')})"
                 if result.reconnects
                 else "had not reconnected"
             )

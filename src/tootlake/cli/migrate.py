@@ -18,6 +18,7 @@ from tootlake.cli.options import (
     quiet_option,
 )
 from tootlake.cli.output import clean, stderr_is_terminal
+from tootlake.text import counted
 
 
 @click.command()
@@ -73,8 +74,9 @@ def migrate(
     resumed = " (carrying on from an interrupted run)" if stats.resumed else ""
     click.echo(
         f"Migrated {where} to Delta tables{resumed}: "
-        f"{files:,} old files converted ({rows} rows); {stats.files_left_out:,} files that "
-        f"compaction had replaced left out; {stats.seconds:.1f} s."
+        f"{counted(files, 'old file')} converted ({rows} rows); "
+        f"{counted(stats.files_left_out, 'file')} that compaction had replaced left out; "
+        f"{stats.seconds:.1f} s."
     )
     if stats.old_files:
         click.echo(f"The old files are kept in {clean(stats.old_files)}.")
@@ -91,9 +93,9 @@ def migrate(
         )
     if stats.replaced_but_changed:
         click.echo(
-            f"Note: {stats.replaced_but_changed:,} files that the old compaction marked as "
-            "replaced had been rewritten since (mtime or ETag changed): converted too, as "
-            "the old reader read them.",
+            f"Note: {counted(stats.replaced_but_changed, 'file')} that the old compaction "
+            "marked as replaced had been rewritten since (mtime or ETag changed): converted "
+            "too, as the old reader read them.",
             err=True,
         )
 

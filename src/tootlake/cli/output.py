@@ -152,12 +152,14 @@ def print_collect_summary(result: Any, lake: str) -> None:
     skipped = ", ".join(f"{n} {why}" for why, n in sorted(stats.skipped.items())) or "none"
     withdrawn = withdrawn_summary(stats)
     click.echo(
-        f"Collected {stats.posts:,} posts, {stats.edits:,} edits, {stats.deletes:,} deletes "
+        f"Collected {counted(stats.posts, 'post')}, {counted(stats.edits, 'edit')}, "
+        f"{counted(stats.deletes, 'delete')} "
         f"into {lake} in {stats.elapsed:,.1f}s ({stats.posts_per_second:,.1f} posts/s); "
-        f"{stats.sightings:,} sightings of posts already written, {stats.duplicates:,} "
-        f"duplicates dropped; skipped {skipped}{withdrawn}; {stats.rejected:,} rejected (in "
-        f"the rejects table); {sum(stats.coerced.values()):,} odd fields stored as null or "
-        f"default; {counted(stats.commits, 'commit')}. Instances: {modes}. "
+        f"{counted(stats.sightings, 'sighting')} of posts already written, "
+        f"{counted(stats.duplicates, 'duplicate')} dropped; skipped {skipped}{withdrawn}; "
+        f"{stats.rejected:,} rejected (in the rejects table); "
+        f"{sum(stats.coerced.values()):,} odd fields stored as null or default; "
+        f"{counted(stats.commits, 'commit')}. Instances: {modes}. "
         f"State: {result.state_dir}"
     )
     if len(result.health) <= 30:
@@ -166,7 +168,7 @@ def print_collect_summary(result: Any, lake: str) -> None:
             click.echo(
                 f"  {host}: {entry['status']}"
                 + (f" via {entry['transport']}" if entry.get("transport") else "")
-                + f", {entry['events']:,} events, {entry['errors']} errors"
+                + f", {counted(entry['events'], 'event')}, {counted(entry['errors'], 'error')}"
                 + (f" - {detail}" if detail and entry["status"] != "streaming" else "")
             )
     refused = getattr(result, "refused", None) or {}

@@ -121,12 +121,15 @@ def replay(
     skipped = ", ".join(f"{n} {why}" for why, n in sorted(stats.skipped.items())) or "none"
     coerced = sum(stats.coerced.values())
     repeats = (
-        f"{stats.repeats:,} versions written again (the merge keeps one); " if stats.repeats else ""
+        f"{counted(stats.repeats, 'version')} written again (the merge keeps one); "
+        if stats.repeats
+        else ""
     )
     fields = ", ".join(f"{name} {n:,}" for name, n in stats.coerced.most_common(5))
     click.echo(
-        f"Replayed {stats.events:,} events into {target}: {stats.posts:,} posts, "
-        f"{stats.edits:,} edits, {stats.deletes:,} deletes; {repeats}skipped {skipped}"
+        f"Replayed {counted(stats.events, 'event')} into {target}: "
+        f"{counted(stats.posts, 'post')}, {counted(stats.edits, 'edit')}, "
+        f"{counted(stats.deletes, 'delete')}; {repeats}skipped {skipped}"
         f"{withdrawn_summary(stats)}; {stats.rejected:,} rejected (in the rejects table); "
         f"{coerced:,} odd fields stored as null or default{f' ({fields})' if fields else ''}; "
         f"{counted(stats.commits, 'commit')}; {stats.posts_per_second:,.0f} posts/s."

@@ -464,8 +464,9 @@ class InstanceWorker:
         give = "Replace it" if self.spec.token else "Give one"
         self._set(
             Status.NEEDS_TOKEN,
-            f"{reason}. {give} with --token {self.host}=TOKEN or "
-            f"TOOTLAKE_TOKEN_{self.host.upper().replace('.', '_').replace(':', '_')} "
+            # (a file or the environment: --token would put it where local users read it)
+            f"{reason}. {give} in --token-file FILE (a line {self.host}=TOKEN, chmod 600) "
+            f"or TOOTLAKE_TOKEN_{self.host.upper().replace('.', '_').replace(':', '_')} "
             "(see docs/collect.md)",
             level=logging.WARNING,
         )
