@@ -94,3 +94,16 @@ def test_datasheet_command_writes_markdown_or_html(tmp_path):
     assert out.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
     missing = runner.invoke(main, ["datasheet", "--lake", str(tmp_path / "nowhere")])
     assert missing.exit_code == 1 and "No lake at" in missing.output
+
+
+def test_an_empty_table_of_the_datasheet_says_what_is_none(tmp_path):
+    lake = str(tmp_path / "lake")
+    jsonl, _ = write_inputs(tmp_path / "in")
+    replay([jsonl], lake)  # no runs with reconnects, rejects or gates: empty tables
+    sheet = build_datasheet(lake)
+    text = render_markdown(sheet)
+    assert "(none)" not in text
+    assert "\nRejected because: none.\n" in text and "\nInstance: none.\n" in text
+    page = render_html(sheet)
+    assert "<p>(none)</p>" not in page and "<p>Removed because: none.</p>" in page
+    assert "(1 run)" in text  # (one replay: a count of one is singular)
