@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _OBJECT_REPR = re.compile(r" (from|of) <[^>]*>")
+_REASON_LIMIT = 500  # characters of a dead letter's reason
 
 
 @dataclass
@@ -86,6 +87,7 @@ class EnvelopeDecoder:
         self._registry_arg = schema_registry
         self._registry: Any = None
         self._registry_schemas: dict[int, tuple[bool, Any]] = {}
+        self._unusable: dict[int, str] = {}  # schema id -> why its messages cannot be read
         self._bulk = _polars_available() if bulk is None else bulk
         self._headers: dict[int, bytes] = {}
         self.bulk_fallbacks = 0
@@ -100,6 +102,8 @@ class EnvelopeDecoder:
 
     def _writer_by_id(self, schema_id: int) -> tuple[bool, Any]:
         """(is the code's own schema, parsed writer schema) of a registry schema id."""
+        if schema_id in self._unusable:
+            raise ValueError(self._unusable[schema_id])
         if schema_id in self._registry_schemas:
             return self._registry_schemas[schema_id]
         if self._registry is None:
@@ -114,9 +118,19 @@ class EnvelopeDecoder:
             raise TransportError(f"Schema registry error for schema id {schema_id}: {exc}") from exc
         except Exception as exc:  # connection refused, timeouts: not the message's fault
             raise TransportError(f"Cannot reach the schema registry: {exc}") from exc
-        schema = json.loads(registered.schema_str)
-        current = canonical_form(schema) == self._canonical
-        result = (current, self._fastavro.parse_schema(schema))
+        # A shared registry also holds other teams' schemas: one that is not Avro, or not a
+        # schema fastavro can read, makes its messages dead letters, not a stopped worker
+        kind = getattr(registered, "schema_type", None) or "AVRO"
+        try:
+            if kind != "AVRO":
+                raise ValueError(f"a {kind} schema, not Avro")
+            schema = json.loads(registered.schema_str)
+            current = canonical_form(schema) == self._canonical
+            result = (current, self._fastavro.parse_schema(schema))
+        except Exception as exc:
+            reason = _short(f"schema id {schema_id} in the schema registry is unusable: {exc}")
+            self._unusable[schema_id] = reason
+            raise ValueError(reason) from exc
         self._registry_schemas[schema_id] = result
         return result
 
@@ -206,6 +220,9 @@ class EnvelopeDecoder:
             except KeyError:
                 errors.append((i, f"schema id {schema_id} is not in the schema registry"))
                 return
+            except ValueError as exc:
+                errors.append((i, str(exc)))
+                return
             if current:
                 own_confluent.append(i)
             else:
@@ -289,9 +306,8 @@ class EnvelopeDecoder:
                 envelope = read(buffer, writer, None if writer is self._reader else self._reader)
             except Exception as exc:  # fastavro raises many kinds on bad bytes
                 reason = _OBJECT_REPR.sub("", str(exc))
-                errors.append(
-                    (i, f"invalid Avro body: {type(exc).__name__}: {reason}".rstrip(": "))
-                )
+                reason = f"invalid Avro body: {type(exc).__name__}: {reason}".rstrip(": ")
+                errors.append((i, _short(reason)))
                 continue
             if buffer.tell() != len(data):
                 errors.append((i, f"{len(data) - buffer.tell()} bytes after the Avro record"))
@@ -310,6 +326,12 @@ class EnvelopeDecoder:
                 raise TransportError(f"Decoded records do not fit the lake schema: {exc}") from exc
             tables[kind] = (table, pa.array(index[kind], type=pa.int64()))
         return tables, errors
+
+
+def _short(reason: str) -> str:
+    """A reason cut to _REASON_LIMIT: fastavro's resolution errors spell out both schemas
+    (40 KB for a 9-byte message), in every dead-letter line and in the log."""
+    return reason if len(reason) <= _REASON_LIMIT else reason[: _REASON_LIMIT - 3] + "..."
 
 
 def _split_envelopes(

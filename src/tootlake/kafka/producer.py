@@ -36,10 +36,14 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
+
+import msgspec
 
 from tootlake.errors import TransportError
 from tootlake.kafka.encode import batch_encoder, confluent_encoder, key_of
+from tootlake.kafka.schema import Record
 from tootlake.kafka.settings import (
     DEFAULT_TOPIC,
     KEY_ID_HEADER,
@@ -48,6 +52,8 @@ from tootlake.kafka.settings import (
     confluent_kafka,
     wait_for_cluster,
 )
+from tootlake.record import RAW_LIMIT, Reject
+from tootlake.redact import redact
 from tootlake.transports import Batch
 
 __all__ = ["DEFAULT_TOPIC", "LIBRDKAFKA_LOG", "KafkaTransport", "producer_config"]
@@ -131,6 +137,7 @@ class KafkaTransport:
         self.sent = 0
         self.delivered = 0
         self.failed = 0
+        self.too_large = 0  # records sent as rejects: their messages were over the limit
         self.blocked = False  # send() is waiting for room in the buffer
         self.broker_down = False
         self._first_failure: str | None = None
@@ -188,6 +195,7 @@ class KafkaTransport:
         def delivered(err: Any, msg: Any) -> None:
             self._delivered(tracker, err)
 
+        ck = confluent_kafka()
         produce = self._producer.produce
         if self.headers is not None:
             produce = functools.partial(produce, headers=self.headers)
@@ -200,6 +208,18 @@ class KafkaTransport:
                 try:
                     produce(topic, value, key, on_delivery=delivered)
                     break
+                except ck.KafkaException as exc:
+                    self.sent -= 1  # not queued: no report will come (close() would wait)
+                    if exc.args[0].code() != ck.KafkaError.MSG_SIZE_TOO_LARGE or isinstance(
+                        record, Reject
+                    ):
+                        raise TransportError(
+                            f"Kafka refused a message for {topic!r}: {exc.args[0].str()}"
+                        ) from exc
+                    # A post over message.max.bytes would stop every run that sends it again:
+                    # it goes as a reject, which says why and keeps its start
+                    record = self._too_large(record, len(value), exc.args[0].str())
+                    value, key = self.encode_batch([record])[0], None
                 except BufferError:
                     # Full: wait for deliveries to make room. The source waits with us.
                     self.sent -= 1
@@ -209,6 +229,27 @@ class KafkaTransport:
                     self.raise_if_failed()
                     time.sleep(0.02)
         self.blocked = False
+
+    def _too_large(self, record: Record, size: int, error: str) -> Reject:
+        """The reject that goes in place of a record whose message Kafka refuses as too large:
+        the record as JSON, cut to RAW_LIMIT, as its raw payload."""
+        self.too_large += 1
+        reason = (
+            f"too large for Kafka: its message is {size:,} bytes, over the producer's "
+            f"message.max.bytes ({error})"
+        )
+        # (not its uri: in a pseudonymised run that may name its author)
+        kind = type(record).__name__
+        log.warning("a %s for %s is %s: sent as a reject", kind, self.topic, reason)
+        return Reject(
+            rejected_at=datetime.now(UTC),
+            source="kafka",
+            observed_on=record.observed_on,
+            where=f"kafka:{self.topic}",
+            reason=reason,
+            field=None,
+            raw=redact(msgspec.json.encode(record).decode()[:RAW_LIMIT]),
+        )
 
     def _delivered(self, tracker: _BatchAcks, err: Any) -> None:
         # Runs on the delivery thread (or in close(), once that thread has stopped).

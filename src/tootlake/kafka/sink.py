@@ -39,7 +39,9 @@ partitions are revoked) before it closes the consumer: a rebalance inside close(
 Pseudonymised topics: a producer that pseudonymises sets each message's `tootlake-key-id`
 header. Every message's header must match the lake (`tootlake.lake.pseudonyms`): the key id
 of a pseudonymised lake, none for a raw one; a new lake takes the first message's mode. A
-message that does not match stops the worker before it is written (ConfigError).
+message that does not match stops the worker before it is written (ConfigError). A value not
+framed as Avro is a dead letter whatever its header says; in a pseudonymised lake, dead letters
+keep no value (it may hold names in the clear).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ import itertools
 import json
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -57,6 +60,7 @@ from typing import Any
 
 from tootlake.errors import ConfigError, LakeError, TransportError
 from tootlake.kafka.decode import EnvelopeDecoder, dead_letter_line
+from tootlake.kafka.schema import CONFLUENT_MAGIC, SINGLE_OBJECT_MAGIC
 from tootlake.kafka.settings import (
     KEY_ID_HEADER,
     LIBRDKAFKA_LOG,
@@ -67,6 +71,7 @@ from tootlake.kafka.settings import (
 from tootlake.lake import tables
 from tootlake.lake.layout import DELETES, META, POSTS_ALL, REJECTS, SIGHTINGS, join
 from tootlake.lake.storage import Storage, storage_for
+from tootlake.text import shorten
 from tootlake.transports import drain
 
 __all__ = [
@@ -503,9 +508,22 @@ class KafkaSinkWorker:
     def _check_mode(self, messages: list[Any]) -> None:
         """Refuse (before buffering) a message pseudonymised otherwise than the lake."""
         for message in messages:
+            value = message.value()
+            if not value or not value.startswith((SINGLE_OBJECT_MAGIC, CONFLUENT_MAGIC)):
+                # not an envelope, whatever its header says: a dead letter, which neither
+                # stops the worker (each restart would read it again) nor decides a new lake
+                continue
             got = _key_id_of(message)
             if self._mode_known and got == self._key_id:
                 continue
+            if got is not None and not _KEY_ID.fullmatch(got):
+                # no producer of ours wrote it: neither a mode to claim nor text to print whole
+                raise ConfigError(
+                    f"Kafka topic {message.topic()} partition {message.partition()} offset "
+                    f"{message.offset()} holds a record whose {KEY_ID_HEADER} header is not a "
+                    f"key id ({shorten(repr(got), 40)}): the sink stops rather than guess "
+                    f"whether it is pseudonymised. Sink that topic into another lake."
+                )
             if not self._mode_known:  # a new lake: the first message decides (and marks it)
                 from tootlake.lake.pseudonyms import claim
 
@@ -687,10 +705,19 @@ class KafkaSinkWorker:
     ) -> None:
         """One file per flush, named by its first dead offset: a batch re-read after a crash
         writes the same name (its first dead message is the same), replacing the old file."""
-        lines = [
-            dead_letter_line(self.topic, partition, offsets[i], error, values[i])
-            for i, error in errors
-        ]
+        # A pseudonymised lake holds no names in the clear, and a message that is not a valid
+        # envelope may hold some (a foreign producer's JSON): there, a dead letter keeps the
+        # message's offset and size; its value stays on the topic.
+        withhold = self._key_id is not None
+        lines = []
+        for i, error in errors:
+            value = values[i]
+            line = dead_letter_line(
+                self.topic, partition, offsets[i], error, None if withhold else value
+            )
+            if withhold and value is not None:
+                line.update(value_size=len(value), withheld="the lake is pseudonymised")
+            lines.append(line)
         first = lines[0]
         path = join(
             dead_letter_dir(self.lake), f"{self.topic}+{partition}+{first['offset']:020d}.jsonl"
@@ -980,6 +1007,9 @@ def _is_conflict(exc: LakeError) -> bool:
 def _known(partition: int, buffers: Mapping[int, _PartitionBuffer]) -> str:
     buffer = buffers.get(partition)
     return "no mark" if buffer is None or buffer.mark is None else str(buffer.mark)
+
+
+_KEY_ID = re.compile(r"[0-9a-f]{16}")  # tootlake.pseudonym.key_id's form
 
 
 def _key_id_of(message: Any) -> str | None:
