@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import builtins
 import os
+import re
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -28,13 +29,46 @@ from urllib.parse import urlsplit
 
 from tootlake.errors import LakeError, MissingDependency
 from tootlake.lake.storage import FileInfo
+from tootlake.redact import register_secret
 
-__all__ = ["S3Storage", "configure_duckdb", "split_url"]
+__all__ = ["S3Storage", "check_lake_url", "configure_duckdb", "credential_options", "split_url"]
 
 DEFAULT_REGION = "us-east-1"
 # boto3 clients by (region, endpoint, key id, secret, token): shared by storages alike.
 _CLIENTS: dict[tuple[str | None, ...], Any] = {}
 _CLIENTS_LOCK = threading.Lock()
+
+
+# What a lake's prefix cannot hold. URL parsers (Python's here, delta-rs' for the tables) cut
+# a URL at ? and #, drop tabs and newlines, decode %XX and resolve . and .. segments, each in
+# its own way: the tables and tootlake's own files would land under different keys, some
+# outside the prefix. A backslash made delta-rs panic.
+_BAD_PREFIX = re.compile(r"[?#%\\\x00-\x1f\x7f]")
+_BUCKET = re.compile(r"[a-zA-Z0-9._-]{1,255}")  # botocore's rule
+
+
+def check_lake_url(url: str) -> str:
+    """`url` when it is an S3 lake both tootlake and delta-rs read as the same keys, else a
+    LakeError that says why (and never repeats a `user:password@` it holds)."""
+    bucket, _, path = url.removeprefix("s3://").partition("/")
+    if "@" in bucket:
+        raise LakeError(
+            "An S3 lake URL cannot hold credentials (s3://user:password@...): set "
+            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY instead"
+        )
+    if not url.startswith("s3://") or not bucket:
+        raise LakeError(f"Not an S3 URL: {url!r}; expected s3://bucket/prefix")
+    if not _BUCKET.fullmatch(bucket):
+        raise LakeError(
+            f"Invalid S3 bucket {bucket!r} in {url!r}: letters, digits, '.', '-' and '_' only "
+            "(the server goes in AWS_ENDPOINT_URL, not in the lake URL)"
+        )
+    path = path.rstrip("/")
+    bad = _BAD_PREFIX.search(path)
+    if bad or (path and {"", ".", ".."} & set(path.split("/"))):
+        what = f"the character {bad.group()!r}" if bad else "an empty, '.' or '..' folder"
+        raise LakeError(f"Invalid S3 lake prefix {path!r} in s3://{bucket}: it holds {what}")
+    return url
 
 
 def split_url(url: str) -> tuple[str, str]:
@@ -53,12 +87,58 @@ def _boto3() -> Any:
     return boto3
 
 
+def _session(endpoint_url: str | None) -> Any:
+    """A boto3 session; for another server than AWS (an endpoint), its credential chain leaves
+    out instance and container roles: MinIO or moto has no use for AWS's role credentials,
+    and asking for them sent requests to 169.254.169.254 (or waited where nothing answers)."""
+    boto3 = _boto3()
+    import botocore.session
+
+    core = botocore.session.get_session()
+    if endpoint_url:
+        resolver = core.get_component("credential_provider")
+        for name in ("iam-role", "container-role"):
+            resolver.remove(name)
+    return boto3.session.Session(botocore_session=core)
+
+
+def _chain_credentials(endpoint_url: str) -> Any:
+    """The frozen credentials boto3's chain finds for `endpoint_url` (a profile...), or None.
+    They are registered as secrets: delta-rs quotes S3's answers in its errors."""
+    found = _session(endpoint_url).get_credentials()
+    if found is None:
+        return None
+    frozen = found.get_frozen_credentials()
+    register_secret(frozen.secret_key, frozen.token)
+    return frozen
+
+
+def credential_options(endpoint_url: str | None) -> dict[str, str]:
+    """delta-rs' credential options: the environment's AWS_ACCESS_KEY_ID... For another server
+    than AWS without them, the ones boto3's chain finds (a profile), as delta-rs has no
+    profiles and would ask the instance-metadata service instead; for AWS itself, nothing
+    more: delta-rs' own chain (instance roles too) refreshes what expires."""
+    env = os.environ
+    keys = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+    options = {key: env[key] for key in keys if env.get(key)}
+    if "AWS_ACCESS_KEY_ID" in options or not endpoint_url:
+        return options
+    frozen = _chain_credentials(endpoint_url)
+    if frozen is None:
+        raise LakeError(
+            f"Cannot reach the lake at {endpoint_url}: no AWS credentials; set "
+            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or configure boto3's credential chain)"
+        )
+    values = (frozen.access_key, frozen.secret_key, frozen.token)
+    return {key: value for key, value in zip(keys, values, strict=True) if value}
+
+
 class S3Storage:
     """A lake under `s3://bucket/prefix`. Paths given to and returned by every method are full
     `s3://` URLs, as `tootlake.lake.layout.join()` builds them."""
 
     def __init__(self, lake_url: str, *, client: Any = None) -> None:
-        self.bucket, self.prefix = split_url(lake_url)
+        self.bucket, self.prefix = split_url(check_lake_url(lake_url))
         self.root = f"s3://{self.bucket}/{self.prefix}".rstrip("/")
         env = os.environ
         self.region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
@@ -108,7 +188,7 @@ class S3Storage:
             # Path-style for custom endpoints: MinIO and moto on 127.0.0.1 have no DNS.
             s3={"addressing_style": "path" if self.endpoint_url else "auto"},
         )
-        return self._boto3.session.Session().client(
+        return _session(self.endpoint_url).client(
             "s3",
             region_name=self.region,
             endpoint_url=self.endpoint_url,
@@ -224,10 +304,16 @@ class S3Storage:
             "connect_timeout": 5,
             "request_timeout": 60,
         }
-        if self._access_key and self._secret_key:
-            options.update(access_key=self._access_key, secret_key=self._secret_key)
-            if self._session_token:
-                options["session_token"] = self._session_token
+        key, secret, token = self._access_key, self._secret_key, self._session_token
+        if not (key and secret) and self.endpoint_url:
+            # (AWS's C++ chain would ask the instance-metadata service, as delta-rs would)
+            frozen = _chain_credentials(self.endpoint_url)
+            if frozen is not None:
+                key, secret, token = frozen.access_key, frozen.secret_key, frozen.token
+        if key and secret:
+            options.update(access_key=key, secret_key=secret)
+            if token:
+                options["session_token"] = token
         if self.endpoint_url:
             parts = urlsplit(self.endpoint_url)
             options.update(
@@ -305,7 +391,7 @@ def configure_duckdb(con: Any, lake: str) -> None:
     extension or secret; this checks that the S3 support is there and fails with the fix when it
     is not, before any view is made.
     """
-    split_url(lake)
+    check_lake_url(lake)
     _boto3()
     try:
         from pyarrow import fs

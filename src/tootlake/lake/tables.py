@@ -98,6 +98,9 @@ def storage_options(lake: str) -> dict[str, str] | None:
     needed: delta-rs commits to S3 with conditional PUTs (`If-None-Match`)."""
     if not is_remote(lake):
         return None
+    from tootlake.lake.s3 import check_lake_url, credential_options
+
+    check_lake_url(lake)  # a prefix delta-rs would read as other keys than tootlake does
     env = os.environ
     options = {
         "AWS_REGION": env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
@@ -107,9 +110,7 @@ def storage_options(lake: str) -> dict[str, str] | None:
         options["AWS_ENDPOINT_URL"] = endpoint
         if endpoint.startswith("http://"):
             options["AWS_ALLOW_HTTP"] = "true"
-    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
-        if env.get(key):
-            options[key] = env[key]
+    options.update(credential_options(endpoint))  # (never the instance-metadata service's)
     return options
 
 
