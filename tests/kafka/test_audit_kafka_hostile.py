@@ -37,6 +37,7 @@ from .conftest import (
     assert_lake_at_end,
     committed_offsets,
     end_offsets,
+    sink_command,
     unique_events,
     unique_posts,
 )
@@ -281,6 +282,26 @@ def test_a_record_with_a_forged_key_id_stops_the_sink_in_one_clean_line_and_clai
     message = str(raised.value)
     assert "\x1b" not in message and "\n" not in message and len(message) < 400
     assert lake_key_id(lake) is None
+
+
+def test_a_topic_the_cluster_lacks_is_a_one_line_error_for_a_draining_sink(kafka, group, tmp_path):
+    """A misspelt --topic: `sink --until-idle` found nothing and exited 0 as if it had drained
+    the topic. It now stops with an error naming the topic, and asking did not create it
+    (the test broker auto-creates topics)."""
+    from confluent_kafka.admin import AdminClient
+
+    missing = f"no-such-topic-{os.getpid()}-{group}"
+    lake = str(tmp_path / "lake")
+    done = subprocess.run(
+        sink_command(kafka, missing, group, lake, "--until-idle", "1"),
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode != 0, done.stdout
+    (error,) = [line for line in done.stderr.splitlines() if line.startswith("Error:")]
+    assert f"Kafka at {kafka} has no topic {missing!r}: check --topic" in error
+    assert "Traceback" not in done.stderr
+    topics = AdminClient({"bootstrap.servers": kafka}).list_topics(timeout=10).topics
+    assert missing not in topics
 
 
 # -- the producer --------------------------------------------------------------------------

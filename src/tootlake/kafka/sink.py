@@ -62,6 +62,7 @@ from tootlake.errors import ConfigError, LakeError, TransportError
 from tootlake.kafka.decode import EnvelopeDecoder, dead_letter_line
 from tootlake.kafka.schema import CONFLUENT_MAGIC, SINGLE_OBJECT_MAGIC
 from tootlake.kafka.settings import (
+    DEFAULT_TOPIC,
     KEY_ID_HEADER,
     LIBRDKAFKA_LOG,
     ConnectWatch,
@@ -103,6 +104,7 @@ COMMIT_ORDER = ("delete", "sighting", "reject", "post")
 # Attempts of one table's commit when a race makes delta-rs give up (see _commit_table).
 _COMMIT_ATTEMPTS = 8
 _CONSUME_TIMEOUT = 0.2  # seconds a poll of the consumer waits for messages
+_TOPIC_WAIT = 3.0  # seconds for the topic to show in the cluster's metadata at start
 # At most this many messages a poll. The loop commits group offsets between polls, so a poll
 # is kept small: 20,000 at once with 64 KB flushes to a slow S3 kept a worker in one poll for
 # two minutes with no offset committed (the rows were in the lake; monitoring saw no progress).
@@ -388,6 +390,7 @@ class KafkaSinkWorker:
                 consumer, self.kafka, self.connect_timeout, watch, serve=lambda: consumer.poll(0)
             )
             connected = True
+            self._check_topic(consumer)
             self._read_lake_mode()
             self._decoder.warm_up()  # imports and parsed schemas now, not in the first flush
             consumer.subscribe(
@@ -411,6 +414,31 @@ class KafkaSinkWorker:
             self._flushers.shutdown()
         self.stats.elapsed = time.monotonic() - self.stats.started
         return self.stats
+
+    def _check_topic(self, consumer: Any) -> None:
+        """A topic the cluster does not have (a misspelt --topic): a worker that drains a
+        backlog (`until_idle`) stops with an error naming it, instead of finding nothing and
+        exiting as if done; a long-running one says so, and waits for producers to make it.
+        (All topics are listed: asking for this one would create it where the broker
+        auto-creates topics.)"""
+        ck = confluent_kafka()
+        deadline = time.monotonic() + _TOPIC_WAIT  # (a topic made a moment ago may lag)
+        while True:
+            try:
+                if self.topic in consumer.list_topics(timeout=_TOPIC_WAIT).topics:
+                    return
+            except ck.KafkaException:
+                return  # (the cluster answered a moment ago: the consumer reports the rest)
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.2)
+        missing = f"Kafka at {self.kafka} has no topic {self.topic!r}"
+        if self.until_idle is not None:
+            raise ConfigError(
+                f"{missing}: check --topic (producers write to {DEFAULT_TOPIC!r} unless given "
+                "another)"
+            )
+        log.warning("%s yet: waiting for producers to make it (check --topic)", missing)
 
     def _loop(self, consumer: Any) -> None:
         """`tootlake.transports.drain` over the consumer (`_Group`: messages in, group offsets
