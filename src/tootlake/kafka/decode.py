@@ -35,6 +35,7 @@ from tootlake.kafka.schema import (
     zigzag_varint,
 )
 from tootlake.record import FIRST_DATETIME_SECOND, LAST_DATETIME_SECOND, Sighting
+from tootlake.text import shorten
 
 __all__ = ["DecodedBatch", "EnvelopeDecoder", "dead_letter_line"]
 
@@ -42,7 +43,9 @@ log = logging.getLogger(__name__)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _OBJECT_REPR = re.compile(r" (from|of) <[^>]*>")
-_REASON_LIMIT = 500  # characters of a dead letter's reason
+# characters of a dead letter's reason: fastavro's resolution errors spell out both
+# schemas (40 KB for a 9-byte message), in every dead-letter line and in the log
+_REASON_LIMIT = 500
 
 
 @dataclass
@@ -128,7 +131,9 @@ class EnvelopeDecoder:
             current = canonical_form(schema) == self._canonical
             result = (current, self._fastavro.parse_schema(schema))
         except Exception as exc:
-            reason = _short(f"schema id {schema_id} in the schema registry is unusable: {exc}")
+            reason = shorten(
+                f"schema id {schema_id} in the schema registry is unusable: {exc}", _REASON_LIMIT
+            )
             self._unusable[schema_id] = reason
             raise ValueError(reason) from exc
         self._registry_schemas[schema_id] = result
@@ -307,7 +312,7 @@ class EnvelopeDecoder:
             except Exception as exc:  # fastavro raises many kinds on bad bytes
                 reason = _OBJECT_REPR.sub("", str(exc))
                 reason = f"invalid Avro body: {type(exc).__name__}: {reason}".rstrip(": ")
-                errors.append((i, _short(reason)))
+                errors.append((i, shorten(reason, _REASON_LIMIT)))
                 continue
             if buffer.tell() != len(data):
                 errors.append((i, f"{len(data) - buffer.tell()} bytes after the Avro record"))
@@ -326,12 +331,6 @@ class EnvelopeDecoder:
                 raise TransportError(f"Decoded records do not fit the lake schema: {exc}") from exc
             tables[kind] = (table, pa.array(index[kind], type=pa.int64()))
         return tables, errors
-
-
-def _short(reason: str) -> str:
-    """A reason cut to _REASON_LIMIT: fastavro's resolution errors spell out both schemas
-    (40 KB for a 9-byte message), in every dead-letter line and in the log."""
-    return reason if len(reason) <= _REASON_LIMIT else reason[: _REASON_LIMIT - 3] + "..."
 
 
 def _split_envelopes(
