@@ -2,7 +2,7 @@
 path (posts, deletes, sightings and rejects), exactly once through crashes (SIGKILL, a crash
 between a batch's Delta commits, a crash between the Delta commits and the group offsets),
 SIGTERM, a rebalance from one worker to two, four workers committing to one S3 lake at once,
-and dead letters."""
+a commit whose S3 reply is lost, and dead letters."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import base64
 import datetime as dt
 import itertools
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -23,6 +24,7 @@ import msgspec
 import pytest
 
 from tests.conftest import REAL
+from tests.lose_reply import LoseOneReply
 from tests.smalllake import write_inputs
 from tootlake.analysis import open_lake
 from tootlake.analysis.report import build_report, report_as_dict
@@ -229,6 +231,24 @@ def restart(kafka: str, topic: str, group: str, lake: str, member: str) -> dict[
     )  # fmt: skip
     assert restarted.returncode == 0, restarted.stderr
     return dict(json.loads(restarted.stdout))
+
+
+def test_a_commit_whose_s3_reply_is_lost_writes_each_post_once(
+    kafka, topic, group, s3_lake, monkeypatch
+):
+    """The S3 server did the PUT of a posts_all log entry; its reply never reached the sink.
+    delta-rs' retry finds the entry, which holds the sink's own marks: the commit is in."""
+    n = 600
+    produce_unique(kafka, topic, n)
+    host, port = os.environ["AWS_ENDPOINT_URL"].removeprefix("http://").split(":")
+    entry = r"PUT \S*/posts_all/_delta_log/0{19}1\.json HTTP/1\.1"
+    with LoseOneReply((host, int(port)), entry) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{proxy.port}")
+        stats = sink_once(kafka, topic, group, s3_lake, max_bytes=64 * 1024)
+        assert stats.commits >= 3
+        assert_each_post_once(s3_lake, n)
+        assert_lake_at_end(s3_lake, kafka, topic)
+    assert proxy.lost, "the proxy lost no reply: the test tested nothing"
 
 
 @pytest.mark.slow

@@ -14,6 +14,7 @@ the versions of the source tables it covers.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import time
@@ -46,6 +47,8 @@ __all__ = [
     "table_uri",
     "with_date",
 ]
+
+log = logging.getLogger(__name__)
 
 DATE_FIELD = pa.field("date", pa.date32(), nullable=False)
 # The schema of each table's records (without `date`), and the column `date` is the day of.
@@ -188,7 +191,15 @@ def append(
         except deltalake.exceptions.CommitFailedError as exc:
             # delta-rs retries appends that raced other appends itself; what reaches here is
             # a race it does not retry: two writers creating the table (or evolving its
-            # schema) at once. The other one won: append to the table it made.
+            # schema) at once, or one that carried our marks, which may be this very commit
+            # (an S3 reply lost on the way back: delta-rs' retried PUT finds its own entry).
+            if transactions and _landed(lake, table, transactions):
+                log.info(
+                    "The commit to %s is in its log already (its reply was lost): "
+                    "not written again",
+                    uri,
+                )
+                return
             if attempt == APPEND_ATTEMPTS - 1:
                 raise LakeError(
                     f"Cannot write to the Delta table {uri}: {_first_line(exc)}"
@@ -242,6 +253,22 @@ def error_text(exc: BaseException) -> str:
         text = text[match.end() :]
     text = _ERRNO.sub("", _PART_SUFFIX.sub("", text)).strip()
     return text or type(exc).__name__
+
+
+def _landed(lake: str, table: str, transactions: Sequence[tuple[str, int]]) -> bool:
+    """True when every (app id, version) mark is in `table`'s log at that version or later:
+    a commit carrying them is in, so the rows it carried are (Delta's idempotent writes)."""
+    try:
+        dt = load(lake, table)
+    except LakeError:
+        return False
+    if dt is None:
+        return False
+    for app_id, version in transactions:
+        done = dt.transaction_version(app_id)
+        if done is None or int(done) < version:
+            return False
+    return True
 
 
 def _first_line(exc: BaseException) -> str:

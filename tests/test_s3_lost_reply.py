@@ -1,0 +1,105 @@
+"""A Delta commit whose reply the S3 server sends but the writer never gets: the server did
+the PUT of the log entry, the connection broke before the answer came back. delta-rs retries
+the conditional PUT, which then fails because the entry exists: its own. Nothing may be
+written twice for that.
+
+The server is the real test S3 server (moto); between it and delta-rs sits a TCP proxy on
+127.0.0.1 that forwards every byte except the reply to one chosen request (tests/lose_reply.py)."""
+
+from __future__ import annotations
+
+import os
+
+import pyarrow as pa
+import pytest
+
+from tootlake.analysis import open_lake
+from tootlake.lake import tables
+from tootlake.lake.layout import POSTS, POSTS_ALL
+from tootlake.lake.maintenance import merge_posts
+from tootlake.lake.reader import read_files
+from tootlake.lake.writer import records_to_table
+from tootlake.record import from_status
+
+from . import lakes
+from .conftest import real_status
+from .lose_reply import LoseOneReply
+
+s3_lake = lakes.s3_lake  # the fixture, for this module
+
+
+@pytest.fixture
+def lose_reply(s3_lake, monkeypatch):
+    """Makes delta-rs reach the S3 server through a proxy losing one reply (see the module);
+    returns a function taking the pattern of that request's line."""
+    proxies: list[LoseOneReply] = []
+    host, port = os.environ["AWS_ENDPOINT_URL"].removeprefix("http://").split(":")
+
+    def make(pattern: str) -> LoseOneReply:
+        proxy = LoseOneReply((host, int(port)), pattern)
+        proxies.append(proxy)
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{proxy.port}")
+        return proxy
+
+    yield make
+    for proxy in proxies:
+        proxy.close()
+
+
+def _rows(n: int) -> pa.Table:
+    records = [
+        from_status(real_status("mastodonsocial.json", i), "mastodon.social")
+        for i in range(1, n + 1)
+    ]
+    data = records_to_table(records, tables.RECORD_SCHEMAS[POSTS_ALL]())
+    return tables.with_date(POSTS_ALL, data)
+
+
+LOG_ENTRY_1 = r"PUT \S*/posts_all/_delta_log/0{19}1\.json HTTP/1\.1"
+
+
+def test_a_marked_commit_whose_reply_is_lost_is_not_appended_again(s3_lake, lose_reply):
+    """The Kafka sink's commits carry marks (its offsets). delta-rs answers the retried PUT
+    with a conflict against the commit holding those marks, its own; the commit is in."""
+    proxy = lose_reply(LOG_ENTRY_1)
+    batch = _rows(3)
+    for version in range(3):
+        tables.append(s3_lake, POSTS_ALL, batch, transactions=[("sink-0", version)])
+    dt = tables.load(s3_lake, POSTS_ALL)
+    assert dt.to_pyarrow_table().num_rows == 9
+    assert dt.version() == 2 and dt.transaction_version("sink-0") == 2
+    assert open_lake(s3_lake).execute("SELECT count(*) FROM posts_all").fetchone() == (9,)
+    proxy.close()
+    assert proxy.lost, "the proxy lost no reply: the test tested nothing"
+
+
+def test_an_unmarked_commit_whose_reply_is_lost_adds_its_file_once(s3_lake, lose_reply):
+    """The collector's commits carry no marks: delta-rs commits the same file again as the
+    next version, and a Delta log that adds one file twice holds it once."""
+    proxy = lose_reply(LOG_ENTRY_1)
+    batch = _rows(3)
+    for _ in range(3):
+        tables.append(s3_lake, POSTS_ALL, batch)
+    dt = tables.load(s3_lake, POSTS_ALL)
+    assert dt.version() == 3  # the file of version 1 again as version 2
+    assert dt.to_pyarrow_table().num_rows == 9
+    assert open_lake(s3_lake).execute("SELECT count(*) FROM posts_all").fetchone() == (9,)
+    proxy.close()
+    assert proxy.lost
+
+
+def test_a_merge_whose_reply_is_lost_leaves_one_row_per_uri(s3_lake, lose_reply):
+    """A merge commit carries the versions of posts_all it covers and a merge mark of its own:
+    the merge that lost its reply is merged again over what it committed (an upsert by uri,
+    which may rewrite a file again), and `posts` still holds each uri once."""
+    tables.append(s3_lake, POSTS_ALL, _rows(3))
+    merge_posts(s3_lake)
+    tables.append(s3_lake, POSTS_ALL, _rows(6))  # the first 3 again, 3 new
+    proxy = lose_reply(r"PUT \S*/posts/_delta_log/0{19}1\.json HTTP/1\.1")
+    merge_posts(s3_lake)
+    posts = tables.load(s3_lake, POSTS)
+    uris = posts.to_pyarrow_table(columns=["uri"]).column("uri").to_pylist()
+    assert len(uris) == len(set(uris)) == 6
+    assert read_files(s3_lake).fresh.paths == []  # posts covers all of posts_all
+    proxy.close()
+    assert proxy.lost
