@@ -4,7 +4,7 @@ the conditional PUT, which then fails because the entry exists: its own. Nothing
 written twice for that.
 
 The server is the real test S3 server (moto); between it and delta-rs sits a TCP proxy on
-127.0.0.1 that forwards every byte except the reply to one chosen request (tests/lose_reply.py)."""
+127.0.0.1 that forwards every byte except the reply to one chosen request (tests/s3_faults.py)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from tootlake.record import from_status
 
 from . import lakes
 from .conftest import real_status
-from .lose_reply import LoseOneReply
+from .s3_faults import S3Faults
 
 s3_lake = lakes.s3_lake  # the fixture, for this module
 
@@ -32,11 +32,11 @@ s3_lake = lakes.s3_lake  # the fixture, for this module
 def lose_reply(s3_lake, monkeypatch):
     """Makes delta-rs reach the S3 server through a proxy losing one reply (see the module);
     returns a function taking the pattern of that request's line."""
-    proxies: list[LoseOneReply] = []
+    proxies: list[S3Faults] = []
     host, port = os.environ["AWS_ENDPOINT_URL"].removeprefix("http://").split(":")
 
-    def make(pattern: str) -> LoseOneReply:
-        proxy = LoseOneReply((host, int(port)), pattern)
+    def make(pattern: str) -> S3Faults:
+        proxy = S3Faults((host, int(port)), lose=pattern)
         proxies.append(proxy)
         monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{proxy.port}")
         return proxy

@@ -5,6 +5,7 @@ the in-process transport and the lake writer on a real Delta lake."""
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -13,7 +14,7 @@ from tootlake.lake import tables
 from tootlake.lake.layout import POSTS_ALL
 from tootlake.lake.writer import LakeWriter
 from tootlake.record import Post, from_status
-from tootlake.transports import Batch, drain
+from tootlake.transports import Batch, KeepWriting, drain
 from tootlake.transports.memory import MemoryTransport
 
 from .conftest import all_real_statuses
@@ -196,11 +197,125 @@ def test_posts_own_sightings_are_written_once_each_even_across_a_failed_flush(
         if p.observed_on
     ]
     expected.append(
-        {"uri": posts[0].uri, "observed_on": "elsewhere.example", "id": "77",
-         "seen_at": seen_elsewhere.seen_at}  # fmt: skip
+        {
+            "uri": posts[0].uri,
+            "observed_on": "elsewhere.example",
+            "id": "77",
+            "seen_at": seen_elsewhere.seen_at,
+        }  # fmt: skip
     )
     key = lambda row: (row["uri"], row["observed_on"])  # noqa: E731
     assert sorted(rows, key=key) == sorted(expected, key=key)
     assert writer.stats.sightings == len(expected) == 8 and writer.stats.posts == 9
     assert rows_in(lake) == 9
     assert made[:2] == [6, 3]  # (the flush converted the last three)
+
+
+def fail_appends(monkeypatch, failing: threading.Event, failed: list[str]) -> None:  # type: ignore[no-untyped-def]
+    """Every commit fails ("disk full", noted in `failed`) while `failing` is set."""
+    from tootlake.lake import writer as writer_module
+
+    real_append = writer_module.append
+
+    def append(lake: str, name: str, data, **kwargs):  # type: ignore[no-untyped-def]
+        if failing.is_set():
+            failed.append(name)
+            raise LakeError("disk full (injected)")
+        return real_append(lake, name, data, **kwargs)
+
+    monkeypatch.setattr(writer_module, "append", append)
+
+
+def _keep(writer: LakeWriter, hold: int, stop: threading.Event | None = None) -> KeepWriting:
+    return KeepWriting(
+        (LakeError,),
+        lambda: writer.held_bytes,
+        hold,
+        stopping=stop.is_set if stop else lambda: False,
+        first=0.01,
+        most=0.05,
+    )
+
+
+def test_with_keep_a_lake_that_fails_for_a_while_gets_every_batch_once(tmp_path, monkeypatch):
+    """The collector's loop: flushes fail, the batches wait unacknowledged, the source waits
+    once the writer holds `hold` bytes; when the lake works again, all of it is written once
+    and acknowledged after."""
+    lake = str(tmp_path / "lake")
+    posts = some_posts(60)
+    failing, failed = threading.Event(), []
+    failing.set()
+    fail_appends(monkeypatch, failing, failed)
+    writer = LakeWriter(lake, max_bytes=1)
+    transport = MemoryTransport(max_batches=1)
+    keep = _keep(writer, hold=1)
+    sent, acked, during = [], [], []
+
+    def send() -> None:
+        for i in range(0, 60, 10):
+            transport.send(Batch(posts[i : i + 10], [lambda i=i: acked.append((i, rows_in(lake)))]))
+            sent.append(i)
+        transport.close()
+
+    def heal() -> None:
+        while len(failed) < 4:
+            time.sleep(0.01)
+        during.extend([len(sent), len(acked)])
+        failing.clear()
+
+    threads = [threading.Thread(target=send), threading.Thread(target=heal)]
+    for thread in threads:
+        thread.start()
+    drain(transport, writer, finished=lambda r: r is None and transport.closed, keep=keep)
+    for thread in threads:
+        thread.join()
+    # during the outage: one batch in the writer, one in the queue, the next waiting in send
+    assert during == [1, 0] or during == [2, 0], during
+    assert rows_in(lake) == 60
+    assert [i for i, _ in acked] == [0, 10, 20, 30, 40, 50]
+    assert acked[0][1] >= 10  # acknowledged once written
+    assert keep.failures == len(failed) >= 4 and keep.since is None
+
+
+def test_with_keep_a_stop_during_an_outage_ends_with_the_error_and_acks_nothing(
+    tmp_path, monkeypatch
+):
+    lake = str(tmp_path / "lake")
+    posts = some_posts(30)
+    failing, failed = threading.Event(), []
+    failing.set()
+    fail_appends(monkeypatch, failing, failed)
+    writer = LakeWriter(lake, max_bytes=1)
+    transport = MemoryTransport(max_batches=1)
+    stop = threading.Event()
+    keep = _keep(writer, hold=1, stop=stop)
+    acked: list[int] = []
+
+    def send() -> None:
+        for i in range(0, 30, 10):
+            if i == 20:
+                stop.set()  # (the source is held back until the stop)
+            transport.send(Batch(posts[i : i + 10], [lambda i=i: acked.append(i)]))
+        transport.close()
+
+    source = threading.Thread(target=send)
+    source.start()
+    with pytest.raises(LakeError, match="disk full"):
+        drain(transport, writer, finished=lambda r: r is None and transport.closed, keep=keep)
+    source.join()
+    assert acked == [] and rows_in(lake) == 0 and keep.failures >= 1
+
+
+def test_with_keep_other_errors_still_end_the_loop(tmp_path, monkeypatch):
+    from tootlake.lake import writer as writer_module
+
+    def append(*_args, **_kwargs):  # type: ignore[no-untyped-def]
+        raise ValueError("a bug, not an outage")
+
+    monkeypatch.setattr(writer_module, "append", append)
+    writer = LakeWriter(str(tmp_path / "lake"), max_bytes=1)
+    transport = MemoryTransport()
+    transport.send(Batch(some_posts(5), []))
+    transport.close()
+    with pytest.raises(ValueError, match="a bug"):
+        drain(transport, writer, finished=lambda r: r is None, keep=_keep(writer, hold=1))

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from tootlake._arrow import skip_pandas_probe
 from tootlake._gc import fewer_collections
-from tootlake.errors import BadInput, TootlakeError
+from tootlake.errors import BadInput, LakeError, TootlakeError
 from tootlake.lake.layout import join
 from tootlake.lake.storage import storage_for
 from tootlake.lake.writer import LakeWriter
@@ -42,7 +42,7 @@ from tootlake.record import (
 from tootlake.record.consent import AUTHOR_GATES, NOINDEX
 from tootlake.redact import redact_json
 from tootlake.sources import DELETE, REJECT, Event, Source
-from tootlake.transports import Batch, Transport, drain
+from tootlake.transports import Batch, KeepWriting, Transport, drain
 from tootlake.transports.memory import MemoryTransport
 
 if TYPE_CHECKING:
@@ -101,6 +101,8 @@ class RunStats:
     rejected: int = 0
     coerced: Counter[str] = field(default_factory=Counter)
     commits: int = 0
+    # flushes that failed and were tried again (a collector rides out a lake it cannot write)
+    write_failures: int = 0
     transport: str = ""  # the transport's state for a progress line, e.g. "kafka: buffering ..."
     started: float = field(default_factory=time.monotonic)
     elapsed: float = 0.0
@@ -151,6 +153,7 @@ class RunStats:
             "rejected": self.rejected,
             "coerced": dict(self.coerced),
             "commits": self.commits,
+            "write_failures": self.write_failures,
             "seconds": round(self.elapsed, 3),
             "posts_per_second": round(self.posts_per_second, 1),
         }
@@ -577,12 +580,17 @@ def run(
     on_progress: Callable[[RunStats], None] | None = None,
     linger: float | None = None,
     on_commit: Callable[[], None] | None = None,
+    keep_writing: bool = False,
 ) -> RunStats:
     """Move events into the lake until the source ends (or `stop` is set); return the stats.
 
     A live source yields None when it has nothing for a moment; with `linger` a partial batch
     waits at most that many seconds before it goes to the sink. `on_commit` runs after each
-    commit (the collector saves its cursors there).
+    commit (the collector saves its cursors there). `keep_writing`: a lake that cannot be
+    written for a while (a full disk, S3 refusing) does not end the run: the batches wait,
+    uncommitted, the source waits once the sink holds `max_bytes`, and the flush is tried
+    again (`tootlake.transports.KeepWriting`; `write_failures` counts the failed tries). The
+    run's last flush is tried once.
     """
     stats = recorder.stats
     queue = transport or MemoryTransport()
@@ -602,6 +610,14 @@ def run(
 
     producer = threading.Thread(target=produce, name="tootlake-source", daemon=True)
     producer.start()
+    keep = None
+    if keep_writing:
+        keep = KeepWriting(
+            (LakeError, OSError),
+            lambda: sink.held_bytes,
+            sink.max_bytes,
+            stopping=(lambda: False) if stop is None else stop.is_set,
+        )
     last_progress = 0.0
 
     def progress() -> None:
@@ -609,16 +625,21 @@ def run(
         if on_progress is not None and time.monotonic() - last_progress > 0.5:
             stats.elapsed = time.monotonic() - stats.started
             stats.commits = sink.stats.commits
+            stats.write_failures = keep.failures if keep is not None else 0
             on_progress(stats)
             last_progress = time.monotonic()
 
-    drain(
-        queue,
-        sink,
-        finished=lambda records: records is None and not producer.is_alive(),
-        on_commit=on_commit,
-        on_tick=progress,
-    )
+    try:
+        drain(
+            queue,
+            sink,
+            finished=lambda records: records is None and not producer.is_alive(),
+            on_commit=on_commit,
+            on_tick=progress,
+            keep=keep,
+        )
+    finally:
+        stats.write_failures = keep.failures if keep is not None else 0
     producer.join()
     stats.commits = sink.stats.commits
     stats.elapsed = time.monotonic() - stats.started

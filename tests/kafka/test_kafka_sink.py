@@ -24,7 +24,7 @@ import msgspec
 import pytest
 
 from tests.conftest import REAL
-from tests.lose_reply import LoseOneReply
+from tests.s3_faults import S3Faults
 from tests.smalllake import write_inputs
 from tootlake.analysis import open_lake
 from tootlake.analysis.report import build_report, report_as_dict
@@ -242,7 +242,7 @@ def test_a_commit_whose_s3_reply_is_lost_writes_each_post_once(
     produce_unique(kafka, topic, n)
     host, port = os.environ["AWS_ENDPOINT_URL"].removeprefix("http://").split(":")
     entry = r"PUT \S*/posts_all/_delta_log/0{19}1\.json HTTP/1\.1"
-    with LoseOneReply((host, int(port)), entry) as proxy:
+    with S3Faults((host, int(port)), lose=entry) as proxy:
         monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{proxy.port}")
         stats = sink_once(kafka, topic, group, s3_lake, max_bytes=64 * 1024)
         assert stats.commits >= 3

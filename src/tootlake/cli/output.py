@@ -119,6 +119,8 @@ def status_line(quiet: bool) -> Iterator[Callable[[Any], None] | None]:
         if counts.get("starting"):
             text.append(f" · {counts['starting']} starting", style="dim")
         text.append(f" · {stats.deletes:,} deletes · {stats.commits} commits", style="dim")
+        if stats.write_failures:
+            text.append(f" · {stats.write_failures} failed writes", style="red")
         if stats.rejected:
             text.append(f" · {stats.rejected:,} rejected", style="yellow")
         return text
@@ -159,7 +161,13 @@ def print_collect_summary(result: Any, lake: str) -> None:
         f"{counted(stats.duplicates, 'duplicate')} dropped; skipped {skipped}{withdrawn}; "
         f"{stats.rejected:,} rejected (in the rejects table); "
         f"{sum(stats.coerced.values()):,} odd fields stored as null or default; "
-        f"{counted(stats.commits, 'commit')}. Instances: {modes}. "
+        f"{counted(stats.commits, 'commit')}"
+        + (
+            f" ({counted(stats.write_failures, 'failed write')} tried again: see the log)"
+            if stats.write_failures
+            else ""
+        )
+        + f". Instances: {modes}. "
         f"State: {result.state_dir}"
     )
     if len(result.health) <= 30:

@@ -294,6 +294,12 @@ class LakeWriter:
         converted to Arrow: `CONVERT_ROWS` at a time, and at the flush)."""
         return sum(map(len, self._buffers.values()))
 
+    @property
+    def held_bytes(self) -> int:
+        """Bytes of the records added since the last flush that wrote everything (what a
+        failing flush keeps counts until one succeeds)."""
+        return self._bytes
+
     def _buffer(self, table: str) -> _Buffer:
         then = self._own_sightings if table == POSTS_ALL and self.sightings else None
         return _Buffer(RECORD_SCHEMAS[table](), then)

@@ -22,6 +22,8 @@ has its own form of the same order: a batch's acks fire once Kafka has every mes
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
@@ -30,6 +32,7 @@ from tootlake.record import Delete, Post, Reject, Sighting
 
 __all__ = [
     "Batch",
+    "KeepWriting",
     "Receiver",
     "Record",
     "Sender",
@@ -38,6 +41,8 @@ __all__ = [
     "drain",
     "flush_then_commit",
 ]
+
+log = logging.getLogger(__name__)
 
 Record = Post | Delete | Sighting | Reject
 
@@ -113,6 +118,62 @@ def flush_then_commit(
         then()
 
 
+@dataclass
+class KeepWriting:
+    """How `drain` rides out a sink that cannot write for a while (a full disk, an object store
+    refusing or out of reach): what failed stays in the sink, uncommitted, and the flush is
+    tried again after `first` seconds, then twice as long each time, up to `most`. Meanwhile
+    `drain` receives only while the sink holds less than `hold` bytes (`held()`), so the
+    source waits instead of memory growing; once `stopping()`, it receives again, so that the
+    source can end (what it still sends is bounded by its queue). An outage's first failure is
+    logged with its error, its end with how long it lasted; `failures` counts every failed
+    try. Other errors still raise."""
+
+    errors: tuple[type[BaseException], ...]
+    held: Callable[[], int]
+    hold: int
+    stopping: Callable[[], bool] = lambda: False
+    first: float = 1.0
+    most: float = 60.0
+    failures: int = 0
+    since: float | None = None  # when the outage began (monotonic); None: writing
+    _next: float = 0.0
+    _wait: float = 0.0
+
+    def ready(self) -> bool:
+        """True when a flush may be tried now."""
+        return self.since is None or time.monotonic() >= self._next
+
+    def paused(self) -> bool:
+        """True while receiving more would grow what the failing sink holds past `hold`."""
+        return self.since is not None and self.held() >= self.hold and not self.stopping()
+
+    def failed(self, exc: BaseException) -> None:
+        now = time.monotonic()
+        self.failures += 1
+        if self.since is None:
+            self.since, self._wait = now, self.first
+            log.error(
+                "Cannot write the batches held (%d bytes); keeping them and trying again, "
+                "every %d s at most: %s",
+                self.held(),
+                self.most,
+                exc,
+            )
+        else:
+            self._wait = min(self._wait * 2, self.most)
+        self._next = now + self._wait
+
+    def wrote(self) -> None:
+        if self.since is not None:
+            log.warning(
+                "Writing again after %.0f s and %d failed tries; nothing was lost",
+                time.monotonic() - self.since,
+                self.failures,
+            )
+            self.since = None
+
+
 def drain(
     receiver: Receiver[B],
     sink: Sink[B],
@@ -121,20 +182,37 @@ def drain(
     on_commit: Callable[[], None] | None = None,
     on_tick: Callable[[], None] | None = None,
     timeout: float = 0.5,
+    keep: KeepWriting | None = None,
 ) -> None:
     """The write path's loop, shared by the embedded pipeline and the Kafka sink worker: receive
     a batch (waiting up to `timeout`), add it to the sink, and whenever the sink is due, flush
     then commit (`flush_then_commit`, without waiting for writes still under way); `on_tick`
     after each round. When `finished(the batch received)` says so, everything left is flushed
-    and committed, waiting for it. An exception leaves what was not flushed uncommitted."""
+    and committed, waiting for it. An exception leaves what was not flushed uncommitted.
+    `keep`: ride out a sink that cannot write for a while (`KeepWriting`); the last flush is
+    tried once, and raises if it fails."""
     while True:
-        batch = receiver.receive(timeout)
+        if keep is not None and keep.paused():
+            batch = None
+            time.sleep(timeout)
+        else:
+            batch = receiver.receive(timeout)
         if batch is not None:
             sink.add(batch)
-        if sink.due():
-            flush_then_commit(sink, receiver, wait=False, then=on_commit)
+        if sink.due() and (keep is None or keep.ready()):
+            if keep is None:
+                flush_then_commit(sink, receiver, wait=False, then=on_commit)
+            else:
+                try:
+                    flush_then_commit(sink, receiver, wait=False, then=on_commit)
+                except keep.errors as exc:
+                    keep.failed(exc)
+                else:
+                    keep.wrote()
         if on_tick is not None:
             on_tick()
         if finished(batch):
             break
     flush_then_commit(sink, receiver, then=on_commit)
+    if keep is not None:
+        keep.wrote()

@@ -1,11 +1,15 @@
-"""A TCP proxy that loses one reply: it forwards connections to a server both ways, except
-that the first request whose request line matches a pattern reaches the server whole and its
-reply is swallowed, the connection then closed. The server did the request; the client never
-hears of it (a reply lost on the way back).
+"""A TCP proxy in front of the test S3 server that makes the faults a real store has. It
+forwards connections both ways, and:
 
-    with LoseOneReply(("127.0.0.1", 9000), r"PUT \\S*/_delta_log/0+1\\.json") as proxy:
+- `lose`: the first request whose request line matches this pattern reaches the server whole,
+  and its reply is swallowed, the connection then closed. The server did the request; the
+  client never hears of it (a reply lost on the way back);
+- `refuse()` until `forward()`: every request is answered 403 AccessDenied and its connection
+  closed, as a store answers keys that expired (a client error: no client retries it).
+
+    with S3Faults(("127.0.0.1", 9000), lose=r"PUT \\S*/_delta_log/0+1\\.json") as proxy:
         ...  # talk to 127.0.0.1:proxy.port
-    proxy.lost  # the request lines whose reply was lost
+    proxy.lost  # the request lines whose reply was lost (once closed)
 
 It runs in a process of its own: some delta-rs calls hold the GIL while they wait for the
 network, so a proxy on threads of the test's process would never answer them.
@@ -21,16 +25,17 @@ import sys
 import threading
 from typing import Any
 
-__all__ = ["LoseOneReply"]
+__all__ = ["S3Faults"]
 
 
-class LoseOneReply:
+class S3Faults:
     """The proxy's process (see the module); `port` is where it listens, on 127.0.0.1."""
 
-    def __init__(self, upstream: tuple[str, int], pattern: str) -> None:
+    def __init__(self, upstream: tuple[str, int], *, lose: str = "$^") -> None:
         self.lost: list[str] = []
         self._proc = subprocess.Popen(
-            [sys.executable, __file__, upstream[0], str(upstream[1]), pattern],
+            [sys.executable, __file__, upstream[0], str(upstream[1]), lose],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -41,6 +46,18 @@ class LoseOneReply:
             raise RuntimeError(f"the proxy did not start: {first!r}")
         self.port = int(first[1])
 
+    def refuse(self) -> None:
+        """From now on, answer every request 403 (until `forward`)."""
+        self._say("refuse")
+
+    def forward(self) -> None:
+        self._say("forward")
+
+    def _say(self, command: str) -> None:
+        assert self._proc.stdin is not None
+        self._proc.stdin.write(command + "\n")
+        self._proc.stdin.flush()
+
     def close(self) -> None:
         """Stops the proxy; `lost` then holds what it lost."""
         if self._proc.returncode is not None:
@@ -50,20 +67,46 @@ class LoseOneReply:
         out, _ = self._proc.communicate(timeout=30)
         self.lost = [line.removeprefix("lost ") for line in out.splitlines() if line]
 
-    def __enter__(self) -> LoseOneReply:
+    def __enter__(self) -> S3Faults:
         return self
 
     def __exit__(self, *_: Any) -> None:
         self.close()
 
 
+_DENIED_BODY = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n'
+    b"<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"
+)
+_DENIED = (
+    b"HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\nConnection: close\r\n"
+    b"Content-Length: %d\r\n\r\n%s" % (len(_DENIED_BODY), _DENIED_BODY)
+)
+
+
 def _serve(upstream: tuple[str, int], pattern: re.Pattern[bytes]) -> None:
     lock = threading.Lock()
     lost: list[bytes] = []
+    refusing = threading.Event()
     listener = socket.create_server(("127.0.0.1", 0))
     print("port", listener.getsockname()[1], flush=True)
 
+    def commands() -> None:
+        for line in sys.stdin:
+            if line.strip() == "refuse":
+                refusing.set()
+            elif line.strip() == "forward":
+                refusing.clear()
+
+    threading.Thread(target=commands, daemon=True).start()
+
     def forward(client: socket.socket) -> None:
+        if refusing.is_set():
+            with contextlib.suppress(OSError):
+                client.recv(65536)
+                client.sendall(_DENIED)
+            _shut(client)
+            return
         server = socket.create_connection(upstream)
         drop = threading.Event()
         threading.Thread(target=back, args=(server, client, drop), daemon=True).start()

@@ -1,0 +1,54 @@
+"""A lake that cannot be written for a while does not end a collection: the collector keeps
+the batches, uncommitted (the cursors wait), tries again, and the lake ends with what the
+simulator published. The lake is on the test S3 server (moto), behind a proxy that answers
+every request 403 for a few seconds, as S3 does to keys that expired (tests/s3_faults.py)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+from tests import lakes
+from tests.s3_faults import S3Faults
+from tootlake.simulate import InstanceSettings
+from tootlake.sources.fleet import InstanceSpec
+
+from .conftest import Running, all_connected, assert_lake_matches, wait_for
+
+TOKEN = "s3cr3t-TOKEN-value"
+s3_lake = lakes.s3_lake  # the fixture, for this module
+
+
+def test_a_lake_refusing_writes_for_a_while_loses_nothing(
+    fediverse, s3_lake, tmp_path, monkeypatch, caplog
+):
+    sim = fediverse(instances=2, seed=21, settings=InstanceSettings(token=TOKEN))
+    fed = sim.fed
+    endpoint = os.environ["AWS_ENDPOINT_URL"]
+    host, port = endpoint.removeprefix("http://").split(":")
+    with S3Faults((host, int(port))) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{proxy.port}")
+        caplog.set_level(logging.WARNING, logger="tootlake.transports")
+        collector = Running(
+            [InstanceSpec(url, TOKEN) for url in fed.urls], s3_lake, state_dir=str(tmp_path)
+        )
+        wait_for(all_connected(sim), what="two streams")
+        sim.call(fed.start_publishing, 100, edits=0.03, deletes=0.02)
+        time.sleep(2.5)  # (a commit a second: some land before the outage)
+        proxy.refuse()
+        time.sleep(5)
+        proxy.forward()
+        time.sleep(2.5)
+        sim.call(fed.stop_publishing)
+        collector.settle()
+        result = collector.stop()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)  # (the proxy is gone)
+    truth = sim.call(fed.truth, include_opted_out=True)
+    assert result.stats.write_failures >= 2
+    assert len(truth.uris) > 500 and truth.deleted
+    assert_lake_matches(s3_lake, truth)
+    said = [r.getMessage() for r in caplog.records if r.name == "tootlake.transports"]
+    assert len(said) == 2, said  # the outage's first failure, and its end
+    assert "AccessDenied" in said[0] or "403" in said[0], said[0]
+    assert said[1].startswith("Writing again after"), said[1]
