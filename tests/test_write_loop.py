@@ -237,17 +237,22 @@ def _keep(writer: LakeWriter, hold: int, stop: threading.Event | None = None) ->
     )
 
 
-def test_with_keep_a_lake_that_fails_for_a_while_gets_every_batch_once(tmp_path, monkeypatch):
-    """The collector's loop: flushes fail, the batches wait unacknowledged, the source waits
-    once the writer holds `hold` bytes; when the lake works again, all of it is written once
-    and acknowledged after."""
+def _outage(tmp_path, monkeypatch, n: int):  # type: ignore[no-untyped-def]
+    """A lake whose commits fail until `failing` is cleared, a writer that is due after every
+    batch, a transport holding one batch, and `n` posts to send."""
     lake = str(tmp_path / "lake")
-    posts = some_posts(60)
     failing, failed = threading.Event(), []
     failing.set()
     fail_appends(monkeypatch, failing, failed)
     writer = LakeWriter(lake, max_bytes=1)
-    transport = MemoryTransport(max_batches=1)
+    return lake, some_posts(n), failing, failed, writer, MemoryTransport(max_batches=1)
+
+
+def test_with_keep_a_lake_that_fails_for_a_while_gets_every_batch_once(tmp_path, monkeypatch):
+    """The collector's loop: flushes fail, the batches wait unacknowledged, the source waits
+    once the writer holds `hold` bytes; when the lake works again, all of it is written once
+    and acknowledged after."""
+    lake, posts, failing, failed, writer, transport = _outage(tmp_path, monkeypatch, 60)
     keep = _keep(writer, hold=1)
     sent, acked, during = [], [], []
 
@@ -280,13 +285,7 @@ def test_with_keep_a_lake_that_fails_for_a_while_gets_every_batch_once(tmp_path,
 def test_with_keep_a_stop_during_an_outage_ends_with_the_error_and_acks_nothing(
     tmp_path, monkeypatch
 ):
-    lake = str(tmp_path / "lake")
-    posts = some_posts(30)
-    failing, failed = threading.Event(), []
-    failing.set()
-    fail_appends(monkeypatch, failing, failed)
-    writer = LakeWriter(lake, max_bytes=1)
-    transport = MemoryTransport(max_batches=1)
+    lake, posts, _failing, _failed, writer, transport = _outage(tmp_path, monkeypatch, 30)
     stop = threading.Event()
     keep = _keep(writer, hold=1, stop=stop)
     acked: list[int] = []
