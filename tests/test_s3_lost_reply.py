@@ -103,3 +103,32 @@ def test_a_merge_whose_reply_is_lost_leaves_one_row_per_uri(s3_lake, lose_reply)
     assert read_files(s3_lake).fresh.paths == []  # posts covers all of posts_all
     proxy.close()
     assert proxy.lost
+
+
+def test_a_marked_commit_whose_marks_cannot_be_read_is_not_tried_again(
+    s3_lake, lose_reply, monkeypatch
+):
+    """Right after the lost reply, reading the log fails too: whether the commit is in is
+    unknown, so `append` says so and commits nothing more; the sink reads its marks again
+    before it retries (tests/kafka)."""
+    from deltalake.exceptions import CommitFailedError
+
+    from tootlake.errors import LakeError
+
+    proxy = lose_reply(LOG_ENTRY_1)
+    batch = _rows(3)
+    tables.append(s3_lake, POSTS_ALL, batch, transactions=[("sink-0", 0)])
+
+    def unreadable(*_args: object) -> bool:
+        raise LakeError("Cannot read the Delta table: connection reset (injected)")
+
+    landed = tables._landed
+    monkeypatch.setattr(tables, "_landed", unreadable)
+    with pytest.raises(LakeError, match="whether it is in is unknown") as raised:
+        tables.append(s3_lake, POSTS_ALL, batch, transactions=[("sink-0", 1)])
+    assert isinstance(raised.value.__cause__, CommitFailedError)  # (the sink's retry test)
+    monkeypatch.setattr(tables, "_landed", landed)
+    dt = tables.load(s3_lake, POSTS_ALL)
+    assert dt.to_pyarrow_table().num_rows == 6 and dt.transaction_version("sink-0") == 1
+    proxy.close()
+    assert proxy.lost

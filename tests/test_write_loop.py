@@ -318,3 +318,22 @@ def test_with_keep_other_errors_still_end_the_loop(tmp_path, monkeypatch):
     transport.close()
     with pytest.raises(ValueError, match="a bug"):
         drain(transport, writer, finished=lambda r: r is None, keep=_keep(writer, hold=1))
+
+
+def test_with_keep_an_error_after_the_commit_is_not_an_outage(tmp_path):
+    """`on_commit` (the collector saving its cursors) failing ends the loop as before: the
+    rows are in and acknowledged; it is not counted as a failed write."""
+    lake = str(tmp_path / "lake")
+    writer = LakeWriter(lake, max_bytes=1)
+    transport = MemoryTransport()
+    acked: list[int] = []
+    transport.send(Batch(some_posts(5), [lambda: acked.append(rows_in(lake))]))
+    transport.close()
+
+    def save() -> None:
+        raise OSError(28, "No space left on device (injected)")
+
+    keep = _keep(writer, hold=1)
+    with pytest.raises(OSError, match="No space"):
+        drain(transport, writer, finished=lambda r: r is None, on_commit=save, keep=keep)
+    assert acked == [5] and keep.failures == 0

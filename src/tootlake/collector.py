@@ -416,7 +416,7 @@ def collect(
                     linger=0.25,
                     on_commit=PeriodicMerge(lake, merge_every, then=state.save),
                     on_progress=tick,
-                    keep_writing=True,
+                    keep_writing=stop,
                 )
                 merge_lake(lake, isolated=True)
     finally:

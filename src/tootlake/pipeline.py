@@ -580,17 +580,18 @@ def run(
     on_progress: Callable[[RunStats], None] | None = None,
     linger: float | None = None,
     on_commit: Callable[[], None] | None = None,
-    keep_writing: bool = False,
+    keep_writing: threading.Event | None = None,
 ) -> RunStats:
     """Move events into the lake until the source ends (or `stop` is set); return the stats.
 
     A live source yields None when it has nothing for a moment; with `linger` a partial batch
     waits at most that many seconds before it goes to the sink. `on_commit` runs after each
-    commit (the collector saves its cursors there). `keep_writing`: a lake that cannot be
-    written for a while (a full disk, S3 refusing) does not end the run: the batches wait,
-    uncommitted, the source waits once the sink holds `max_bytes`, and the flush is tried
-    again (`tootlake.transports.KeepWriting`; `write_failures` counts the failed tries). The
-    run's last flush is tried once.
+    commit (the collector saves its cursors there). `keep_writing`: the event that ends the
+    source (the collector's stop); with it, a lake that cannot be written for a while (a full
+    disk, S3 refusing) does not end the run: the batches wait, uncommitted, the source waits
+    once the sink holds `max_bytes`, and the flush is tried again
+    (`tootlake.transports.KeepWriting`; `write_failures` counts the failed tries). Once the
+    event is set the source may end, and the run's last flush is tried once.
     """
     stats = recorder.stats
     queue = transport or MemoryTransport()
@@ -611,12 +612,9 @@ def run(
     producer = threading.Thread(target=produce, name="tootlake-source", daemon=True)
     producer.start()
     keep = None
-    if keep_writing:
+    if keep_writing is not None:
         keep = KeepWriting(
-            (LakeError, OSError),
-            lambda: sink.held_bytes,
-            sink.max_bytes,
-            stopping=(lambda: False) if stop is None else stop.is_set,
+            (LakeError, OSError), lambda: sink.held_bytes, sink.max_bytes, keep_writing.is_set
         )
     last_progress = 0.0
 

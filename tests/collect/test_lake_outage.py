@@ -9,8 +9,12 @@ import logging
 import os
 import time
 
+import pytest
+
 from tests import lakes
 from tests.s3_faults import S3Faults
+from tootlake.errors import LakeError
+from tootlake.lake.writer import LakeWriter
 from tootlake.simulate import InstanceSettings
 from tootlake.sources.fleet import InstanceSpec
 
@@ -52,3 +56,38 @@ def test_a_lake_refusing_writes_for_a_while_loses_nothing(
     assert len(said) == 2, said  # the outage's first failure, and its end
     assert "AccessDenied" in said[0] or "403" in said[0], said[0]
     assert said[1].startswith("Writing again after"), said[1]
+
+
+def test_a_stop_while_the_lake_refuses_ends_the_run_with_the_error(
+    fediverse, s3_lake, tmp_path, monkeypatch, caplog
+):
+    """The writer holds all it may (a small cap here) and the source waits; a stop still ends
+    the collection: the last commit is tried once, and its error ends the run (the cursors did
+    not move: the next run backfills)."""
+    sim = fediverse(instances=2, seed=22, settings=InstanceSettings(token=TOKEN))
+    fed = sim.fed
+    endpoint = os.environ["AWS_ENDPOINT_URL"]
+    host, port = endpoint.removeprefix("http://").split(":")
+    with S3Faults((host, int(port))) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{proxy.port}")
+        caplog.set_level(logging.WARNING, logger="tootlake.transports")
+        sink = LakeWriter(s3_lake, max_bytes=20_000, max_age=1.0, sightings=True)
+        collector = Running(
+            [InstanceSpec(url, TOKEN) for url in fed.urls],
+            s3_lake,
+            state_dir=str(tmp_path),
+            sink=sink,
+        )
+        wait_for(all_connected(sim), what="two streams")
+        proxy.refuse()
+        sim.call(fed.start_publishing, 100)
+        wait_for(lambda: sink.held_bytes >= 20_000, what="the writer's cap")
+        time.sleep(1.5)  # (the source now waits on the full queue)
+        started = time.monotonic()
+        with pytest.raises(LakeError, match="AccessDenied|403"):
+            collector.stop(timeout=30)
+        sim.call(fed.stop_publishing)
+    assert time.monotonic() - started < 30
+    assert sink.held_bytes < 2_000_000  # the cap held, give or take what was queued
+    said = [r.getMessage() for r in caplog.records if r.name == "tootlake.transports"]
+    assert len(said) == 1 and said[0].startswith("Cannot write the batches held"), said

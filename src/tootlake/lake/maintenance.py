@@ -993,13 +993,18 @@ def _advance_covers(lake: str, merged_at: dict[str, int], run: str) -> None:
     if advanced == merged_at:
         return
     marks = [(COVERS[table], version) for table, version in advanced.items()]
-    tables.append(
-        lake,
-        POSTS,
-        tables.table_schema(POSTS).empty_table(),
-        transactions=marks,
-        metadata=tables.commit_metadata(operation="compact covers", run=run),
-    )
+    try:
+        tables.append(
+            lake,
+            POSTS,
+            tables.table_schema(POSTS).empty_table(),
+            transactions=marks,
+            metadata=tables.commit_metadata(operation="compact covers", run=run),
+        )
+    except LakeError as exc:
+        if not _is_conflict(exc.__cause__ or exc):
+            raise
+        log.info("A merge committed during compaction; the next merge reads the tail")
 
 
 # ----------------------------------------------------------------------------------------

@@ -161,7 +161,9 @@ def append(
     table on first use. `transactions` are (app id, version) marks committed with the data.
     An empty `data` still commits when it carries transactions (a mark alone). Concurrent
     appends from other writers are retried by delta-rs; a failure is a LakeError naming the
-    table, and nothing of this commit is visible."""
+    table, and nothing of this commit is visible. A commit with `transactions` that conflicts
+    is not tried again here (the caller reads its marks and decides), unless the marks show it
+    is in: then it returns (an S3 reply lost after the server did the commit)."""
     deltalake = _deltalake()
     if not data.num_rows and not transactions:
         return
@@ -191,15 +193,28 @@ def append(
         except deltalake.exceptions.CommitFailedError as exc:
             # delta-rs retries appends that raced other appends itself; what reaches here is
             # a race it does not retry: two writers creating the table (or evolving its
-            # schema) at once, or one that carried our marks, which may be this very commit
-            # (an S3 reply lost on the way back: delta-rs' retried PUT finds its own entry).
-            if transactions and _landed(lake, table, transactions):
-                log.info(
-                    "The commit to %s is in its log already (its reply was lost): "
-                    "not written again",
-                    uri,
-                )
-                return
+            # schema) at once, or a commit carrying the app ids of our marks, which may be
+            # this very commit (an S3 reply lost on the way back: delta-rs' retried PUT finds
+            # its own entry). A marked commit is never tried again here: its caller knows
+            # which rows lie past the marks now (the Kafka sink re-reads them and retries).
+            if transactions:
+                try:
+                    landed = _landed(lake, table, transactions)
+                except (LakeError, OSError, deltalake.exceptions.DeltaError) as check:
+                    raise LakeError(
+                        f"Cannot write to the Delta table {uri}: {_first_line(exc)}; whether "
+                        f"it is in is unknown (its marks cannot be read: {_first_line(check)})"
+                    ) from exc
+                if landed:
+                    log.info(
+                        "The commit to %s is in its log already (its reply was lost): "
+                        "not written again",
+                        uri,
+                    )
+                    return
+                raise LakeError(
+                    f"Cannot write to the Delta table {uri}: {_first_line(exc)}"
+                ) from exc
             if attempt == APPEND_ATTEMPTS - 1:
                 raise LakeError(
                     f"Cannot write to the Delta table {uri}: {_first_line(exc)}"
@@ -257,11 +272,9 @@ def error_text(exc: BaseException) -> str:
 
 def _landed(lake: str, table: str, transactions: Sequence[tuple[str, int]]) -> bool:
     """True when every (app id, version) mark is in `table`'s log at that version or later:
-    a commit carrying them is in, so the rows it carried are (Delta's idempotent writes)."""
-    try:
-        dt = load(lake, table)
-    except LakeError:
-        return False
+    a commit carrying them is in, so the rows it carried are (Delta's idempotent writes).
+    Raises what reading the log raises."""
+    dt = load(lake, table)
     if dt is None:
         return False
     for app_id, version in transactions:

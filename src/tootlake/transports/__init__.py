@@ -109,10 +109,20 @@ def flush_then_commit(
     *,
     wait: bool = True,
     then: Callable[[], None] | None = None,
+    keep: KeepWriting | None = None,
 ) -> None:
     """The commit order: the sink makes its batches durable, then the receiver commits them
-    upstream, then `then` (e.g. the collector saving the cursors the acks advanced)."""
-    sink.flush(wait=wait)
+    upstream, then `then` (e.g. the collector saving the cursors the acks advanced). With
+    `keep`, a flush failing with one of its errors commits nothing and is noted there."""
+    if keep is None:
+        sink.flush(wait=wait)
+    else:
+        try:
+            sink.flush(wait=wait)
+        except keep.errors as exc:
+            keep.failed(exc)
+            return
+        keep.wrote()
     receiver.commit()
     if then is not None:
         then()
@@ -200,15 +210,7 @@ def drain(
         if batch is not None:
             sink.add(batch)
         if sink.due() and (keep is None or keep.ready()):
-            if keep is None:
-                flush_then_commit(sink, receiver, wait=False, then=on_commit)
-            else:
-                try:
-                    flush_then_commit(sink, receiver, wait=False, then=on_commit)
-                except keep.errors as exc:
-                    keep.failed(exc)
-                else:
-                    keep.wrote()
+            flush_then_commit(sink, receiver, wait=False, then=on_commit, keep=keep)
         if on_tick is not None:
             on_tick()
         if finished(batch):
