@@ -228,7 +228,7 @@ def fail_appends(monkeypatch, failing: threading.Event, failed: list[str]) -> No
 
 def _keep(writer: LakeWriter, hold: int, stop: threading.Event | None = None) -> KeepWriting:
     return KeepWriting(
-        (LakeError,),
+        (LakeError, OSError),  # (the collector's)
         lambda: writer.held_bytes,
         hold,
         stopping=stop.is_set if stop else lambda: False,

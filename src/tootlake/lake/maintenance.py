@@ -1004,7 +1004,7 @@ def _advance_covers(lake: str, merged_at: dict[str, int], run: str) -> None:
     except LakeError as exc:
         if not _is_conflict(exc.__cause__ or exc):
             raise
-        log.info("A merge committed during compaction; the next merge reads the tail")
+        log.info("posts' covers not advanced (the next merge reads the tail): %s", exc)
 
 
 # ----------------------------------------------------------------------------------------
