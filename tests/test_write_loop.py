@@ -337,3 +337,17 @@ def test_with_keep_an_error_after_the_commit_is_not_an_outage(tmp_path):
     with pytest.raises(OSError, match="No space"):
         drain(transport, writer, finished=lambda r: r is None, on_commit=save, keep=keep)
     assert acked == [5] and keep.failures == 0
+
+
+def test_with_keep_each_outage_says_its_own_length_and_tries(caplog):
+    keep = KeepWriting((LakeError,), lambda: 0, 1, first=0.0, most=0.0)
+    with caplog.at_level("WARNING", logger="tootlake.transports"):
+        for tries in (3, 1):
+            for _ in range(tries):
+                keep.failed(LakeError("disk full (injected)"))
+            keep.wrote()
+        keep.wrote()  # writing all along: nothing said
+    said = [r.getMessage() for r in caplog.records]
+    assert said[0].startswith("Cannot write") and said[2].startswith("Cannot write")
+    assert "and 3 failed tries" in said[1] and "and 1 failed try;" in said[3]
+    assert len(said) == 4 and keep.failures == 4 and keep.since is None

@@ -149,6 +149,7 @@ class KeepWriting:
     since: float | None = None  # when the outage began (monotonic); None: writing
     _next: float = 0.0
     _wait: float = 0.0
+    _tries: int = 0  # failed tries of this outage
 
     def ready(self) -> bool:
         """True when a flush may be tried now."""
@@ -162,7 +163,7 @@ class KeepWriting:
         now = time.monotonic()
         self.failures += 1
         if self.since is None:
-            self.since, self._wait = now, self.first
+            self.since, self._wait, self._tries = now, self.first, 0
             log.error(
                 "Cannot write the batches held (%d bytes); keeping them and trying again, "
                 "every %d s at most: %s",
@@ -172,14 +173,16 @@ class KeepWriting:
             )
         else:
             self._wait = min(self._wait * 2, self.most)
+        self._tries += 1
         self._next = now + self._wait
 
     def wrote(self) -> None:
         if self.since is not None:
             log.warning(
-                "Writing again after %.0f s and %d failed tries; nothing was lost",
+                "Writing again after %.0f s and %d failed %s; nothing was lost",
                 time.monotonic() - self.since,
-                self.failures,
+                self._tries,
+                "try" if self._tries == 1 else "tries",
             )
             self.since = None
 
