@@ -18,14 +18,16 @@ network, so a proxy on threads of the test's process would never answer them.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["S3Faults"]
+__all__ = ["S3Faults", "faulty_s3"]
 
 
 class S3Faults:
@@ -72,6 +74,21 @@ class S3Faults:
 
     def __exit__(self, *_: Any) -> None:
         self.close()
+
+
+@contextlib.contextmanager
+def faulty_s3(monkeypatch: Any, *, lose: str = "$^") -> Iterator[S3Faults]:
+    """The test S3 server (`AWS_ENDPOINT_URL`, as the `s3_lake` fixture sets it) behind an
+    `S3Faults` proxy for the block: `AWS_ENDPOINT_URL` names the proxy meanwhile, and the
+    server again after it."""
+    endpoint = os.environ["AWS_ENDPOINT_URL"]
+    host, port = endpoint.removeprefix("http://").split(":")
+    with S3Faults((host, int(port)), lose=lose) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{proxy.port}")
+        try:
+            yield proxy
+        finally:
+            monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
 
 
 _DENIED_BODY = (

@@ -8,7 +8,7 @@ The server is the real test S3 server (moto); between it and delta-rs sits a TCP
 
 from __future__ import annotations
 
-import os
+import contextlib
 
 import pyarrow as pa
 import pytest
@@ -23,7 +23,7 @@ from tootlake.record import from_status
 
 from . import lakes
 from .conftest import real_status
-from .s3_faults import S3Faults
+from .s3_faults import faulty_s3
 
 s3_lake = lakes.s3_lake  # the fixture, for this module
 
@@ -32,18 +32,8 @@ s3_lake = lakes.s3_lake  # the fixture, for this module
 def lose_reply(s3_lake, monkeypatch):
     """Makes delta-rs reach the S3 server through a proxy losing one reply (see the module);
     returns a function taking the pattern of that request's line."""
-    proxies: list[S3Faults] = []
-    host, port = os.environ["AWS_ENDPOINT_URL"].removeprefix("http://").split(":")
-
-    def make(pattern: str) -> S3Faults:
-        proxy = S3Faults((host, int(port)), lose=pattern)
-        proxies.append(proxy)
-        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{proxy.port}")
-        return proxy
-
-    yield make
-    for proxy in proxies:
-        proxy.close()
+    with contextlib.ExitStack() as stack:
+        yield lambda pattern: stack.enter_context(faulty_s3(monkeypatch, lose=pattern))
 
 
 def _rows(n: int) -> pa.Table:

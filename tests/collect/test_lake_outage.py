@@ -6,13 +6,12 @@ every request 403 for a few seconds, as S3 does to keys that expired (tests/s3_f
 from __future__ import annotations
 
 import logging
-import os
 import time
 
 import pytest
 
 from tests import lakes
-from tests.s3_faults import S3Faults
+from tests.s3_faults import faulty_s3
 from tootlake.errors import LakeError
 from tootlake.lake.writer import LakeWriter
 from tootlake.simulate import InstanceSettings
@@ -29,10 +28,7 @@ def test_a_lake_refusing_writes_for_a_while_loses_nothing(
 ):
     sim = fediverse(instances=2, seed=21, settings=InstanceSettings(token=TOKEN))
     fed = sim.fed
-    endpoint = os.environ["AWS_ENDPOINT_URL"]
-    host, port = endpoint.removeprefix("http://").split(":")
-    with S3Faults((host, int(port))) as proxy:
-        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{proxy.port}")
+    with faulty_s3(monkeypatch) as proxy:
         caplog.set_level(logging.WARNING, logger="tootlake.transports")
         collector = Running(
             [InstanceSpec(url, TOKEN) for url in fed.urls], s3_lake, state_dir=str(tmp_path)
@@ -47,7 +43,6 @@ def test_a_lake_refusing_writes_for_a_while_loses_nothing(
         sim.call(fed.stop_publishing)
         collector.settle()
         result = collector.stop()
-    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)  # (the proxy is gone)
     truth = sim.call(fed.truth, include_opted_out=True)
     assert result.stats.write_failures >= 2
     assert len(truth.uris) > 500 and truth.deleted
@@ -66,10 +61,7 @@ def test_a_stop_while_the_lake_refuses_ends_the_run_with_the_error(
     not move: the next run backfills)."""
     sim = fediverse(instances=2, seed=22, settings=InstanceSettings(token=TOKEN))
     fed = sim.fed
-    endpoint = os.environ["AWS_ENDPOINT_URL"]
-    host, port = endpoint.removeprefix("http://").split(":")
-    with S3Faults((host, int(port))) as proxy:
-        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{proxy.port}")
+    with faulty_s3(monkeypatch) as proxy:
         caplog.set_level(logging.WARNING, logger="tootlake.transports")
         sink = LakeWriter(s3_lake, max_bytes=20_000, max_age=1.0, sightings=True)
         collector = Running(

@@ -10,7 +10,6 @@ import base64
 import datetime as dt
 import itertools
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -24,7 +23,7 @@ import msgspec
 import pytest
 
 from tests.conftest import REAL
-from tests.s3_faults import S3Faults
+from tests.s3_faults import faulty_s3
 from tests.smalllake import write_inputs
 from tootlake.analysis import open_lake
 from tootlake.analysis.report import build_report, report_as_dict
@@ -240,10 +239,8 @@ def test_a_commit_whose_s3_reply_is_lost_writes_each_post_once(
     delta-rs' retry finds the entry, which holds the sink's own marks: the commit is in."""
     n = 600
     produce_unique(kafka, topic, n)
-    host, port = os.environ["AWS_ENDPOINT_URL"].removeprefix("http://").split(":")
     entry = r"PUT \S*/posts_all/_delta_log/0{19}1\.json HTTP/1\.1"
-    with S3Faults((host, int(port)), lose=entry) as proxy:
-        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{proxy.port}")
+    with faulty_s3(monkeypatch, lose=entry) as proxy:
         stats = sink_once(kafka, topic, group, s3_lake, max_bytes=64 * 1024)
         assert stats.commits >= 3
         assert_each_post_once(s3_lake, n)
