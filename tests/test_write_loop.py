@@ -351,3 +351,14 @@ def test_with_keep_each_outage_says_its_own_length_and_tries(caplog):
     assert said[0].startswith("Cannot write") and said[2].startswith("Cannot write")
     assert "and 3 failed tries" in said[1] and "and 1 failed try;" in said[3]
     assert len(said) == 4 and keep.failures == 4 and keep.since is None
+
+
+def test_with_keep_a_huge_error_is_cut_in_its_log_line(caplog):
+    """An S3 error quotes the server's body: a hostile or broken store's 5 MB body makes one
+    line of about a thousand characters, on one line."""
+    keep = KeepWriting((LakeError,), lambda: 0, 1)
+    with caplog.at_level("ERROR", logger="tootlake.transports"):
+        keep.failed(LakeError("Cannot write: <Error>" + "\n\x1b[31mA" * 2_500_000 + "</Error>"))
+    (said,) = [r.getMessage() for r in caplog.records]
+    assert said.startswith("Cannot write the batches held") and "Cannot write: <Error>" in said
+    assert len(said) < 1_200 and "\n" not in said

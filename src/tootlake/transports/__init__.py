@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 from tootlake.record import Delete, Post, Reject, Sighting
+from tootlake.text import shorten
 
 __all__ = [
     "Batch",
@@ -43,6 +44,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+_REASON_CHARS = 1_000  # of an outage's error, in its log line
 
 Record = Post | Delete | Sighting | Reject
 
@@ -169,7 +172,7 @@ class KeepWriting:
                 "every %d s at most: %s",
                 self.held(),
                 self.most,
-                exc,
+                shorten(str(exc), _REASON_CHARS),  # (a store's error may quote a whole body)
             )
         else:
             self._wait = min(self._wait * 2, self.most)
