@@ -122,6 +122,7 @@ def sink(
             worker.on_progress = lambda now: show(
                 f"{now.messages:,} messages, {now.posts:,} posts, {now.commits:,} Delta "
                 f"commits, {now.messages_per_second:,.0f} messages/s"
+                + (f", {now.write_failures:,} failed writes" if now.write_failures else "")
             )
         # Once everything is committed the worker leaves the group. Should librdkafka block
         # there (docs/kafka.md, "Leaving the group"), stacks on stderr and exit status 1.
@@ -138,4 +139,9 @@ def sink(
         f"{stats.deletes:,} deletes, {stats.rejects:,} rejects, {stats.dead:,} dead letters; "
         f"{stats.flushes} flushes, {stats.commits} Delta commits; "
         f"{stats.messages_per_second:,.0f} messages/s."
+        + (
+            f" {stats.write_failures:,} failed writes were tried again (see the log)."
+            if stats.write_failures
+            else ""
+        )
     )

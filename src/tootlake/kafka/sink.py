@@ -73,7 +73,7 @@ from tootlake.lake import tables
 from tootlake.lake.layout import DELETES, META, POSTS_ALL, REJECTS, SIGHTINGS, join
 from tootlake.lake.storage import Storage, storage_for
 from tootlake.text import shorten
-from tootlake.transports import drain
+from tootlake.transports import KeepWriting, drain
 
 __all__ = [
     "COMMIT_ORDER",
@@ -180,6 +180,7 @@ class SinkWorkerStats:
     started: float = field(default_factory=time.monotonic)
     first_message: float | None = None
     last_commit: float | None = None
+    write_failures: int = 0  # flushes that failed with the lake out of reach, tried again
     elapsed: float = 0.0
     dead_letter_files: list[str] = field(default_factory=list)
 
@@ -223,6 +224,7 @@ class SinkWorkerStats:
             "skipped_rows": self.skipped,
             "offset_commits": self.offset_commits,
             "failed_offset_commits": self.failed_offset_commits,
+            "write_failures": self.write_failures,
             "assigned": self.assigned,
             "revoked": self.revoked,
             "lost": self.lost,
@@ -265,9 +267,27 @@ class _Flushed:
 @dataclass
 class _InFlight:
     future: Future[_Flushed]
-    last: int
+    values: list[bytes | None]
+    offsets: list[int]
+    size: int  # bytes of the values
     reason: str
     cancel: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def last(self) -> int:
+        return self.offsets[-1]
+
+
+@dataclass
+class _Held:
+    """A partition's batch whose flush failed with the lake out of reach. It is flushed again
+    before anything buffered after it (a later batch's mark would cover it), when the worker's
+    `KeepWriting` says so."""
+
+    values: list[bytes | None]
+    offsets: list[int]
+    size: int
+    error: BaseException
 
 
 class _Cancelled(Exception):
@@ -352,6 +372,12 @@ class KafkaSinkWorker:
         self._buffers: dict[int, _PartitionBuffer] = {}
         self._consumer: Any = None
         self._inflight: dict[int, _InFlight] = {}
+        # A lake out of reach (S3 refusing, a full disk): the batches whose flush failed wait
+        # here, the consumer's partitions are paused (so memory does not grow: the topic
+        # keeps the rest), and the flushes are tried again at `_keep`'s pace.
+        self._held: dict[int, _Held] = {}
+        self._keep = KeepWriting((LakeError, OSError), self._held_bytes, 0, self.stop.is_set)
+        self._paused: set[int] = set()  # partitions this worker paused (`_pause_or_resume`)
         # group offsets to commit (monitoring only), when that was last tried, and why: set
         # by a finished flush (`_reap`), cleared by the attempt (`_commit_offsets`)
         self._pending_offsets: dict[int, int] = {}
@@ -407,6 +433,7 @@ class KafkaSinkWorker:
             # Leave uncommitted what was not committed: closing must not flush it (the revoke
             # callback would); the next owner reads it again from the marks.
             self._buffers.clear()
+            self._held.clear()
             self._abandon(list(self._inflight))
             raise
         finally:
@@ -455,6 +482,9 @@ class KafkaSinkWorker:
                 return True
             if self.until_idle is None:
                 return False
+            if self._held:  # the consumer is paused: not idle, waiting for the lake
+                self._last_activity = time.monotonic()
+                return False
             idle = time.monotonic() - self._last_activity
             if idle >= self.until_idle + (0 if self._ever_assigned else session):
                 log.info("no message for %.1f s: stopping", idle)
@@ -500,12 +530,16 @@ class KafkaSinkWorker:
     def _add_run(
         self, partition: int, buffer: _PartitionBuffer, run: list[Any], now: float
     ) -> list[Any]:
-        """Add a run of one partition's messages, up to max_bytes; the rest of the run."""
+        """Add a run of one partition's messages, up to max_bytes; the rest of the run. While
+        the partition's last batch is held (the lake out of reach), the whole run: nothing is
+        flushed until that batch is in, and the consumer is paused meanwhile, so the buffer
+        grows by what the poll that noticed brought, at most."""
         if not buffer.offsets:
             buffer.since = now
         size = sum(map(len, run))
         rest: list[Any] = []
-        if buffer.bytes + size >= self.max_bytes:
+        held = partition in self._held
+        if buffer.bytes + size >= self.max_bytes and not held:
             room = self.max_bytes - buffer.bytes
             cut = len(run)
             for k, message in enumerate(run):  # the message that fills the buffer
@@ -519,11 +553,15 @@ class KafkaSinkWorker:
         buffer.offsets.extend([m.offset() for m in run])
         buffer.bytes += size
         self.stats.messages += len(run)
+        if held:
+            return rest
         if buffer.bytes >= self.max_bytes:
             if partition in self._inflight:  # one flush per partition at a time
                 self._reap(wait=True, partitions=[partition])
                 if partition not in self._buffers:
                     return []  # revoked or lost meanwhile: its new owner reads the rest
+                if partition in self._held:
+                    return rest
             self._submit(partition, "size")
         return rest
 
@@ -570,15 +608,55 @@ class KafkaSinkWorker:
     # -- flushing and committing -----------------------------------------------------------
 
     def _submit(self, partition: int, reason: str) -> None:
-        """Hand the partition's buffered messages to a flush on the pool (none in flight)."""
+        """Hand the partition's held batch, else its buffered messages, to a flush on the pool
+        (none in flight)."""
         buffer = self._buffers[partition]
-        values, offsets = buffer.values, buffer.offsets
-        buffer.clear()
+        held = self._held.pop(partition, None)
+        if held is not None:
+            values, offsets, size = held.values, held.offsets, held.size
+        else:
+            values, offsets, size = buffer.values, buffer.offsets, buffer.bytes
+            buffer.clear()
         cancel = threading.Event()
         future = self._flushers.submit(
             self._flush_partition, partition, values, offsets, buffer.mark, cancel
         )
-        self._inflight[partition] = _InFlight(future, offsets[-1], reason, cancel)
+        self._inflight[partition] = _InFlight(future, values, offsets, size, reason, cancel)
+
+    def _held_bytes(self) -> int:
+        """What the worker holds that is not in the lake: held batches and buffers."""
+        return sum(h.size for h in self._held.values()) + sum(
+            b.bytes for b in self._buffers.values()
+        )
+
+    def _retry_held(self) -> None:
+        """Flush the held batches again, when `_keep` says it is time (none in flight)."""
+        if self._held and self._keep.ready():
+            for partition in list(self._held):
+                if partition not in self._inflight:
+                    self._submit(partition, "a failed flush")
+
+    def _pause_or_resume(self, partitions: list[Any] | None = None) -> None:
+        """Pause the assigned partitions (or `partitions`) while a batch is held: the consumer
+        is still polled, so the worker stays in the group, and memory does not grow (the topic
+        keeps the rest). Resume them once none is. librdkafka drops what it fetched of a paused
+        partition and fetches again from the next offset not yet delivered. A partition stays
+        paused through a rebalance: one revoked while paused is resumed when it comes back."""
+        consumer = self._consumer
+        if consumer is None or (partitions is None and not self._held and not self._paused):
+            return
+        if partitions is None:
+            partitions = consumer.assignment()
+        if self._held:
+            new = [tp for tp in partitions if tp.partition not in self._paused]
+            if new:
+                consumer.pause(new)
+                self._paused.update(tp.partition for tp in new)
+        else:
+            back = [tp for tp in partitions if tp.partition in self._paused]
+            if back:
+                consumer.resume(back)
+                self._paused.difference_update(tp.partition for tp in back)
 
     def _reap(self, *, wait: bool, partitions: list[int] | None = None) -> None:
         """Take the flushes that are done (with `wait`: wait for those of `partitions`, every
@@ -589,8 +667,18 @@ class KafkaSinkWorker:
             flight = self._inflight.get(partition)
             if flight is None or not (wait or flight.future.done()):
                 continue
-            flushed = flight.future.result()  # LakeError and friends propagate
+            try:
+                flushed = flight.future.result()  # other errors propagate
+            except self._keep.errors as exc:
+                del self._inflight[partition]
+                if partition in self._buffers:  # (else revoked or lost: its next owner has it)
+                    self._held[partition] = _Held(flight.values, flight.offsets, flight.size, exc)
+                self._keep.failed(exc)
+                self.stats.write_failures = self._keep.failures
+                continue
             del self._inflight[partition]
+            if not self._held:
+                self._keep.wrote()
             for kind, rows in flushed.rows.items():
                 self.stats.rows[kind] += rows
             self.stats.skipped += flushed.skipped
@@ -615,13 +703,19 @@ class KafkaSinkWorker:
             self._offsets_reason = flight.reason
 
     def _flush(self, partitions: list[int], reason: str) -> None:
-        """Commit everything buffered for `partitions`, waiting until it is done."""
+        """Commit everything held and buffered for `partitions`, waiting until it is done. A
+        flush that fails with the lake out of reach is tried this once more; then its batch
+        stays held (`_held`: the caller decides) and the rest of that partition's buffer
+        with it."""
         self._reap(wait=True, partitions=partitions)
-        for partition in partitions:
-            buffer = self._buffers.get(partition)
-            if buffer is not None and buffer.offsets:
-                self._submit(partition, reason)
-        self._reap(wait=True, partitions=partitions)
+        for _ in range(2):  # a held batch first, then what was buffered after it
+            for partition in partitions:
+                buffer = self._buffers.get(partition)
+                if partition in self._held or (buffer is not None and buffer.offsets):
+                    self._submit(partition, reason)
+            self._reap(wait=True, partitions=partitions)
+            if any(p in self._held for p in partitions):
+                return
 
     def _abandon(self, partitions: list[int]) -> None:
         """Stop the in-flight flushes of `partitions` before their next commit and wait for
@@ -830,6 +924,7 @@ class KafkaSinkWorker:
                 # committed): bring them up, for the lag the group shows
                 self._pending_offsets[tp.partition] = mark + 1
         self._take(consumer, partitions)
+        self._pause_or_resume(partitions)
         self.stats.assigned += len(partitions)
         self._ever_assigned = self._ever_assigned or bool(partitions)
         self._last_activity = time.monotonic()
@@ -859,11 +954,19 @@ class KafkaSinkWorker:
         mine = [tp.partition for tp in partitions if tp.partition in self._buffers]
         try:
             self._flush(mine, "revoke")
+            if unwritten := [p for p in mine if p in self._held]:
+                log.warning(
+                    "%s[%s] move to another worker with their last batches unwritten (the lake "
+                    "is out of reach: %s); their next owner reads them again from the lake's "
+                    "marks", self.topic, ",".join(map(str, unwritten)),
+                    shorten(str(self._held[unwritten[0]].error), 300),
+                )  # fmt: skip
             self._commit_offsets("revoke", mine)  # before they move
         finally:
             for partition in mine:
                 self._buffers.pop(partition, None)
                 self._pending_offsets.pop(partition, None)
+                self._held.pop(partition, None)
             self._unassign(consumer, partitions)
         self.stats.revoked += len(partitions)
         self._last_activity = time.monotonic()
@@ -875,6 +978,7 @@ class KafkaSinkWorker:
         for tp in partitions:
             self._buffers.pop(tp.partition, None)
             self._pending_offsets.pop(tp.partition, None)
+            self._held.pop(tp.partition, None)
         self._unassign(consumer, partitions)
         self.stats.lost += len(partitions)
         log.warning(
@@ -966,6 +1070,7 @@ class _Group:
         self.consumer = consumer
 
     def receive(self, timeout: float) -> list[Any] | None:
+        self.worker._pause_or_resume()
         messages = self.consumer.consume(num_messages=_CONSUME_MESSAGES, timeout=timeout)
         return messages or None
 
@@ -997,6 +1102,10 @@ class _Partitions:
         worker = self.worker
         if worker._offsets_reason or any(f.future.done() for f in worker._inflight.values()):
             return True
+        if worker._held and worker._keep.ready():
+            return True
+        if any(self._full()):
+            return True
         now = time.monotonic()
         if worker._pending_offsets and now - worker._offsets_tried >= _OFFSETS_RETRY:
             return True
@@ -1006,20 +1115,45 @@ class _Partitions:
         worker = self.worker
         if wait:
             worker._flush(list(worker._buffers), "shutdown")
+            if worker._held:  # the last try failed too: the worker ends with its error
+                held = next(iter(worker._held.values()))
+                raise LakeError(
+                    f"Cannot write the last batches of {worker.topic} to {worker.lake} "
+                    f"({worker._held_bytes():,} bytes, left in the topic: the next worker "
+                    f"reads them again from the lake's marks): {shorten(str(held.error), 1_000)}"
+                ) from held.error  # (cut: a store's error may quote a whole body)
             return
         worker._reap(wait=False)
-        for partition in list(self._old(time.monotonic())):
+        if worker._held:  # the lake is out of reach: only the held batches, at its pace
+            worker._retry_held()
+            return
+        now = time.monotonic()
+        for partition in list(self._old(now)):
             worker._submit(partition, "age")
+        for partition in list(self._full()):
+            worker._submit(partition, "size")
 
     def _old(self, now: float) -> Iterator[int]:
         """Partitions whose oldest buffered message is max_age old, with no flush in flight."""
         worker = self.worker
+        if worker._held:
+            return
         for partition, buffer in worker._buffers.items():
             if (
                 buffer.offsets
                 and now - buffer.since >= worker.max_age
                 and partition not in worker._inflight
             ):
+                yield partition
+
+    def _full(self) -> Iterator[int]:
+        """Partitions whose buffer reached max_bytes while the lake was out of reach (a full
+        buffer is flushed as it fills, otherwise), with no flush in flight."""
+        worker = self.worker
+        if worker._held:
+            return
+        for partition, buffer in worker._buffers.items():
+            if buffer.bytes >= worker.max_bytes and partition not in worker._inflight:
                 yield partition
 
 

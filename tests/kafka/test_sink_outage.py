@@ -1,0 +1,119 @@
+"""A sink worker and a lake that cannot be written for a while (S3 answering 403 to everything,
+through the proxy of tests/s3_faults.py), against the real broker and the test S3 server: the
+worker keeps the batch that failed, pauses its partitions (it takes nothing more meanwhile,
+and stays in the group), tries again at a growing interval, and once the lake answers writes
+everything once; a stop during the outage ends it with the error, and the next worker starts
+from the lake's marks."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.s3_faults import faulty_s3
+from tootlake.errors import LakeError
+from tootlake.kafka.sink import KafkaSinkWorker, SinkWorkerStats
+from tootlake.pipeline import Recorder, RunStats, produce
+
+from .conftest import assert_each_post_once, assert_lake_at_end, unique_events
+
+pytestmark = pytest.mark.kafka
+
+
+def produce_unique(kafka: str, topic: str, n: int, tag: str) -> None:
+    stats = produce(
+        unique_events(n, tag=tag), kafka=kafka, topic=topic, recorder=Recorder(RunStats())
+    )
+    assert stats.written == n
+
+
+def wait_for(check: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+class Worker:
+    """A sink worker running on a thread of the test."""
+
+    def __init__(self, lake: str, kafka: str, topic: str, group: str, **options: Any) -> None:
+        options.setdefault("config", {"session.timeout.ms": 6000})
+        self.worker = KafkaSinkWorker(lake, kafka=kafka, topic=topic, group=group, **options)
+        self.error: BaseException | None = None
+        self.stats: SinkWorkerStats | None = None
+        self.thread = threading.Thread(target=self._run, name="test-sink", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.stats = self.worker.run()
+        except BaseException as exc:
+            self.error = exc
+
+    def join(self, timeout: float) -> None:
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), f"the sink worker did not end within {timeout} s"
+
+
+def test_a_lake_refusing_writes_for_a_while_loses_nothing_and_doubles_nothing(
+    kafka, topic, group, s3_lake, monkeypatch, caplog
+):
+    with faulty_s3(monkeypatch) as proxy:
+        caplog.set_level(logging.WARNING, logger="tootlake.transports")
+        produce_unique(kafka, topic, 300, "a")
+        sink = Worker(s3_lake, kafka, topic, group, max_age=0.3, until_idle=3.0)
+        stats = sink.worker.stats
+        wait_for(lambda: stats.posts >= 300, "the first 300 posts in the lake")
+        proxy.refuse()
+        produce_unique(kafka, topic, 200, "b")
+        # (a failure, then the next try a second later: by then the partitions are paused)
+        wait_for(lambda: stats.write_failures >= 2, "two failed flushes")
+        received = stats.messages
+        produce_unique(kafka, topic, 500, "c")
+        time.sleep(2)  # (a consumer not paused takes them within a few ms)
+        assert stats.messages == received, "the worker took messages while it could not write"
+        wait_for(lambda: stats.write_failures >= 3, "a third failed flush")
+        assert sink.thread.is_alive() and sink.error is None
+        proxy.forward()
+        sink.join(120)
+        assert sink.error is None, repr(sink.error)
+        assert sink.stats is not None and sink.stats.write_failures >= 3
+        assert sink.stats.messages == 1000
+        assert_each_post_once(s3_lake, 1000)
+        assert_lake_at_end(s3_lake, kafka, topic)
+    said = [r.getMessage() for r in caplog.records if r.name == "tootlake.transports"]
+    assert len(said) == 2, said  # the outage's first failure, and its end
+    assert "AccessDenied" in said[0] or "403" in said[0], said[0]
+    assert said[1].startswith("Writing again after"), said[1]
+
+
+def test_a_stop_while_the_lake_refuses_ends_the_worker_and_the_next_one_writes_the_rest(
+    kafka, topic, group, s3_lake, monkeypatch
+):
+    with faulty_s3(monkeypatch) as proxy:
+        produce_unique(kafka, topic, 300, "a")
+        sink = Worker(s3_lake, kafka, topic, group, max_age=0.3)
+        stats = sink.worker.stats
+        wait_for(lambda: stats.posts >= 300, "the first 300 posts in the lake")
+        proxy.refuse()
+        produce_unique(kafka, topic, 200, "b")
+        wait_for(lambda: stats.write_failures >= 1, "a failed flush")
+        sink.worker.stop.set()
+        sink.join(60)
+        assert isinstance(sink.error, LakeError), repr(sink.error)
+        assert "Cannot write the last batches" in str(sink.error)
+        assert "AccessDenied" in str(sink.error) or "403" in str(sink.error)
+    # the lake answers again: a new worker of the group starts at the marks
+    again = Worker(s3_lake, kafka, topic, group, until_idle=1.5)
+    again.join(120)
+    assert again.error is None, repr(again.error)
+    assert again.stats is not None and again.stats.posts == 200
+    assert_each_post_once(s3_lake, 500)
+    assert_lake_at_end(s3_lake, kafka, topic)
