@@ -5,7 +5,9 @@ forwards connections both ways, and:
   and its reply is swallowed, the connection then closed. The server did the request; the
   client never hears of it (a reply lost on the way back);
 - `refuse()` until `forward()`: every request is answered 403 AccessDenied and its connection
-  closed, as a store answers keys that expired (a client error: no client retries it).
+  closed, as a store answers keys that expired (a client error: no client retries it);
+  `refuse(message=N)`: with a message of N characters (newlines and escapes among them), as a
+  store or a proxy in front of it may send.
 
     with S3Faults(("127.0.0.1", 9000), lose=r"PUT \\S*/_delta_log/0+1\\.json") as proxy:
         ...  # talk to 127.0.0.1:proxy.port
@@ -48,9 +50,10 @@ class S3Faults:
             raise RuntimeError(f"the proxy did not start: {first!r}")
         self.port = int(first[1])
 
-    def refuse(self) -> None:
-        """From now on, answer every request 403 (until `forward`)."""
-        self._say("refuse")
+    def refuse(self, *, message: int = 0) -> None:
+        """From now on, answer every request 403 (until `forward`); `message`: the length of
+        the error's message, when not the usual one."""
+        self._say(f"refuse {message}")
 
     def forward(self) -> None:
         self._say("forward")
@@ -91,26 +94,32 @@ def faulty_s3(monkeypatch: Any, *, lose: str = "$^") -> Iterator[S3Faults]:
             monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
 
 
-_DENIED_BODY = (
-    b'<?xml version="1.0" encoding="UTF-8"?>\n'
-    b"<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"
-)
-_DENIED = (
-    b"HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\nConnection: close\r\n"
-    b"Content-Length: %d\r\n\r\n%s" % (len(_DENIED_BODY), _DENIED_BODY)
-)
+def _denied(message: int) -> bytes:
+    text = b"Access Denied"
+    if message:
+        text = (b"Denied \x1b[31mred\x1b[0m\nline " * (message // 30 + 1))[:message]
+    body = (
+        b'<?xml version="1.0" encoding="UTF-8"?>\n'
+        b"<Error><Code>AccessDenied</Code><Message>%s</Message></Error>" % text
+    )
+    return (
+        b"HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\nConnection: close\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
 
 
 def _serve(upstream: tuple[str, int], pattern: re.Pattern[bytes]) -> None:
     lock = threading.Lock()
     lost: list[bytes] = []
     refusing = threading.Event()
+    denied = [_denied(0)]
     listener = socket.create_server(("127.0.0.1", 0))
     print("port", listener.getsockname()[1], flush=True)
 
     def commands() -> None:
         for line in sys.stdin:
-            if line.strip() == "refuse":
+            if line.startswith("refuse"):
+                denied[0] = _denied(int(line.split()[1]))
                 refusing.set()
             elif line.strip() == "forward":
                 refusing.clear()
@@ -121,7 +130,7 @@ def _serve(upstream: tuple[str, int], pattern: re.Pattern[bytes]) -> None:
         if refusing.is_set():
             with contextlib.suppress(OSError):
                 client.recv(65536)
-                client.sendall(_DENIED)
+                client.sendall(denied[0])
             _shut(client)
             return
         server = socket.create_connection(upstream)

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pytest
 
 from tootlake.analysis import open_lake
+from tootlake.errors import LakeError
 from tootlake.lake import tables
 from tootlake.lake.layout import POSTS, POSTS_ALL
 from tootlake.lake.maintenance import merge_posts
@@ -122,3 +123,18 @@ def test_a_marked_commit_whose_marks_cannot_be_read_is_not_tried_again(
     assert dt.to_pyarrow_table().num_rows == 6 and dt.transaction_version("sink-0") == 1
     proxy.close()
     assert proxy.lost
+
+
+def test_a_store_error_quoting_megabytes_is_one_line_of_at_most_2000_characters(
+    s3_lake, monkeypatch
+):
+    """An S3 error quotes the reply's body; a store (or a proxy in front of it) may send a
+    huge one. The error a commit raises, which logs and the command line print, stays short."""
+    with faulty_s3(monkeypatch) as proxy:
+        proxy.refuse(message=5_000_000)
+        with pytest.raises(LakeError) as raised:
+            tables.append(s3_lake, POSTS_ALL, _rows(1))
+    text = str(raised.value)
+    assert "Denied" in text  # the store's own words are kept...
+    assert len(text) <= 2_300, len(text)  # ...cut (with what tootlake says around them)
+    assert "\n" not in text and "\x1b" not in text

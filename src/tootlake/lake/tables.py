@@ -253,12 +253,14 @@ _WRAPPERS = re.compile(
 )
 _PART_SUFFIX = re.compile(r"(?<=\S)#\d+(?=:|\s|$)")
 _ERRNO = re.compile(r"\s*\(os error \d+\)")
+_ERROR_CHARS = 2_000  # of a store's error: it may quote a whole reply body (megabytes)
 
 
 def error_text(exc: BaseException) -> str:
     """A delta-rs (or object_store) error as one clear line: the cause and the path it names,
     without the kinds of error wrapped around it, colours, or delta-rs' "Help:" advice
-    (`Unable to open file /lake/posts_all/date=.../part-....parquet: Read-only file system`)."""
+    (`Unable to open file /lake/posts_all/date=.../part-....parquet: Read-only file system`),
+    cut to 2,000 characters."""
     text = _ANSI.sub("", str(exc))
     # a Rust backtrace after the message (delta-rs' kernel errors): frames, then "at file:line"
     text = _BACKTRACE.split(text, 1)[0]
@@ -267,6 +269,8 @@ def error_text(exc: BaseException) -> str:
     while match := _WRAPPERS.match(text):
         text = text[match.end() :]
     text = _ERRNO.sub("", _PART_SUFFIX.sub("", text)).strip()
+    if len(text) > _ERROR_CHARS:
+        text = text[: _ERROR_CHARS - 1].rstrip() + "…"
     return text or type(exc).__name__
 
 
