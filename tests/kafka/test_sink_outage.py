@@ -1,9 +1,10 @@
 """A sink worker and a lake that cannot be written for a while (S3 answering 403 to everything,
 through the proxy of tests/s3_faults.py), against the real broker and the test S3 server: the
 worker keeps the batch that failed, pauses its partitions (it takes nothing more meanwhile,
-and stays in the group), tries again at a growing interval, and once the lake answers writes
-everything once; a stop during the outage ends it with the error, and the next worker starts
-from the lake's marks."""
+also while it tries again, and stays in the group), tries again at a growing interval (once
+per try, however many partitions failed), takes partitions assigned meanwhile, and once the
+lake answers writes everything once; a stop or `until_idle` during the outage ends it with
+the error, and the next worker starts from the lake's marks."""
 
 from __future__ import annotations
 
@@ -68,7 +69,7 @@ def test_a_lake_refusing_writes_for_a_while_loses_nothing_and_doubles_nothing(
     with faulty_s3(monkeypatch) as proxy:
         caplog.set_level(logging.WARNING, logger="tootlake.transports")
         produce_unique(kafka, topic, 300, "a")
-        sink = Worker(s3_lake, kafka, topic, group, max_age=0.3, until_idle=3.0)
+        sink = Worker(s3_lake, kafka, topic, group, max_age=0.3)
         stats = sink.worker.stats
         wait_for(lambda: stats.posts >= 300, "the first 300 posts in the lake")
         proxy.refuse()
@@ -80,8 +81,14 @@ def test_a_lake_refusing_writes_for_a_while_loses_nothing_and_doubles_nothing(
         time.sleep(2)  # (a consumer not paused takes them within a few ms)
         assert stats.messages == received, "the worker took messages while it could not write"
         wait_for(lambda: stats.write_failures >= 3, "a third failed flush")
+        cpu, wall = time.process_time(), time.monotonic()
+        time.sleep(2)
+        waiting = (time.process_time() - cpu) / (time.monotonic() - wall)
+        assert waiting < 0.2, f"the worker used {waiting:.0%} of a core waiting for the lake"
         assert sink.thread.is_alive() and sink.error is None
         proxy.forward()
+        wait_for(lambda: stats.posts >= 1000, "all 1000 posts in the lake", 120)
+        sink.worker.stop.set()
         sink.join(120)
         assert sink.error is None, repr(sink.error)
         assert sink.stats is not None and sink.stats.write_failures >= 3
@@ -117,3 +124,110 @@ def test_a_stop_while_the_lake_refuses_ends_the_worker_and_the_next_one_writes_t
     assert again.stats is not None and again.stats.posts == 200
     assert_each_post_once(s3_lake, 500)
     assert_lake_at_end(s3_lake, kafka, topic)
+
+
+def test_the_partitions_stay_paused_while_a_held_batch_is_tried_again(
+    kafka, topic, group, s3_lake, monkeypatch
+):
+    """A held batch tried again is in flight; the partitions stay paused meanwhile (they were
+    resumed for each try, each letting in a poll's worth: 3,000 messages in 24 tries)."""
+    with faulty_s3(monkeypatch) as proxy:
+        produce_unique(kafka, topic, 100, "a")
+        sink = Worker(s3_lake, kafka, topic, group, max_age=0.3)
+        worker, stats = sink.worker, sink.worker.stats
+        wait_for(lambda: stats.posts >= 100, "the first 100 posts in the lake")
+        worker._keep.first = worker._keep.most = 0.3  # (many tries in a short test)
+        proxy.refuse()
+        produce_unique(kafka, topic, 50, "b")
+        wait_for(lambda: stats.write_failures >= 2, "two failed flushes")
+        received = stats.messages
+        produce_unique(kafka, topic, 3000, "c")
+        before = stats.write_failures
+        wait_for(lambda: stats.write_failures >= before + 20, "20 more failed tries")
+        taken = stats.messages - received
+        proxy.forward()
+        wait_for(lambda: stats.posts >= 3150, "all 3150 posts in the lake", 120)
+        worker.stop.set()
+        sink.join(60)
+        assert sink.error is None, repr(sink.error)
+        assert_each_post_once(s3_lake, 3150)
+    assert taken == 0, f"{taken} messages taken during the outage"
+
+
+def test_one_failed_try_of_several_partitions_counts_once_and_waits_1_s(
+    kafka, topic, group, s3_lake, monkeypatch
+):
+    with faulty_s3(monkeypatch) as proxy:
+        produce_unique(kafka, topic, 100, "a")
+        sink = Worker(s3_lake, kafka, topic, group, max_age=0.3)
+        worker, stats = sink.worker, sink.worker.stats
+        wait_for(lambda: stats.posts >= 100, "the first 100 posts in the lake")
+        proxy.refuse()
+        produce_unique(kafka, topic, 200, "b")  # (every partition)
+        wait_for(lambda: len(worker._held) == 4, "the 4 partitions held", 30)
+        wait, failures = worker._keep._wait, stats.write_failures
+        proxy.forward()
+        worker.stop.set()
+        sink.join(120)
+    assert (wait, failures) == (1.0, 1)
+
+
+def test_partitions_assigned_during_an_outage_are_taken_and_written_once_it_ends(
+    kafka, topic, group, s3_lake, monkeypatch
+):
+    """Partitions come back to a worker during an outage (here from a consumer that joins the
+    group, then leaves): the lake's marks cannot be read; the worker starts at the group's
+    offsets and carries on (it ended, reading the marks in the assignment callback)."""
+    from confluent_kafka import Consumer
+
+    with faulty_s3(monkeypatch) as proxy:
+        produce_unique(kafka, topic, 100, "a")
+        sink = Worker(s3_lake, kafka, topic, group, max_age=0.3)
+        stats = sink.worker.stats
+        wait_for(lambda: stats.posts >= 100, "the first 100 posts in the lake")
+        proxy.refuse()
+        produce_unique(kafka, topic, 50, "b")
+        wait_for(lambda: stats.write_failures >= 1, "a failed flush")
+        other = Consumer(
+            {
+                "bootstrap.servers": kafka,
+                "group.id": group,
+                "partition.assignment.strategy": "cooperative-sticky",
+                "session.timeout.ms": 6000,
+                "enable.auto.commit": False,  # (as a sink worker: it commits after the lake)
+            }
+        )
+        other.subscribe([topic])
+        deadline = time.monotonic() + 60
+        while not other.assignment() and time.monotonic() < deadline:
+            other.poll(0.2)
+        assert other.assignment(), "the other member got nothing"
+        wait_for(lambda: stats.revoked >= 1, "a revoke in the worker")
+        other.close()  # its partitions go back to the worker
+        wait_for(lambda: stats.assigned >= 6, "the partitions back in the worker")
+        produce_unique(kafka, topic, 50, "c")
+        time.sleep(2)
+        assert sink.thread.is_alive() and sink.error is None, repr(sink.error)
+        proxy.forward()
+        wait_for(lambda: stats.posts >= 200, "all 200 posts in the lake", 120)
+        sink.worker.stop.set()
+        sink.join(120)
+        assert sink.error is None, repr(sink.error)
+        assert_each_post_once(s3_lake, 200)
+        assert_lake_at_end(s3_lake, kafka, topic)
+
+
+def test_until_idle_ends_a_worker_whose_lake_stays_out_of_reach(
+    kafka, topic, group, s3_lake, monkeypatch
+):
+    """A batch run (`until_idle`) counts an outage as idle: it ends with the error."""
+    with faulty_s3(monkeypatch) as proxy:
+        produce_unique(kafka, topic, 100, "a")
+        sink = Worker(s3_lake, kafka, topic, group, max_age=0.3, until_idle=3.0)
+        stats = sink.worker.stats
+        wait_for(lambda: stats.posts >= 100, "the first 100 posts in the lake")
+        proxy.refuse()
+        produce_unique(kafka, topic, 50, "b")
+        sink.join(60)
+        assert isinstance(sink.error, LakeError), repr(sink.error)
+        assert stats.write_failures >= 1

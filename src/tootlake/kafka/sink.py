@@ -36,6 +36,10 @@ partitions (the group evicted this worker) are dropped, and an in-flight flush o
 no further commit. On the way out a worker leaves the group (unsubscribe, then polls until its
 partitions are revoked) before it closes the consumer: a rebalance inside close() can block.
 
+A lake out of reach (a flush failing with LakeError or OSError): the batch is held, every
+partition paused (the worker still polls, so it stays in the group), and the flush tried again
+at `KeepWriting`'s pace; a held batch goes before anything buffered after it (docs/kafka.md).
+
 Pseudonymised topics: a producer that pseudonymises sets each message's `tootlake-key-id`
 header. Every message's header must match the lake (`tootlake.lake.pseudonyms`): the key id
 of a pseudonymised lake, none for a raw one; a new lake takes the first message's mode. A
@@ -272,6 +276,7 @@ class _InFlight:
     size: int  # bytes of the values
     reason: str
     cancel: threading.Event = field(default_factory=threading.Event)
+    retry: bool = False  # the partition's held batch, tried again
 
     @property
     def last(self) -> int:
@@ -282,12 +287,12 @@ class _InFlight:
 class _Held:
     """A partition's batch whose flush failed with the lake out of reach. It is flushed again
     before anything buffered after it (a later batch's mark would cover it), when the worker's
-    `KeepWriting` says so."""
+    `KeepWriting` says so, and stays here until that flush is in."""
 
     values: list[bytes | None]
     offsets: list[int]
     size: int
-    error: BaseException
+    error: str  # (the text: the exception's traceback would keep the decoded batch)
 
 
 class _Cancelled(Exception):
@@ -482,9 +487,6 @@ class KafkaSinkWorker:
                 return True
             if self.until_idle is None:
                 return False
-            if self._held:  # the consumer is paused: not idle, waiting for the lake
-                self._last_activity = time.monotonic()
-                return False
             idle = time.monotonic() - self._last_activity
             if idle >= self.until_idle + (0 if self._ever_assigned else session):
                 log.info("no message for %.1f s: stopping", idle)
@@ -611,7 +613,7 @@ class KafkaSinkWorker:
         """Hand the partition's held batch, else its buffered messages, to a flush on the pool
         (none in flight)."""
         buffer = self._buffers[partition]
-        held = self._held.pop(partition, None)
+        held = self._held.get(partition)
         if held is not None:
             values, offsets, size = held.values, held.offsets, held.size
         else:
@@ -621,7 +623,9 @@ class KafkaSinkWorker:
         future = self._flushers.submit(
             self._flush_partition, partition, values, offsets, buffer.mark, cancel
         )
-        self._inflight[partition] = _InFlight(future, values, offsets, size, reason, cancel)
+        self._inflight[partition] = _InFlight(
+            future, values, offsets, size, reason, cancel, retry=held is not None
+        )
 
     def _held_bytes(self) -> int:
         """What the worker holds that is not in the lake: held batches and buffers."""
@@ -671,12 +675,18 @@ class KafkaSinkWorker:
                 flushed = flight.future.result()  # other errors propagate
             except self._keep.errors as exc:
                 del self._inflight[partition]
-                if partition in self._buffers:  # (else revoked or lost: its next owner has it)
-                    self._held[partition] = _Held(flight.values, flight.offsets, flight.size, exc)
+                if partition in self._buffers:
+                    self._held[partition] = _Held(
+                        flight.values, flight.offsets, flight.size, str(exc)
+                    )
+                else:  # revoked or lost meanwhile: its next owner reads it from the marks
+                    self._held.pop(partition, None)
                 self._keep.failed(exc)
                 self.stats.write_failures = self._keep.failures
                 continue
             del self._inflight[partition]
+            if flight.retry:
+                self._held.pop(partition, None)
             if not self._held:
                 self._keep.wrote()
             for kind, rows in flushed.rows.items():
@@ -704,18 +714,25 @@ class KafkaSinkWorker:
 
     def _flush(self, partitions: list[int], reason: str) -> None:
         """Commit everything held and buffered for `partitions`, waiting until it is done. A
-        flush that fails with the lake out of reach is tried this once more; then its batch
-        stays held (`_held`: the caller decides) and the rest of that partition's buffer
-        with it."""
+        held batch is tried once more, then what was buffered after it; a partition whose
+        flush fails with the lake out of reach keeps its batch held and its buffer (the
+        caller decides: `_unwritten`)."""
         self._reap(wait=True, partitions=partitions)
-        for _ in range(2):  # a held batch first, then what was buffered after it
+        for second in (False, True):  # a held batch first, then what was buffered after it
             for partition in partitions:
                 buffer = self._buffers.get(partition)
+                if second and partition in self._held:
+                    continue  # (failed just now)
                 if partition in self._held or (buffer is not None and buffer.offsets):
                     self._submit(partition, reason)
             self._reap(wait=True, partitions=partitions)
-            if any(p in self._held for p in partitions):
-                return
+
+    def _unwritten(self, partitions: list[int]) -> list[int]:
+        """Those of `partitions` with messages received but not in the lake."""
+        return [
+            p for p in partitions
+            if p in self._held or (p in self._buffers and self._buffers[p].offsets)
+        ]  # fmt: skip
 
     def _abandon(self, partitions: list[int]) -> None:
         """Stop the in-flight flushes of `partitions` before their next commit and wait for
@@ -912,10 +929,20 @@ class KafkaSinkWorker:
             log.info("assigned %s[%s] while leaving", self.topic, _numbers(partitions))
             return
         apps = [app_id(self.topic, tp.partition) for tp in partitions]
-        marks = self._marks.read(POSTS_ALL, apps) if apps else {}
+        try:
+            marks = self._marks.read(POSTS_ALL, apps) if apps else {}
+        except self._keep.errors as exc:
+            # The lake is out of reach (raising here would end the worker): start at the
+            # group's offsets, which never pass the marks (they are committed after them); a
+            # flush reads the marks again before it commits, and skips the rows they cover.
+            log.warning(
+                "cannot read the lake's marks for %s[%s] (%s): starting at the group's "
+                "offsets", self.topic, _numbers(partitions), shorten(str(exc), 300),
+            )  # fmt: skip
+            marks = {}
         resumed = []
         for tp in partitions:
-            mark = marks[app_id(self.topic, tp.partition)]
+            mark = marks.get(app_id(self.topic, tp.partition))
             self._buffers[tp.partition] = _PartitionBuffer(mark=mark)
             if mark is not None:
                 tp.offset = mark + 1
@@ -954,12 +981,13 @@ class KafkaSinkWorker:
         mine = [tp.partition for tp in partitions if tp.partition in self._buffers]
         try:
             self._flush(mine, "revoke")
-            if unwritten := [p for p in mine if p in self._held]:
+            if unwritten := self._unwritten(mine):
+                error = next((h.error for p, h in self._held.items() if p in mine), "")
                 log.warning(
-                    "%s[%s] move to another worker with their last batches unwritten (the lake "
-                    "is out of reach: %s); their next owner reads them again from the lake's "
-                    "marks", self.topic, ",".join(map(str, unwritten)),
-                    shorten(str(self._held[unwritten[0]].error), 300),
+                    "%s[%s] move to another worker with their last messages unwritten (the "
+                    "lake is out of reach: %s); their next owner reads them again from the "
+                    "lake's marks", self.topic, ",".join(map(str, unwritten)),
+                    shorten(error, 300),
                 )  # fmt: skip
             self._commit_offsets("revoke", mine)  # before they move
         finally:
@@ -1120,8 +1148,8 @@ class _Partitions:
                 raise LakeError(
                     f"Cannot write the last batches of {worker.topic} to {worker.lake} "
                     f"({worker._held_bytes():,} bytes, left in the topic: the next worker "
-                    f"reads them again from the lake's marks): {shorten(str(held.error), 1_000)}"
-                ) from held.error  # (cut: a store's error may quote a whole body)
+                    f"reads them again from the lake's marks): {shorten(held.error, 1_000)}"
+                )  # (cut: a store's error may quote a whole body)
             return
         worker._reap(wait=False)
         if worker._held:  # the lake is out of reach: only the held batches, at its pace

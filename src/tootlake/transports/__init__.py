@@ -163,7 +163,11 @@ class KeepWriting:
         return self.since is not None and self.held() >= self.hold and not self.stopping()
 
     def failed(self, exc: BaseException) -> None:
+        """A try failed. Failures before the next try is due are of the same try (a Kafka
+        sink's partitions, flushed at once, fail together): counted once, waited for once."""
         now = time.monotonic()
+        if self.since is not None and now < self._next:
+            return
         self.failures += 1
         if self.since is None:
             self.since, self._wait, self._tries = now, self.first, 0
