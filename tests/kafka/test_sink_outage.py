@@ -231,3 +231,74 @@ def test_until_idle_ends_a_worker_whose_lake_stays_out_of_reach(
         sink.join(60)
         assert isinstance(sink.error, LakeError), repr(sink.error)
         assert stats.write_failures >= 1
+
+
+def _garbage(kafka: str, topic: str, partition: int, n: int, tag: str) -> None:
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": kafka})
+    for i in range(n):
+        producer.produce(topic, value=f"not avro {tag} {i}".encode(), partition=partition)
+    assert producer.flush(30) == 0
+
+
+def test_a_partition_revoked_while_held_and_assigned_back_takes_nothing_during_the_outage(
+    kafka, topic, group, s3_lake, monkeypatch
+):
+    from confluent_kafka import Consumer
+
+    with faulty_s3(monkeypatch) as proxy:
+        produce_unique(kafka, topic, 100, "a")
+        sink = Worker(s3_lake, kafka, topic, group, max_age=0.3)
+        worker, stats = sink.worker, sink.worker.stats
+        wait_for(lambda: stats.posts >= 100, "the first 100 posts in the lake")
+        proxy.refuse()
+        produce_unique(kafka, topic, 200, "b")
+        wait_for(lambda: len(worker._held) == 4, "the 4 partitions held", 30)
+        other = Consumer(
+            {
+                "bootstrap.servers": kafka,
+                "group.id": group,
+                "partition.assignment.strategy": "cooperative-sticky",
+                "session.timeout.ms": 6000,
+                "enable.auto.commit": False,
+            }
+        )
+        other.subscribe([topic])
+        deadline = time.monotonic() + 60
+        while not other.assignment() and time.monotonic() < deadline:
+            other.poll(0.2)
+        assert other.assignment(), "the other member got nothing"
+        wait_for(lambda: stats.revoked >= 1, "a revoke in the worker")
+        other.close()
+        wait_for(lambda: stats.assigned >= 4 + stats.revoked, "the partitions back")
+        time.sleep(1)
+        assert worker._held, "nothing held any more (the test needs an outage going on)"
+        received = stats.messages
+        produce_unique(kafka, topic, 500, "c")
+        time.sleep(3)
+        taken = stats.messages - received
+        paused = sorted(worker._paused)
+        proxy.forward()
+        worker.stop.set()
+        sink.join(120)
+        assert sink.error is None, repr(sink.error)
+    assert taken == 0, f"{taken} messages taken during the outage (_paused={paused})"
+
+
+def test_a_buffer_of_partition_0_alone_is_flushed_at_max_age(kafka, topic, group, tmp_path):
+    """`_Partitions.due` says `any(self._old(now))` (and `any(self._full())`): a generator of
+    partition numbers, and partition 0 is falsy. When partition 0 is the only one due (a
+    one-partition topic, or traffic on partition 0 alone), max_age never flushes it."""
+    sink = Worker(str(tmp_path / "lake"), kafka, topic, group, max_age=0.3)
+    try:
+        _garbage(kafka, topic, 0, 5, "zero")
+        wait_for(lambda: sink.worker.stats.messages >= 5, "the messages received", 60)
+        time.sleep(5)
+        flushed = sink.worker.stats.dead
+    finally:
+        sink.worker.stop.set()
+        sink.join(60)
+    assert sink.error is None, repr(sink.error)
+    assert sink.stats is not None and sink.stats.dead == 5  # (flushed at the stop)
+    assert flushed == 5, "partition 0's buffer was not flushed at max_age (5 s after 0.3 s)"

@@ -640,19 +640,21 @@ class KafkaSinkWorker:
                 if partition not in self._inflight:
                     self._submit(partition, "a failed flush")
 
-    def _pause_or_resume(self, partitions: list[Any] | None = None) -> None:
+    def _pause_or_resume(self, partitions: list[Any] | None = None, *, again: bool = False) -> None:
         """Pause the assigned partitions (or `partitions`) while a batch is held: the consumer
         is still polled, so the worker stays in the group, and memory does not grow (the topic
         keeps the rest). Resume them once none is. librdkafka drops what it fetched of a paused
         partition and fetches again from the next offset not yet delivered. A partition stays
-        paused through a rebalance: one revoked while paused is resumed when it comes back."""
+        paused through a rebalance: one revoked while paused is resumed when it comes back.
+        But it is not when it was unassigned before a poll served the pause: `again` pauses
+        `partitions` whatever `_paused` says (a new assignment, during an outage)."""
         consumer = self._consumer
         if consumer is None or (partitions is None and not self._held and not self._paused):
             return
         if partitions is None:
             partitions = consumer.assignment()
         if self._held:
-            new = [tp for tp in partitions if tp.partition not in self._paused]
+            new = [tp for tp in partitions if again or tp.partition not in self._paused]
             if new:
                 consumer.pause(new)
                 self._paused.update(tp.partition for tp in new)
@@ -951,7 +953,7 @@ class KafkaSinkWorker:
                 # committed): bring them up, for the lag the group shows
                 self._pending_offsets[tp.partition] = mark + 1
         self._take(consumer, partitions)
-        self._pause_or_resume(partitions)
+        self._pause_or_resume(partitions, again=True)
         self.stats.assigned += len(partitions)
         self._ever_assigned = self._ever_assigned or bool(partitions)
         self._last_activity = time.monotonic()
@@ -1132,12 +1134,12 @@ class _Partitions:
             return True
         if worker._held and worker._keep.ready():
             return True
-        if any(self._full()):
+        if next(self._full(), None) is not None:  # (partition 0 is falsy: not any())
             return True
         now = time.monotonic()
         if worker._pending_offsets and now - worker._offsets_tried >= _OFFSETS_RETRY:
             return True
-        return any(self._old(now))
+        return next(self._old(now), None) is not None
 
     def flush(self, *, wait: bool = True) -> None:
         worker = self.worker
