@@ -154,6 +154,18 @@ def test_the_partitions_stay_paused_while_a_held_batch_is_tried_again(
     assert taken == 0, f"{taken} messages taken during the outage"
 
 
+def hold_all_four(worker: KafkaSinkWorker, proxy: Any, kafka: str, topic: str) -> None:
+    """Make the lake refuse, and the 4 partitions' flushes fail together: they are submitted
+    at once only when all are due at once (a first failure pauses the rest unflushed)."""
+    proxy.refuse()
+    worker.max_age = 3600.0
+    received = worker.stats.messages
+    produce_unique(kafka, topic, 200, "b")  # (every partition)
+    wait_for(lambda: worker.stats.messages >= received + 200, "the 200 messages received")
+    worker.max_age = 0.3
+    wait_for(lambda: len(worker._held) == 4, "the 4 partitions held", 30)
+
+
 def test_one_failed_try_of_several_partitions_counts_once_and_waits_1_s(
     kafka, topic, group, s3_lake, monkeypatch
 ):
@@ -162,9 +174,7 @@ def test_one_failed_try_of_several_partitions_counts_once_and_waits_1_s(
         sink = Worker(s3_lake, kafka, topic, group, max_age=0.3)
         worker, stats = sink.worker, sink.worker.stats
         wait_for(lambda: stats.posts >= 100, "the first 100 posts in the lake")
-        proxy.refuse()
-        produce_unique(kafka, topic, 200, "b")  # (every partition)
-        wait_for(lambda: len(worker._held) == 4, "the 4 partitions held", 30)
+        hold_all_four(worker, proxy, kafka, topic)
         wait, failures = worker._keep._wait, stats.write_failures
         proxy.forward()
         worker.stop.set()
@@ -252,9 +262,7 @@ def test_a_partition_revoked_while_held_and_assigned_back_takes_nothing_during_t
         sink = Worker(s3_lake, kafka, topic, group, max_age=0.3)
         worker, stats = sink.worker, sink.worker.stats
         wait_for(lambda: stats.posts >= 100, "the first 100 posts in the lake")
-        proxy.refuse()
-        produce_unique(kafka, topic, 200, "b")
-        wait_for(lambda: len(worker._held) == 4, "the 4 partitions held", 30)
+        hold_all_four(worker, proxy, kafka, topic)
         other = Consumer(
             {
                 "bootstrap.servers": kafka,
@@ -280,6 +288,8 @@ def test_a_partition_revoked_while_held_and_assigned_back_takes_nothing_during_t
         taken = stats.messages - received
         paused = sorted(worker._paused)
         proxy.forward()
+        # (a stop now could make its last try before the proxy has read "forward")
+        wait_for(lambda: not worker._held, "the held batches in the lake", 120)
         worker.stop.set()
         sink.join(120)
         assert sink.error is None, repr(sink.error)
