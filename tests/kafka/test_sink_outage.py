@@ -154,16 +154,19 @@ def test_the_partitions_stay_paused_while_a_held_batch_is_tried_again(
     assert taken == 0, f"{taken} messages taken during the outage"
 
 
-def hold_all_four(worker: KafkaSinkWorker, proxy: Any, kafka: str, topic: str) -> None:
-    """Make the lake refuse, and the 4 partitions' flushes fail together: they are submitted
-    at once only when all are due at once (a first failure pauses the rest unflushed)."""
+def hold_all_busy(worker: KafkaSinkWorker, proxy: Any, kafka: str, topic: str) -> int:
+    """Make the lake refuse, and the flushes of every partition that received messages fail
+    together: they are submitted at once only when all are due at once (a first failure
+    pauses the rest unflushed). How many partitions that is (the producer decides)."""
     proxy.refuse()
     worker.max_age = 3600.0
     received = worker.stats.messages
-    produce_unique(kafka, topic, 200, "b")  # (every partition)
+    produce_unique(kafka, topic, 200, "b")
     wait_for(lambda: worker.stats.messages >= received + 200, "the 200 messages received")
+    busy = sum(1 for b in dict(worker._buffers).values() if b.offsets)
     worker.max_age = 0.3
-    wait_for(lambda: len(worker._held) == 4, "the 4 partitions held", 30)
+    wait_for(lambda: len(worker._held) == busy, f"the {busy} busy partitions held", 30)
+    return busy
 
 
 def test_one_failed_try_of_several_partitions_counts_once_and_waits_1_s(
@@ -174,12 +177,12 @@ def test_one_failed_try_of_several_partitions_counts_once_and_waits_1_s(
         sink = Worker(s3_lake, kafka, topic, group, max_age=0.3)
         worker, stats = sink.worker, sink.worker.stats
         wait_for(lambda: stats.posts >= 100, "the first 100 posts in the lake")
-        hold_all_four(worker, proxy, kafka, topic)
+        busy = hold_all_busy(worker, proxy, kafka, topic)
         wait, failures = worker._keep._wait, stats.write_failures
         proxy.forward()
         worker.stop.set()
         sink.join(120)
-    assert (wait, failures) == (1.0, 1)
+    assert (wait, failures) == (1.0, 1), f"{busy} partitions failed together"
 
 
 def test_partitions_assigned_during_an_outage_are_taken_and_written_once_it_ends(
@@ -250,50 +253,6 @@ def _garbage(kafka: str, topic: str, partition: int, n: int, tag: str) -> None:
     for i in range(n):
         producer.produce(topic, value=f"not avro {tag} {i}".encode(), partition=partition)
     assert producer.flush(30) == 0
-
-
-def test_a_partition_revoked_while_held_and_assigned_back_takes_nothing_during_the_outage(
-    kafka, topic, group, s3_lake, monkeypatch
-):
-    from confluent_kafka import Consumer
-
-    with faulty_s3(monkeypatch) as proxy:
-        produce_unique(kafka, topic, 100, "a")
-        sink = Worker(s3_lake, kafka, topic, group, max_age=0.3)
-        worker, stats = sink.worker, sink.worker.stats
-        wait_for(lambda: stats.posts >= 100, "the first 100 posts in the lake")
-        hold_all_four(worker, proxy, kafka, topic)
-        other = Consumer(
-            {
-                "bootstrap.servers": kafka,
-                "group.id": group,
-                "partition.assignment.strategy": "cooperative-sticky",
-                "session.timeout.ms": 6000,
-                "enable.auto.commit": False,
-            }
-        )
-        other.subscribe([topic])
-        deadline = time.monotonic() + 60
-        while not other.assignment() and time.monotonic() < deadline:
-            other.poll(0.2)
-        assert other.assignment(), "the other member got nothing"
-        wait_for(lambda: stats.revoked >= 1, "a revoke in the worker")
-        other.close()
-        wait_for(lambda: stats.assigned >= 4 + stats.revoked, "the partitions back")
-        time.sleep(1)
-        assert worker._held, "nothing held any more (the test needs an outage going on)"
-        received = stats.messages
-        produce_unique(kafka, topic, 500, "c")
-        time.sleep(3)
-        taken = stats.messages - received
-        paused = sorted(worker._paused)
-        proxy.forward()
-        # (a stop now could make its last try before the proxy has read "forward")
-        wait_for(lambda: not worker._held, "the held batches in the lake", 120)
-        worker.stop.set()
-        sink.join(120)
-        assert sink.error is None, repr(sink.error)
-    assert taken == 0, f"{taken} messages taken during the outage (_paused={paused})"
 
 
 def test_a_buffer_of_partition_0_alone_is_flushed_at_max_age(kafka, topic, group, tmp_path):
