@@ -164,6 +164,7 @@ def hold_all_busy(worker: KafkaSinkWorker, proxy: Any, kafka: str, topic: str) -
     produce_unique(kafka, topic, 200, "b")
     wait_for(lambda: worker.stats.messages >= received + 200, "the 200 messages received")
     busy = sum(1 for b in dict(worker._buffers).values() if b.offsets)
+    time.sleep(1)  # (every buffer older than the max_age set next: all due at the same check)
     worker.max_age = 0.3
     wait_for(lambda: len(worker._held) == busy, f"the {busy} busy partitions held", 30)
     return busy
