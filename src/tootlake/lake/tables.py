@@ -32,6 +32,7 @@ from tootlake.record import (
     reject_arrow_schema,
     sighting_arrow_schema,
 )
+from tootlake.text import shorten
 
 __all__ = [
     "DATE_FIELD",
@@ -269,9 +270,7 @@ def error_text(exc: BaseException) -> str:
     while match := _WRAPPERS.match(text):
         text = text[match.end() :]
     text = _ERRNO.sub("", _PART_SUFFIX.sub("", text)).strip()
-    if len(text) > _ERROR_CHARS:
-        text = text[: _ERROR_CHARS - 1].rstrip() + "…"
-    return text or type(exc).__name__
+    return shorten(text, _ERROR_CHARS) or type(exc).__name__
 
 
 def _landed(lake: str, table: str, transactions: Sequence[tuple[str, int]]) -> bool:
