@@ -184,7 +184,7 @@ class SinkWorkerStats:
     started: float = field(default_factory=time.monotonic)
     first_message: float | None = None
     last_commit: float | None = None
-    write_failures: int = 0  # flushes that failed with the lake out of reach, tried again
+    write_failures: int = 0  # failed tries while the lake was out of reach (`KeepWriting`)
     elapsed: float = 0.0
     dead_letter_files: list[str] = field(default_factory=list)
 
