@@ -362,3 +362,47 @@ def test_with_keep_a_huge_error_is_cut_in_its_log_line(caplog):
     (said,) = [r.getMessage() for r in caplog.records]
     assert said.startswith("Cannot write the batches held") and "Cannot write: <Error>" in said
     assert len(said) < 1_200 and "\n" not in said
+
+
+class _Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_with_keep_failures_of_one_try_count_once_and_the_wait_doubles_per_try(monkeypatch):
+    """The Kafka sink flushes its partitions together; their failures are one try. With 2
+    flush threads and 4 partitions, the last two start only when the first two failed, and
+    fail after the next try was due (a timeout rather than a 403): still the same try, so the
+    wait is 1 s, not 2 (it doubled per wave)."""
+    clock = _Clock()
+    monkeypatch.setattr("tootlake.transports.time.monotonic", clock)
+    keep = KeepWriting((LakeError,), lambda: 0, 1)
+    refused = LakeError("403 (injected)")
+    submitted = clock.now
+    clock.now += 5  # the first wave times out
+    keep.failed(refused, started=submitted)
+    keep.failed(refused, started=submitted)
+    assert (keep.failures, keep._wait) == (1, 1.0) and not keep.ready()
+    clock.now += 5  # the second wave (waiting for a thread since `submitted`) times out
+    keep.failed(refused, started=submitted)
+    keep.failed(refused, started=submitted)
+    assert (keep.failures, keep._wait) == (1, 1.0) and keep.ready()
+    retried = clock.now  # the next try: every partition again
+    clock.now += 0.5
+    keep.failed(refused, started=retried)
+    assert (keep.failures, keep._wait) == (2, 2.0)
+    clock.now += 0.1  # (another partition of that try, before the next is due)
+    keep.failed(refused, started=retried)
+    assert keep.failures == 2 and not keep.ready()
+    clock.now += 2
+    assert keep.ready()
+    keep.failed(refused)  # (no start given: counted once due, as the collector's flush)
+    assert (keep.failures, keep._wait) == (3, 4.0)
+    keep.wrote()
+    keep.failed(refused, started=submitted)  # a new outage: counted whatever it started
+    assert (keep.failures, keep._wait, keep.since) == (4, 1.0, clock.now)

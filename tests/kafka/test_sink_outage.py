@@ -8,6 +8,7 @@ the error, and the next worker starts from the lake's marks."""
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -18,7 +19,8 @@ import pytest
 
 from tests.s3_faults import faulty_s3
 from tootlake.errors import LakeError
-from tootlake.kafka.sink import KafkaSinkWorker, SinkWorkerStats
+from tootlake.kafka.sink import KafkaSinkWorker, SinkWorkerStats, dead_letter_dir
+from tootlake.lake.storage import storage_for
 from tootlake.pipeline import Recorder, RunStats, produce
 
 from .conftest import assert_each_post_once, assert_lake_at_end, unique_events
@@ -272,3 +274,63 @@ def test_a_buffer_of_partition_0_alone_is_flushed_at_max_age(kafka, topic, group
     assert sink.error is None, repr(sink.error)
     assert sink.stats is not None and sink.stats.dead == 5  # (flushed at the stop)
     assert flushed == 5, "partition 0's buffer was not flushed at max_age (5 s after 0.3 s)"
+
+
+def _dead_letter_offsets(lake: str) -> list[int]:
+    storage = storage_for(lake)
+    return [
+        json.loads(line)["offset"]
+        for path in storage.list(dead_letter_dir(lake), suffix=".jsonl")
+        for line in storage.read(path).decode().splitlines()
+    ]
+
+
+def test_dead_letters_read_again_from_the_groups_offsets_are_not_written_again(
+    kafka, topic, group, s3_lake, monkeypatch, caplog
+):
+    """A worker wrote its batches to the lake but not the group's offsets (killed between;
+    here it never commits them), then a worker is assigned the partitions during an outage: it
+    cannot read the marks, so it starts at the group's offsets (the topic's start) and reads
+    again what the lake holds, in other batches. The dead letters at or below posts_all's mark
+    are in files already: none is written or counted again (they were, under another file's
+    name: some in two files), and no "another writer" is reported (none was)."""
+    with faulty_s3(monkeypatch) as proxy:
+        with monkeypatch.context() as patched:
+            patched.setattr(KafkaSinkWorker, "_commit_offsets", lambda self, *a, **k: None)
+            first = Worker(s3_lake, kafka, topic, group, max_age=0.3)
+            for n, tag in enumerate("ab", 1):  # two flushes of partition 0, two files
+                produce_unique(kafka, topic, 50, tag)
+                _garbage(kafka, topic, 0, 3, tag)
+                wait_for(lambda n=n: first.worker.stats.dead >= 3 * n, f"{3 * n} dead letters")
+                wait_for(lambda n=n: first.worker.stats.posts >= 50 * n, f"{50 * n} posts")
+            first.worker.stop.set()
+            first.join(60)
+        assert first.error is None, repr(first.error)
+        assert sorted(_dead_letter_offsets(s3_lake)) == sorted(set(_dead_letter_offsets(s3_lake)))
+        assert len(_dead_letter_offsets(s3_lake)) == 6
+        read_lake_mode = KafkaSinkWorker._read_lake_mode
+
+        def then_refuse(worker: KafkaSinkWorker) -> None:
+            read_lake_mode(worker)  # (a worker starting during an outage stops here)
+            proxy.refuse()  # the outage begins before it joins the group
+
+        monkeypatch.setattr(KafkaSinkWorker, "_read_lake_mode", then_refuse)
+        caplog.set_level(logging.INFO, logger="tootlake.kafka.sink")
+        second = Worker(s3_lake, kafka, topic, group, max_age=3600.0)
+        stats = second.worker.stats
+        wait_for(lambda: stats.messages >= 106, "every message read again", 60)
+        second.worker.max_age = 0.3  # (one batch per partition: not cut as the first worker's)
+        wait_for(lambda: stats.write_failures >= 1, "a failed flush")
+        proxy.forward()
+        wait_for(lambda: not second.worker._held, "the held batches in the lake", 60)
+        second.worker.stop.set()
+        second.join(60)
+    assert second.error is None, repr(second.error)
+    again = second.stats
+    assert again is not None and (again.dead, again.commits, again.skipped) == (0, 0, 100)
+    offsets = _dead_letter_offsets(s3_lake)
+    assert len(offsets) == len(set(offsets)) == 6, offsets
+    said = [r.getMessage() for r in caplog.records if r.name == "tootlake.kafka.sink"]
+    assert any("cannot read the lake's marks" in line for line in said), said
+    assert not [line for line in said if "another writer" in line]
+    assert_each_post_once(s3_lake, 100)

@@ -247,6 +247,7 @@ class _PartitionBuffer:
     bytes: int = 0
     since: float = 0.0  # monotonic time the oldest buffered message arrived
     mark: int | None = None  # posts_all's mark as this worker last knew it
+    unread: bool = False  # assigned while the marks could not be read: `mark` is not known
 
     def clear(self) -> None:
         self.values = []
@@ -277,6 +278,7 @@ class _InFlight:
     reason: str
     cancel: threading.Event = field(default_factory=threading.Event)
     retry: bool = False  # the partition's held batch, tried again
+    submitted: float = field(default_factory=time.monotonic)
 
     @property
     def last(self) -> int:
@@ -683,7 +685,9 @@ class KafkaSinkWorker:
                     )
                 else:  # revoked or lost meanwhile: its next owner reads it from the marks
                     self._held.pop(partition, None)
-                self._keep.failed(exc)
+                # (flushes submitted together fail as one try, even those that waited
+                # for a flush thread and failed after the next try was due)
+                self._keep.failed(exc, started=flight.submitted)
                 self.stats.write_failures = self._keep.failures
                 continue
             del self._inflight[partition]
@@ -702,15 +706,21 @@ class KafkaSinkWorker:
                 if flushed.dead_path:
                     self.stats.dead_letter_files.append(flushed.dead_path)
                 log.warning("%s", flushed.dead_summary)
-            if flushed.foreign is not None:
+            buffer = self._buffers.get(partition)
+            if flushed.foreign is not None and buffer is not None and buffer.unread:
+                # started at the group's offsets, the lake out of reach: not another writer
+                log.info(
+                    "%s[%d]: the lake's mark, unread at assignment, was %s; the rows it "
+                    "covers were skipped", self.topic, partition, flushed.foreign,
+                )  # fmt: skip
+            elif flushed.foreign is not None:
                 log.warning(
                     "%s[%d]: another writer had committed offsets up to %s to the lake "
                     "(this worker knew %s); rows it already wrote were skipped",
                     self.topic, partition, flushed.foreign, _known(partition, self._buffers),
                 )  # fmt: skip
-            buffer = self._buffers.get(partition)
             if buffer is not None and flushed.mark is not None:
-                buffer.mark = flushed.mark
+                buffer.mark, buffer.unread = flushed.mark, False
             self._pending_offsets[partition] = flight.last + 1
             self._offsets_reason = flight.reason
 
@@ -768,10 +778,16 @@ class KafkaSinkWorker:
         split = dict(decoded.tables)
         if self.sightings:
             split["sighting"] = _with_own_sightings(split["post"], split["sighting"])
-        if decoded.errors:
-            self._write_dead_letters(out, partition, values, offset_list, decoded.errors)
         first, last = offset_list[0], offset_list[-1]
         app = app_id(self.topic, partition)
+        if decoded.errors:
+            # Those at or below posts_all's mark are in a dead-letter file already (a flush
+            # writes it before its commits), maybe under another name: a batch that starts
+            # before the mark (the group's offsets, or another writer) is cut differently.
+            mark = self._marks.read(POSTS_ALL, [app])[app]
+            dead = [(i, why) for i, why in decoded.errors if mark is None or offset_list[i] > mark]
+            if dead:
+                self._write_dead_letters(out, partition, values, offset_list, dead)
         metadata = tables.commit_metadata(
             writer="tootlake-sink", topic=self.topic, partition=partition,
             offsets=f"{first}-{last}",
@@ -932,7 +948,9 @@ class KafkaSinkWorker:
             return
         apps = [app_id(self.topic, tp.partition) for tp in partitions]
         try:
-            marks = self._marks.read(POSTS_ALL, apps) if apps else {}
+            marks: dict[str, int | None] | None = (
+                self._marks.read(POSTS_ALL, apps) if apps else {}
+            )
         except self._keep.errors as exc:
             # The lake is out of reach (raising here would end the worker): start at the
             # group's offsets, which never pass the marks (they are committed after them); a
@@ -941,11 +959,11 @@ class KafkaSinkWorker:
                 "cannot read the lake's marks for %s[%s] (%s): starting at the group's "
                 "offsets", self.topic, _numbers(partitions), shorten(str(exc), 300),
             )  # fmt: skip
-            marks = {}
+            marks = None
         resumed = []
         for tp in partitions:
-            mark = marks.get(app_id(self.topic, tp.partition))
-            self._buffers[tp.partition] = _PartitionBuffer(mark=mark)
+            mark = None if marks is None else marks.get(app_id(self.topic, tp.partition))
+            self._buffers[tp.partition] = _PartitionBuffer(mark=mark, unread=marks is None)
             if mark is not None:
                 tp.offset = mark + 1
                 resumed.append(f"{tp.partition}@{mark + 1}")

@@ -153,6 +153,7 @@ class KeepWriting:
     _next: float = 0.0
     _wait: float = 0.0
     _tries: int = 0  # failed tries of this outage
+    _counted: float = 0.0  # when the last failure counted as a try came
 
     def ready(self) -> bool:
         """True when a flush may be tried now."""
@@ -162,12 +163,17 @@ class KeepWriting:
         """True while receiving more would grow what the failing sink holds past `hold`."""
         return self.since is not None and self.held() >= self.hold and not self.stopping()
 
-    def failed(self, exc: BaseException) -> None:
+    def failed(self, exc: BaseException, started: float | None = None) -> None:
         """A try failed. Failures before the next try is due are of the same try (a Kafka
-        sink's partitions, flushed at once, fail together): counted once, waited for once."""
+        sink's partitions, flushed at once, fail together): counted once, waited for once.
+        So is one of a flush `started` (monotonic) before the last failure counted: flushes
+        handed to a pool together, some of which waited for a thread and failed late."""
         now = time.monotonic()
-        if self.since is not None and now < self._next:
+        if self.since is not None and (
+            now < self._next or (started is not None and started < self._counted)
+        ):
             return
+        self._counted = now
         self.failures += 1
         if self.since is None:
             self.since, self._wait, self._tries = now, self.first, 0
