@@ -8,7 +8,9 @@
     ├── LakeError                 the lake cannot be read or written
     ├── SourceError               a source cannot go on (an instance that is down, a missing file)
     └── TransportError            the transport cannot go on (Kafka refused a message, a schema
-                                  registry is unreachable)
+        │                         registry is unreachable)
+        └── RegistryUnavailable   a schema registry did not answer, or failed (not the
+                                  message's fault: a sink worker tries again)
 
 The CLI turns a TootlakeError into a one-line message; anything else is a bug and keeps its
 traceback.
@@ -56,3 +58,8 @@ class SourceError(TootlakeError):
 
 class TransportError(TootlakeError):
     """The transport cannot go on: Kafka refused a message, or a schema registry is unreachable."""
+
+
+class RegistryUnavailable(TransportError):
+    """A schema registry is out of reach, too slow, or answered with an error other than
+    "not found": the message is not at fault, so a sink worker holds it and tries again."""

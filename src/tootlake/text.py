@@ -268,6 +268,7 @@ def shorten(text: object, most: int) -> str:
     return value if len(value) <= most else value[: most - 1].rstrip() + "…"
 
 
-def counted(n: int, noun: str) -> str:
-    """`n` with its noun, in the singular for one: "1 instance", "1,204 instances"."""
-    return f"{n:,} {noun if n == 1 else noun + 's'}"
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """`n` with its noun, in the singular for one: "1 instance", "1,204 instances" (`plural`
+    when adding an s will not do: "2 tries")."""
+    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"

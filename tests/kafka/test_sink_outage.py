@@ -65,19 +65,38 @@ class Worker:
         assert not self.thread.is_alive(), f"the sink worker did not end within {timeout} s"
 
 
+def start_sink(
+    lake: str, kafka: str, topic: str, group: str, n: int, **options: Any
+) -> tuple[Worker, SinkWorkerStats]:
+    """`n` posts produced, a worker started on them (flushing at max_age 0.3 s) and the posts
+    in the lake: the worker, and its live stats."""
+    produce_unique(kafka, topic, n, "a")
+    sink = Worker(lake, kafka, topic, group, max_age=0.3, **options)
+    stats = sink.worker.stats
+    wait_for(lambda: stats.posts >= n, f"the first {n} posts in the lake")
+    return sink, stats
+
+
+def refuse_writes(
+    proxy: Any, kafka: str, topic: str, stats: SinkWorkerStats, n: int, failures: int
+) -> None:
+    """The lake refuses every write from now on; `n` more posts produced, and (when
+    `failures`) that many failed flushes waited for."""
+    proxy.refuse()
+    produce_unique(kafka, topic, n, "b")
+    if failures:
+        what = "a failed flush" if failures == 1 else f"{failures} failed flushes"
+        wait_for(lambda: stats.write_failures >= failures, what)
+
+
 def test_a_lake_refusing_writes_for_a_while_loses_nothing_and_doubles_nothing(
     kafka, topic, group, s3_lake, monkeypatch, caplog
 ):
     with faulty_s3(monkeypatch) as proxy:
         caplog.set_level(logging.WARNING, logger="tootlake.transports")
-        produce_unique(kafka, topic, 300, "a")
-        sink = Worker(s3_lake, kafka, topic, group, max_age=0.3)
-        stats = sink.worker.stats
-        wait_for(lambda: stats.posts >= 300, "the first 300 posts in the lake")
-        proxy.refuse()
-        produce_unique(kafka, topic, 200, "b")
+        sink, stats = start_sink(s3_lake, kafka, topic, group, 300)
         # (a failure, then the next try a second later: by then the partitions are paused)
-        wait_for(lambda: stats.write_failures >= 2, "two failed flushes")
+        refuse_writes(proxy, kafka, topic, stats, 200, failures=2)
         received = stats.messages
         produce_unique(kafka, topic, 500, "c")
         time.sleep(2)  # (a consumer not paused takes them within a few ms)
@@ -107,13 +126,8 @@ def test_a_stop_while_the_lake_refuses_ends_the_worker_and_the_next_one_writes_t
     kafka, topic, group, s3_lake, monkeypatch
 ):
     with faulty_s3(monkeypatch) as proxy:
-        produce_unique(kafka, topic, 300, "a")
-        sink = Worker(s3_lake, kafka, topic, group, max_age=0.3)
-        stats = sink.worker.stats
-        wait_for(lambda: stats.posts >= 300, "the first 300 posts in the lake")
-        proxy.refuse()
-        produce_unique(kafka, topic, 200, "b")
-        wait_for(lambda: stats.write_failures >= 1, "a failed flush")
+        sink, stats = start_sink(s3_lake, kafka, topic, group, 300)
+        refuse_writes(proxy, kafka, topic, stats, 200, failures=1)
         sink.worker.stop.set()
         sink.join(60)
         assert isinstance(sink.error, LakeError), repr(sink.error)
@@ -134,14 +148,10 @@ def test_the_partitions_stay_paused_while_a_held_batch_is_tried_again(
     """A held batch tried again is in flight; the partitions stay paused meanwhile (they were
     resumed for each try, each letting in a poll's worth: 3,000 messages in 24 tries)."""
     with faulty_s3(monkeypatch) as proxy:
-        produce_unique(kafka, topic, 100, "a")
-        sink = Worker(s3_lake, kafka, topic, group, max_age=0.3)
-        worker, stats = sink.worker, sink.worker.stats
-        wait_for(lambda: stats.posts >= 100, "the first 100 posts in the lake")
+        sink, stats = start_sink(s3_lake, kafka, topic, group, 100)
+        worker = sink.worker
         worker._keep.first = worker._keep.most = 0.3  # (many tries in a short test)
-        proxy.refuse()
-        produce_unique(kafka, topic, 50, "b")
-        wait_for(lambda: stats.write_failures >= 2, "two failed flushes")
+        refuse_writes(proxy, kafka, topic, stats, 50, failures=2)
         received = stats.messages
         produce_unique(kafka, topic, 3000, "c")
         before = stats.write_failures
@@ -176,10 +186,8 @@ def test_one_failed_try_of_several_partitions_counts_once_and_waits_1_s(
     kafka, topic, group, s3_lake, monkeypatch
 ):
     with faulty_s3(monkeypatch) as proxy:
-        produce_unique(kafka, topic, 100, "a")
-        sink = Worker(s3_lake, kafka, topic, group, max_age=0.3)
-        worker, stats = sink.worker, sink.worker.stats
-        wait_for(lambda: stats.posts >= 100, "the first 100 posts in the lake")
+        sink, stats = start_sink(s3_lake, kafka, topic, group, 100)
+        worker = sink.worker
         busy = hold_all_busy(worker, proxy, kafka, topic)
         wait, failures = worker._keep._wait, stats.write_failures
         proxy.forward()
@@ -197,13 +205,8 @@ def test_partitions_assigned_during_an_outage_are_taken_and_written_once_it_ends
     from confluent_kafka import Consumer
 
     with faulty_s3(monkeypatch) as proxy:
-        produce_unique(kafka, topic, 100, "a")
-        sink = Worker(s3_lake, kafka, topic, group, max_age=0.3)
-        stats = sink.worker.stats
-        wait_for(lambda: stats.posts >= 100, "the first 100 posts in the lake")
-        proxy.refuse()
-        produce_unique(kafka, topic, 50, "b")
-        wait_for(lambda: stats.write_failures >= 1, "a failed flush")
+        sink, stats = start_sink(s3_lake, kafka, topic, group, 100)
+        refuse_writes(proxy, kafka, topic, stats, 50, failures=1)
         other = Consumer(
             {
                 "bootstrap.servers": kafka,
@@ -238,12 +241,8 @@ def test_until_idle_ends_a_worker_whose_lake_stays_out_of_reach(
 ):
     """A batch run (`until_idle`) counts an outage as idle: it ends with the error."""
     with faulty_s3(monkeypatch) as proxy:
-        produce_unique(kafka, topic, 100, "a")
-        sink = Worker(s3_lake, kafka, topic, group, max_age=0.3, until_idle=3.0)
-        stats = sink.worker.stats
-        wait_for(lambda: stats.posts >= 100, "the first 100 posts in the lake")
-        proxy.refuse()
-        produce_unique(kafka, topic, 50, "b")
+        sink, stats = start_sink(s3_lake, kafka, topic, group, 100, until_idle=3.0)
+        refuse_writes(proxy, kafka, topic, stats, 50, failures=0)
         sink.join(60)
         assert isinstance(sink.error, LakeError), repr(sink.error)
         assert stats.write_failures >= 1

@@ -89,6 +89,8 @@ def status_line(quiet: bool) -> Iterator[Callable[[Any], None] | None]:
     from rich.live import Live
     from rich.text import Text
 
+    from tootlake.text import counted
+
     last: dict[str, float] = {}
 
     def render(progress: Any) -> Text:
@@ -120,7 +122,8 @@ def status_line(quiet: bool) -> Iterator[Callable[[Any], None] | None]:
             text.append(f" · {counts['starting']} starting", style="dim")
         text.append(f" · {stats.deletes:,} deletes · {stats.commits} commits", style="dim")
         if stats.write_failures:
-            text.append(f" · {stats.write_failures} failed writes", style="red")
+            failed = counted(stats.write_failures, "failed try", "failed tries")
+            text.append(f" · {failed} to write", style="red")
         if stats.rejected:
             text.append(f" · {stats.rejected:,} rejected", style="yellow")
         return text
@@ -163,7 +166,7 @@ def print_collect_summary(result: Any, lake: str) -> None:
         f"{sum(stats.coerced.values()):,} odd fields stored as null or default; "
         f"{counted(stats.commits, 'commit')}"
         + (
-            f" ({counted(stats.write_failures, 'failed write')} tried again: see the log)"
+            f" ({counted(stats.write_failures, 'try', 'tries')} to write failed: see the log)"
             if stats.write_failures
             else ""
         )

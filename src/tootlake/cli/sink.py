@@ -21,6 +21,7 @@ from tootlake.cli.options import (
 )
 from tootlake.cli.output import step_line
 from tootlake.kafka.settings import parse_options
+from tootlake.text import counted
 
 
 @click.command()
@@ -122,7 +123,11 @@ def sink(
             worker.on_progress = lambda now: show(
                 f"{now.messages:,} messages, {now.posts:,} posts, {now.commits:,} Delta "
                 f"commits, {now.messages_per_second:,.0f} messages/s"
-                + (f", {now.write_failures:,} failed writes" if now.write_failures else "")
+                + (
+                    f", {counted(now.write_failures, 'failed try', 'failed tries')} to write"
+                    if now.write_failures
+                    else ""
+                )
             )
         # Once everything is committed the worker leaves the group. Should librdkafka block
         # there (docs/kafka.md, "Leaving the group"), stacks on stderr and exit status 1.
@@ -140,7 +145,7 @@ def sink(
         f"{stats.flushes} flushes, {stats.commits} Delta commits; "
         f"{stats.messages_per_second:,.0f} messages/s."
         + (
-            f" {stats.write_failures:,} failed writes were tried again (see the log)."
+            f" {counted(stats.write_failures, 'try', 'tries')} to write failed (see the log)."
             if stats.write_failures
             else ""
         )

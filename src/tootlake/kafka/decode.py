@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
-from tootlake.errors import TransportError
+from tootlake.errors import RegistryUnavailable, TransportError
 from tootlake.kafka.encode import single_object_encoder
 from tootlake.kafka.schema import (
     CONFLUENT_MAGIC,
@@ -118,9 +118,11 @@ class EnvelopeDecoder:
         except SchemaRegistryError as exc:
             if getattr(exc, "http_status_code", None) == 404:
                 raise KeyError(schema_id) from exc
-            raise TransportError(f"Schema registry error for schema id {schema_id}: {exc}") from exc
+            raise RegistryUnavailable(
+                f"Schema registry error for schema id {schema_id}: {exc}"
+            ) from exc
         except Exception as exc:  # connection refused, timeouts: not the message's fault
-            raise TransportError(f"Cannot reach the schema registry: {exc}") from exc
+            raise RegistryUnavailable(f"Cannot reach the schema registry: {exc}") from exc
         # A shared registry also holds other teams' schemas: one that is not Avro, or not a
         # schema fastavro can read, makes its messages dead letters, not a stopped worker
         kind = getattr(registered, "schema_type", None) or "AVRO"

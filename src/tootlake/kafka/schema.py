@@ -236,6 +236,9 @@ def lake_schema(kind: str) -> Any:
     }[kind]()
 
 
+REGISTRY_TIMEOUT = 10.0  # seconds per request (the client tries a request up to 4 times)
+
+
 def schema_registry_client(registry: Any) -> Any:
     """A confluent-kafka SchemaRegistryClient from a URL (`mock://...` gives the in-process
     mock), or the client itself when one is passed."""
@@ -246,7 +249,9 @@ def schema_registry_client(registry: Any) -> Any:
     except ImportError as exc:
         missing = (exc.name or "confluent_kafka").split(".")[0]
         raise MissingDependency(missing, "kafka") from None
-    return SchemaRegistryClient.new_client({"url": registry})
+    # A request that never ends (the client's default: no timeout) would hold a sink's flush
+    # or a producer's start for good: a registry that stalls is an outage like one that fails.
+    return SchemaRegistryClient.new_client({"url": registry, "timeout": REGISTRY_TIMEOUT})
 
 
 def zigzag_varint(value: int) -> bytes:

@@ -62,7 +62,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from tootlake.errors import ConfigError, LakeError, TransportError
+from tootlake.errors import (
+    ConfigError,
+    LakeError,
+    RegistryUnavailable,
+    TootlakeError,
+    TransportError,
+)
 from tootlake.kafka.decode import EnvelopeDecoder, dead_letter_line
 from tootlake.kafka.schema import CONFLUENT_MAGIC, SINGLE_OBJECT_MAGIC
 from tootlake.kafka.settings import (
@@ -295,6 +301,7 @@ class _Held:
     offsets: list[int]
     size: int
     error: str  # (the text: the exception's traceback would keep the decoded batch)
+    kind: type[TootlakeError] = LakeError  # what a last try that fails raises
 
 
 class _Cancelled(Exception):
@@ -383,7 +390,11 @@ class KafkaSinkWorker:
         # here, the consumer's partitions are paused (so memory does not grow: the topic
         # keeps the rest), and the flushes are tried again at `_keep`'s pace.
         self._held: dict[int, _Held] = {}
-        self._keep = KeepWriting((LakeError, OSError), self._held_bytes, 0, self.stop.is_set)
+        # (a registry out of reach holds the batch as a lake out of reach does: its messages
+        # are not at fault, and the worker goes on once it answers)
+        self._keep = KeepWriting(
+            (LakeError, OSError, RegistryUnavailable), self._held_bytes, 0, self.stop.is_set
+        )
         self._paused: set[int] = set()  # partitions this worker paused (`_pause_or_resume`)
         # group offsets to commit (monitoring only), when that was last tried, and why: set
         # by a finished flush (`_reap`), cleared by the attempt (`_commit_offsets`)
@@ -681,8 +692,9 @@ class KafkaSinkWorker:
                 del self._inflight[partition]
                 if partition in self._buffers:
                     self._held[partition] = _Held(
-                        flight.values, flight.offsets, flight.size, str(exc)
-                    )
+                        flight.values, flight.offsets, flight.size, str(exc),
+                        RegistryUnavailable if isinstance(exc, RegistryUnavailable) else LakeError,
+                    )  # fmt: skip
                 else:  # revoked or lost meanwhile: its next owner reads it from the marks
                     self._held.pop(partition, None)
                 # (flushes submitted together fail as one try, even those that waited
@@ -1165,7 +1177,7 @@ class _Partitions:
             worker._flush(list(worker._buffers), "shutdown")
             if worker._held:  # the last try failed too: the worker ends with its error
                 held = next(iter(worker._held.values()))
-                raise LakeError(
+                raise held.kind(
                     f"Cannot write the last batches of {worker.topic} to {worker.lake} "
                     f"({worker._held_bytes():,} bytes, left in the topic: the next worker "
                     f"reads them again from the lake's marks): {shorten(held.error, 1_000)}"

@@ -1,0 +1,89 @@
+"""A sink worker whose schema registry fails or stalls for a while (tests/registry_sim.py, over
+a real socket), against the real broker: the messages are not at fault, so the batch is held
+and its partitions paused as in a lake outage (tests/kafka/test_sink_outage.py), and once the
+registry answers everything is written once. A stalled registry does not hold the worker for
+good (the client's default has no timeout); a stop during the outage ends it with the error."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pytest
+
+from tests.registry_sim import registry_sim
+from tootlake.errors import RegistryUnavailable
+from tootlake.pipeline import Recorder, RunStats, produce
+
+from .conftest import assert_each_post_once, assert_lake_at_end, unique_events
+from .test_sink_outage import Worker, produce_unique, wait_for
+
+pytestmark = pytest.mark.kafka
+
+
+def produce_framed(kafka: str, topic: str, registry: str, n: int, tag: str) -> None:
+    """n posts in the Confluent wire format, their schema registered in `registry`."""
+    stats = produce(
+        unique_events(n, tag=tag), kafka=kafka, topic=topic, schema_registry=registry,
+        recorder=Recorder(RunStats()),
+    )  # fmt: skip
+    assert stats.written == n
+
+
+def test_a_registry_failing_for_a_while_holds_the_batches_and_loses_nothing(
+    kafka, topic, group, tmp_path, caplog
+):
+    lake = str(tmp_path / "lake")
+    with registry_sim() as registry:
+        produce_framed(kafka, topic, registry.url, 200, "a")
+        registry.fail()  # before the worker has fetched the schema
+        caplog.set_level(logging.WARNING, logger="tootlake.transports")
+        sink = Worker(lake, kafka, topic, group, max_age=0.3, schema_registry=registry.url)
+        stats = sink.worker.stats
+        wait_for(lambda: stats.write_failures >= 2, "two failed flushes")
+        received = stats.messages
+        produce_unique(kafka, topic, 100, "b")  # (single-object framing: no registry needed)
+        time.sleep(2)  # (a consumer not paused takes them within a few ms)
+        assert stats.messages == received, "the worker took messages while it could not decode"
+        assert sink.thread.is_alive() and sink.error is None, repr(sink.error)
+        assert stats.posts == 0 and stats.dead == 0  # held, not written, not dead letters
+        registry.serve()
+        wait_for(lambda: stats.posts >= 300, "all 300 posts in the lake", 120)
+        sink.worker.stop.set()
+        sink.join(60)
+    assert sink.error is None, repr(sink.error)
+    assert sink.stats is not None and (sink.stats.messages, sink.stats.dead) == (300, 0)
+    assert_each_post_once(lake, 300)
+    assert_lake_at_end(lake, kafka, topic)
+    said = [r.getMessage() for r in caplog.records if r.name == "tootlake.transports"]
+    assert len(said) == 2, said  # the outage's first failure, and its end
+    assert "schema registry" in said[0].lower() and "503" in said[0], said[0]
+    assert said[1].startswith("Writing again after"), said[1]
+
+
+def test_a_stalled_registry_times_out_and_a_stop_ends_the_worker_with_the_error(
+    kafka, topic, group, tmp_path, monkeypatch
+):
+    """A registry that takes the request and never answers: each try ends at the client's
+    timeout (1 s here, 10 s by default), the worker holds the batch, and a stop ends it with
+    the error; the next worker writes everything."""
+    monkeypatch.setattr("tootlake.kafka.schema.REGISTRY_TIMEOUT", 1.0)
+    lake = str(tmp_path / "lake")
+    with registry_sim() as registry:
+        produce_framed(kafka, topic, registry.url, 100, "a")
+        registry.stall()
+        sink = Worker(lake, kafka, topic, group, max_age=0.3, schema_registry=registry.url)
+        wait_for(lambda: sink.worker.stats.write_failures >= 1, "a failed flush", 90)
+        assert registry.requests >= 2  # (the client's own retries)
+        sink.worker.stop.set()
+        sink.join(90)
+        assert isinstance(sink.error, RegistryUnavailable), repr(sink.error)
+        assert "Cannot write the last batches" in str(sink.error)
+        assert "Cannot reach the schema registry: timed out" in str(sink.error)
+        registry.serve()
+        again = Worker(lake, kafka, topic, group, until_idle=1.5, schema_registry=registry.url)
+        again.join(120)
+    assert again.error is None, repr(again.error)
+    assert again.stats is not None and again.stats.posts == 100
+    assert_each_post_once(lake, 100)
+    assert_lake_at_end(lake, kafka, topic)
