@@ -1,8 +1,8 @@
 """A schema registry for the tests, over a real socket: the part of Confluent's REST API that
-confluent-kafka's `SchemaRegistryClient` uses to register a schema and to fetch one by id
-(no Confluent registry or Karapace is installable here). It can fail as a real one does:
-answer 503 to everything (`fail()`), hold every request without answering (`stall()`), and
-serve again (`serve()`)."""
+confluent-kafka's `SchemaRegistryClient` uses to register a schema, fetch one by id and list
+the subjects (no Confluent registry or Karapace is installable here). It can fail as a real
+one does: answer 503 to everything (`fail()`), hold every request without answering
+(`stall()`), and serve again (`serve()`)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ class RegistrySim:
 
     def __init__(self) -> None:
         self.schemas: dict[int, dict[str, Any]] = {}  # id -> {"schema": ..., "schemaType"?}
+        self.subjects: dict[str, list[int]] = {}  # subject -> its versions' schema ids
         self.mode = "serve"
         self.requests = 0  # every request, answered or not
         self._lock = threading.Lock()
@@ -80,7 +81,12 @@ class RegistrySim:
                 known = [k for k, v in self.schemas.items() if v == entry]
                 schema_id = known[0] if known else len(self.schemas) + 1
                 self.schemas[schema_id] = entry
+                versions = self.subjects.setdefault(found.group(1), [])
+                if schema_id not in versions:
+                    versions.append(schema_id)
             self._answer(request, 200, {"id": schema_id})
+        elif body is None and path.split("?")[0] == "/subjects":
+            self._answer(request, 200, sorted(self.subjects))
         elif body is None and (found := _BY_ID.match(path)):
             entry_or_none = self.schemas.get(int(found.group(1)))
             if entry_or_none is None:
@@ -91,7 +97,7 @@ class RegistrySim:
             self._answer(request, 404, {"error_code": 404, "message": f"not simulated: {path}"})
 
     @staticmethod
-    def _answer(request: BaseHTTPRequestHandler, status: int, body: dict[str, Any]) -> None:
+    def _answer(request: BaseHTTPRequestHandler, status: int, body: Any) -> None:
         data = json.dumps(body).encode()
         try:
             request.send_response(status)

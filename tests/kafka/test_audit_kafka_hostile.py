@@ -19,6 +19,7 @@ import msgspec
 import pytest
 
 from tests.conftest import REAL
+from tests.registry_sim import registry_sim
 from tootlake.analysis import open_lake
 from tootlake.errors import ConfigError, TransportError
 from tootlake.kafka.encode import single_object_encoder
@@ -355,26 +356,25 @@ def test_schema_ids_of_foreign_schemas_in_a_shared_registry_are_dead_letters(
     Schema, a Protobuf schema, or an Avro schema that is no envelope is a dead letter with a
     short reason (fastavro's resolution error spells out both schemas, 40 KB a message), and
     the worker goes on."""
-    import uuid
-
     from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
-    registry = SchemaRegistryClient.new_client({"url": f"mock://audit-{uuid.uuid4().hex}"})
-    sent = replay_to_kafka(
-        [REAL / "mastodonsocial.json"], kafka=kafka, topic=topic, schema_registry=registry
-    )
-    foreign = [
-        registry.register_schema("other-value", Schema('{"type": "object"}', "JSON")),
-        registry.register_schema("pb-value", Schema('syntax = "proto3";', "PROTOBUF")),
-        registry.register_schema("text-value", Schema('"string"', "AVRO")),
-    ]
-    producer = raw_producer(kafka)
-    for k in range(300):
-        schema_id = foreign[k % len(foreign)]
-        producer.produce(topic, b"\x00" + schema_id.to_bytes(4, "big") + b"\x06abc")
-    producer.flush(30)
-    lake = str(tmp_path / "lake")
-    stats = sink_once(kafka, topic, group, lake, schema_registry=registry)
+    with registry_sim() as sim:  # (over a socket: tests/registry_sim.py)
+        registry = SchemaRegistryClient({"url": sim.url})
+        sent = replay_to_kafka(
+            [REAL / "mastodonsocial.json"], kafka=kafka, topic=topic, schema_registry=sim.url
+        )
+        foreign = [
+            registry.register_schema("other-value", Schema('{"type": "object"}', "JSON")),
+            registry.register_schema("pb-value", Schema('syntax = "proto3";', "PROTOBUF")),
+            registry.register_schema("text-value", Schema('"string"', "AVRO")),
+        ]
+        producer = raw_producer(kafka)
+        for k in range(300):
+            schema_id = foreign[k % len(foreign)]
+            producer.produce(topic, b"\x00" + schema_id.to_bytes(4, "big") + b"\x06abc")
+        producer.flush(30)
+        lake = str(tmp_path / "lake")
+        stats = sink_once(kafka, topic, group, lake, schema_registry=sim.url)
     assert (stats.posts, stats.dead) == (sent.written, 300)
     letters = dead_letters(lake, stats)
     assert len(letters) == 300 and all(len(d["error"]) <= 500 for d in letters)

@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import REAL
 from tests.ports import free_port
+from tests.registry_sim import registry_sim
 from tootlake.errors import TransportError
 from tootlake.kafka.producer import KafkaTransport
 from tootlake.pipeline import Recorder, RunStats, produce, replay_to_kafka
@@ -146,30 +147,33 @@ def test_schema_registry_messages_are_read_by_confluents_own_deserializer(kafka,
     from confluent_kafka.schema_registry.avro import AvroDeserializer
     from confluent_kafka.serialization import MessageField, SerializationContext
 
-    # The mock registry lives in this process: producer and reader share the client.
-    registry = SchemaRegistryClient.new_client({"url": "mock://tootlake-producer-test"})
-    replay_to_kafka(
-        [REAL / "mastodonsocial.json"], kafka=kafka, topic=topic, schema_registry=registry
-    )
-    deserialize = AvroDeserializer(registry)
-    consumer = Consumer(
-        {"bootstrap.servers": kafka, "group.id": group, "auto.offset.reset": "earliest"}
-    )
-    consumer.subscribe([topic])
-    values = []
-    deadline = time.monotonic() + 60
-    try:
-        while len(values) < 48 and time.monotonic() < deadline:
-            for message in consumer.consume(100, timeout=1):
-                assert message.error() is None
-                context = SerializationContext(topic, MessageField.VALUE)
-                values.append(
-                    (message.key(), message.value()[:1], deserialize(message.value(), context))
-                )
-    finally:
-        consumer.close()
+    # A registry over a socket (tests/registry_sim.py): the reader has a client of its own,
+    # as in another process, and fetches the schema by the id each message carries.
+    with registry_sim() as sim:
+        replay_to_kafka(
+            [REAL / "mastodonsocial.json"], kafka=kafka, topic=topic, schema_registry=sim.url
+        )
+        registry = SchemaRegistryClient({"url": sim.url})
+        deserialize = AvroDeserializer(registry)
+        consumer = Consumer(
+            {"bootstrap.servers": kafka, "group.id": group, "auto.offset.reset": "earliest"}
+        )
+        consumer.subscribe([topic])
+        values = []
+        deadline = time.monotonic() + 60
+        try:
+            while len(values) < 48 and time.monotonic() < deadline:
+                for message in consumer.consume(100, timeout=1):
+                    assert message.error() is None
+                    context = SerializationContext(topic, MessageField.VALUE)
+                    values.append(
+                        (message.key(), message.value()[:1], deserialize(message.value(), context))
+                    )
+        finally:
+            consumer.close()
+        subjects = registry.get_subjects()
     assert len(values) == 48
-    assert registry.get_subjects() == [f"{topic}-value"]
+    assert subjects == [f"{topic}-value"]
     for key, magic, envelope in values:
         assert magic == b"\x00"  # Confluent framing: magic 0, then the 4-byte schema id
         assert envelope["kind"] == "post" and envelope["delete"] is None

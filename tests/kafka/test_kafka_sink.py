@@ -23,6 +23,7 @@ import msgspec
 import pytest
 
 from tests.conftest import REAL
+from tests.registry_sim import registry_sim
 from tests.s3_faults import faulty_s3
 from tests.smalllake import write_inputs
 from tootlake.analysis import open_lake
@@ -389,15 +390,13 @@ def test_garbage_goes_to_the_dead_letter_file_and_the_sink_goes_on(
 
 
 def test_confluent_framed_messages_are_sunk_with_the_registry(kafka, topic, group, tmp_path):
-    from confluent_kafka.schema_registry import SchemaRegistryClient
-
-    registry = SchemaRegistryClient.new_client({"url": "mock://tootlake-sink-test"})
     files = [REAL / "mastodonsocial.json", REAL / "timelines.jsonl"]
     embedded = str(tmp_path / "embedded")
     replay(files, embedded)
-    replay_to_kafka(files, kafka=kafka, topic=topic, schema_registry=registry)
     lake = str(tmp_path / "lake")
-    stats = sink_once(kafka, topic, group, lake, schema_registry=registry)
+    with registry_sim() as sim:  # (over a socket; producer and sink each with a client)
+        replay_to_kafka(files, kafka=kafka, topic=topic, schema_registry=sim.url)
+        stats = sink_once(kafka, topic, group, lake, schema_registry=sim.url)
     assert stats.dead == 0
     assert report_of(lake) == report_of(embedded)
     # without the registry the sink cannot know the schema: dead letters, not guesses
