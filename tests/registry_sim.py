@@ -1,8 +1,9 @@
 """A schema registry for the tests, over a real socket: the part of Confluent's REST API that
 confluent-kafka's `SchemaRegistryClient` uses to register a schema, fetch one by id and list
 the subjects (no Confluent registry or Karapace is installable here). It can fail as a real
-one does: answer 503 to everything (`fail()`), hold every request without answering
-(`stall()`), and serve again (`serve()`)."""
+one does: answer an error to everything (`fail()`: 503 unless told), answer a web page that
+is no registry's (`garble()`), hold every request without answering (`stall()`), and serve
+again (`serve()`)."""
 
 from __future__ import annotations
 
@@ -19,12 +20,13 @@ _BY_ID = re.compile(r"^/schemas/ids/(\d+)(?:\?.*)?$")
 
 
 class RegistrySim:
-    """Schemas by id, registered per subject; `mode` is "serve", "fail" or "stall"."""
+    """Schemas by id, registered per subject; `mode` is "serve", "fail", "garble" or "stall"."""
 
     def __init__(self) -> None:
         self.schemas: dict[int, dict[str, Any]] = {}  # id -> {"schema": ..., "schemaType"?}
         self.subjects: dict[str, list[int]] = {}  # subject -> its versions' schema ids
         self.mode = "serve"
+        self.failure = (503, 50301)  # what `fail` answers: HTTP status, registry error code
         self.requests = 0  # every request, answered or not
         self._lock = threading.Lock()
         self._released = threading.Event()
@@ -55,8 +57,13 @@ class RegistrySim:
         self.mode = "serve"
         self._released.set()
 
-    def fail(self) -> None:
+    def fail(self, status: int = 503, code: int = 50301) -> None:
+        self.failure = (status, code)
         self.mode = "fail"
+        self._released.set()
+
+    def garble(self) -> None:
+        self.mode = "garble"
         self._released.set()
 
     def stall(self) -> None:
@@ -69,7 +76,11 @@ class RegistrySim:
         if self.mode == "stall":
             self._released.wait(120)  # (held until serve() or fail(); then answered)
         if self.mode == "fail":
-            self._answer(request, 503, {"error_code": 50301, "message": "unavailable (sim)"})
+            status, code = self.failure
+            self._answer(request, status, {"error_code": code, "message": "failing (sim)"})
+            return
+        if self.mode == "garble":
+            self._answer(request, 200, "<html>a login page</html>", "text/html")
             return
         path = request.path
         if body is not None and (found := _REGISTER.match(path)):
@@ -97,11 +108,16 @@ class RegistrySim:
             self._answer(request, 404, {"error_code": 404, "message": f"not simulated: {path}"})
 
     @staticmethod
-    def _answer(request: BaseHTTPRequestHandler, status: int, body: Any) -> None:
-        data = json.dumps(body).encode()
+    def _answer(
+        request: BaseHTTPRequestHandler,
+        status: int,
+        body: Any,
+        content_type: str = "application/vnd.schemaregistry.v1+json",
+    ) -> None:
+        data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
         try:
             request.send_response(status)
-            request.send_header("Content-Type", "application/vnd.schemaregistry.v1+json")
+            request.send_header("Content-Type", content_type)
             request.send_header("Content-Length", str(len(data)))
             request.end_headers()
             request.wfile.write(data)

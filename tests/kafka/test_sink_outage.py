@@ -333,3 +333,21 @@ def test_dead_letters_read_again_from_the_groups_offsets_are_not_written_again(
     assert any("cannot read the lake's marks" in line for line in said), said
     assert not [line for line in said if "another writer" in line]
     assert_each_post_once(s3_lake, 100)
+
+
+def test_a_stop_with_nothing_unwritten_during_an_outage_ends_without_an_error(
+    kafka, topic, group, s3_lake, monkeypatch, caplog
+):
+    """On the way out the worker reads the marks to bring the group's offsets up to them (for
+    the lag it shows): with the lake out of reach it says so and ends normally (it ended
+    with the LakeError and no summary, though nothing was left unwritten)."""
+    with faulty_s3(monkeypatch) as proxy:
+        sink, stats = start_sink(s3_lake, kafka, topic, group, 50)
+        proxy.refuse()
+        caplog.set_level(logging.WARNING, logger="tootlake.kafka.sink")
+        sink.worker.stop.set()
+        sink.join(60)
+    assert sink.error is None, repr(sink.error)
+    assert sink.stats is not None and sink.stats.posts == 50 and stats.write_failures == 0
+    said = [r.getMessage() for r in caplog.records if r.name == "tootlake.kafka.sink"]
+    assert any("cannot read the lake's marks to bring the group's offsets" in s for s in said)

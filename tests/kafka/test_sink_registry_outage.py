@@ -87,3 +87,24 @@ def test_a_stalled_registry_times_out_and_a_stop_ends_the_worker_with_the_error(
     assert again.stats is not None and again.stats.posts == 100
     assert_each_post_once(lake, 100)
     assert_lake_at_end(lake, kafka, topic)
+
+
+def test_a_stop_during_a_registry_stall_ends_the_worker_within_seconds(
+    kafka, topic, group, tmp_path
+):
+    """At the default timeouts, with every partition's flush waiting on a stalled registry
+    (two flush threads): each try gives up after two requests of 5 s, the flushes after the
+    first failure fail at once, and so do the stop's last tries. It took minutes (four tries
+    of each request, no timeout, every partition asking in turn)."""
+    lake = str(tmp_path / "lake")
+    with registry_sim() as registry:
+        produce_framed(kafka, topic, registry.url, 200, "a")
+        registry.stall()
+        sink = Worker(lake, kafka, topic, group, max_age=0.3, schema_registry=registry.url)
+        wait_for(lambda: sink.worker.stats.write_failures >= 1, "a failed flush", 60)
+        start = time.monotonic()
+        sink.worker.stop.set()
+        sink.join(120)
+        took = time.monotonic() - start
+    assert isinstance(sink.error, RegistryUnavailable), repr(sink.error)
+    assert took < 25, f"the stop took {took:.0f} s"

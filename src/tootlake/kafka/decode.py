@@ -6,12 +6,14 @@ not envelopes. The sink worker (`tootlake.kafka.sink`) decodes each flush's batc
 from __future__ import annotations
 
 import base64
+import importlib
 import io
 import itertools
 import json
 import logging
 import os
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -46,6 +48,12 @@ _OBJECT_REPR = re.compile(r" (from|of) <[^>]*>")
 # characters of a dead letter's reason: fastavro's resolution errors spell out both
 # schemas (40 KB for a 9-byte message), in every dead-letter line and in the log
 _REASON_LIMIT = 500
+# A registry's answers: "schema not found" (40403; 40400 from confluent-kafka's mock) is the
+# message's fault; 408, 429 and 5xx (and no answer) are the registry's, for a while.
+_SCHEMA_NOT_FOUND = (40403, 40400)
+_TRANSIENT = (408, 429)
+_UNKNOWN_FOR = 60.0  # s an unknown id is not asked again (a batch of them: one request)
+_DOWN_FOR = 0.5  # s after a failure the registry is not asked again (less than a retry)
 
 
 @dataclass
@@ -91,6 +99,8 @@ class EnvelopeDecoder:
         self._registry: Any = None
         self._registry_schemas: dict[int, tuple[bool, Any]] = {}
         self._unusable: dict[int, str] = {}  # schema id -> why its messages cannot be read
+        self._unknown: dict[int, float] = {}  # schema id the registry did not know -> until
+        self._down: tuple[float, str] | None = None  # the registry failed: until, and why
         self._bulk = _polars_available() if bulk is None else bulk
         self._headers: dict[int, bytes] = {}
         self.bulk_fallbacks = 0
@@ -109,20 +119,43 @@ class EnvelopeDecoder:
             raise ValueError(self._unusable[schema_id])
         if schema_id in self._registry_schemas:
             return self._registry_schemas[schema_id]
-        if self._registry is None:
+        now = time.monotonic()
+        if now < self._unknown.get(schema_id, 0.0):
+            raise KeyError(schema_id)
+        if self._down is not None and now < self._down[0]:
+            # (it failed a moment ago: the other partitions' flushes and a stop's last try
+            # fail at once instead of each waiting for the client's timeouts)
+            raise RegistryUnavailable(self._down[1])
+        if self._registry is None:  # (a URL it cannot use: a ConfigError, not dead letters)
             self._registry = schema_registry_client(self._registry_arg)
         from confluent_kafka.schema_registry.error import SchemaRegistryError
 
         try:
             registered = self._registry.get_schema(schema_id)
         except SchemaRegistryError as exc:
-            if getattr(exc, "http_status_code", None) == 404:
+            status = getattr(exc, "http_status_code", None)
+            if status == 404 and getattr(exc, "error_code", None) in _SCHEMA_NOT_FOUND:
+                self._unknown[schema_id] = now + _UNKNOWN_FOR
                 raise KeyError(schema_id) from exc
-            raise RegistryUnavailable(
-                f"Schema registry error for schema id {schema_id}: {exc}"
+            if status in _TRANSIENT or (isinstance(status, int) and status >= 500):
+                raise self._unavailable(
+                    f"Schema registry error for schema id {schema_id}: {exc}"
+                ) from exc
+            # a login refused, a URL that names no registry (another path's 404): stopping
+            # says so, where trying again would wait for good and dead letters would lose
+            raise TransportError(
+                f"The schema registry refused the request for schema id {schema_id} "
+                f"(HTTP {status}): {shorten(str(exc), _REASON_LIMIT)}. Check --schema-registry "
+                "(its URL and its login)."
             ) from exc
-        except Exception as exc:  # connection refused, timeouts: not the message's fault
-            raise RegistryUnavailable(f"Cannot reach the schema registry: {exc}") from exc
+        except _unreachable() as exc:  # refused, reset, timed out: not the message's fault
+            raise self._unavailable(f"Cannot reach the schema registry: {exc}") from exc
+        except Exception as exc:  # (a reply that is no registry's: an HTML page)
+            raise TransportError(
+                f"The schema registry's answer for schema id {schema_id} cannot be read: "
+                f"{shorten(str(exc), _REASON_LIMIT)}. Check --schema-registry."
+            ) from exc
+        self._down = None
         # A shared registry also holds other teams' schemas: one that is not Avro, or not a
         # schema fastavro can read, makes its messages dead letters, not a stopped worker
         kind = getattr(registered, "schema_type", None) or "AVRO"
@@ -140,6 +173,10 @@ class EnvelopeDecoder:
             raise ValueError(reason) from exc
         self._registry_schemas[schema_id] = result
         return result
+
+    def _unavailable(self, why: str) -> RegistryUnavailable:
+        self._down = (time.monotonic() + _DOWN_FOR, why)  # (from its end: a try can be long)
+        return RegistryUnavailable(why)
 
     # -- decoding --------------------------------------------------------------------------
 
@@ -447,6 +484,19 @@ def _strip(schema: Any, keys: tuple[str, ...]) -> Any:
     if isinstance(schema, list):
         return [_strip(v, keys) for v in schema]
     return schema
+
+
+@cache
+def _unreachable() -> tuple[type[BaseException], ...]:
+    """The errors of a registry request that got no answer (refused, reset, timed out):
+    httpx's TransportError, from httpx2 or httpx, whichever confluent-kafka's client uses."""
+    errors: list[type[BaseException]] = [OSError]
+    for module in ("httpx2", "httpx"):
+        try:
+            errors.append(importlib.import_module(module).TransportError)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(errors)
 
 
 @cache

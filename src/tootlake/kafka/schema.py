@@ -45,7 +45,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from tootlake.errors import MissingDependency
+from tootlake.errors import ConfigError, MissingDependency
 from tootlake.record import Delete, Post, Reject, Sighting, avro_schema
 
 __all__ = [
@@ -236,7 +236,8 @@ def lake_schema(kind: str) -> Any:
     }[kind]()
 
 
-REGISTRY_TIMEOUT = 10.0  # seconds per request (the client tries a request up to 4 times)
+REGISTRY_TIMEOUT = 5.0  # seconds per connect or read of a request
+REGISTRY_RETRIES = 1  # the client's own: a sink worker tries again at its pace (KeepWriting)
 
 
 def schema_registry_client(registry: Any) -> Any:
@@ -251,7 +252,16 @@ def schema_registry_client(registry: Any) -> Any:
         raise MissingDependency(missing, "kafka") from None
     # A request that never ends (the client's default: no timeout) would hold a sink's flush
     # or a producer's start for good: a registry that stalls is an outage like one that fails.
-    return SchemaRegistryClient.new_client({"url": registry, "timeout": REGISTRY_TIMEOUT})
+    # Two tries of 5 s at most keep a stop during a stall short (the sink's flushes wait).
+    try:
+        return SchemaRegistryClient.new_client(
+            {"url": registry, "timeout": REGISTRY_TIMEOUT, "max.retries": REGISTRY_RETRIES}
+        )
+    except ValueError as exc:  # "Invalid url <the URL>": the URL may hold a login, not quoted
+        raise ConfigError(
+            "The schema registry URL cannot be used: it needs http:// or https:// "
+            "(--schema-registry, TOOTLAKE_SCHEMA_REGISTRY)"
+        ) from exc
 
 
 def zigzag_varint(value: int) -> bytes:

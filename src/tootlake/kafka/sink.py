@@ -940,7 +940,14 @@ class KafkaSinkWorker:
         if not partitions:
             return
         apps = [app_id(self.topic, p) for p in partitions]
-        marks = self._marks.read(POSTS_ALL, apps)
+        try:
+            marks = self._marks.read(POSTS_ALL, apps)
+        except self._keep.errors as exc:  # (nothing is unwritten here: no reason to fail)
+            log.warning(
+                "cannot read the lake's marks to bring the group's offsets up to them (%s); "
+                "they are only for the lag the group shows", shorten(str(exc), 300),
+            )  # fmt: skip
+            marks = {}
         for partition in partitions:
             mark = marks.get(app_id(self.topic, partition))
             if mark is not None:
