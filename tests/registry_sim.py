@@ -27,6 +27,8 @@ class RegistrySim:
         self.subjects: dict[str, list[int]] = {}  # subject -> its versions' schema ids
         self.mode = "serve"
         self.failure = (503, 50301)  # what `fail` answers: HTTP status, registry error code
+        self.not_found_code = 40403  # the error code of an unknown id (Confluent's; some say 404)
+        self.garbage: Any = "<html>a login page</html>"  # what `garble` answers, with a 200
         self.requests = 0  # every request, answered or not
         self._lock = threading.Lock()
         self._released = threading.Event()
@@ -62,7 +64,8 @@ class RegistrySim:
         self.mode = "fail"
         self._released.set()
 
-    def garble(self) -> None:
+    def garble(self, answer: Any = "<html>a login page</html>") -> None:
+        self.garbage = answer
         self.mode = "garble"
         self._released.set()
 
@@ -80,7 +83,8 @@ class RegistrySim:
             self._answer(request, status, {"error_code": code, "message": "failing (sim)"})
             return
         if self.mode == "garble":
-            self._answer(request, 200, "<html>a login page</html>", "text/html")
+            html = isinstance(self.garbage, str)
+            self._answer(request, 200, self.garbage, "text/html" if html else "application/json")
             return
         path = request.path
         if body is not None and (found := _REGISTER.match(path)):
@@ -101,7 +105,8 @@ class RegistrySim:
         elif body is None and (found := _BY_ID.match(path)):
             entry_or_none = self.schemas.get(int(found.group(1)))
             if entry_or_none is None:
-                self._answer(request, 404, {"error_code": 40403, "message": "Schema not found"})
+                body = {"error_code": self.not_found_code, "message": "Schema not found"}
+                self._answer(request, 404, body)
             else:
                 self._answer(request, 200, entry_or_none)
         else:

@@ -123,3 +123,74 @@ def test_a_producer_given_a_url_the_client_cannot_use_gets_a_config_error_withou
     with pytest.raises(ConfigError, match="needs http:// or https://") as info:
         confluent_encoder("htp://apikey:Reg1stryS3cretPass@127.0.0.1:1", "posts")
     assert "Reg1stryS3cretPass" not in str(info.value)
+
+
+def test_an_id_no_registry_can_hold_is_a_dead_letter_without_a_request():
+    """Registries number schemas with a signed 32-bit int; a corrupt message's id above it
+    is answered with a plain 404 by Confluent's (the path does not parse)."""
+    with registry_sim() as sim:
+        decoded = EnvelopeDecoder(sim.url).decode([framed(2**32 - 1)])
+        asked = sim.requests
+    assert decoded.errors[0][1] == f"schema id {2**32 - 1} is not in the schema registry"
+    assert asked == 0
+
+
+def test_a_registry_answering_a_plain_404_for_an_unknown_id_makes_dead_letters():
+    """Some registries answer an unknown id with error_code 404 rather than 40403: that is
+    the id's fault once the URL is seen to answer as a registry (it lists its subjects); a
+    URL that does not stops the worker (test above)."""
+    with registry_sim() as sim:
+        sim.not_found_code = 404
+        decoded = EnvelopeDecoder(sim.url).decode([framed(9), framed(9)])
+    assert [why for _, why in decoded.errors] == ["schema id 9 is not in the schema registry"] * 2
+
+
+def test_an_id_unknown_a_moment_ago_is_asked_again_after_two_seconds():
+    """A registry replica lagging its leader may not know an id registered a moment ago: an
+    unknown id is remembered for 2 s (one request for a batch), not longer."""
+    with registry_sim() as sim:
+        decoder = EnvelopeDecoder(sim.url)
+        assert decoder.decode([framed(1)]).errors  # not registered yet
+        schema_id = registered(sim)
+        assert schema_id == 1
+        time.sleep(2.1)
+        decoded = decoder.decode([framed(1)])
+    assert decoded.errors and "not in the schema registry" not in decoded.errors[0][1]
+
+
+def test_a_200_that_holds_no_schema_stops_with_what_to_check():
+    """A health check or another service's JSON at the URL (`{"status": "UP"}`): it was read
+    as an unusable schema, its messages written off as dead letters."""
+    with registry_sim() as sim:
+        sim.garble({"status": "UP"})
+        with pytest.raises(TransportError, match="holds no schema.*Check --schema-registry"):
+            EnvelopeDecoder(sim.url).decode([framed(1)])
+
+
+@pytest.mark.parametrize("url", ["http//127.0.0.1:1", "httpx://127.0.0.1:1", "http://", "x"])
+def test_a_url_the_client_would_take_but_cannot_speak_is_a_config_error(url):
+    """confluent-kafka checks only that the URL starts with "http": `http//host` reached
+    httpx as a scheme it cannot speak, which was read as an outage (tried for good)."""
+    with pytest.raises(ConfigError, match="needs http:// or https://"):
+        EnvelopeDecoder(url).decode([framed(1)])
+
+
+def test_https_to_a_plain_port_stops_with_what_to_check():
+    """TLS refused because of how the client is set up is not an outage: trying again for
+    good would not mend it."""
+    with registry_sim() as sim:
+        url = sim.url.replace("http://", "https://")
+        with pytest.raises(TransportError, match="Check --schema-registry") as info:
+            EnvelopeDecoder(url).decode([framed(1)])
+    assert not isinstance(info.value, RegistryUnavailable)
+
+
+def test_certificates_that_cannot_be_read_are_a_config_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "missing.pem"))
+    with registry_sim() as sim:
+        try:
+            EnvelopeDecoder(sim.url).decode([framed(1)])
+        except ConfigError as exc:
+            assert "Cannot set up TLS for the schema registry" in str(exc)
+        else:  # (a client that does not read SSL_CERT_FILE up front: nothing to sort)
+            pytest.skip("this client does not read SSL_CERT_FILE when it is made")

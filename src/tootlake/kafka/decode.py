@@ -13,8 +13,9 @@ import json
 import logging
 import os
 import re
+import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
@@ -26,6 +27,7 @@ from tootlake.kafka.schema import (
     CONFLUENT_MAGIC,
     KINDS,
     SINGLE_OBJECT_MAGIC,
+    SINK_RETRIES,
     canonical_form,
     envelope_schema,
     fastavro_module,
@@ -52,7 +54,16 @@ _REASON_LIMIT = 500
 # message's fault; 408, 429 and 5xx (and no answer) are the registry's, for a while.
 _SCHEMA_NOT_FOUND = (40403, 40400)
 _TRANSIENT = (408, 429)
-_UNKNOWN_FOR = 60.0  # s an unknown id is not asked again (a batch of them: one request)
+# s an unknown id is not asked again: a batch of them makes one request, and a registry
+# replica that lags its leader (an id registered a moment ago) costs a few seconds at most
+_UNKNOWN_FOR = 2.0
+_MAX_SCHEMA_ID = 2**31 - 1
+# TLS failures that come from how the client is set up, not from a moment (OpenSSL's names;
+# https to a plain port reads an HTTP reply as a TLS record)
+_TLS_REFUSED = frozenset({
+    "WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG",
+    "TLSV1_ALERT_UNKNOWN_CA", "SSLV3_ALERT_BAD_CERTIFICATE", "SSLV3_ALERT_CERTIFICATE_UNKNOWN",
+})  # fmt: skip
 _DOWN_FOR = 0.5  # s after a failure the registry is not asked again (less than a retry)
 
 
@@ -100,6 +111,7 @@ class EnvelopeDecoder:
         self._registry_schemas: dict[int, tuple[bool, Any]] = {}
         self._unusable: dict[int, str] = {}  # schema id -> why its messages cannot be read
         self._unknown: dict[int, float] = {}  # schema id the registry did not know -> until
+        self._registry_checked: bool | None = None  # the URL answers as a registry does
         self._down: tuple[float, str] | None = None  # the registry failed: until, and why
         self._bulk = _polars_available() if bulk is None else bulk
         self._headers: dict[int, bytes] = {}
@@ -119,43 +131,27 @@ class EnvelopeDecoder:
             raise ValueError(self._unusable[schema_id])
         if schema_id in self._registry_schemas:
             return self._registry_schemas[schema_id]
+        if schema_id > _MAX_SCHEMA_ID:  # (registries number them with a signed 32-bit int)
+            raise KeyError(schema_id)
         now = time.monotonic()
         if now < self._unknown.get(schema_id, 0.0):
             raise KeyError(schema_id)
-        if self._down is not None and now < self._down[0]:
+        down = self._down  # (once: the other flush thread may clear it)
+        if down is not None and now < down[0]:
             # (it failed a moment ago: the other partitions' flushes and a stop's last try
             # fail at once instead of each waiting for the client's timeouts)
-            raise RegistryUnavailable(self._down[1])
+            raise RegistryUnavailable(down[1])
         if self._registry is None:  # (a URL it cannot use: a ConfigError, not dead letters)
-            self._registry = schema_registry_client(self._registry_arg)
-        from confluent_kafka.schema_registry.error import SchemaRegistryError
-
-        try:
-            registered = self._registry.get_schema(schema_id)
-        except SchemaRegistryError as exc:
-            status = getattr(exc, "http_status_code", None)
-            if status == 404 and getattr(exc, "error_code", None) in _SCHEMA_NOT_FOUND:
-                self._unknown[schema_id] = now + _UNKNOWN_FOR
-                raise KeyError(schema_id) from exc
-            if status in _TRANSIENT or (isinstance(status, int) and status >= 500):
-                raise self._unavailable(
-                    f"Schema registry error for schema id {schema_id}: {exc}"
-                ) from exc
-            # a login refused, a URL that names no registry (another path's 404): stopping
-            # says so, where trying again would wait for good and dead letters would lose
+            self._registry = schema_registry_client(self._registry_arg, retries=SINK_RETRIES)
+        registered = self._ask(lambda: self._registry.get_schema(schema_id), schema_id)
+        if registered is None:  # not found, and the registry is one (it lists its subjects)
+            self._unknown[schema_id] = now + _UNKNOWN_FOR
+            raise KeyError(schema_id)
+        if getattr(registered, "schema_str", None) is None:  # a 200 that holds no schema
             raise TransportError(
-                f"The schema registry refused the request for schema id {schema_id} "
-                f"(HTTP {status}): {shorten(str(exc), _REASON_LIMIT)}. Check --schema-registry "
-                "(its URL and its login)."
-            ) from exc
-        except _unreachable() as exc:  # refused, reset, timed out: not the message's fault
-            raise self._unavailable(f"Cannot reach the schema registry: {exc}") from exc
-        except Exception as exc:  # (a reply that is no registry's: an HTML page)
-            raise TransportError(
-                f"The schema registry's answer for schema id {schema_id} cannot be read: "
-                f"{shorten(str(exc), _REASON_LIMIT)}. Check --schema-registry."
-            ) from exc
-        self._down = None
+                f"The schema registry's answer for schema id {schema_id} holds no schema: is "
+                "the URL a registry's? Check --schema-registry."
+            )
         # A shared registry also holds other teams' schemas: one that is not Avro, or not a
         # schema fastavro can read, makes its messages dead letters, not a stopped worker
         kind = getattr(registered, "schema_type", None) or "AVRO"
@@ -173,6 +169,56 @@ class EnvelopeDecoder:
             raise ValueError(reason) from exc
         self._registry_schemas[schema_id] = result
         return result
+
+    def _ask(self, request: Callable[[], Any], schema_id: int) -> Any:
+        """A registry request's answer, sorted: None for "not found" (the message's fault:
+        a dead letter); `RegistryUnavailable` when it cannot answer now (no answer, 408, 429,
+        5xx: the worker tries again); a `TransportError` saying what to check when trying
+        again would not help (a login refused, a URL that is no registry's, TLS refused)."""
+        from confluent_kafka.schema_registry.error import SchemaRegistryError
+
+        try:
+            answer = request()
+        except SchemaRegistryError as exc:
+            status = getattr(exc, "http_status_code", None)
+            if status == 404 and getattr(exc, "error_code", None) in _SCHEMA_NOT_FOUND:
+                return None
+            if status in _TRANSIENT or (isinstance(status, int) and status >= 500):
+                raise self._unavailable(
+                    f"Schema registry error for schema id {schema_id}: {exc}"
+                ) from exc
+            if status == 404 and self._is_registry():
+                return None  # (an id it cannot parse, or a registry that says 404 plainly)
+            raise TransportError(
+                f"The schema registry refused the request for schema id {schema_id} "
+                f"(HTTP {status}): {shorten(str(exc), _REASON_LIMIT)}. Check --schema-registry "
+                "(its URL and its login)."
+            ) from exc
+        except _unreachable() as exc:
+            if _misconfigured(exc):
+                raise TransportError(
+                    f"Cannot talk to the schema registry: {shorten(str(exc), _REASON_LIMIT)} "
+                    f"({type(exc).__name__}). Check --schema-registry (its scheme and port), "
+                    "the proxy and the certificates trusted (SSL_CERT_FILE)."
+                ) from exc
+            raise self._unavailable(f"Cannot reach the schema registry: {exc}") from exc
+        except Exception as exc:  # (a reply that is no registry's: an HTML page)
+            raise TransportError(
+                f"The schema registry's answer for schema id {schema_id} cannot be read: "
+                f"{shorten(str(exc), _REASON_LIMIT)}. Check --schema-registry."
+            ) from exc
+        self._down = None
+        return answer
+
+    def _is_registry(self) -> bool:
+        """Whether the URL answers as a registry does (it lists its subjects): a plain 404
+        for an id is then the id's fault, else the URL's. Asked once."""
+        if self._registry_checked is None:
+            try:
+                self._registry_checked = isinstance(self._registry.get_subjects(), list)
+            except Exception:
+                self._registry_checked = False
+        return self._registry_checked
 
     def _unavailable(self, why: str) -> RegistryUnavailable:
         self._down = (time.monotonic() + _DOWN_FOR, why)  # (from its end: a try can be long)
@@ -497,6 +543,24 @@ def _unreachable() -> tuple[type[BaseException], ...]:
         except (ImportError, AttributeError):
             continue
     return tuple(errors)
+
+
+def _misconfigured(exc: BaseException) -> bool:
+    """A request that got no answer because of how it was set up, which trying again will
+    not mend: a scheme the client cannot speak, a proxy that refused, TLS refused (a
+    certificate not trusted, https to a plain port)."""
+    if type(exc).__name__ in ("UnsupportedProtocol", "ProxyError", "InvalidURL"):
+        return True
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, ssl.SSLCertVerificationError) or (
+            isinstance(cause, ssl.SSLError) and getattr(cause, "reason", None) in _TLS_REFUSED
+        ):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 @cache

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from typing import Any
+from urllib.parse import urlsplit
 
 from tootlake.errors import ConfigError, MissingDependency
 from tootlake.record import Delete, Post, Reject, Sighting, avro_schema
@@ -237,14 +238,36 @@ def lake_schema(kind: str) -> Any:
 
 
 REGISTRY_TIMEOUT = 5.0  # seconds per connect or read of a request
-REGISTRY_RETRIES = 1  # the client's own: a sink worker tries again at its pace (KeepWriting)
+# A sink worker's client tries a request twice: the worker tries again at its own pace
+# (KeepWriting), and a stop during a stall must not wait for four tries. A producer keeps
+# the client's default (4), its registration being its one request.
+SINK_RETRIES = 1
 
 
-def schema_registry_client(registry: Any) -> Any:
+def _usable_url(url: str) -> bool:
+    """An http(s) URL with a host, or confluent-kafka's `mock://` (the client checks only
+    that a URL starts with "http": `http//host` reached httpx as a scheme it cannot speak)."""
+    if url.startswith("mock://"):
+        return True
+    try:
+        parts = urlsplit(url)
+        return parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # (a port that is no number, a bracket left open)
+        return False
+
+
+def schema_registry_client(registry: Any, *, retries: int | None = None) -> Any:
     """A confluent-kafka SchemaRegistryClient from a URL (`mock://...` gives the in-process
-    mock), or the client itself when one is passed."""
+    mock; several URLs, comma-separated, are tried in turn), or the client itself when one is
+    passed. `retries`: the client's own tries of a request after the first."""
     if not isinstance(registry, str):
         return registry
+    if not all(_usable_url(url.strip()) for url in registry.split(",")):
+        # (not quoted: the URL may hold a login)
+        raise ConfigError(
+            "The schema registry URL cannot be used: it needs http:// or https:// and a "
+            "host (--schema-registry, TOOTLAKE_SCHEMA_REGISTRY)"
+        )
     try:
         from confluent_kafka.schema_registry import SchemaRegistryClient
     except ImportError as exc:
@@ -252,16 +275,18 @@ def schema_registry_client(registry: Any) -> Any:
         raise MissingDependency(missing, "kafka") from None
     # A request that never ends (the client's default: no timeout) would hold a sink's flush
     # or a producer's start for good: a registry that stalls is an outage like one that fails.
-    # Two tries of 5 s at most keep a stop during a stall short (the sink's flushes wait).
+    conf: dict[str, Any] = {"url": registry, "timeout": REGISTRY_TIMEOUT}
+    if retries is not None:
+        conf["max.retries"] = retries
     try:
-        return SchemaRegistryClient.new_client(
-            {"url": registry, "timeout": REGISTRY_TIMEOUT, "max.retries": REGISTRY_RETRIES}
-        )
+        return SchemaRegistryClient.new_client(conf)
     except ValueError as exc:  # "Invalid url <the URL>": the URL may hold a login, not quoted
         raise ConfigError(
-            "The schema registry URL cannot be used: it needs http:// or https:// "
-            "(--schema-registry, TOOTLAKE_SCHEMA_REGISTRY)"
+            "The schema registry URL cannot be used: it needs http:// or https:// and a "
+            "host (--schema-registry, TOOTLAKE_SCHEMA_REGISTRY)"
         ) from exc
+    except OSError as exc:  # the certificates to trust cannot be read (SSL_CERT_FILE)
+        raise ConfigError(f"Cannot set up TLS for the schema registry: {exc}") from exc
 
 
 def zigzag_varint(value: int) -> bytes:
