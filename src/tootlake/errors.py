@@ -9,8 +9,8 @@
     ├── SourceError               a source cannot go on (an instance that is down, a missing file)
     └── TransportError            the transport cannot go on (Kafka refused a message, a schema
         │                         registry is unreachable)
-        └── RegistryUnavailable   a schema registry did not answer, or failed (not the
-                                  message's fault: a sink worker tries again)
+        └── RegistryUnavailable   a schema registry cannot answer now (no answer, 408, 429,
+                                  5xx: not the message's fault; a sink worker tries again)
 
 The CLI turns a TootlakeError into a one-line message; anything else is a bug and keeps its
 traceback.
@@ -61,5 +61,5 @@ class TransportError(TootlakeError):
 
 
 class RegistryUnavailable(TransportError):
-    """A schema registry is out of reach, too slow, or answered with an error other than
-    "not found": the message is not at fault, so a sink worker holds it and tries again."""
+    """A schema registry cannot answer now: out of reach, too slow, or answering 408, 429 or
+    5xx. The message is not at fault, so a sink worker holds it and tries again."""

@@ -143,7 +143,9 @@ class EnvelopeDecoder:
             raise RegistryUnavailable(down[1])
         if self._registry is None:  # (a URL it cannot use: a ConfigError, not dead letters)
             self._registry = schema_registry_client(self._registry_arg, retries=SINK_RETRIES)
-        registered = self._ask(lambda: self._registry.get_schema(schema_id), schema_id)
+        registered = self._ask(
+            lambda: self._registry.get_schema(schema_id), f"schema id {schema_id}"
+        )
         if registered is None:  # not found, and the registry is one (it lists its subjects)
             self._unknown[schema_id] = now + _UNKNOWN_FOR
             raise KeyError(schema_id)
@@ -170,7 +172,7 @@ class EnvelopeDecoder:
         self._registry_schemas[schema_id] = result
         return result
 
-    def _ask(self, request: Callable[[], Any], schema_id: int) -> Any:
+    def _ask(self, request: Callable[[], Any], what: str) -> Any:
         """A registry request's answer, sorted: None for "not found" (the message's fault:
         a dead letter); `RegistryUnavailable` when it cannot answer now (no answer, 408, 429,
         5xx: the worker tries again); a `TransportError` saying what to check when trying
@@ -184,13 +186,11 @@ class EnvelopeDecoder:
             if status == 404 and getattr(exc, "error_code", None) in _SCHEMA_NOT_FOUND:
                 return None
             if status in _TRANSIENT or (isinstance(status, int) and status >= 500):
-                raise self._unavailable(
-                    f"Schema registry error for schema id {schema_id}: {exc}"
-                ) from exc
+                raise self._unavailable(f"Schema registry error for {what}: {exc}") from exc
             if status == 404 and self._is_registry():
                 return None  # (an id it cannot parse, or a registry that says 404 plainly)
             raise TransportError(
-                f"The schema registry refused the request for schema id {schema_id} "
+                f"The schema registry refused the request for {what} "
                 f"(HTTP {status}): {shorten(str(exc), _REASON_LIMIT)}. Check --schema-registry "
                 "(its URL and its login)."
             ) from exc
@@ -204,7 +204,7 @@ class EnvelopeDecoder:
             raise self._unavailable(f"Cannot reach the schema registry: {exc}") from exc
         except Exception as exc:  # (a reply that is no registry's: an HTML page)
             raise TransportError(
-                f"The schema registry's answer for schema id {schema_id} cannot be read: "
+                f"The schema registry's answer for {what} cannot be read: "
                 f"{shorten(str(exc), _REASON_LIMIT)}. Check --schema-registry."
             ) from exc
         self._down = None
@@ -212,12 +212,18 @@ class EnvelopeDecoder:
 
     def _is_registry(self) -> bool:
         """Whether the URL answers as a registry does (it lists its subjects): a plain 404
-        for an id is then the id's fault, else the URL's. Asked once."""
+        for an id is then the id's fault, else the URL's. Asked until it answers; a registry
+        that cannot answer now raises `RegistryUnavailable` (`_ask`)."""
         if self._registry_checked is None:
+            self._registry_checked = False  # (while asking: a 404 there is not asked about)
             try:
-                self._registry_checked = isinstance(self._registry.get_subjects(), list)
-            except Exception:
-                self._registry_checked = False
+                subjects = self._ask(self._registry.get_subjects, "the list of subjects")
+            except RegistryUnavailable:
+                self._registry_checked = None
+                raise
+            except TransportError:  # (a 404 there too, a page that is no registry's)
+                subjects = None
+            self._registry_checked = isinstance(subjects, list)
         return self._registry_checked
 
     def _unavailable(self, why: str) -> RegistryUnavailable:
