@@ -27,6 +27,7 @@ class RegistrySim:
         self.subjects: dict[str, list[int]] = {}  # subject -> its versions' schema ids
         self.mode = "serve"
         self.failure = (503, 50301)  # what `fail` answers: HTTP status, registry error code
+        self.message = "failing (sim)"  # and its message
         self.not_found_code = 40403  # the error code of an unknown id (Confluent's; some say 404)
         self.garbage: Any = "<html>a login page</html>"  # what `garble` answers, with a 200
         self.requests = 0  # every request, answered or not
@@ -59,8 +60,9 @@ class RegistrySim:
         self.mode = "serve"
         self._released.set()
 
-    def fail(self, status: int = 503, code: int = 50301) -> None:
+    def fail(self, status: int = 503, code: int = 50301, message: str = "failing (sim)") -> None:
         self.failure = (status, code)
+        self.message = message
         self.mode = "fail"
         self._released.set()
 
@@ -80,7 +82,7 @@ class RegistrySim:
             self._released.wait(120)  # (held until serve() or fail(); then answered)
         if self.mode == "fail":
             status, code = self.failure
-            self._answer(request, status, {"error_code": code, "message": "failing (sim)"})
+            self._answer(request, status, {"error_code": code, "message": self.message})
             return
         if self.mode == "garble":
             html = isinstance(self.garbage, str)

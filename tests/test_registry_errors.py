@@ -194,3 +194,16 @@ def test_certificates_that_cannot_be_read_are_a_config_error(monkeypatch, tmp_pa
             assert "Cannot set up TLS for the schema registry" in str(exc)
         else:  # (a client that does not read SSL_CERT_FILE up front: nothing to sort)
             pytest.skip("this client does not read SSL_CERT_FILE when it is made")
+
+
+@pytest.mark.parametrize(("status", "code"), [(503, 50301), (401, 40101)])
+def test_a_huge_hostile_error_message_is_cut_to_one_short_line(status, code):
+    """The error quotes the registry's message: a broken or hostile one of 5 MB, with newlines
+    and terminal escapes, is cut (it is logged, held with the batch, and printed)."""
+    with registry_sim() as sim:
+        schema_id = registered(sim)
+        sim.fail(status, code, message="\x1b[31mred\nline " * 400_000)
+        with pytest.raises(TransportError) as info:
+            EnvelopeDecoder(sim.url).decode([framed(schema_id)])
+    said = str(info.value)
+    assert len(said) < 1_000 and "\n" not in said, len(said)

@@ -227,6 +227,7 @@ class EnvelopeDecoder:
         return self._registry_checked
 
     def _unavailable(self, why: str) -> RegistryUnavailable:
+        why = shorten(why, _REASON_LIMIT)  # (an error quotes the reply's body: any size)
         self._down = (time.monotonic() + _DOWN_FOR, why)  # (from its end: a try can be long)
         return RegistryUnavailable(why)
 
