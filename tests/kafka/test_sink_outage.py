@@ -65,6 +65,19 @@ class Worker:
         assert not self.thread.is_alive(), f"the sink worker did not end within {timeout} s"
 
 
+def next_worker_writes(
+    lake: str, kafka: str, topic: str, group: str, rest: int, total: int, **options: Any
+) -> None:
+    """A new worker of the group, run until idle, writes the `rest` posts left (from the
+    lake's marks), and the lake then holds each of `total` posts once and the topic's end."""
+    again = Worker(lake, kafka, topic, group, until_idle=1.5, **options)
+    again.join(120)
+    assert again.error is None, repr(again.error)
+    assert again.stats is not None and again.stats.posts == rest
+    assert_each_post_once(lake, total)
+    assert_lake_at_end(lake, kafka, topic)
+
+
 def start_sink(
     lake: str, kafka: str, topic: str, group: str, n: int, **options: Any
 ) -> tuple[Worker, SinkWorkerStats]:
@@ -134,12 +147,7 @@ def test_a_stop_while_the_lake_refuses_ends_the_worker_and_the_next_one_writes_t
         assert "Cannot write the last batches" in str(sink.error)
         assert "AccessDenied" in str(sink.error) or "403" in str(sink.error)
     # the lake answers again: a new worker of the group starts at the marks
-    again = Worker(s3_lake, kafka, topic, group, until_idle=1.5)
-    again.join(120)
-    assert again.error is None, repr(again.error)
-    assert again.stats is not None and again.stats.posts == 200
-    assert_each_post_once(s3_lake, 500)
-    assert_lake_at_end(s3_lake, kafka, topic)
+    next_worker_writes(s3_lake, kafka, topic, group, 200, 500)
 
 
 def test_the_partitions_stay_paused_while_a_held_batch_is_tried_again(

@@ -301,7 +301,7 @@ class _Held:
     offsets: list[int]
     size: int
     error: str  # (the text: the exception's traceback would keep the decoded batch)
-    kind: type[TootlakeError] = LakeError  # what a last try that fails raises
+    kind: type[TootlakeError] = LakeError  # what a last try that fails raises (OSError: this)
 
 
 class _Cancelled(Exception):
@@ -693,7 +693,7 @@ class KafkaSinkWorker:
                 if partition in self._buffers:
                     self._held[partition] = _Held(
                         flight.values, flight.offsets, flight.size, str(exc),
-                        RegistryUnavailable if isinstance(exc, RegistryUnavailable) else LakeError,
+                        type(exc) if isinstance(exc, TootlakeError) else LakeError,
                     )  # fmt: skip
                 else:  # revoked or lost meanwhile: its next owner reads it from the marks
                     self._held.pop(partition, None)
