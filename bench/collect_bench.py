@@ -46,6 +46,8 @@ RESULTS = BENCH / "results"
 VENDOR_1_8 = BENCH / "data" / "vendor" / "mastodon-1.8.0"
 PY = sys.executable
 TOKEN = "bench-token"
+# `--ablate`: parts of our collector's work left out (bench/ablate.py); the baseline keeps them
+ABLATE: str | None = None
 SKIP = 2.0  # seconds left out at the start of each rate: connecting, the first backfill page
 
 
@@ -151,10 +153,10 @@ def run_collector(
     listing = work / f"{name}-instances.txt"
     listing.write_text("\n".join(urls) + "\n")
     stats = work / f"{name}-stats.json"
+    ablated = ABLATE is not None and source is None
     cmd = [
         PY,
-        "-m",
-        "tootlake",
+        *([str(BENCH / "ablate.py"), ABLATE] if ablated and ABLATE else ["-m", "tootlake"]),
         "collect",
         "--instances-file",
         str(listing),
@@ -672,6 +674,13 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
         "CPU per event is the steadier figure). Produced by `bench/collect_bench.py`.",
         "",
     ]
+    if results.get("ablated"):
+        lines += [
+            f'**A measuring run: "ours" is our collector without `{results["ablated"]}` '
+            "(bench/ablate.py says what each part leaves out); the baseline is the whole "
+            "collector.** 1 minus the ratio is those parts' share of its CPU per event.",
+            "",
+        ]
     if results.get("kept"):
         lines += [
             "Kept from earlier runs (a partial run replaces only what it ran): "
@@ -857,6 +866,12 @@ def main() -> None:
         "--results", type=Path, help="folder for collect.json and collect.md (default: "
         "bench/results/, or bench/data/quick/ with --quick)",
     )  # fmt: skip
+    parser.add_argument(
+        "--ablate", metavar="PARTS",
+        help="run our collector without these parts of its work (bench/ablate.py: decode, "
+        "merge, commit, record), to measure what each costs live; use with --baseline HEAD. "
+        "Results in bench/results/ablate-PARTS/ unless --results",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.talk_listener:
         talk_listener_main(args.talk_listener, args.seconds, args.out)
@@ -868,11 +883,18 @@ def main() -> None:
     only = set(args.only.split(","))
     rates = [float(r) for r in args.rates.split(",")]
     folder = args.results or (BENCH / "data" / "quick" if args.quick else RESULTS)
+    if args.ablate:
+        global ABLATE
+        ABLATE = args.ablate
+        if not args.results:
+            folder = RESULTS / f"ablate-{args.ablate.replace(',', '-')}"
     results: dict[str, Any] = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": f"{os.cpu_count()} cores",
         "load_average_before": round(os.getloadavg()[0], 1),
     }
+    if args.ablate:
+        results["ablated"] = args.ablate
     work = BENCH / "data" / "collect-work"  # logs and lakes of the last run, git-ignored
     if work.exists():
         shutil.rmtree(work)
