@@ -153,10 +153,11 @@ def run_collector(
     listing = work / f"{name}-instances.txt"
     listing.write_text("\n".join(urls) + "\n")
     stats = work / f"{name}-stats.json"
-    ablated = ABLATE is not None and source is None
+    # (the baseline's checkout is never ablated)
+    run = [str(BENCH / "ablate.py"), ABLATE] if ABLATE and source is None else ["-m", "tootlake"]
     cmd = [
         PY,
-        *([str(BENCH / "ablate.py"), ABLATE] if ablated and ABLATE else ["-m", "tootlake"]),
+        *run,
         "collect",
         "--instances-file",
         str(listing),
