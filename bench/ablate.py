@@ -108,11 +108,19 @@ def _without_record() -> None:
     pipeline.Recorder.record = drop  # type: ignore[method-assign]
 
 
+def unknown_parts(parts: str) -> str | None:
+    """What is wrong with a comma-separated list of parts (None: nothing)."""
+    unknown = set(parts.split(",")) - PARTS
+    return f"unknown parts {sorted(unknown)}: choose from {sorted(PARTS)}" if unknown else None
+
+
 def main() -> None:
+    if len(sys.argv) < 3:
+        raise SystemExit("usage: python bench/ablate.py PARTS tootlake-arguments...")
+    wrong = unknown_parts(sys.argv[1])
+    if wrong:
+        raise SystemExit(wrong)
     parts = set(sys.argv[1].split(","))
-    unknown = parts - PARTS
-    if unknown:
-        raise SystemExit(f"unknown parts {sorted(unknown)}: choose from {sorted(PARTS)}")
     if "decode" in parts:
         _without_decode()
     if "merge" in parts:

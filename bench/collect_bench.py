@@ -885,6 +885,11 @@ def main() -> None:
     rates = [float(r) for r in args.rates.split(",")]
     folder = args.results or (BENCH / "data" / "quick" if args.quick else RESULTS)
     if args.ablate:
+        from ablate import unknown_parts  # (bench/, this script's folder)
+
+        wrong = unknown_parts(args.ablate)
+        if wrong:  # before a simulator starts, not when the first collector does
+            parser.error(f"--ablate: {wrong}")
         global ABLATE
         ABLATE = args.ablate
         if not args.results:

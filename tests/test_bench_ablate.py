@@ -70,3 +70,9 @@ def test_the_decode_stand_in_keeps_each_posts_own_key(shared_tree: Any) -> None:
         assert Consent().gate(stood_in) is None
         compared += 1
     assert compared > 400  # every usual real status; not a test of nothing
+
+
+def test_unknown_parts_are_named() -> None:
+    assert ablate.unknown_parts("decode,merge") is None
+    wrong = ablate.unknown_parts("decode,../x")
+    assert wrong is not None and "'../x'" in wrong and "choose from" in wrong
