@@ -13,7 +13,7 @@ use pyo3::types::{PyInt, PyString, PyTuple};
 use crate::post::usual_time_micros;
 
 /// `EARLIEST`: 2000-01-01T00:00:00Z, in seconds since the epoch.
-const EARLIEST_SECONDS: i64 = 946_684_800;
+pub(crate) const EARLIEST_SECONDS: i64 = 946_684_800;
 /// `FUTURE_SLACK`: a day.
 const SLACK_SECONDS: i64 = 86_400;
 /// `_SNOWFLAKE_SHIFT`
@@ -21,7 +21,7 @@ const SNOWFLAKE_SHIFT: u32 = 16;
 
 /// `latest_time()` as microseconds since the epoch, and `_snowflake_limit` of it: the wall
 /// clock's second, plus one, plus a day (the Python's `_LIMITS`).
-fn limits() -> Option<(i64, u128)> {
+pub(crate) fn limits() -> Option<(i64, u128)> {
     let second =
         i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_secs()).ok()?;
     let latest = second + 1 + SLACK_SECONDS;
@@ -30,7 +30,7 @@ fn limits() -> Option<(i64, u128)> {
 }
 
 /// `usable_id(value, latest)` of a str id; None where the Python says None.
-fn usable_text_id(id: &str, limit: u128) -> bool {
+pub(crate) fn usable_text_id(id: &str, limit: u128) -> bool {
     let b = id.as_bytes();
     if !b.is_empty() && b.iter().all(u8::is_ascii_digit) {
         if b.len() >= 17 {
@@ -63,7 +63,7 @@ fn non_empty(value: &Bound<'_, PyAny>) -> bool {
 
 /// `status.MAX_URI`: the longest uri the Python keeps (in characters; here its UTF-8 bytes,
 /// never fewer, so a uri this declines may still be kept: the Python decides).
-const MAX_URI: usize = 2_048;
+pub(crate) const MAX_URI: usize = 2_048;
 
 /// A uri the Python keeps: a non-empty str of at most `MAX_URI` characters.
 fn usable_uri(value: &Bound<'_, PyAny>) -> bool {

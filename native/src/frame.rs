@@ -152,7 +152,7 @@ fn skip_stream(b: &[u8], at: usize) -> Option<usize> {
 }
 
 /// (event, payload) of the usual frame; None for any other.
-fn read_frame(b: &[u8]) -> Option<(&[u8], Option<Vec<u8>>)> {
+pub(crate) fn read_frame(b: &[u8]) -> Option<(&[u8], Option<Vec<u8>>)> {
     std::str::from_utf8(b).ok()?; // msgspec refuses invalid UTF-8 in a string
     let mut i = skip_ws(b, 0);
     if b.get(i) != Some(&b'{') {

@@ -10,6 +10,7 @@
 //! the Python code. docs/native.md says why this module exists and how it is built.
 
 mod check;
+mod fast;
 mod frame;
 mod post;
 
@@ -746,6 +747,70 @@ impl Column {
         }
     }
 
+    /// `push` of a value the native status gives (`fast::Val`): the same buffers as its
+    /// Python value would make.
+    #[inline]
+    pub(crate) fn push_value(
+        &mut self,
+        i: usize,
+        value: &fast::Val<'_, '_>,
+        utc: &Bound<'_, PyTzInfo>,
+    ) {
+        if !self.failed && self.try_push_value(i, value, utc).is_none() {
+            self.failed = true;
+        }
+        self.len = i + 1;
+    }
+
+    fn try_push_value(
+        &mut self,
+        i: usize,
+        value: &fast::Val<'_, '_>,
+        utc: &Bound<'_, PyTzInfo>,
+    ) -> Option<()> {
+        use fast::Val;
+        if let Val::Py(value) = value {
+            return self.try_push(i, value, utc);
+        }
+        if matches!(value, Val::Null) {
+            self.validity.null(i);
+        }
+        match (self.kind, value) {
+            (STRING, Val::Null) => Self::end_offset(&mut self.offsets, self.data.len()),
+            (STRING, Val::Str(s)) => {
+                self.data.extend_from_slice(s.as_bytes());
+                Self::end_offset(&mut self.offsets, self.data.len())
+            }
+            (INT64, Val::Null) | (TIMESTAMP_US_UTC, Val::Null) => {
+                self.data.extend_from_slice(&0i64.to_le_bytes());
+                Some(())
+            }
+            (INT64, Val::Int(n)) | (TIMESTAMP_US_UTC, Val::Time(n)) => {
+                self.data.extend_from_slice(&n.to_le_bytes());
+                Some(())
+            }
+            (BOOL, Val::Null) | (BOOL, Val::Bool(_)) => {
+                if i / 8 >= self.data.len() {
+                    self.data.resize(i / 8 + 1, 0);
+                }
+                if let Val::Bool(true) = value {
+                    self.data[i / 8] |= 1 << (i % 8);
+                }
+                Some(())
+            }
+            (LIST_OF_STRING, Val::Null) => Self::end_offset(&mut self.offsets, self.items),
+            (LIST_OF_STRING, Val::List(items)) => {
+                for item in items {
+                    self.data.extend_from_slice(item.as_bytes());
+                    self.items += 1;
+                    Self::end_offset(&mut self.item_offsets, self.data.len())?;
+                }
+                Self::end_offset(&mut self.offsets, self.items)
+            }
+            _ => None, // (a value of another kind: pyarrow decides, through the Post)
+        }
+    }
+
     /// `(null_count, [validity, ...buffers])`; a list of strings has its strings' offsets and
     /// data after its own offsets. None when a value could not be held.
     pub(crate) fn finish<'py>(mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyTuple>>> {
@@ -854,6 +919,9 @@ fn tootlake_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<post::PostRows>()?;
     m.add_function(wrap_pyfunction!(frame::ws_frame, m)?)?;
     m.add_function(wrap_pyfunction!(check::check_status, m)?)?;
+    m.add_function(wrap_pyfunction!(fast::fast_status, m)?)?;
+    m.add_function(wrap_pyfunction!(fast::ws_fast_status, m)?)?;
+    m.add_class::<fast::FastStatus>()?;
     m.add("POST_FIELDS", PyTuple::new(m.py(), post::POST_FIELDS)?)?;
     m.add(
         "VALID_STATUS_FIELDS",

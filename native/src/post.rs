@@ -816,6 +816,66 @@ impl PostRows {
         }))
     }
 
+    /// `append` of a `FastStatus` (native/src/fast.rs), its fields read natively; None,
+    /// with nothing appended, where that gives up: the caller then takes the ValidStatus
+    /// path (`FastStatus.valid`).
+    #[allow(clippy::too_many_arguments)]
+    fn append_fast<'py>(
+        &mut self,
+        py: Python<'py>,
+        status: &Bound<'py, crate::fast::FastStatus>,
+        observed_on: &Bound<'py, PyAny>,
+        ingested_at: &Bound<'py, PyAny>,
+        opted_out: &Bound<'py, PyAny>,
+        consent: &Bound<'py, PyAny>,
+        helpers: &Bound<'py, PyTuple>,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let helpers = crate::fast::FastHelpers {
+            html_to_text: helpers.get_item(1)?,
+            has_opt_out_tag: helpers.get_item(2)?,
+            without_quote_fallback: helpers.get_item(3)?,
+            parse_time: helpers.get_item(4)?,
+        };
+        let fast = status.get();
+        let built = crate::guarded(|| {
+            Some(crate::fast::fields(
+                py,
+                fast,
+                observed_on,
+                ingested_at,
+                opted_out,
+                consent,
+                &helpers,
+            ))
+        });
+        let values = match built {
+            Some(Ok(values)) => values,
+            Some(Err(crate::fast::Stop::Raised(err))) => return Err(err),
+            Some(Err(crate::fast::Stop::GiveUp)) | None => return Ok(None),
+        };
+        let utc = PyTzInfo::utc(py)?;
+        let i = self.rows;
+        let before: usize = self.columns.iter().map(|c| c.data_len()).sum();
+        let marks: Vec<crate::Mark> = self.columns.iter().map(|c| c.mark()).collect();
+        for (column, value) in self.columns.iter_mut().zip(values.iter()) {
+            column.push_value(i, value, &utc);
+        }
+        if self.columns.iter().any(|c| c.failed()) {
+            for (column, mark) in self.columns.iter_mut().zip(marks.iter()) {
+                column.take_back(i, mark);
+            }
+            return Ok(None);
+        }
+        let after: usize = self.columns.iter().map(|c| c.data_len()).sum();
+        self.rows += 1;
+        self.size += after - before + self.overhead;
+        Ok(Some(match values.last() {
+            Some(crate::fast::Val::Str(level)) => PyString::new(py, level).into_any(),
+            Some(crate::fast::Val::Py(given)) if given.is_truthy()? => given.clone(),
+            _ => PyString::new(py, "").into_any(),
+        }))
+    }
+
     fn __len__(&self) -> usize {
         self.rows
     }

@@ -35,7 +35,7 @@ from tootlake.record import (
     Post,
     Reject,
     Sighting,
-    ValidStatus,
+    Status,
     append_post,
     to_post,
 )
@@ -405,13 +405,12 @@ class Recorder:
             return rows  # type: ignore[no-any-return]
         return post if self.pseudonymizer is None else self.pseudonymizer.post(post)
 
-    def _author(self, status: ValidStatus, event: Event) -> str:
+    def _author(self, status: Status, event: Event) -> str:
         """The author's qualified acct, as the memory of `noindex` accounts keys it."""
-        account = status.data.account
-        acct = (account.acct or account.username or "").lower()
+        acct = status.author.lower()
         return acct if "@" in acct else f"{acct}@{event.observed_on or ''}"
 
-    def _withdraw(self, status: ValidStatus, event: Event, gate: str) -> Delete | None:
+    def _withdraw(self, status: Status, event: Event, gate: str) -> Delete | None:
         """A copy failed an author's gate: remember a `noindex` (Mastodon says it on the
         author's home instance only, so later copies from elsewhere are skipped too), and
         when this post was written from a copy that could not tell, or before its author
@@ -440,7 +439,7 @@ class Recorder:
         written = self._written.get(key)
         return self._written_old.get(key) if written is None else written
 
-    def _sighting(self, event: Event, status: ValidStatus) -> Sighting | None:
+    def _sighting(self, event: Event, status: Status) -> Sighting | None:
         """A post written already, seen on another instance; None when seen here before."""
         uri = status.uri
         if self._uris.get((event.observed_on, status.id)) == uri:

@@ -24,10 +24,12 @@ from tootlake.record.status import (
     FIRST_DATETIME_SECOND,
     LAST_DATETIME_SECOND,
     Rejection,
+    Status,
     StatusData,
     ValidStatus,
     append_post,
     decode_status,
+    decode_stream_status,
     from_status,
     host_of,
     is_opted_out,
@@ -35,6 +37,7 @@ from tootlake.record.status import (
     parse_time,
     to_post,
     usable_id,
+    valid,
     validate_status,
 )
 
@@ -49,6 +52,7 @@ __all__ = [
     "Reject",
     "Rejection",
     "Sighting",
+    "Status",
     "StatusData",
     "ValidStatus",
     "arrow_schema",
@@ -56,6 +60,7 @@ __all__ = [
     "avro_schema",
     "consent_level",
     "decode_status",
+    "decode_stream_status",
     "delete_arrow_schema",
     "from_status",
     "host_of",
@@ -69,4 +74,5 @@ __all__ = [
     "append_post",
     "usable_id",
     "validate_status",
+    "valid",
 ]

@@ -16,6 +16,7 @@ from typing import Any
 from tootlake.errors import ConfigError
 from tootlake.record.status import (
     Rejection,
+    Status,
     ValidStatus,
     consent_level,
     has_opt_out_tag_field,
@@ -104,8 +105,12 @@ class Consent:
         flags = (("skip-locked", self.skip_locked), ("skip-bots", self.skip_bots))
         return "+".join([self.mode, *(word for word, on in flags if on)])
 
-    def gate(self, status: ValidStatus) -> str | None:
+    def gate(self, status: Status) -> str | None:
         """The first gate `status` fails (its name), or None when it may become a post."""
+        if type(status) is not ValidStatus:  # a FastStatus: the same gates, natively
+            return status.gate(  # type: ignore[attr-defined,no-any-return]
+                self.mode, self.skip_locked, self.skip_bots, has_opt_out_tag
+            )
         data = status.data
         if data.reblog is not None:
             return "reblog"

@@ -34,7 +34,7 @@ import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 import msgspec
 
@@ -53,9 +53,11 @@ __all__ = [
     "Quote",
     "QuotedStatus",
     "Rejection",
+    "Status",
     "StatusData",
     "ValidStatus",
     "decode_status",
+    "decode_stream_status",
     "from_status",
     "host_of",
     "consent_level",
@@ -66,6 +68,7 @@ __all__ = [
     "append_post",
     "usable_id",
     "validate_status",
+    "valid",
 ]
 
 INT64_MAX = 2**63 - 1
@@ -228,6 +231,43 @@ class ValidStatus(msgspec.Struct, gc=False):
         edited = self.data.edited_at
         return edited[:19] if self.edited_at is not None and edited else ""
 
+    @property
+    def edited_text(self) -> str:
+        """`edited_at` as the server wrote it ("" when never edited)."""
+        return self.data.edited_at or ""
+
+    @property
+    def author(self) -> str:
+        """The author's acct as the server wrote it (bare when local; "" when it has none)."""
+        account = self.data.account
+        return account.acct or account.username or ""
+
+
+class Status(Protocol):
+    """What the collector reads of a validated status, whichever form it takes: a
+    ValidStatus, or the native `FastStatus` of a usual streamed status
+    (`decode_stream_status`; native/src/fast.rs), which holds no Python object per field.
+    Anything else of it: `valid(status)`."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def uri(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def edited_at(self) -> datetime | None: ...
+    @property
+    def coerced(self) -> tuple[str, ...]: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def edited_text(self) -> str: ...
+    @property
+    def author(self) -> str: ...
+
 
 _DECODER = msgspec.json.Decoder(StatusData)
 _ENCODER = msgspec.json.Encoder()
@@ -286,6 +326,29 @@ def decode_status(data: bytes | str, now: datetime | None = None) -> ValidStatus
             checked.coerced += ("surrogates",)
         return checked
     return _check(status, (), now, len(data))
+
+
+def decode_stream_status(data: bytes) -> Status | Rejection:
+    """`decode_status` for a collector's streams: the usual status as a native `FastStatus`
+    (its fields equal `decode_status`'s: tests/test_native_fast.py), read in one pass with
+    no Python object per field, so that its consent gate and its row are read natively too
+    (`Consent.gate`, `append_post`); any other status as `decode_status` reads it."""
+    if _native is not None and _NATIVE_FAST:
+        fast = _native.fast_status(data)
+        if fast is not None:
+            return fast  # type: ignore[no-any-return]
+    return decode_status(data)
+
+
+def valid(status: Status) -> ValidStatus:
+    """The ValidStatus of a status in either form (a FastStatus's is decoded from its bytes
+    once, when something reads more of it than `Status` offers)."""
+    if type(status) is ValidStatus:
+        return status
+    checked = status.valid(decode_status)  # type: ignore[attr-defined]
+    if not isinstance(checked, ValidStatus):  # (never: the two are held equal by tests)
+        raise AssertionError(f"a native status that decode_status rejects: {checked!r}")
+    return checked
 
 
 def _without_surrogates(text: str) -> str:
@@ -634,7 +697,7 @@ def consent_level(account: Account, opted_out: bool | None = None) -> str:
 
 
 def to_post(
-    status: ValidStatus,
+    status: Status,
     observed_on: str | None,
     ingested_at: datetime | None = None,
     *,
@@ -650,6 +713,7 @@ def to_post(
     `to_post_python` on any validated status: tests/test_native_post.py).
     """
     ingested_at = ingested_at or datetime.now(UTC)
+    status = valid(status)
     if _native is not None:
         post = _native.to_post(status, observed_on, ingested_at, opted_out, consent, _HELPERS)
         if post is not None:
@@ -659,7 +723,7 @@ def to_post(
 
 def append_post(
     rows: Any,
-    status: ValidStatus,
+    status: Status,
     observed_on: str | None,
     ingested_at: datetime | None = None,
     *,
@@ -671,7 +735,8 @@ def append_post(
     Gives the post's consent level (`post.consent or ""`); None when nothing was appended
     (a status the native helpers leave to the Python): make the Post with `to_post` then.
     Its rows equal `records_to_batch` of `to_post`'s Posts: tests/test_native_rows.py."""
-    return rows.append(  # type: ignore[no-any-return]
+    append = rows.append if type(status) is ValidStatus else rows.append_fast
+    return append(  # type: ignore[no-any-return]
         status, observed_on, ingested_at or datetime.now(UTC), opted_out, consent, _HELPERS
     )
 
@@ -891,6 +956,7 @@ if _native is not None and [
     _native = None  # pragma: no cover - a stale build: `make install` rebuilds it
 # (a build from before check_status keeps its other helpers)
 _NATIVE_CHECK = hasattr(_native, "check_status")
+_NATIVE_FAST = hasattr(_native, "fast_status")
 
 
 def from_status(

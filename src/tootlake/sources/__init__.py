@@ -11,7 +11,8 @@ from typing import Protocol
 
 import msgspec
 
-from tootlake.record import RAW_LIMIT, Reject, Rejection, ValidStatus
+from tootlake.record import RAW_LIMIT, Reject, Rejection
+from tootlake.record.status import Status
 from tootlake.redact import redact
 
 __all__ = ["DELETE", "EDIT", "REJECT", "UPDATE", "Event", "Source", "reject_event"]
@@ -28,7 +29,7 @@ class Event(msgspec.Struct):
 
     kind: str  # UPDATE, EDIT, DELETE or REJECT
     observed_on: str | None
-    status: ValidStatus | None = None  # UPDATE and EDIT: validated at the edge
+    status: Status | None = None  # UPDATE and EDIT: validated at the edge
     id: str | None = None  # DELETE: the status id on observed_on
     where: str = ""  # file:line or instance, for error messages
     ack: Callable[[], None] | None = None  # called once the event is durable in the lake

@@ -44,10 +44,12 @@ from tootlake.record import (
     Rejection,
     ValidStatus,
     decode_status,
+    decode_stream_status,
     host_of,
     usable_id,
     validate_status,
 )
+from tootlake.record.status import Status as StreamStatus
 from tootlake.sources import DELETE, EDIT, UPDATE, Event, reject_event
 from tootlake.sources.mastodon import (
     ERROR_BODY,
@@ -78,6 +80,7 @@ from tootlake.sources.mastodon import (
     read_head,
     sse_url,
     token_refusal,
+    ws_status,
     ws_url,
 )
 from tootlake.sources.state import CollectorState
@@ -377,7 +380,7 @@ class InstanceWorker:
                 status = event.status
                 if status is not None:
                     status_id = status.id
-                    recent[status_id] = status.data.edited_at or ""
+                    recent[status_id] = status.edited_text
                     recent.move_to_end(status_id)
                 elif event.id is not None:
                     recent.pop(event.id, None)
@@ -652,6 +655,9 @@ class InstanceWorker:
         return [e for e in map(self._ws_event, messages) if e is not None]
 
     def _ws_event(self, message: str | bytes) -> Event | None:
+        fast = ws_status(message)  # the usual update or edit, frame and status in one call
+        if fast is not None:
+            return self._status_event(fast.event, fast)  # type: ignore[attr-defined]
         try:
             frame = parse_ws_frame(message)
         except ValueError as exc:
@@ -722,15 +728,23 @@ class InstanceWorker:
             return Event(DELETE, self.host, id=status_id, where=self.host)
         if name not in (UPDATE, EDIT):
             return None
-        status = decode_status(data)
+        status = decode_stream_status(data)
         if isinstance(status, Rejection):
             if self.backfilling:  # a page showing it too must not keep it twice
                 poison = _raw_id(data)
                 if poison is not None:
                     self._see(poison)
             return self._stream_reject(status, data, source)
-        if isinstance(data, Mended) and "surrogates" not in status.coerced:
+        if (
+            isinstance(data, Mended)  # (so a ValidStatus: FastStatus reads exact bytes only)
+            and isinstance(status, ValidStatus)
+            and "surrogates" not in status.coerced
+        ):
             status.coerced += ("surrogates",)  # mended in the frame, before decode_status
+        return self._status_event(name, status)
+
+    def _status_event(self, name: str, status: StreamStatus) -> Event | None:
+        """The event of a stream's update or edit (`name`), validated, without an ack."""
         status_id = status.id
         if self.backfilling:
             if name == UPDATE:

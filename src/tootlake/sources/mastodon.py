@@ -39,10 +39,12 @@ from tootlake._native import native
 from tootlake._version import __version__
 from tootlake.errors import ConfigError, SourceError
 from tootlake.record import host_of, mend_surrogates
+from tootlake.record.status import Status
 
 # The native helpers (tootlake._native) when their build has `ws_frame` (an older build of
 # native/ lacks it: `make install` rebuilds it); None runs the Python.
 _native = native if hasattr(native, "ws_frame") else None
+_WS_FAST = hasattr(native, "ws_fast_status")
 
 __all__ = [
     "AuthRequired",
@@ -73,6 +75,7 @@ __all__ = [
     "parse_link_header",
     "parse_ws_frame",
     "probe",
+    "ws_status",
     "retry_after",
     "sse_url",
     "token_refusal",
@@ -598,6 +601,17 @@ def parse_ws_frame(text: str | bytes) -> tuple[str, bytes | None] | None:
         if fast is not None:
             return fast  # type: ignore[no-any-return]
     return parse_ws_frame_python(text)
+
+
+def ws_status(message: str | bytes) -> Status | None:
+    """The status of a WebSocket message that is an `update` or a `status.update` of the
+    usual shape with a status `decode_stream_status` would read natively, read from the
+    frame in the same native call (a `FastStatus`, its `event` the frame's; no bytes object
+    for the payload); None for any other message: `parse_ws_frame` and `decode_stream_status`
+    read it then."""
+    if _native is not None and _WS_FAST:
+        return _native.ws_fast_status(message)  # type: ignore[no-any-return]
+    return None
 
 
 def parse_ws_frame_python(text: str | bytes) -> tuple[str, bytes | None] | None:
