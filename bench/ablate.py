@@ -3,14 +3,14 @@ costs in a live run (`bench/collect_bench.py --ablate PARTS`, against the whole 
 of the same checkout: `--baseline HEAD`). A measuring tool only: the lake it writes is not
 a real collection. Usage: `python bench/ablate.py PARTS ARGS...`, PARTS comma-separated:
 
-- `decode`: no status tree per event. The first status the consent gate lets through is
-  decoded; every later one is that status with its own uri and id (found in the JSON bytes
-  with `bytes.find`: about 1 us a status in a loop, a fifth of `decode_status`). So
-  decoding, its checks and freeing its objects go, and every post has one author, one time
-  and one text: the gate reads one account, always in the cache, and Parquet compresses
-  one text far better (add `commit,merge` to leave the writing out of the comparison), so
-  the cost measured is an upper bound. The ceiling of a native parser
-  (docs/design/fused-receive.md, stage 1), which would still parse.
+- `decode`: no status read per event (no msgspec tree, no native `FastStatus`). The first
+  status the consent gate lets through is decoded; every later one is that status with its
+  own uri and id (found in the JSON bytes with `bytes.find`: about 1 us a status in a loop,
+  a fifth of `decode_status`). So parsing, its checks and freeing what it made go, and
+  every post has one author, one time and one text: the gate reads one account, always in
+  the cache, and Parquet compresses one text far better (add `commit,merge` to leave the
+  writing out of the comparison), so the cost measured is an upper bound of what reading
+  a status costs.
 - `merge`: no end-of-run merge of `posts` (its child process, its imports, its reading of
   `posts_all` and writing of `posts`).
 - `commit`: no Delta commits: Arrow batches are built and dropped (no Parquet, no delta-rs).
@@ -76,7 +76,10 @@ def _without_decode() -> None:
             template.append(checked)
         return checked
 
-    fleet.decode_status = shared_tree  # type: ignore[assignment]
+    # every stream status through the stand-in: WebSocket frames too (not read natively,
+    # frame and status in one call, but framed first, then given to it)
+    fleet.ws_status = lambda message: None  # type: ignore[assignment]
+    fleet.decode_stream_status = shared_tree  # type: ignore[assignment]
 
 
 def _without_merge() -> None:

@@ -44,9 +44,12 @@ def test_plain_after_without_the_key_or_its_end() -> None:
 
 @pytest.fixture
 def shared_tree(monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setattr(fleet, "decode_status", fleet.decode_status)  # undone after the test
+    # (undone after the test)
+    monkeypatch.setattr(fleet, "decode_stream_status", fleet.decode_stream_status)
+    monkeypatch.setattr(fleet, "ws_status", fleet.ws_status)
     ablate._without_decode()
-    return fleet.decode_status
+    assert fleet.ws_status(b'{"event":"update","payload":"{}"}') is None  # frames: framed first
+    return fleet.decode_stream_status
 
 
 def test_the_decode_stand_in_keeps_each_posts_own_key(shared_tree: Any) -> None:

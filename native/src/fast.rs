@@ -11,12 +11,13 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::OnceLock;
 
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDateTime, PyString, PyTuple, PyTzInfo};
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
 use crate::check::{limits, usable_text_id, EARLIEST_SECONDS, MAX_URI};
@@ -99,8 +100,55 @@ impl<'de: 'a, 'a> Deserialize<'de> for Id<'a> {
     }
 }
 
-/// `Present`: any JSON object (its content checked as JSON, and dropped); anything else,
-/// an array too, is refused.
+/// Any JSON value, read and dropped: what msgspec checks of a value it skips (its strings
+/// hold no lone surrogate escape, it nests within bounds), which serde's own `IgnoredAny`
+/// does not (it skips strings unread, and nesting without limit). serde_json reads nesting
+/// to 128 levels at most (msgspec about a thousand: the Python's recursion limit).
+struct Skip;
+
+impl<'de> Deserialize<'de> for Skip {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(SkipVisitor)
+    }
+}
+
+struct SkipVisitor;
+
+impl<'de> Visitor<'de> for SkipVisitor {
+    type Value = Skip;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+    fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<Skip, S::Error> {
+        while seq.next_element::<Skip>()?.is_some() {}
+        Ok(Skip)
+    }
+    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Skip, M::Error> {
+        while map.next_entry::<Skip, Skip>()?.is_some() {}
+        Ok(Skip)
+    }
+}
+
+/// `Present`: any JSON object (its content checked, and dropped); anything else, an array
+/// too, is refused.
 #[derive(Debug)]
 struct Present;
 
@@ -113,7 +161,7 @@ impl<'de> Deserialize<'de> for Present {
                 f.write_str("an object")
             }
             fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Present, M::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                while map.next_entry::<Skip, Skip>()?.is_some() {}
                 Ok(Present)
             }
         }
@@ -121,136 +169,120 @@ impl<'de> Deserialize<'de> for Present {
     }
 }
 
-#[derive(Deserialize, Debug)]
-struct Application<'a> {
-    #[serde(borrow)]
-    name: Option<Str<'a>>,
-    #[serde(borrow)]
-    website: Option<Str<'a>>,
+/// A msgspec Struct as a Rust struct read from a JSON object, and only an object (serde's
+/// derived structs also read an array of the fields in order, which msgspec refuses):
+/// `required` fields must be there and not null, `optional` ones hold None when missing or
+/// null; a field given twice is refused (msgspec keeps the last: the Python decides); any
+/// other key's value is read as `Skip`.
+macro_rules! object {
+    ($name:ident { required { $($req:ident: $rty:ty),* $(,)? } optional { $($opt:ident: $oty:ty),* $(,)? } }) => {
+        #[derive(Debug)]
+        #[allow(dead_code)]
+        struct $name<'a> {
+            $($req: $rty,)*
+            $($opt: Option<$oty>,)*
+            _borrows: PhantomData<&'a str>,
+        }
+
+        impl<'de: 'a, 'a> Deserialize<'de> for $name<'a> {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V<'a>(PhantomData<&'a str>);
+                impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+                    type Value = $name<'a>;
+                    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                        f.write_str(concat!("an object (", stringify!($name), ")"))
+                    }
+                    #[allow(unused_mut)]
+                    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+                        $(let mut $req: Option<$rty> = None;)*
+                        $(let mut $opt: Option<Option<$oty>> = None;)*
+                        while let Some(key) = map.next_key::<Str<'de>>()? {
+                            match key.0.as_ref() {
+                                $(stringify!($req) => {
+                                    if $req.is_some() {
+                                        return Err(de::Error::duplicate_field(stringify!($req)));
+                                    }
+                                    $req = Some(map.next_value()?);
+                                })*
+                                $(stringify!($opt) => {
+                                    if $opt.is_some() {
+                                        return Err(de::Error::duplicate_field(stringify!($opt)));
+                                    }
+                                    $opt = Some(map.next_value()?);
+                                })*
+                                _ => {
+                                    map.next_value::<Skip>()?;
+                                }
+                            }
+                        }
+                        Ok($name {
+                            $($req: $req.ok_or_else(|| de::Error::missing_field(stringify!($req)))?,)*
+                            $($opt: $opt.flatten(),)*
+                            _borrows: PhantomData,
+                        })
+                    }
+                }
+                d.deserialize_map(V(PhantomData))
+            }
+        }
+    };
 }
 
-#[derive(Deserialize, Debug)]
-struct Tag<'a> {
-    #[serde(borrow)]
-    name: Str<'a>,
-    #[serde(borrow, rename = "url")]
-    _url: Option<Str<'a>>,
-}
-
-#[derive(Deserialize, Debug)]
-struct Mention<'a> {
-    #[serde(borrow)]
-    id: Option<Id<'a>>,
-    #[serde(borrow)]
-    url: Option<Str<'a>>,
-    #[serde(borrow)]
-    acct: Option<Str<'a>>,
-}
-
-#[derive(Deserialize, Debug)]
-struct MovedTo<'a> {
-    #[serde(borrow)]
-    acct: Option<Str<'a>>,
-    #[serde(borrow)]
-    url: Option<Str<'a>>,
-}
-
-#[derive(Deserialize, Debug)]
-struct QuotedStatus<'a> {
-    #[serde(borrow)]
-    uri: Option<Str<'a>>,
-}
-
-#[derive(Deserialize, Debug)]
-struct Quote<'a> {
-    #[serde(borrow)]
-    state: Option<Str<'a>>,
-    #[serde(borrow)]
-    quoted_status: Option<QuotedStatus<'a>>,
-}
-
-#[derive(Deserialize, Debug)]
-struct ProfileField<'a> {
-    #[serde(borrow)]
-    name: Option<Str<'a>>,
-    #[serde(borrow)]
-    value: Option<Str<'a>>,
-}
-
-#[derive(Deserialize, Debug)]
-struct Account<'a> {
-    #[serde(borrow)]
-    id: Option<Id<'a>>,
-    #[serde(borrow)]
-    username: Option<Str<'a>>,
-    #[serde(borrow)]
-    acct: Option<Str<'a>>,
-    #[serde(borrow)]
-    display_name: Option<Str<'a>>,
-    locked: Option<bool>,
-    bot: Option<bool>,
-    discoverable: Option<bool>,
-    indexable: Option<bool>,
-    group: Option<bool>,
-    #[serde(borrow)]
-    created_at: Option<Str<'a>>,
-    #[serde(borrow)]
-    note: Option<Str<'a>>,
-    #[serde(borrow)]
-    url: Option<Str<'a>>,
-    followers_count: Option<u64>,
-    noindex: Option<bool>,
-    #[serde(borrow)]
-    moved: Option<MovedTo<'a>>,
-    #[serde(borrow)]
-    fields: Option<Vec<ProfileField<'a>>>,
-}
-
-#[derive(Deserialize, Debug)]
-struct Status<'a> {
-    #[serde(borrow)]
-    uri: Str<'a>,
-    #[serde(borrow)]
-    id: Id<'a>,
-    #[serde(borrow)]
-    account: Account<'a>,
-    #[serde(borrow)]
-    created_at: Str<'a>,
-    #[serde(borrow)]
-    in_reply_to_id: Option<Id<'a>>,
-    #[serde(borrow)]
-    in_reply_to_account_id: Option<Id<'a>>,
-    sensitive: Option<bool>,
-    #[serde(borrow)]
-    spoiler_text: Option<Str<'a>>,
-    #[serde(borrow)]
-    visibility: Option<Str<'a>>,
-    #[serde(borrow)]
-    language: Option<Str<'a>>,
-    #[serde(borrow)]
-    url: Option<Str<'a>>,
-    replies_count: Option<u64>,
-    reblogs_count: Option<u64>,
-    favourites_count: Option<u64>,
-    quotes_count: Option<u64>,
-    #[serde(borrow)]
-    edited_at: Option<Str<'a>>,
-    #[serde(borrow)]
-    content: Option<Str<'a>>,
-    reblog: Option<Present>,
-    #[serde(borrow)]
-    application: Option<Application<'a>>,
-    media_attachments: Option<Vec<Present>>,
-    #[serde(borrow)]
-    mentions: Option<Vec<Mention<'a>>>,
-    #[serde(borrow)]
-    tags: Option<Vec<Tag<'a>>>,
-    emojis: Option<Vec<Present>>,
-    #[serde(borrow)]
-    quote: Option<Quote<'a>>,
-    card: Option<Present>,
-    poll: Option<Present>,
-}
+object!(Application { required {} optional { name: Str<'a>, website: Str<'a> } });
+object!(Tag { required { name: Str<'a> } optional { url: Str<'a> } });
+object!(Mention { required {} optional { id: Id<'a>, url: Str<'a>, acct: Str<'a> } });
+object!(MovedTo { required {} optional { acct: Str<'a>, url: Str<'a> } });
+object!(QuotedStatus { required {} optional { uri: Str<'a> } });
+object!(Quote { required {} optional { state: Str<'a>, quoted_status: QuotedStatus<'a> } });
+object!(ProfileField { required {} optional { name: Str<'a>, value: Str<'a> } });
+object!(Account {
+    required {}
+    optional {
+        id: Id<'a>,
+        username: Str<'a>,
+        acct: Str<'a>,
+        display_name: Str<'a>,
+        locked: bool,
+        bot: bool,
+        discoverable: bool,
+        indexable: bool,
+        group: bool,
+        created_at: Str<'a>,
+        note: Str<'a>,
+        url: Str<'a>,
+        followers_count: u64,
+        noindex: bool,
+        moved: MovedTo<'a>,
+        fields: Vec<ProfileField<'a>>,
+    }
+});
+object!(Status {
+    required { uri: Str<'a>, id: Id<'a>, account: Account<'a>, created_at: Str<'a> }
+    optional {
+        in_reply_to_id: Id<'a>,
+        in_reply_to_account_id: Id<'a>,
+        sensitive: bool,
+        spoiler_text: Str<'a>,
+        visibility: Str<'a>,
+        language: Str<'a>,
+        url: Str<'a>,
+        replies_count: u64,
+        reblogs_count: u64,
+        favourites_count: u64,
+        quotes_count: u64,
+        edited_at: Str<'a>,
+        content: Str<'a>,
+        reblog: Present,
+        application: Application<'a>,
+        media_attachments: Vec<Present>,
+        mentions: Vec<Mention<'a>>,
+        tags: Vec<Tag<'a>>,
+        emojis: Vec<Present>,
+        quote: Quote<'a>,
+        card: Present,
+        poll: Present,
+    }
+});
 
 /// `Count`: not negative (serde refuses that), at most int64's largest.
 fn count_ok(value: Option<u64>) -> bool {

@@ -652,12 +652,21 @@ class InstanceWorker:
             stream.close()
 
     def _ws_events(self, messages: list[bytes]) -> list[Event]:
-        return [e for e in map(self._ws_event, messages) if e is not None]
+        events = []
+        status_event = self._status_event
+        for message in messages:
+            # the usual update or edit: frame and status read natively in one call
+            fast = ws_status(message)
+            if fast is not None:
+                event = status_event(fast.event, fast)  # type: ignore[attr-defined]
+            else:
+                event = self._ws_event(message)
+            if event is not None:
+                events.append(event)
+        return events
 
     def _ws_event(self, message: str | bytes) -> Event | None:
-        fast = ws_status(message)  # the usual update or edit, frame and status in one call
-        if fast is not None:
-            return self._status_event(fast.event, fast)  # type: ignore[attr-defined]
+        """The event of a message `ws_status` does not read."""
         try:
             frame = parse_ws_frame(message)
         except ValueError as exc:
@@ -755,7 +764,7 @@ class InstanceWorker:
             self._stream_ids[kind] += 1
             self._stream_highs[kind] = advance(self._stream_highs[kind], status_id)
         elif name == UPDATE:
-            self._handing = advance(self._cursor(), status_id)
+            self._handing = advance(self._handing or self.contiguous, status_id)  # (_cursor)
         return Event(name, self.host, status=status, where=self.host)
 
     def _see(self, status_id: str) -> None:
