@@ -141,9 +141,7 @@ def check_rows(items: list[tuple[Any, ValidStatus, Any, datetime, Any, Any]]) ->
         post = to_post_python(
             reference, observed_on, ingested_at, opted_out=opted_out, consent=consent
         )
-        given_level = rows.append_fast(
-            fast, observed_on, ingested_at, opted_out, consent, _HELPERS
-        )
+        given_level = rows.append_fast(fast, observed_on, ingested_at, opted_out, consent, _HELPERS)
         if given_level is None:
             assert len(rows) == before
             left += 1
@@ -727,7 +725,11 @@ def test_broken_bytes(data, case, style):
 
 
 @settings(max_examples=200, **SETTINGS)
-@given(note=HTML, field=HTML, flags=st.lists(st.sampled_from([True, False, None]), min_size=4, max_size=4))
+@given(
+    note=HTML,
+    field=HTML,
+    flags=st.lists(st.sampled_from([True, False, None]), min_size=4, max_size=4),
+)
 def test_bios_by_hypothesis(note, field, flags):
     indexable, locked, bot, noindex = flags
     account = {"note": note, "fields": [{"name": "x", "value": field}], "indexable": indexable,

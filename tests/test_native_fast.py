@@ -176,9 +176,7 @@ def broken(draw: st.DrawFn, payload: bytes) -> bytes:
     if kind == "number":
         text = payload.decode("utf-8", "surrogatepass")
         key = draw(
-            st.sampled_from(
-                ['"replies_count"', '"favourites_count"', '"followers_count"', '"id"']
-            )
+            st.sampled_from(['"replies_count"', '"favourites_count"', '"followers_count"', '"id"'])
         )
         at = text.find(key + ":")
         if at < 0:

@@ -656,11 +656,8 @@ class InstanceWorker:
         status_event = self._status_event
         for message in messages:
             # the usual update or edit: frame and status read natively in one call
-            fast = ws_status(message)
-            if fast is not None:
-                event = status_event(fast.event, fast)  # type: ignore[attr-defined]
-            else:
-                event = self._ws_event(message)
+            fast: Any = ws_status(message)  # (a FastStatus: its `event` the frame's)
+            event = status_event(fast.event, fast) if fast is not None else self._ws_event(message)
             if event is not None:
                 events.append(event)
         return events
