@@ -358,6 +358,9 @@ def collect(
     state = CollectorState(state_dir)
     stop = stop or threading.Event()
     fleet = FleetSource(instances, state, options=options, stop=stop)
+    # (Kafka and pseudonymised records are Post objects: a native status would be decoded
+    # again for them)
+    fleet.native_statuses = not kafka and pseudonymizer is None
     started_at = datetime.now(UTC)
     stats = RunStats()
     recorder = Recorder(stats, consent=consent, dedupe=True, pseudonymizer=pseudonymizer)

@@ -21,6 +21,7 @@ from aiohttp import web
 
 from tootlake.collector import collect
 from tootlake.lake.reader import open_lake
+from tootlake.record import status as status_module
 from tootlake.sources import REJECT, UPDATE, Event
 from tootlake.sources import fleet as fleet_module
 from tootlake.sources.fleet import FleetOptions, InstanceSpec, InstanceWorker
@@ -56,6 +57,8 @@ def _deep(depth: int) -> str:
 class FakeFleet:
     """What a worker uses of its fleet; its bridge (`put`) blocks, as a full one does, until
     `open` is set."""
+
+    native_statuses = True  # (FleetSource's: streamed statuses read natively)
 
     def __init__(self, state_dir: Path, session: Any = None, block: bool = False) -> None:
         self.options = FleetOptions(**{**FAST.__dict__, "audit_posts": 0})
@@ -163,6 +166,35 @@ def test_a_stream_update_moves_the_cursor_only_once_handed_out(tmp_path):
         assert worker.contiguous == CURSOR
         worker._handed()
         assert worker.contiguous == str(ID0 + 5)
+
+    run(main)
+
+
+def test_stream_statuses_are_read_natively_only_where_the_pipeline_reads_them_so(tmp_path):
+    """A lake's collector gets the native FastStatus of a usual status, frame and status in
+    one call; one whose records are Post objects (Kafka, a pseudonymised lake: the
+    collector says so with `native_statuses`) gets the ValidStatus, decoded once. Either
+    way the same id, and the same cursor move."""
+    payload = _json(_status(5))
+    frame = json.dumps({"stream": ["public"], "event": "update", "payload": payload.decode()})
+
+    async def main() -> None:
+        built = status_module._native is not None  # (make install builds it)
+        for native, kind in (
+            (True, "FastStatus" if built else "ValidStatus"),
+            (False, "ValidStatus"),
+        ):
+            fleet = FakeFleet(tmp_path)
+            fleet.native_statuses = native
+            worker = _worker(fleet)
+            event = worker._stream_event("update", payload)
+            (framed,) = worker._ws_events([frame.encode()])
+            for got in (event, framed):
+                assert got is not None and got.status is not None
+                assert type(got.status).__name__ == kind
+                assert got.status.id == str(ID0 + 5) and got.kind == "update"
+            worker._handed()
+            assert worker.contiguous == str(ID0 + 5)
 
     run(main)
 

@@ -654,9 +654,10 @@ class InstanceWorker:
     def _ws_events(self, messages: list[bytes]) -> list[Event]:
         events = []
         status_event = self._status_event
+        native = self.fleet.native_statuses
         for message in messages:
             # the usual update or edit: frame and status read natively in one call
-            fast: Any = ws_status(message)  # (a FastStatus: its `event` the frame's)
+            fast: Any = ws_status(message) if native else None  # (its `event`: the frame's)
             event = status_event(fast.event, fast) if fast is not None else self._ws_event(message)
             if event is not None:
                 events.append(event)
@@ -734,7 +735,7 @@ class InstanceWorker:
             return Event(DELETE, self.host, id=status_id, where=self.host)
         if name not in (UPDATE, EDIT):
             return None
-        status = decode_stream_status(data)
+        status = decode_stream_status(data) if self.fleet.native_statuses else decode_status(data)
         if isinstance(status, Rejection):
             if self.backfilling:  # a page showing it too must not keep it twice
                 poison = _raw_id(data)
@@ -1037,6 +1038,11 @@ class FleetSource:
         self.options = options or FleetOptions()
         self.stop = stop or threading.Event()
         self.health_every = health_every
+        # Streamed statuses read natively (`FastStatus`, stage 1 of
+        # docs/design/fused-receive.md), for a pipeline that reads them so (into a lake's
+        # rows); one that makes Post objects (Kafka, pseudonymised lakes) would decode
+        # each again: False there.
+        self.native_statuses = True
         self.workers: list[InstanceWorker] = []
         self.newest_created_at: datetime | None = None  # of the newest post handed out
         self.handed_out = 0
