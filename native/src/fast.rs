@@ -303,8 +303,8 @@ fn non_empty<'b>(value: &'b Option<Str<'_>>) -> Option<&'b str> {
 
 /// Mastodon's usual time, `YYYY-MM-DDTHH:MM:SS[.mmm|.mmmmmm]Z`, as microseconds since the
 /// epoch and its parts; None for any other text, and for a date or time Python's datetime
-/// refuses (as `post::usual_time`, without making the datetime).
-fn usual_time(text: &str) -> Option<(i64, [u32; 7])> {
+/// refuses (`post::usual_time` makes the datetime of it).
+pub(crate) fn usual_time(text: &str) -> Option<(i64, [u32; 7])> {
     let text = text.as_bytes();
     let n = text.len();
     if !matches!(n, 20 | 24 | 27) || text[n - 1] != b'Z' {
@@ -347,7 +347,8 @@ fn usual_time(text: &str) -> Option<(i64, [u32; 7])> {
     ))
 }
 
-fn datetime<'py>(py: Python<'py>, parts: [u32; 7]) -> PyResult<Bound<'py, PyAny>> {
+/// The aware datetime (UTC) of `usual_time`'s parts.
+pub(crate) fn datetime<'py>(py: Python<'py>, parts: [u32; 7]) -> PyResult<Bound<'py, PyAny>> {
     let utc = PyTzInfo::utc(py)?;
     let [year, month, day, hour, minute, second, micros] = parts;
     let narrow = |n: u32| u8::try_from(n).unwrap_or(0); // (each checked by usual_time)

@@ -8,7 +8,7 @@
 
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyDateTime, PyList, PyString, PyTuple, PyTzInfo};
+use pyo3::types::{PyList, PyString, PyTuple, PyTzInfo};
 
 use crate::{count_words_of, may_hold_tag_of, simple_text_of, with_newlines};
 
@@ -146,53 +146,9 @@ pub(crate) fn usual_time<'py>(value: &Bound<'py, PyAny>) -> Option<Bound<'py, Py
 pub(crate) fn usual_time_micros<'py>(
     value: &Bound<'py, PyAny>,
 ) -> Option<(Bound<'py, PyAny>, i64)> {
-    let text = value
-        .cast_exact::<PyString>()
-        .ok()?
-        .to_str()
-        .ok()?
-        .as_bytes();
-    let n = text.len();
-    if !matches!(n, 20 | 24 | 27) || text[n - 1] != b'Z' {
-        return None;
-    }
-    let digits = |from: usize, to: usize| -> Option<u32> {
-        text[from..to].iter().try_fold(0u32, |acc, &c| {
-            c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
-        })
-    };
-    let shape = [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')];
-    if shape.iter().any(|&(at, c)| text[at] != c) {
-        return None;
-    }
-    let micros = match n {
-        20 => 0,
-        24 if text[19] == b'.' => digits(20, 23)? * 1000,
-        27 if text[19] == b'.' => digits(20, 26)?,
-        _ => return None,
-    };
-    let (year, month, day) = (digits(0, 4)?, digits(5, 7)?, digits(8, 10)?);
-    let (hour, minute, second) = (digits(11, 13)?, digits(14, 16)?, digits(17, 19)?);
-    let py = value.py();
-    let utc = PyTzInfo::utc(py).ok()?;
-    // (made first: it refuses what is out of range, so the arithmetic below is on a real date)
-    let time = PyDateTime::new(
-        py,
-        i32::try_from(year).ok()?,
-        u8::try_from(month).ok()?,
-        u8::try_from(day).ok()?,
-        u8::try_from(hour).ok()?,
-        u8::try_from(minute).ok()?,
-        u8::try_from(second).ok()?,
-        micros,
-        Some(&utc),
-    )
-    .ok()?
-    .into_any();
-    let days = crate::days_from_civil(i64::from(year), i64::from(month), i64::from(day));
-    let seconds =
-        days * 86_400 + i64::from(hour) * 3_600 + i64::from(minute) * 60 + i64::from(second);
-    Some((time, seconds * 1_000_000 + i64::from(micros)))
+    let text = value.cast_exact::<PyString>().ok()?.to_str().ok()?;
+    let (micros, parts) = crate::fast::usual_time(text)?;
+    Some((crate::fast::datetime(value.py(), parts).ok()?, micros))
 }
 
 type Out<T> = Result<T, Stop>;
@@ -735,6 +691,28 @@ fn post_fields<'py>(
     }
 }
 
+impl PostRows {
+    /// Pushes one row (`push(columns, row)` gives each column its value) and counts it;
+    /// false, with the row taken back from every column, when a column could not hold its
+    /// value.
+    fn push_row(&mut self, push: impl FnOnce(&mut [crate::Column], usize)) -> bool {
+        let i = self.rows;
+        let before: usize = self.columns.iter().map(|c| c.data_len()).sum();
+        let marks: Vec<crate::Mark> = self.columns.iter().map(|c| c.mark()).collect();
+        push(&mut self.columns, i);
+        if self.columns.iter().any(|c| c.failed()) {
+            for (column, mark) in self.columns.iter_mut().zip(marks.iter()) {
+                column.take_back(i, mark);
+            }
+            return false;
+        }
+        let after: usize = self.columns.iter().map(|c| c.data_len()).sum();
+        self.rows += 1;
+        self.size += after - before + self.overhead;
+        true
+    }
+}
+
 /// The fused path's posts: each appended as one row of Arrow columns (`posts_all`'s, in
 /// `POST_FIELDS` order) instead of a Post object, which the writer would convert and free
 /// later in another thread. `finish` gives the columns as `arrow_batch` does.
@@ -793,21 +771,13 @@ impl PostRows {
             return Ok(None);
         };
         let utc = PyTzInfo::utc(py)?;
-        let i = self.rows;
-        let before: usize = self.columns.iter().map(|c| c.data_len()).sum();
-        let marks: Vec<crate::Mark> = self.columns.iter().map(|c| c.mark()).collect();
-        for (column, value) in self.columns.iter_mut().zip(fields.iter()) {
-            column.push(i, value, &utc);
-        }
-        if self.columns.iter().any(|c| c.failed()) {
-            for (column, mark) in self.columns.iter_mut().zip(marks.iter()) {
-                column.take_back(i, mark);
+        if !self.push_row(|columns, i| {
+            for (column, value) in columns.iter_mut().zip(fields.iter()) {
+                column.push(i, value, &utc);
             }
+        }) {
             return Ok(None);
         }
-        let after: usize = self.columns.iter().map(|c| c.data_len()).sum();
-        self.rows += 1;
-        self.size += after - before + self.overhead;
         let [.., consent] = fields;
         Ok(Some(if consent.is_truthy()? {
             consent
@@ -854,21 +824,13 @@ impl PostRows {
             Some(Err(crate::fast::Stop::GiveUp)) | None => return Ok(None),
         };
         let utc = PyTzInfo::utc(py)?;
-        let i = self.rows;
-        let before: usize = self.columns.iter().map(|c| c.data_len()).sum();
-        let marks: Vec<crate::Mark> = self.columns.iter().map(|c| c.mark()).collect();
-        for (column, value) in self.columns.iter_mut().zip(values.iter()) {
-            column.push_value(i, value, &utc);
-        }
-        if self.columns.iter().any(|c| c.failed()) {
-            for (column, mark) in self.columns.iter_mut().zip(marks.iter()) {
-                column.take_back(i, mark);
+        if !self.push_row(|columns, i| {
+            for (column, value) in columns.iter_mut().zip(values.iter()) {
+                column.push_value(i, value, &utc);
             }
+        }) {
             return Ok(None);
         }
-        let after: usize = self.columns.iter().map(|c| c.data_len()).sum();
-        self.rows += 1;
-        self.size += after - before + self.overhead;
         Ok(Some(match values.last() {
             Some(crate::fast::Val::Str(level)) => PyString::new(py, level).into_any(),
             Some(crate::fast::Val::Py(given)) if given.is_truthy()? => given.clone(),

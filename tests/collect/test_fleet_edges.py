@@ -21,6 +21,7 @@ from aiohttp import web
 
 from tootlake.collector import collect
 from tootlake.lake.reader import open_lake
+from tootlake.record import ValidStatus
 from tootlake.record import status as status_module
 from tootlake.sources import REJECT, UPDATE, Event
 from tootlake.sources import fleet as fleet_module
@@ -195,6 +196,11 @@ def test_stream_statuses_are_read_natively_only_where_the_pipeline_reads_them_so
                 assert got.status.id == str(ID0 + 5) and got.kind == "update"
             worker._handed()
             assert worker.contiguous == str(ID0 + 5)
+        # a status the native reader declines (a field to coerce) is msgspec's, read once
+        odd = _json(_status(6, replies_count="many")).decode()
+        message = json.dumps({"stream": ["public"], "event": "update", "payload": odd})
+        (event,) = _worker(FakeFleet(tmp_path))._ws_events([message.encode()])
+        assert type(event.status) is ValidStatus and event.status.coerced == ("replies_count",)
 
     run(main)
 

@@ -664,7 +664,8 @@ class InstanceWorker:
         return events
 
     def _ws_event(self, message: str | bytes) -> Event | None:
-        """The event of a message `ws_status` does not read."""
+        """The event of a message `ws_status` did not read (or was not asked to): its status
+        is msgspec's to read, not the native reader's again."""
         try:
             frame = parse_ws_frame(message)
         except ValueError as exc:
@@ -676,7 +677,7 @@ class InstanceWorker:
         name, payload = frame
         if payload is None:
             return None
-        return self._stream_event(name, payload, "websocket")
+        return self._stream_event(name, payload, "websocket", native=False)
 
     def _reject(
         self, rejection: Rejection, raw: bytes | str, source: str, ack_id: str | None = None
@@ -723,7 +724,9 @@ class InstanceWorker:
             self.contiguous = advance(self.contiguous, self._handing)
         self._handing = None
 
-    def _stream_event(self, name: str, data: bytes, source: str = "sse") -> Event | None:
+    def _stream_event(
+        self, name: str, data: bytes, source: str = "sse", *, native: bool = True
+    ) -> Event | None:
         """The event of one stream message (None for one to skip), without an ack: the
         caller gives the read's last event the ack of them all (`_acked`)."""
         if name == DELETE:
@@ -735,7 +738,8 @@ class InstanceWorker:
             return Event(DELETE, self.host, id=status_id, where=self.host)
         if name not in (UPDATE, EDIT):
             return None
-        status = decode_stream_status(data) if self.fleet.native_statuses else decode_status(data)
+        native = native and self.fleet.native_statuses
+        status = decode_stream_status(data) if native else decode_status(data)
         if isinstance(status, Rejection):
             if self.backfilling:  # a page showing it too must not keep it twice
                 poison = _raw_id(data)
