@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -339,6 +340,39 @@ def test_the_backfill_remembers_at_most_seen_limit_ids(tmp_path, monkeypatch):
         assert list(worker._seen) == [str(ID0 + n) for n in range(91, 101)]
         assert worker._stream_event("update", _json(_status(95))) is None  # still known
         assert worker.stream_high == str(ID0 + 100) and worker.contiguous == CURSOR
+
+    run(main)
+
+
+def test_the_stream_copy_of_a_backfilled_post_read_after_the_backfill_is_not_handed_out_again(
+    tmp_path, monkeypatch
+):
+    """The loop reads sockets in gathers (and not at all while the bridge is full): the
+    stream's copy of a post on the backfill's last page may be read after the backfill
+    caught up. It is dropped, as during the backfill, for SEEN_GRACE seconds; after them
+    the backfill's ids are forgotten (memory), and a new post always goes out."""
+    pages = [[_json(_status(n)) for n in (1, 2, 3)], []]
+
+    async def fetch_page(session: Any, info: Any, timeline: str, **kw: Any) -> Page:
+        return Page(pages.pop(0) if pages else [], {}, RateLimit(None, None, None))
+
+    monkeypatch.setattr(fleet_module, "fetch_page", fetch_page)
+
+    async def main() -> None:
+        fleet = FakeFleet(tmp_path)
+        worker = _worker(fleet)
+        worker.backfilling = True  # (as `connected` sets it)
+        await worker._backfill(INFO)
+        assert not worker.backfilling and worker.contiguous == str(ID0 + 3)
+        assert [e.status.id for e in fleet.out] == [str(ID0 + n) for n in (1, 2, 3)]
+        assert worker._stream_event("update", _json(_status(3))) is None  # a late copy
+        new = worker._stream_event("update", _json(_status(4)))
+        assert new is not None and new.status.id == str(ID0 + 4)
+        edit = worker._stream_event("status.update", _json(_status(2)))  # (a new version)
+        assert edit is not None
+        worker._seen_until = time.monotonic()  # the grace is over
+        again = worker._stream_event("update", _json(_status(3)))
+        assert again is not None and not worker._seen
 
     run(main)
 

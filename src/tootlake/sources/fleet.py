@@ -51,6 +51,7 @@ from tootlake.record import (
 )
 from tootlake.record.status import Status as StreamStatus
 from tootlake.sources import DELETE, EDIT, UPDATE, Event, reject_event
+from tootlake.sources.gather import GatheringSelector
 from tootlake.sources.mastodon import (
     ERROR_BODY,
     MAX_BODY,
@@ -90,6 +91,9 @@ __all__ = ["FleetOptions", "FleetSource", "InstanceSpec", "InstanceWorker", "Sta
 
 log = logging.getLogger(__name__)
 SEEN_LIMIT = 100_000  # ids a backfill remembers to meet the stream (about 10 MB)
+# ...and keeps for this many seconds after it caught up: the stream's copy of a post on its
+# last pages may be read after them (the loop reads in gathers; a full bridge pauses reading)
+SEEN_GRACE = 5.0
 # The pipeline thread takes the bridge's events together; when fewer than _FEW wait after a
 # take it sleeps _GATHER seconds before the next (5,000 posts/s: ~30 a take instead of one).
 _FEW = 32
@@ -157,6 +161,9 @@ class FleetOptions:
     max_sse_line: int = MAX_SSE_LINE  # one SSE line
     max_sse_event: int = MAX_SSE_EVENT  # the data lines of one SSE event
     max_ws_message: int = MAX_WS_MESSAGE  # one WebSocket message
+    # Seconds the loop lets the servers' messages gather between two reads while it keeps up
+    # (`tootlake.sources.gather`; 0: read each as it comes).
+    gather: float = 0.02
 
 
 class _Bridge:
@@ -244,6 +251,7 @@ class InstanceWorker:
         self._stream_ids: collections.Counter[bool] = collections.Counter()
         self.backfilling = False
         self._seen: dict[str, None] = {}  # ids handed out during a backfill (insertion order)
+        self._seen_until = 0.0  # when the ids of the backfill that caught up are forgotten
         self._handing: str | None = None  # `contiguous` once the events made are handed out
         self._rejected: dict[int, None] = {}  # recent rejects of timeline pages (hashes)
         self._cut = False  # an event of this connection was cancelled before it got in
@@ -766,8 +774,18 @@ class InstanceWorker:
             self._stream_ids[kind] += 1
             self._stream_highs[kind] = advance(self._stream_highs[kind], status_id)
         elif name == UPDATE:
+            if self._seen and self._backfilled(status_id):
+                return None
             self._handing = advance(self._handing or self.contiguous, status_id)  # (_cursor)
         return Event(name, self.host, status=status, where=self.host)
+
+    def _backfilled(self, status_id: str) -> bool:
+        """Whether the backfill that just caught up handed this status out already (its ids
+        are kept SEEN_GRACE seconds, then forgotten here)."""
+        if time.monotonic() < self._seen_until:
+            return status_id in self._seen
+        self._seen = {}
+        return False
 
     def _see(self, status_id: str) -> None:
         """Remember an id handed out during the backfill (stream and pages meet there), the
@@ -804,7 +822,7 @@ class InstanceWorker:
             self.stream_high = None
         finally:
             self.backfilling = False
-            self._seen = {}
+            self._seen_until = time.monotonic() + SEEN_GRACE  # (`_backfilled`)
         if self.reconnects and self._recent:
             try:
                 await self._audit(info)
@@ -1114,8 +1132,12 @@ class FleetSource:
         return {worker.host: worker.health() for worker in self.workers}
 
     def _run_loop(self) -> None:
+        gap = self.options.gather
         try:
-            asyncio.run(self._main())
+            with asyncio.Runner(
+                loop_factory=lambda: asyncio.SelectorEventLoop(GatheringSelector(gap))
+            ) as runner:
+                runner.run(self._main())
         except BaseException as exc:  # surfaced by events() in the pipeline thread
             self._failure.append(exc)
         finally:
