@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tootlake.sources.gather import WINDOW, GatheringSelector
+from tootlake.sources.gather import MAX_GAP, WINDOW, GatheringSelector
 
 GAP = 0.3
 
@@ -27,10 +27,15 @@ def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
     theirs.close()
 
 
+def _listening(ours: socket.socket, gap: float = GAP) -> GatheringSelector:
+    selector = GatheringSelector(gap)
+    selector.register(ours, 1)
+    return selector
+
+
 def test_a_read_waits_the_gap_and_gets_what_came_meanwhile(pair):
     ours, theirs = pair
-    selector = GatheringSelector(GAP)
-    selector.register(ours, 1)
+    selector = _listening(ours)
     theirs.send(b"first")
     assert [key.fileobj for key, _ in selector.select(None)] == [ours]
     read = time.monotonic()
@@ -50,8 +55,7 @@ def test_a_read_waits_the_gap_and_gets_what_came_meanwhile(pair):
 
 def test_a_busy_loop_stops_gathering_and_starts_again_once_it_keeps_up(pair):
     ours, theirs = pair
-    selector = GatheringSelector(GAP)
-    selector.register(ours, 1)
+    selector = _listening(ours)
     theirs.send(b"x")
     assert selector.select(None)
     # busy: the loop works (here: spins) between polls for longer than a window
@@ -77,8 +81,7 @@ def test_a_busy_loop_stops_gathering_and_starts_again_once_it_keeps_up(pair):
 
 def test_no_gap_never_gathers(pair):
     ours, theirs = pair
-    selector = GatheringSelector(0)
-    selector.register(ours, 1)
+    selector = _listening(ours, 0)
     for _ in range(3):
         theirs.send(b"x")
         started = time.monotonic()
@@ -87,6 +90,14 @@ def test_no_gap_never_gathers(pair):
         ours.recv(100)
     assert not selector.gathering
     selector.close()
+
+
+@pytest.mark.parametrize("gap", [-0.01, float("nan"), float("inf"), MAX_GAP + 1, 1e300])
+def test_a_gap_it_cannot_keep_is_refused_and_named(gap):
+    """Negative, not a number, or so long a stop would wait for it (the loop cannot be woken
+    while it sleeps)."""
+    with pytest.raises(ValueError, match=r"Invalid gather gap .*from 0 \(off\) to 1"):
+        GatheringSelector(gap)
 
 
 def test_an_event_loop_on_it_reads_a_burst_in_one_go(pair):

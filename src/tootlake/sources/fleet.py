@@ -162,7 +162,7 @@ class FleetOptions:
     max_sse_event: int = MAX_SSE_EVENT  # the data lines of one SSE event
     max_ws_message: int = MAX_WS_MESSAGE  # one WebSocket message
     # Seconds the loop lets the servers' messages gather between two reads while it keeps up
-    # (`tootlake.sources.gather`; 0: read each as it comes).
+    # (`tootlake.sources.gather`; 0: read each as it comes; at most 1).
     gather: float = 0.02
 
 
@@ -251,7 +251,6 @@ class InstanceWorker:
         self._stream_ids: collections.Counter[bool] = collections.Counter()
         self.backfilling = False
         self._seen: dict[str, None] = {}  # ids handed out during a backfill (insertion order)
-        self._seen_until = 0.0  # when the ids of the backfill that caught up are forgotten
         self._handing: str | None = None  # `contiguous` once the events made are handed out
         self._rejected: dict[int, None] = {}  # recent rejects of timeline pages (hashes)
         self._cut = False  # an event of this connection was cancelled before it got in
@@ -774,18 +773,16 @@ class InstanceWorker:
             self._stream_ids[kind] += 1
             self._stream_highs[kind] = advance(self._stream_highs[kind], status_id)
         elif name == UPDATE:
-            if self._seen and self._backfilled(status_id):
+            if status_id in self._seen:  # the backfill that just caught up handed it out
                 return None
             self._handing = advance(self._handing or self.contiguous, status_id)  # (_cursor)
         return Event(name, self.host, status=status, where=self.host)
 
-    def _backfilled(self, status_id: str) -> bool:
-        """Whether the backfill that just caught up handed this status out already (its ids
-        are kept SEEN_GRACE seconds, then forgotten here)."""
-        if time.monotonic() < self._seen_until:
-            return status_id in self._seen
-        self._seen = {}
-        return False
+    def _forget(self, seen: dict[str, None]) -> None:
+        """The grace of a backfill's ids is over: free them, unless a new connection's
+        backfill has its own by now."""
+        if self._seen is seen:
+            self._seen = {}
 
     def _see(self, status_id: str) -> None:
         """Remember an id handed out during the backfill (stream and pages meet there), the
@@ -822,7 +819,9 @@ class InstanceWorker:
             self.stream_high = None
         finally:
             self.backfilling = False
-            self._seen_until = time.monotonic() + SEEN_GRACE  # (`_backfilled`)
+            # kept a while for the stream's late copies, then freed (a quiet instance's too)
+            seen = self._seen
+            asyncio.get_running_loop().call_later(SEEN_GRACE, self._forget, seen)
         if self.reconnects and self._recent:
             try:
                 await self._audit(info)

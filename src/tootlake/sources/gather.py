@@ -17,6 +17,8 @@ import time
 from typing import Any
 
 BUSY = 0.5  # the share of time the loop works (not waits) beyond which it stops gathering
+# The longest gap: while it sleeps the loop cannot be woken (a stop waits for the gap's end).
+MAX_GAP = 1.0
 WINDOW = 0.1  # seconds over which that share is measured
 
 
@@ -24,6 +26,10 @@ class GatheringSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-t
     """`selectors.DefaultSelector` whose `select` gathers (see the module); `gap` 0: plain."""
 
     def __init__(self, gap: float) -> None:
+        if not 0 <= gap <= MAX_GAP:  # (NaN fails it too)
+            raise ValueError(
+                f"Invalid gather gap {gap!r}: give seconds from 0 (off) to {MAX_GAP:g}."
+            )
         super().__init__()
         self.gap = gap
         self.gathering = gap > 0  # whether the loop keeps up (measured every WINDOW)
